@@ -1,1 +1,400 @@
-//! placeholder
+//! Plugin configuration: the JSON an operator writes into Envoy's `PluginConfig`, and its
+//! validated runtime form.
+//!
+//! Two documents share one `.wasm`: the HTTP filter's ([`FilterConfig`] → [`Settings`]) and
+//! the snapshot fetcher's ([`FetcherConfig`] → [`FetcherSettings`]). Parsing is strict
+//! (`deny_unknown_fields`), every default is named, and validation reports every bad field at
+//! once in a [`ConfigError`]. It never reads the environment or the network.
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::decision::Policy;
+use crate::reply::Challenge;
+use crate::token::{Algorithm, KeyRing, KeySpec, VerifierSettings};
+
+/// Why a configuration was refused: every problem, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid registry-gate configuration: {}", .problems.join("; "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+/// The HTTP filter's configuration as written by the operator.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Exact `iss` every token must carry.
+    pub issuer: String,
+    /// The token service: `aud` every token must carry, and the challenge's `service`.
+    pub service: String,
+    /// Token endpoint URL named in challenges, e.g. `https://registry.example.com/v2/token`.
+    pub realm: String,
+    /// Allowed signature algorithms; never taken from a token.
+    #[serde(default = "defaults::algorithms")]
+    pub algorithms: Vec<Algorithm>,
+    /// Static verification keys, in addition to the snapshot's key set.
+    #[serde(default)]
+    pub keys: Vec<KeySpec>,
+    #[serde(default = "defaults::leeway_secs")]
+    pub leeway_secs: u64,
+    #[serde(default = "defaults::max_token_bytes")]
+    pub max_token_bytes: usize,
+    #[serde(default = "defaults::max_token_lifetime_secs")]
+    pub max_token_lifetime_secs: u64,
+    #[serde(default = "defaults::token_cache_entries")]
+    pub token_cache_entries: usize,
+    /// A snapshot not confirmed by the sidecar for this long is no longer trusted: requests
+    /// get 503 until a fetch succeeds again.
+    #[serde(default = "defaults::max_staleness_secs")]
+    pub max_staleness_secs: u64,
+    #[serde(default = "defaults::retry_after_secs")]
+    pub retry_after_secs: u64,
+    /// Header carrying the verified identity to the upstream; any client copy is removed.
+    #[serde(default = "defaults::identity_header")]
+    pub identity_header: String,
+    /// Keep the client's `Authorization` header on forwarded requests.
+    #[serde(default)]
+    pub forward_authorization: bool,
+    #[serde(default)]
+    pub allow_push: bool,
+    #[serde(default = "defaults::catalog_default_page")]
+    pub catalog_default_page: usize,
+    #[serde(default = "defaults::catalog_max_page")]
+    pub catalog_max_page: usize,
+    /// How often a worker looks for a new snapshot generation in shared data.
+    #[serde(default = "defaults::snapshot_check_ms")]
+    pub snapshot_check_ms: u64,
+}
+
+/// Named defaults, so documentation and code agree.
+pub mod defaults {
+    use crate::token::Algorithm;
+
+    pub fn algorithms() -> Vec<Algorithm> {
+        vec![Algorithm::EdDSA]
+    }
+    pub const fn leeway_secs() -> u64 {
+        60
+    }
+    pub const fn max_token_bytes() -> usize {
+        8192
+    }
+    pub const fn max_token_lifetime_secs() -> u64 {
+        3600
+    }
+    pub const fn token_cache_entries() -> usize {
+        4096
+    }
+    pub const fn max_staleness_secs() -> u64 {
+        3600
+    }
+    pub const fn retry_after_secs() -> u64 {
+        5
+    }
+    pub fn identity_header() -> String {
+        "x-registry-gate-identity".into()
+    }
+    pub const fn catalog_default_page() -> usize {
+        100
+    }
+    pub const fn catalog_max_page() -> usize {
+        1000
+    }
+    pub const fn snapshot_check_ms() -> u64 {
+        100
+    }
+    pub fn path() -> String {
+        "/v1/snapshot".into()
+    }
+    pub const fn wait_secs() -> u64 {
+        20
+    }
+    pub const fn timeout_ms() -> u64 {
+        25_000
+    }
+    pub const fn retry_ms() -> u64 {
+        500
+    }
+    pub const fn max_snapshot_bytes() -> usize {
+        256 * 1024 * 1024
+    }
+}
+
+/// The filter's validated runtime settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub verifier: VerifierSettings,
+    pub static_keys: KeyRing,
+    pub policy: Policy,
+    pub token_cache_entries: usize,
+    pub max_staleness_secs: u64,
+    pub retry_after_secs: u64,
+    /// Lower-case header name.
+    pub identity_header: String,
+    pub forward_authorization: bool,
+    pub snapshot_check_ms: u64,
+}
+
+impl Settings {
+    /// Parses and validates the filter configuration JSON.
+    pub fn from_json(bytes: &[u8]) -> Result<Settings, ConfigError> {
+        let config: FilterConfig = serde_json::from_slice(bytes).map_err(|e| ConfigError {
+            problems: vec![e.to_string()],
+        })?;
+        Settings::try_from(config)
+    }
+}
+
+impl TryFrom<FilterConfig> for Settings {
+    type Error = ConfigError;
+
+    fn try_from(config: FilterConfig) -> Result<Settings, ConfigError> {
+        let mut problems = Vec::new();
+        if config.issuer.is_empty() {
+            problems.push("issuer must not be empty".to_string());
+        }
+        if config.service.is_empty() || config.service.contains('"') {
+            problems.push("service must be non-empty and contain no '\"'".to_string());
+        }
+        if !(config.realm.starts_with("https://") || config.realm.starts_with("http://"))
+            || config.realm.contains('"')
+        {
+            problems.push(format!(
+                "realm {:?} must be an http(s) URL without '\"'",
+                config.realm
+            ));
+        }
+        if config.algorithms.is_empty() {
+            problems.push("algorithms must name at least one algorithm".to_string());
+        }
+        if config.leeway_secs > 300 {
+            problems.push(format!(
+                "leeway_secs {} exceeds 300 (RFC 7519 allows a few minutes at most)",
+                config.leeway_secs
+            ));
+        }
+        if !(512..=65536).contains(&config.max_token_bytes) {
+            problems.push(format!(
+                "max_token_bytes {} must be between 512 and 65536",
+                config.max_token_bytes
+            ));
+        }
+        if config.max_token_lifetime_secs < 60 {
+            problems.push(format!(
+                "max_token_lifetime_secs {} must be at least 60 (registry tokens live at least 60 s)",
+                config.max_token_lifetime_secs
+            ));
+        }
+        if !(1..=1_000_000).contains(&config.token_cache_entries) {
+            problems.push(format!(
+                "token_cache_entries {} must be between 1 and 1000000",
+                config.token_cache_entries
+            ));
+        }
+        if config.max_staleness_secs == 0 {
+            problems.push("max_staleness_secs must be positive".to_string());
+        }
+        if config.identity_header.is_empty()
+            || !config
+                .identity_header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            problems.push(format!(
+                "identity_header {:?} must be a plain header name",
+                config.identity_header
+            ));
+        }
+        if config.identity_header.eq_ignore_ascii_case("authorization") {
+            problems.push("identity_header must not be authorization".to_string());
+        }
+        if config.catalog_default_page == 0
+            || config.catalog_max_page == 0
+            || config.catalog_default_page > config.catalog_max_page
+        {
+            problems.push(format!(
+                "catalog_default_page {} must be positive and at most catalog_max_page {}",
+                config.catalog_default_page, config.catalog_max_page
+            ));
+        }
+        if !(10..=60_000).contains(&config.snapshot_check_ms) {
+            problems.push(format!(
+                "snapshot_check_ms {} must be between 10 and 60000",
+                config.snapshot_check_ms
+            ));
+        }
+        let static_keys = match KeyRing::from_specs(&config.keys) {
+            Ok(keys) => Some(keys),
+            Err(err) => {
+                problems.push(format!("keys: {err}"));
+                None
+            }
+        };
+        match static_keys {
+            Some(static_keys) if problems.is_empty() => Ok(Settings {
+                verifier: VerifierSettings {
+                    issuer: config.issuer,
+                    audience: config.service.clone(),
+                    algorithms: config.algorithms,
+                    leeway_secs: config.leeway_secs,
+                    max_token_bytes: config.max_token_bytes,
+                    max_lifetime_secs: config.max_token_lifetime_secs,
+                },
+                static_keys,
+                policy: Policy {
+                    challenge: Challenge {
+                        realm: config.realm,
+                        service: config.service,
+                    },
+                    allow_push: config.allow_push,
+                    catalog_default_page: config.catalog_default_page,
+                    catalog_max_page: config.catalog_max_page,
+                },
+                token_cache_entries: config.token_cache_entries,
+                max_staleness_secs: config.max_staleness_secs,
+                retry_after_secs: config.retry_after_secs,
+                identity_header: config.identity_header.to_ascii_lowercase(),
+                forward_authorization: config.forward_authorization,
+                snapshot_check_ms: config.snapshot_check_ms,
+            }),
+            _ => Err(ConfigError { problems }),
+        }
+    }
+}
+
+/// The snapshot fetcher's configuration (the singleton `envoy.bootstrap.wasm` service).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetcherConfig {
+    /// Envoy cluster of the sidecar.
+    pub cluster: String,
+    /// `:authority` sent to the sidecar.
+    pub authority: String,
+    #[serde(default = "defaults::path")]
+    pub path: String,
+    /// Long-poll wait the sidecar is asked for.
+    #[serde(default = "defaults::wait_secs")]
+    pub wait_secs: u64,
+    /// Timeout of one fetch; must exceed the wait.
+    #[serde(default = "defaults::timeout_ms")]
+    pub timeout_ms: u64,
+    /// Pause after a failed fetch before the next one.
+    #[serde(default = "defaults::retry_ms")]
+    pub retry_ms: u64,
+    #[serde(default = "defaults::max_snapshot_bytes")]
+    pub max_snapshot_bytes: usize,
+    /// Bearer secret sent to the sidecar, if it requires one for reads.
+    #[serde(default)]
+    pub authorization: Option<String>,
+}
+
+/// Validated fetcher settings (same fields, checked).
+pub type FetcherSettings = FetcherConfig;
+
+impl FetcherConfig {
+    /// Parses and validates the fetcher configuration JSON.
+    pub fn from_json(bytes: &[u8]) -> Result<FetcherSettings, ConfigError> {
+        let config: FetcherConfig = serde_json::from_slice(bytes).map_err(|e| ConfigError {
+            problems: vec![e.to_string()],
+        })?;
+        let mut problems = Vec::new();
+        if config.cluster.is_empty() {
+            problems.push("cluster must not be empty".to_string());
+        }
+        if config.authority.is_empty() {
+            problems.push("authority must not be empty".to_string());
+        }
+        if !config.path.starts_with('/') {
+            problems.push(format!("path {:?} must start with '/'", config.path));
+        }
+        if config.timeout_ms <= config.wait_secs.saturating_mul(1000) {
+            problems.push(format!(
+                "timeout_ms {} must exceed wait_secs {} × 1000",
+                config.timeout_ms, config.wait_secs
+            ));
+        }
+        if config.retry_ms == 0 {
+            problems.push("retry_ms must be positive".to_string());
+        }
+        if config.max_snapshot_bytes < 1024 {
+            problems.push("max_snapshot_bytes must be at least 1024".to_string());
+        }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    const MINIMAL: &str =
+        r#"{"issuer":"registry-gate","service":"svc","realm":"https://gw.example/v2/token"}"#;
+
+    #[test]
+    fn minimal_config_takes_named_defaults() {
+        let settings = Settings::from_json(MINIMAL.as_bytes()).unwrap();
+        assert_eq!(settings.verifier.algorithms, defaults::algorithms());
+        assert_eq!(settings.verifier.leeway_secs, defaults::leeway_secs());
+        assert_eq!(settings.verifier.audience, "svc");
+        assert_eq!(settings.identity_header, defaults::identity_header());
+        assert_eq!(settings.policy.challenge.realm, "https://gw.example/v2/token");
+        assert!(!settings.policy.allow_push);
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_at_once() {
+        let json = r#"{"issuer":"","service":"svc","realm":"ftp://x","algorithms":[],
+            "leeway_secs":999,"max_token_bytes":10,"catalog_default_page":5000,
+            "identity_header":"x bad"}"#;
+        let err = Settings::from_json(json.as_bytes()).unwrap_err();
+        let rows = [
+            ("empty issuer", "issuer"),
+            ("bad realm", "realm"),
+            ("no algorithms", "algorithms"),
+            ("leeway too large", "leeway_secs"),
+            ("token cap too small", "max_token_bytes"),
+            ("page sizes", "catalog_default_page"),
+            ("identity header", "identity_header"),
+        ];
+        for (case, field) in rows {
+            assert!(
+                err.problems.iter().any(|p| p.contains(field)),
+                "{case}: {err}"
+            );
+        }
+        assert_eq!(err.problems.len(), rows.len(), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_and_algorithms_are_refused() {
+        let rows = [
+            ("unknown field", r#"{"issuer":"i","service":"s","realm":"https://r","extra":1}"#),
+            ("unknown algorithm", r#"{"issuer":"i","service":"s","realm":"https://r","algorithms":["none"]}"#),
+            ("not json", "issuer=i"),
+            ("missing issuer", r#"{"service":"s","realm":"https://r"}"#),
+        ];
+        for (case, json) in rows {
+            assert!(Settings::from_json(json.as_bytes()).is_err(), "{case}");
+        }
+    }
+
+    #[test]
+    fn fetcher_config() {
+        let ok = FetcherConfig::from_json(br#"{"cluster":"sidecar","authority":"sidecar"}"#).unwrap();
+        assert_eq!(ok.path, "/v1/snapshot");
+        assert!(ok.timeout_ms > ok.wait_secs * 1000);
+        let err = FetcherConfig::from_json(
+            br#"{"cluster":"","authority":"a","path":"v1","wait_secs":30,"timeout_ms":1000}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+    }
+}

@@ -1,1 +1,29 @@
-//! placeholder
+//! registry-gate as a proxy-wasm module: glue only. It moves bytes between Envoy and
+//! `registry-gate-core` and holds no decision logic of its own.
+//!
+//! - `root`: configuration and role (HTTP filter or snapshot fetcher)
+//! - `http`: one request through the core
+//! - `worker`: a worker's installed snapshot, token cache and stats
+//! - `fetcher`: the singleton that long-polls the sidecar into shared data
+//! - `shared`: the shared-data protocol between the two
+//! - `host`: every host call, as results
+//! - `stats`: the Envoy stats the filter defines
+
+mod fetcher;
+mod host;
+mod http;
+mod root;
+mod shared;
+mod stats;
+mod worker;
+
+use proxy_wasm::types::LogLevel;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    // A panic is a bug: log it loudly. The trap that follows fails the request closed (503).
+    std::panic::set_hook(Box::new(|info| {
+        host::log(LogLevel::Critical, &format!("registry-gate panicked: {info}"));
+    }));
+    proxy_wasm::set_root_context(|_| Box::new(root::Root::new()));
+}}

@@ -1,0 +1,113 @@
+//! The root context: reads the plugin configuration and takes one of two roles, chosen by
+//! the plugin's `root_id`: the HTTP filter (one per worker) or the snapshot fetcher (the
+//! singleton service).
+//!
+//! `on_configure` refuses only a configuration that can never work; a missing snapshot is
+//! transient state and never fails configuration.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel};
+use registry_gate_core::config::{FetcherConfig, Settings};
+
+use crate::fetcher::{self, Fetcher};
+use crate::host;
+use crate::http::Request;
+use crate::worker::Worker;
+
+/// `root_id` of the fetcher service; any other root id is the HTTP filter.
+pub const FETCHER_ROOT_ID: &str = "registry_gate_fetcher";
+
+enum Role {
+    Unconfigured,
+    Filter(Rc<RefCell<Worker>>),
+    Fetcher(Fetcher),
+}
+
+/// The root context of either role.
+pub struct Root {
+    role: Role,
+}
+
+impl Root {
+    pub fn new() -> Root {
+        Root {
+            role: Role::Unconfigured,
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Role::Fetcher(fetcher) = &mut self.role {
+            fetcher.on_response(token_id, body_size);
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let root_id = host::property(vec!["plugin_root_id"])
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default();
+        let config = host::plugin_configuration().unwrap_or_default();
+        if root_id == FETCHER_ROOT_ID {
+            match FetcherConfig::from_json(&config) {
+                Ok(settings) => {
+                    self.role = Role::Fetcher(Fetcher::new(settings));
+                    host::set_tick_period(fetcher::TICK);
+                    true
+                }
+                Err(err) => {
+                    host::log(LogLevel::Critical, &err.to_string());
+                    false
+                }
+            }
+        } else {
+            match Settings::from_json(&config) {
+                Ok(settings) => {
+                    let period = Duration::from_millis(settings.snapshot_check_ms);
+                    let worker = Worker::new(settings);
+                    self.role = Role::Filter(Rc::new(RefCell::new(worker)));
+                    host::set_tick_period(period);
+                    true
+                }
+                Err(err) => {
+                    host::log(LogLevel::Critical, &err.to_string());
+                    false
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        match &mut self.role {
+            Role::Filter(worker) => worker.borrow_mut().refresh(),
+            Role::Fetcher(fetcher) => fetcher.on_tick(),
+            Role::Unconfigured => {}
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        match &self.role {
+            Role::Filter(worker) => Some(Box::new(Request {
+                worker: Rc::clone(worker),
+            })),
+            // Not configured as a filter: a context that refuses every request.
+            Role::Fetcher(_) | Role::Unconfigured => Some(Box::new(crate::http::Refuse)),
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
