@@ -160,7 +160,8 @@ mod tests {
             n,
             last: last.map(Into::into),
         };
-        let rows: &[(&str, &Principal, Page, Policy, &[&str], Option<&str>)] = &[
+        type Row<'a> = (&'a str, &'a Principal, Page, Policy, &'a [&'a str], Option<&'a str>);
+        let rows: &[Row] = &[
             (
                 "user sees grants and public, sorted",
                 &alice,

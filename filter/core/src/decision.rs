@@ -296,10 +296,11 @@ fn decide_repository(
         }
         return Decision::Reply(reply::error(404, Code::NameUnknown, NAME_UNKNOWN, None));
     }
-    let covered = identity
-        .access
-        .as_deref()
-        .is_none_or(|access| access_covers(access, name, action));
+    // Distribution's rule: a push needs `pull` and `push` in the token's scope.
+    let covered = identity.access.as_deref().is_none_or(|access| {
+        access_covers(access, name, action)
+            && (action != Action::Push || access_covers(access, name, Action::Pull))
+    });
     if !covered {
         return Decision::Reply(challenge.unauthorized(
             Some(&scope),

@@ -24,7 +24,7 @@ pub const FETCHER_ROOT_ID: &str = "registry_gate_fetcher";
 enum Role {
     Unconfigured,
     Filter(Rc<RefCell<Worker>>),
-    Fetcher(Fetcher),
+    Fetcher(Box<Fetcher>),
 }
 
 /// The root context of either role.
@@ -63,7 +63,7 @@ impl RootContext for Root {
         if root_id == FETCHER_ROOT_ID {
             match FetcherConfig::from_json(&config) {
                 Ok(settings) => {
-                    self.role = Role::Fetcher(Fetcher::new(settings));
+                    self.role = Role::Fetcher(Box::new(Fetcher::new(settings)));
                     host::set_tick_period(fetcher::TICK);
                     true
                 }

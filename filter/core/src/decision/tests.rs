@@ -130,6 +130,7 @@ fn behaviour_table() {
         ("delete refused when writes are off", user("alice", access("team/app", &["delete"])), manifest("team/app", Action::Delete), false, 405, Some("UNSUPPORTED"), None),
         ("push to public refused when writes are off", Identity::anonymous(), manifest("library/public", Action::Push), false, 405, Some("UNSUPPORTED"), None),
         ("push by writer with covering token", user("alice", access("team/app", &["pull", "push"])), manifest("team/app", Action::Push), true, 0, None, None),
+        ("E2 push by writer, push-only token (push needs pull too)", user("alice", access("team/app", &["push"])), manifest("team/app", Action::Push), true, 401, Some("UNAUTHORIZED"), Some("insufficient_scope")),
         ("E2 push by writer, pull-only token", user("alice", access("team/app", &["pull"])), manifest("team/app", Action::Push), true, 401, Some("UNAUTHORIZED"), Some("insufficient_scope")),
         ("push by stranger to a private repo: 404", user("alice", None), manifest("team/other", Action::Push), true, 404, Some("NAME_UNKNOWN"), None),
         ("push without token", Identity::anonymous(), manifest("team/app", Action::Push), true, 401, Some("UNAUTHORIZED"), Some(r#"scope="repository:team/app:pull,push""#)),
