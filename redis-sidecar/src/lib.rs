@@ -1,1 +1,66 @@
-//! placeholder
+//! registry-gate sidecar: distributes access snapshots to the Envoy filters through Redis,
+//! accepts whole-snapshot publishes from the sync side, and issues Docker registry tokens.
+//!
+//! The crate surface is [`app`] (the HTTP router over an [`AppState`], testable without a
+//! socket) and [`run`] (serve a listener until a shutdown future resolves). The snapshot
+//! format is `registry_gate_core::snapshot`: one definition shared with the filter. Nothing
+//! here may panic on input or on a Redis failure; every failure becomes an HTTP status in
+//! `api::ApiError`.
+
+pub mod api;
+pub mod cache;
+pub mod config;
+pub mod keys;
+pub mod publisher;
+pub mod state;
+pub mod store;
+pub mod token;
+
+use std::future::Future;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use crate::config::{Cli, Command, Config, ConfigError, ServeArgs};
+pub use crate::state::AppState;
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// The HTTP application over a built state.
+pub fn app(state: AppState) -> Router {
+    api::router(state)
+}
+
+/// Serves `listener` until `shutdown` resolves, then stops accepting, wakes long-polls,
+/// finishes in-flight requests and stops the Redis poller.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let (stop, stopped) = watch::channel(false);
+    let state = AppState::new(config, stopped.clone())?;
+    let poller = tokio::spawn(state.clone().poll_forever(stopped));
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "serving");
+    }
+    let served = axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            stop.send_replace(true);
+        })
+        .await;
+    if let Err(error) = poller.await {
+        tracing::warn!(%error, "snapshot poller ended abnormally");
+    }
+    served.map_err(RunError::from)
+}

@@ -1,0 +1,550 @@
+//! The HTTP face: routes, request parsing and the one place ([`ApiError`]'s `IntoResponse`)
+//! where failures become statuses.
+//!
+//! | route | answers |
+//! |---|---|
+//! | `GET /healthz` | 200 `ok` while the process runs |
+//! | `GET /readyz` | 200 when Redis answers `PING`, else 503 |
+//! | `GET /v1/snapshot[?wait=SECS]` | 200 envelope + `ETag`; 304 when `If-None-Match` names the current generation or a newer one of the same epoch (after long-polling up to `wait`); 503 + `Retry-After` before the first publish |
+//! | `PUT /v1/snapshot[?allow_empty=true]` | bearer-secret only; 200 `{"epoch","generation","changed"}` + `ETag`; 400 bad body, 401, 409 would empty, 412 stale `If-Match`, 413, 503 Redis |
+//! | `GET /v2/token` | Docker token spec; 200 token, 400 `UNSUPPORTED` (unknown service or malformed scope), 401 `UNAUTHORIZED`, 503 `UNAVAILABLE` |
+//!
+//! Handlers only translate between HTTP and the other modules. They must never leak
+//! internals in an error body (internal errors are logged, the client gets a fixed text),
+//! never log secrets, and never write to Redis from the token endpoint.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH,
+    RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use registry_gate_core::reply::{self, Code, Reply};
+use registry_gate_core::scope::{parse_scopes, ResourceScope};
+use registry_gate_core::snapshot::Content;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::cache::{Current, Tag, View};
+use crate::publisher::{PublishError, Request};
+use crate::state::{stopping, AppState};
+use crate::store::StoreError;
+use crate::token::{self, AuthError, MintError};
+
+/// Seconds a client is told to wait before retrying a 503.
+const RETRY_AFTER_SECS: &str = "1";
+/// Realm of the Basic challenge on the token endpoint.
+const BASIC_REALM: &str = "Basic realm=\"registry-gate\"";
+/// Realm of the bearer challenge on the sync endpoints.
+const SYNC_REALM: &str = "Bearer realm=\"registry-gate-sync\"";
+
+/// The router. Tests drive it without a socket; `run` serves it.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/snapshot", get(get_snapshot).put(put_snapshot))
+        .route("/v2/token", get(get_token))
+        .with_state(state)
+}
+
+/// Every way a request can fail, mapped to HTTP in exactly one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Redis answered, and no snapshot has been published under the current epoch (or the
+    /// sidecar has not been able to read one yet).
+    #[error("no snapshot published yet")]
+    NoSnapshot,
+    /// The sidecar has not been able to read Redis since it started.
+    #[error("snapshot not loaded yet: the snapshot store has not been reachable")]
+    NotLoaded,
+    #[error("snapshot store unavailable: {0}")]
+    Store(#[from] StoreError),
+    #[error("missing or wrong sync bearer secret")]
+    SyncUnauthorized,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("the snapshot changed: If-Match does not name the current generation")]
+    PreconditionFailed { current: Option<Tag> },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Busy(String),
+    /// Logged in full; the client sees a fixed text.
+    #[error("internal error")]
+    Internal(String),
+    /// Token-endpoint failures, answered in the registry error format.
+    #[error(transparent)]
+    Token(#[from] TokenFailure),
+}
+
+/// Token-endpoint failures (registry error format, `Docker-Distribution-API-Version`).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFailure {
+    /// 400 `UNSUPPORTED`: the request names a service this server does not issue tokens for.
+    #[error("unknown or missing service: this token server issues tokens for {expected:?}")]
+    Service { expected: String },
+    /// 400 `UNSUPPORTED`: a `scope` parameter does not follow the scope grammar. (The spec
+    /// defines no code for a bad token request; `UNSUPPORTED` — "the operation is
+    /// unsupported" — is the closest registry code and keeps the body in the registry format.)
+    #[error("malformed scope {scope:?}: {reason}")]
+    Scope { scope: String, reason: String },
+    /// 400 `UNSUPPORTED`: a query parameter is malformed.
+    #[error("{0}")]
+    Query(String),
+    /// 401 `UNAUTHORIZED` + `WWW-Authenticate: Basic`.
+    #[error("authentication required: invalid username or password")]
+    BadCredentials,
+    /// 503 `UNAVAILABLE` + `Retry-After`.
+    #[error("no snapshot published yet; try again shortly")]
+    NoSnapshot,
+    /// 500 `UNKNOWN`; logged.
+    #[error("token could not be issued")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        let (status, mut response) = match &self {
+            ApiError::NoSnapshot | ApiError::NotLoaded => {
+                (StatusCode::SERVICE_UNAVAILABLE, json_error(&message))
+            }
+            ApiError::Store(error) => {
+                tracing::warn!(%error, "request failed: snapshot store unavailable");
+                (StatusCode::SERVICE_UNAVAILABLE, json_error(&message))
+            }
+            ApiError::SyncUnauthorized => (StatusCode::UNAUTHORIZED, json_error(&message)),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, json_error(&message)),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, json_error(&message)),
+            ApiError::PreconditionFailed { .. } => {
+                (StatusCode::PRECONDITION_FAILED, json_error(&message))
+            }
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, json_error(&message)),
+            ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, json_error(&message)),
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, json_error(&message))
+            }
+            ApiError::Token(failure) => {
+                let (status, code) = match failure {
+                    TokenFailure::Service { .. }
+                    | TokenFailure::Scope { .. }
+                    | TokenFailure::Query(_) => (400, Code::Unsupported),
+                    TokenFailure::BadCredentials => (401, Code::Unauthorized),
+                    TokenFailure::NoSnapshot => (503, Code::Unavailable),
+                    TokenFailure::Internal(detail) => {
+                        tracing::error!(%detail, "token endpoint internal error");
+                        (500, Code::Unavailable)
+                    }
+                };
+                let reply = reply::error(status, code, &message, None);
+                (
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    reply_response(reply),
+                )
+            }
+        };
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::NoSnapshot
+            | ApiError::NotLoaded
+            | ApiError::Store(_)
+            | ApiError::Busy(_)
+            | ApiError::Token(TokenFailure::NoSnapshot) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+            }
+            ApiError::SyncUnauthorized => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(SYNC_REALM));
+            }
+            ApiError::Token(TokenFailure::BadCredentials) => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_REALM));
+            }
+            ApiError::PreconditionFailed {
+                current: Some(current),
+            } => {
+                if let Ok(value) = HeaderValue::from_str(&current.etag()) {
+                    headers.insert(ETAG, value);
+                }
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(error: PublishError) -> Self {
+        match error {
+            PublishError::Invalid(_) | PublishError::KeyConflict(_) => {
+                ApiError::BadRequest(error.to_string())
+            }
+            PublishError::PreconditionFailed { current } => {
+                ApiError::PreconditionFailed { current }
+            }
+            PublishError::WouldEmpty { .. } => ApiError::Conflict(error.to_string()),
+            PublishError::Contended(_) => ApiError::Busy(error.to_string()),
+            PublishError::Store(store) => ApiError::Store(store),
+            PublishError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+fn json_error(message: &str) -> Response {
+    let body = serde_json::to_vec(&ErrorBody { error: message })
+        .unwrap_or_else(|_| br#"{"error":"error"}"#.to_vec());
+    ([(CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn reply_response(reply: Reply) -> Response {
+    let mut response = Response::new(Body::from(reply.body));
+    for (name, value) in reply.headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(name),
+            HeaderValue::try_from(value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state.inner.store.ping().await?;
+    Ok("ready")
+}
+
+/// The value of the one query parameter `name` (the last one if repeated).
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+        .last()
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &axum::http::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn snapshot_response(current: &Current) -> Response {
+    let mut response = Response::new(Body::from(current.body.clone()));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(etag) = HeaderValue::from_str(&current.tag().etag()) {
+        headers.insert(ETAG, etag);
+    }
+    response
+}
+
+fn not_modified(tag: &Tag) -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    if let Ok(etag) = HeaderValue::from_str(&tag.etag()) {
+        response.headers_mut().insert(ETAG, etag);
+    }
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn ready(view: &View) -> Result<std::sync::Arc<Current>, ApiError> {
+    match view {
+        View::Ready(current) => Ok(std::sync::Arc::clone(current)),
+        View::Empty { .. } => Err(ApiError::NoSnapshot),
+        View::Unknown => Err(ApiError::NotLoaded),
+    }
+}
+
+/// `GET /v1/snapshot[?wait=SECS]`.
+async fn get_snapshot(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let wait = match query_param(query.as_deref(), "wait") {
+        None => 0,
+        Some(text) => text
+            .parse::<u64>()
+            .map_err(|_| ApiError::BadRequest(format!("wait={text:?}: expected whole seconds")))?,
+    };
+    let wait = Duration::from_secs(wait).min(state.inner.long_poll_max);
+    let mut changes = state.inner.cache.subscribe();
+    let current = ready(&changes.borrow_and_update())?;
+    let Some(known) = header_text(&headers, &IF_NONE_MATCH).map(Tag::parse_list) else {
+        return Ok(snapshot_response(&current));
+    };
+    if !known.covers(&current.tag()) {
+        return Ok(snapshot_response(&current));
+    }
+    if wait.is_zero() {
+        return Ok(not_modified(&current.tag()));
+    }
+    let mut shutdown = state.inner.shutdown.clone();
+    let changed = |view: &View| view.tag().is_none_or(|tag| !known.covers(&tag));
+    tokio::select! {
+        _ = tokio::time::timeout(wait, async { changes.wait_for(changed).await.is_ok() }) => {}
+        () = stopping(&mut shutdown) => {}
+    }
+    let view = changes.borrow().clone();
+    let latest = ready(&view)?;
+    if known.covers(&latest.tag()) {
+        Ok(not_modified(&latest.tag()))
+    } else {
+        Ok(snapshot_response(&latest))
+    }
+}
+
+#[derive(Serialize)]
+struct PublishedBody<'a> {
+    epoch: &'a str,
+    generation: u64,
+    changed: bool,
+}
+
+/// Checks `Authorization: Bearer <secret>` in constant time (over SHA-256 digests, so the
+/// comparison does not reveal the secret's length either).
+fn check_sync_secret(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().as_bytes())
+        })
+        .ok_or(ApiError::SyncUnauthorized)?;
+    let expected = Sha256::digest(&state.inner.sync_secret.0);
+    let presented = Sha256::digest(presented);
+    if bool::from(expected.ct_eq(&presented)) {
+        Ok(())
+    } else {
+        Err(ApiError::SyncUnauthorized)
+    }
+}
+
+fn parse_bool(name: &str, text: &str) -> Result<bool, ApiError> {
+    match text {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" | "" => Ok(false),
+        _ => Err(ApiError::BadRequest(format!(
+            "{name}={text:?}: expected true or false"
+        ))),
+    }
+}
+
+/// Reads a body up to `limit` bytes (413 beyond).
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = header_text(headers, &CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(limit))
+}
+
+/// `PUT /v1/snapshot[?allow_empty=true]` with a whole `Content` document.
+async fn put_snapshot(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_sync_secret(&state, &headers)?;
+    let allow_empty = match query_param(query.as_deref(), "allow_empty") {
+        Some(text) => parse_bool("allow_empty", &text)?,
+        None => false,
+    };
+    let if_match = match headers.get(IF_MATCH) {
+        None => None,
+        Some(value) => {
+            Some(Tag::parse_list(value.to_str().map_err(|_| {
+                ApiError::BadRequest("If-Match is not valid text".into())
+            })?))
+        }
+    };
+    let bytes = read_body(body, &headers, state.inner.max_body_bytes).await?;
+    let content: Content = tokio::task::spawn_blocking(move || serde_json::from_slice(&bytes))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::BadRequest(format!("malformed snapshot content: {e}")))?;
+    let published = state
+        .inner
+        .publisher
+        .publish(Request {
+            content,
+            if_match,
+            allow_empty,
+        })
+        .await?;
+    let body = serde_json::to_vec(&PublishedBody {
+        epoch: &published.tag.epoch,
+        generation: published.tag.generation,
+        changed: published.changed,
+    })
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut response = Response::new(Body::from(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(etag) = HeaderValue::from_str(&published.tag.etag()) {
+        response.headers_mut().insert(ETAG, etag);
+    }
+    Ok(response)
+}
+
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    token: &'a str,
+    access_token: &'a str,
+    expires_in: u64,
+    issued_at: &'a str,
+}
+
+/// The `service` and scopes of a token request. `account` is deliberately not read:
+/// identity comes from the verified credentials alone.
+fn token_request(query: Option<&str>, service: &str) -> Result<Vec<ResourceScope>, TokenFailure> {
+    let mut services = Vec::new();
+    let mut scopes = Vec::new();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*key {
+            "service" => services.push(value.into_owned()),
+            "scope" => {
+                let parsed = parse_scopes(&value).map_err(|e| TokenFailure::Scope {
+                    scope: value.clone().into_owned(),
+                    reason: e.to_string(),
+                })?;
+                scopes.extend(parsed);
+            }
+            _ => {}
+        }
+    }
+    match services.as_slice() {
+        [one] if one == service => Ok(scopes),
+        _ => Err(TokenFailure::Service {
+            expected: service.to_owned(),
+        }),
+    }
+}
+
+/// `GET /v2/token` (Docker token spec).
+async fn get_token(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let inner = &state.inner;
+    let requested = token_request(query.as_deref(), inner.minter.service())?;
+    let credentials = token::credentials(headers.get(AUTHORIZATION).map(HeaderValue::as_bytes))
+        .ok_or(TokenFailure::BadCredentials)?;
+    let current = inner
+        .cache
+        .view()
+        .current()
+        .cloned()
+        .ok_or(TokenFailure::NoSnapshot)?;
+    let principal = inner
+        .authenticator
+        .authenticate(credentials)
+        .await
+        .map_err(|e| match e {
+            AuthError::BadCredentials => {
+                tracing::info!("login refused: invalid username or password");
+                TokenFailure::BadCredentials
+            }
+            AuthError::Internal(detail) => TokenFailure::Internal(detail),
+        })?;
+    let access = token::grant(&requested, &principal, &current.index);
+    let granted = access.len();
+    let minted = inner
+        .minter
+        .mint(&principal, access, (inner.clock)())
+        .map_err(|e: MintError| TokenFailure::Internal(e.to_string()))?;
+    tracing::info!(
+        principal = %principal.label(),
+        requested = requested.len(),
+        granted,
+        generation = current.header.generation,
+        "issued token"
+    );
+    let body = serde_json::to_vec(&TokenBody {
+        token: &minted.token,
+        access_token: &minted.token,
+        expires_in: minted.expires_in,
+        issued_at: &minted.issued_at,
+    })
+    .map_err(|e| TokenFailure::Internal(e.to_string()))?;
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_last_wins_and_decode() {
+        assert_eq!(
+            query_param(Some("wait=5&wait=7"), "wait").as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            query_param(Some("a=1&b=x%20y"), "b").as_deref(),
+            Some("x y")
+        );
+        assert_eq!(query_param(None, "wait"), None);
+    }
+
+    #[test]
+    fn token_request_needs_exactly_the_configured_service() {
+        let cases: &[(&str, Option<&str>, bool)] = &[
+            ("right", Some("service=registry-gate"), true),
+            ("missing", Some("scope=repository:a:pull"), false),
+            ("wrong", Some("service=other"), false),
+            (
+                "twice",
+                Some("service=registry-gate&service=registry-gate"),
+                false,
+            ),
+            ("no query", None, false),
+        ];
+        for (name, query, ok) in cases {
+            assert_eq!(
+                token_request(*query, "registry-gate").is_ok(),
+                *ok,
+                "case {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn bools() {
+        assert!(parse_bool("x", "true").unwrap());
+        assert!(!parse_bool("x", "false").unwrap());
+        assert!(parse_bool("x", "maybe").is_err());
+    }
+}

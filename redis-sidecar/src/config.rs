@@ -1,0 +1,488 @@
+//! Command line and environment: every setting is a flag and an environment variable with a
+//! documented default (`--help` shows both), parsed as text by clap and then validated here
+//! into a [`Config`] in one pass that reports every bad setting at once.
+//!
+//! This module owns reading the files the settings name (signing key, htpasswd, sync secret)
+//! so that a bad file is a startup error, not a runtime surprise. It must never start
+//! anything or touch the network, and never echo a secret in an error.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use thiserror::Error;
+
+use crate::keys::SigningKey;
+use crate::token::Htpasswd;
+
+/// registry-gate sidecar: snapshot distribution over Redis, sync API and Docker token endpoint.
+#[derive(Debug, Parser)]
+#[command(name = "registry-gate-sidecar", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the snapshot, sync and token HTTP API.
+    Serve(Box<ServeArgs>),
+    /// Write a fresh Ed25519 signing key (PKCS#8 PEM, mode 0600); never overwrites.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the private key.
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+}
+
+/// `serve` settings exactly as given: text, validated by [`Config::from_args`] so that every
+/// bad value is reported together.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "RG_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: String,
+    /// Redis URL (redis:// or unix://; the database number selects the keyspace).
+    #[arg(long, env = "RG_REDIS_URL", default_value = "redis://127.0.0.1:6379/0")]
+    pub redis_url: String,
+    /// Maximum Redis connections (one bounded pool for everything).
+    #[arg(long, env = "RG_REDIS_POOL_SIZE", default_value = "16")]
+    pub redis_pool_size: String,
+    /// Prefix of every Redis key this sidecar uses.
+    #[arg(long, env = "RG_KEY_PREFIX", default_value = "registry-gate:")]
+    pub key_prefix: String,
+    /// Ed25519 private key (PKCS#8 PEM) that signs tokens; see `keygen`. Required.
+    #[arg(long, env = "RG_SIGNING_KEY", value_name = "PATH")]
+    pub signing_key: Option<PathBuf>,
+    /// Key id (`kid`) of minted tokens and of the published key [default: RFC 7638
+    /// thumbprint of the public key].
+    #[arg(long, env = "RG_KEY_ID")]
+    pub key_id: Option<String>,
+    /// `iss` of minted tokens.
+    #[arg(long, env = "RG_ISSUER", default_value = "registry-gate")]
+    pub issuer: String,
+    /// Service name: the `service` token requests must name and the `aud` of tokens.
+    #[arg(long, env = "RG_SERVICE", default_value = "registry-gate")]
+    pub service: String,
+    /// Lifetime of minted tokens in seconds (60..=86400).
+    #[arg(long, env = "RG_TOKEN_TTL_SECS", default_value = "300")]
+    pub token_ttl_secs: String,
+    /// htpasswd file with bcrypt entries for Basic logins [default: none, so only anonymous
+    /// tokens are issued].
+    #[arg(long, env = "RG_HTPASSWD", value_name = "PATH")]
+    pub htpasswd: Option<PathBuf>,
+    /// File holding the bearer secret that PUT requests must present. Required.
+    #[arg(long, env = "RG_SYNC_SECRET_FILE", value_name = "PATH")]
+    pub sync_secret_file: Option<PathBuf>,
+    /// Longest long-poll a snapshot fetcher may ask for, in seconds (0..=300).
+    #[arg(long, env = "RG_LONG_POLL_MAX_SECS", default_value = "30")]
+    pub long_poll_max_secs: String,
+    /// Generations kept in Redis, the newest included (2..=10000).
+    #[arg(long, env = "RG_KEEP_GENERATIONS", default_value = "10")]
+    pub keep_generations: String,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "RG_MAX_BODY_BYTES", default_value = "67108864")]
+    pub max_body_bytes: String,
+    /// Log format: `json` (one object per line) or `text`. Verbosity comes from `RUST_LOG`
+    /// (default `info`).
+    #[arg(long, env = "RG_LOG_FORMAT", default_value = "json")]
+    pub log_format: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Every bad setting, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid configuration:\n  - {}", problems.join("\n  - "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+/// The shortest sync secret accepted, in bytes.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Validated runtime settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub redis_url: String,
+    pub redis_pool_size: usize,
+    pub key_prefix: String,
+    pub signing_key: SigningKey,
+    pub issuer: String,
+    pub service: String,
+    pub token_ttl: Duration,
+    pub htpasswd: Option<Htpasswd>,
+    /// Bearer secret for PUT endpoints (trailing newline of the file removed).
+    pub sync_secret: SyncSecret,
+    pub long_poll_max: Duration,
+    pub keep_generations: u64,
+    pub max_body_bytes: usize,
+    pub log_format: LogFormat,
+}
+
+/// The sync bearer secret; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SyncSecret(pub Vec<u8>);
+
+impl std::fmt::Debug for SyncSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncSecret(..)")
+    }
+}
+
+impl Config {
+    /// Validates every setting, reading the files they name, and reports all problems.
+    pub fn from_args(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+
+        let listen = args
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| format!("--listen/RG_LISTEN {:?}: {e}", args.listen))
+            .map_err(|p| problems.push(p))
+            .ok();
+        if let Err(e) = redis::Client::open(args.redis_url.as_str()) {
+            problems.push(format!("--redis-url/RG_REDIS_URL: {e}"));
+        }
+        let pool = number(
+            &mut problems,
+            "--redis-pool-size/RG_REDIS_POOL_SIZE",
+            &args.redis_pool_size,
+            1,
+            1024,
+        );
+        if args.key_prefix.is_empty()
+            || args.key_prefix.len() > 128
+            || args
+                .key_prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            problems.push(format!(
+                "--key-prefix/RG_KEY_PREFIX {:?}: must be 1..=128 characters without spaces",
+                args.key_prefix
+            ));
+        }
+        if let Some(kid) = &args.key_id {
+            if kid.is_empty() || kid.len() > 128 || kid.chars().any(|c| c.is_control()) {
+                problems.push(format!(
+                    "--key-id/RG_KEY_ID {kid:?}: must be 1..=128 printable characters"
+                ));
+            }
+        }
+        let signing_key = match &args.signing_key {
+            None => {
+                problems.push("--signing-key/RG_SIGNING_KEY is required (see `keygen`)".into());
+                None
+            }
+            Some(path) => SigningKey::load(path, args.key_id.clone())
+                .map_err(|e| problems.push(format!("--signing-key/RG_SIGNING_KEY: {e}")))
+                .ok(),
+        };
+        for (flag, value) in [
+            ("--issuer/RG_ISSUER", &args.issuer),
+            ("--service/RG_SERVICE", &args.service),
+        ] {
+            if value.is_empty() || value.chars().any(|c| c.is_control()) {
+                problems.push(format!(
+                    "{flag} {value:?}: must be non-empty printable text"
+                ));
+            }
+        }
+        let ttl = number(
+            &mut problems,
+            "--token-ttl-secs/RG_TOKEN_TTL_SECS",
+            &args.token_ttl_secs,
+            60,
+            86_400,
+        );
+        let htpasswd = match &args.htpasswd {
+            None => None,
+            Some(path) => match Htpasswd::load(path) {
+                Ok(file) => Some(file),
+                Err(e) => {
+                    for problem in e.problems {
+                        problems.push(format!(
+                            "--htpasswd/RG_HTPASSWD {}: {problem}",
+                            path.display()
+                        ));
+                    }
+                    None
+                }
+            },
+        };
+        let secret = match &args.sync_secret_file {
+            None => {
+                problems.push("--sync-secret-file/RG_SYNC_SECRET_FILE is required".into());
+                None
+            }
+            Some(path) => read_secret(path)
+                .map_err(|e| problems.push(format!("--sync-secret-file/RG_SYNC_SECRET_FILE {e}")))
+                .ok(),
+        };
+        let long_poll = number(
+            &mut problems,
+            "--long-poll-max-secs/RG_LONG_POLL_MAX_SECS",
+            &args.long_poll_max_secs,
+            0,
+            300,
+        );
+        let keep = number(
+            &mut problems,
+            "--keep-generations/RG_KEEP_GENERATIONS",
+            &args.keep_generations,
+            2,
+            10_000,
+        );
+        let max_body = number(
+            &mut problems,
+            "--max-body-bytes/RG_MAX_BODY_BYTES",
+            &args.max_body_bytes,
+            1024,
+            4 * 1024 * 1024 * 1024,
+        );
+        let log_format = match args.log_format.as_str() {
+            "json" => Some(LogFormat::Json),
+            "text" => Some(LogFormat::Text),
+            other => {
+                problems.push(format!(
+                    "--log-format/RG_LOG_FORMAT {other:?}: expected json or text"
+                ));
+                None
+            }
+        };
+
+        match (
+            listen,
+            pool,
+            signing_key,
+            ttl,
+            secret,
+            long_poll,
+            keep,
+            max_body,
+            log_format,
+        ) {
+            (
+                Some(listen),
+                Some(pool),
+                Some(signing_key),
+                Some(ttl),
+                Some(secret),
+                Some(long_poll),
+                Some(keep),
+                Some(max_body),
+                Some(log_format),
+            ) if problems.is_empty() => Ok(Config {
+                listen,
+                redis_url: args.redis_url.clone(),
+                redis_pool_size: usize::try_from(pool).unwrap_or(usize::MAX),
+                key_prefix: args.key_prefix.clone(),
+                signing_key,
+                issuer: args.issuer.clone(),
+                service: args.service.clone(),
+                token_ttl: Duration::from_secs(ttl),
+                htpasswd,
+                sync_secret: secret,
+                long_poll_max: Duration::from_secs(long_poll),
+                keep_generations: keep,
+                max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+                log_format,
+            }),
+            _ => Err(ConfigError { problems }),
+        }
+    }
+}
+
+/// Parses an integer setting within `min..=max`, recording a problem otherwise.
+fn number(problems: &mut Vec<String>, flag: &str, text: &str, min: u64, max: u64) -> Option<u64> {
+    match text.trim().parse::<u64>() {
+        Ok(value) if (min..=max).contains(&value) => Some(value),
+        Ok(value) => {
+            problems.push(format!("{flag} {value}: must be within {min}..={max}"));
+            None
+        }
+        Err(_) => {
+            problems.push(format!("{flag} {text:?}: not a whole number"));
+            None
+        }
+    }
+}
+
+fn read_secret(path: &Path) -> Result<SyncSecret, String> {
+    let mut bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    if bytes.len() < MIN_SECRET_LEN {
+        return Err(format!(
+            "{}: the secret must be at least {MIN_SECRET_LEN} bytes",
+            path.display()
+        ));
+    }
+    if bytes
+        .iter()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err(format!(
+            "{}: the secret must not contain whitespace or control characters",
+            path.display()
+        ));
+    }
+    Ok(SyncSecret(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn parse(args: &[&str]) -> ServeArgs {
+        let mut argv = vec!["registry-gate-sidecar", "serve"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(args) => *args,
+            Command::Keygen(_) => unreachable!(),
+        }
+    }
+
+    fn file(dir: &tempfile::TempDir, name: &str, content: &str) -> String {
+        let path = dir.path().join(name);
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(content.as_bytes())
+            .unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = file(&dir, "key.pem", &SigningKey::generate().unwrap().to_pem());
+        let secret = file(&dir, "secret", "0123456789abcdef0123\n");
+        let config = Config::from_args(&parse(&[
+            "--signing-key",
+            &key,
+            "--sync-secret-file",
+            &secret,
+        ]))
+        .unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8081");
+        assert_eq!(config.redis_url, "redis://127.0.0.1:6379/0");
+        assert_eq!(config.redis_pool_size, 16);
+        assert_eq!(config.key_prefix, "registry-gate:");
+        assert_eq!(config.issuer, "registry-gate");
+        assert_eq!(config.service, "registry-gate");
+        assert_eq!(config.token_ttl, Duration::from_secs(300));
+        assert!(config.htpasswd.is_none());
+        assert_eq!(config.long_poll_max, Duration::from_secs(30));
+        assert_eq!(config.keep_generations, 10);
+        assert_eq!(config.max_body_bytes, 67_108_864);
+        assert_eq!(config.sync_secret.0, b"0123456789abcdef0123");
+        assert_eq!(config.signing_key.kid().len(), 43, "thumbprint kid");
+    }
+
+    #[test]
+    fn every_bad_setting_is_reported_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = file(&dir, "key.pem", "not a pem");
+        let secret = file(&dir, "secret", "short\n");
+        let htpasswd = file(
+            &dir,
+            "htpasswd",
+            "alice:$apr1$abc$def\n# comment\nbob:{SHA}xyz\n",
+        );
+        let error = Config::from_args(&parse(&[
+            "--listen",
+            "nowhere",
+            "--redis-url",
+            "ftp://x",
+            "--redis-pool-size",
+            "0",
+            "--key-prefix",
+            "",
+            "--signing-key",
+            &key,
+            "--token-ttl-secs",
+            "10",
+            "--htpasswd",
+            &htpasswd,
+            "--sync-secret-file",
+            &secret,
+            "--long-poll-max-secs",
+            "abc",
+            "--keep-generations",
+            "1",
+            "--max-body-bytes",
+            "12",
+        ]))
+        .unwrap_err();
+        let text = error.to_string();
+        for needle in [
+            "--listen",
+            "--redis-url",
+            "--redis-pool-size",
+            "--key-prefix",
+            "--signing-key",
+            "--token-ttl-secs",
+            "line 1",
+            "line 3",
+            "--sync-secret-file",
+            "--long-poll-max-secs",
+            "--keep-generations",
+            "--max-body-bytes",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        assert_eq!(error.problems.len(), 12, "{text}");
+        assert!(!text.contains("short"), "the secret is never echoed");
+    }
+
+    #[test]
+    fn required_files_are_reported_when_absent() {
+        let error = Config::from_args(&parse(&[])).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("--signing-key/RG_SIGNING_KEY is required"));
+        assert!(text.contains("--sync-secret-file/RG_SYNC_SECRET_FILE is required"));
+    }
+
+    #[test]
+    fn environment_variables_are_read() {
+        // Each flag's env name is declared; check one end to end through clap.
+        let command = <Cli as clap::CommandFactory>::command();
+        let serve = command.find_subcommand("serve").unwrap();
+        let envs: Vec<String> = serve
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect();
+        for name in [
+            "RG_LISTEN",
+            "RG_REDIS_URL",
+            "RG_REDIS_POOL_SIZE",
+            "RG_KEY_PREFIX",
+            "RG_SIGNING_KEY",
+            "RG_KEY_ID",
+            "RG_ISSUER",
+            "RG_SERVICE",
+            "RG_TOKEN_TTL_SECS",
+            "RG_HTPASSWD",
+            "RG_SYNC_SECRET_FILE",
+            "RG_LONG_POLL_MAX_SECS",
+            "RG_KEEP_GENERATIONS",
+            "RG_MAX_BODY_BYTES",
+            "RG_LOG_FORMAT",
+        ] {
+            assert!(envs.iter().any(|e| e == name), "{name} not declared");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The `registry-gate-sidecar` binary: parses the command line, sets up structured logging
+//! and runs a subcommand. It must never hold logic of its own beyond exit codes: 2 for a bad
+//! configuration (every problem listed), 1 for a runtime failure.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use registry_gate_sidecar::config::LogFormat;
+use registry_gate_sidecar::{keys, run, Cli, Command, Config};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Keygen(args) => match keys::write_new_key(&args.out) {
+            Ok(key) => {
+                println!("wrote {} (kid {})", args.out.display(), key.kid());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("keygen: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve(args) => {
+            let config = match Config::from_args(&args) {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("registry-gate-sidecar: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(config.log_format);
+            serve(config)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("registry-gate-sidecar: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(listen = %config.listen, %error, "cannot listen");
+                return ExitCode::FAILURE;
+            }
+        };
+        match run(listener, config, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(%error, "stopped with an error");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => tracing::info!("SIGTERM received"),
+        result = tokio::signal::ctrl_c() => match result {
+            Ok(()) => tracing::info!("SIGINT received"),
+            Err(error) => {
+                tracing::error!(%error, "cannot watch SIGINT");
+                std::future::pending::<()>().await;
+            }
+        },
+    }
+}

@@ -1,0 +1,320 @@
+//! The publish protocol: turns a validated [`Content`] into the next generation in Redis.
+//!
+//! One publish reads epoch + head, compares the new content's checksum with the current
+//! snapshot's (equal → nothing is written), checks the caller's precondition and the
+//! empty-snapshot guard, encodes the envelope stamped with `head + 1` and advances the head
+//! with the store's compare-and-set. A conditional publish (`If-Match`) that loses the race
+//! fails with [`PublishError::PreconditionFailed`]; an unconditional one re-reads and retries a
+//! bounded number of times. Publishes from this process are serialized, so local writers
+//! queue instead of fighting over the CAS; other instances are kept honest by the CAS alone.
+//!
+//! It must never write a generation that did not pass `Content::validate`, never write two
+//! bodies for one generation, never skip or reuse a generation within an epoch, and never
+//! publish without this sidecar's own verification key in the key set.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use registry_gate_core::index::Index;
+use registry_gate_core::snapshot::{self, Content, Header, SnapshotError, Stamp};
+use registry_gate_core::token::KeySpec;
+use thiserror::Error;
+use tokio::sync::Mutex;
+
+use crate::cache::{Cache, Current, Tag, TagList};
+use crate::keys;
+use crate::store::{CasOutcome, Store, StoreError};
+
+/// Attempts an unconditional publish makes before giving up under contention.
+const MAX_ATTEMPTS: u32 = 32;
+
+/// The result of a publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub tag: Tag,
+    /// False when the content equalled the current snapshot and nothing was written.
+    pub changed: bool,
+}
+
+/// Why a publish did not happen. Nothing was written in any of these cases.
+#[derive(Debug, Error)]
+pub enum PublishError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "the body carries key id {0:?} with key material different from this sidecar's signing key"
+    )]
+    KeyConflict(String),
+    #[error("the snapshot changed: If-Match does not name the current generation")]
+    PreconditionFailed { current: Option<Tag> },
+    #[error(
+        "refusing to replace a snapshot of {current} repositories with one that has none; \
+         add ?allow_empty=true to publish an empty snapshot on purpose"
+    )]
+    WouldEmpty { current: usize },
+    #[error("gave up after {0} attempts: other writers kept publishing first; retry")]
+    Contended(u32),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What a caller asks to publish.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub content: Content,
+    /// `If-Match`, when given.
+    pub if_match: Option<TagList>,
+    /// Permit replacing a non-empty snapshot with one without repositories.
+    pub allow_empty: bool,
+}
+
+/// Publishes snapshots for this sidecar.
+#[derive(Debug)]
+pub struct Publisher {
+    store: Store,
+    cache: Arc<Cache>,
+    /// Added to every published key set so minted tokens verify.
+    own_key: KeySpec,
+    producer: String,
+    clock: fn() -> SystemTime,
+    /// Serializes this process's publishes (see the module doc).
+    lock: Mutex<()>,
+}
+
+impl Publisher {
+    pub fn new(
+        store: Store,
+        cache: Arc<Cache>,
+        own_key: KeySpec,
+        clock: fn() -> SystemTime,
+    ) -> Publisher {
+        Publisher {
+            store,
+            cache,
+            own_key,
+            producer: format!("registry-gate-sidecar/{}", env!("CARGO_PKG_VERSION")),
+            clock,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Publishes a request (see the module doc for the protocol).
+    pub async fn publish(&self, request: Request) -> Result<Published, PublishError> {
+        let own_key = self.own_key.clone();
+        let (content, checksum) = tokio::task::spawn_blocking(move || {
+            let content = prepare(&own_key, request.content)?;
+            let checksum = content
+                .checksum()
+                .map_err(|e| PublishError::Internal(e.to_string()))?;
+            Ok::<_, PublishError>((content, checksum))
+        })
+        .await
+        .map_err(|e| PublishError::Internal(e.to_string()))??;
+        let _serial = self.lock.lock().await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let state = self.store.state().await?;
+            let current_tag = state.head.map(|generation| Tag {
+                epoch: state.epoch.clone(),
+                generation,
+            });
+            if let Some(precondition) = &request.if_match {
+                let holds = current_tag
+                    .as_ref()
+                    .is_some_and(|tag| precondition.matches(tag));
+                if !holds {
+                    self.catch_up().await;
+                    return Err(PublishError::PreconditionFailed {
+                        current: current_tag,
+                    });
+                }
+            }
+            let current = match &current_tag {
+                Some(tag) => match self.load(tag).await? {
+                    Some(current) => Some(current),
+                    // Trimmed or flushed between the two reads: read again.
+                    None => {
+                        if attempt >= MAX_ATTEMPTS {
+                            return Err(PublishError::Contended(attempt));
+                        }
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            if let Some(current) = &current {
+                if current.header.checksum == checksum {
+                    return Ok(Published {
+                        tag: current.tag(),
+                        changed: false,
+                    });
+                }
+                let held = current.content.repositories.len();
+                if content.repositories.is_empty() && held > 0 && !request.allow_empty {
+                    return Err(PublishError::WouldEmpty { current: held });
+                }
+            }
+            let generation = state.head.map_or(1, |head| head.saturating_add(1));
+            let stamp = Stamp {
+                epoch: state.epoch.clone(),
+                generation,
+                published_at: unix_seconds((self.clock)()),
+                producer: self.producer.clone(),
+                allow_empty: request.allow_empty,
+            };
+            let (body, encoded) = encode(content.clone(), stamp).await?;
+            match self
+                .store
+                .compare_and_publish(&state.epoch, state.head, generation, &body)
+                .await?
+            {
+                CasOutcome::Published => {
+                    let tag = encoded.tag();
+                    tracing::info!(
+                        epoch = %tag.epoch,
+                        generation = tag.generation,
+                        repositories = encoded.content.repositories.len(),
+                        bytes = encoded.body.len(),
+                        "published snapshot"
+                    );
+                    self.cache.install_published(Arc::new(encoded)).await;
+                    return Ok(Published { tag, changed: true });
+                }
+                CasOutcome::HeadMoved | CasOutcome::EpochChanged if request.if_match.is_some() => {
+                    self.catch_up().await;
+                    let current = self.store.state().await?;
+                    return Err(PublishError::PreconditionFailed {
+                        current: current.head.map(|generation| Tag {
+                            epoch: current.epoch,
+                            generation,
+                        }),
+                    });
+                }
+                CasOutcome::HeadMoved | CasOutcome::EpochChanged => {
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(PublishError::Contended(attempt));
+                    }
+                    tracing::debug!(attempt, "publish lost the compare-and-set; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// If the current snapshot lacks this sidecar's key, republishes it with the key added
+    /// (conditional on it still being current). Called at startup and whenever the poller
+    /// sees a generation without the key (e.g. published by another instance).
+    pub async fn ensure_own_key(
+        &self,
+        current: &Current,
+    ) -> Result<Option<Published>, PublishError> {
+        match current
+            .content
+            .keys
+            .iter()
+            .find(|k| k.kid == self.own_key.kid)
+        {
+            Some(existing) if keys::same_material(existing, &self.own_key) => return Ok(None),
+            Some(_) => return Err(PublishError::KeyConflict(self.own_key.kid.clone())),
+            None => {}
+        }
+        let request = Request {
+            content: current.content.clone(),
+            if_match: Some(TagList::Tags(vec![current.tag()])),
+            allow_empty: current.header.allow_empty,
+        };
+        self.publish(request).await.map(Some)
+    }
+
+    /// After losing a race, brings the cache up to date at once (rather than at the next
+    /// poll) so the writer's next read sees the generation it must build on.
+    async fn catch_up(&self) {
+        if let Err(error) = self.cache.refresh(&self.store).await {
+            tracing::debug!(%error, "refresh after a failed precondition did not complete");
+        }
+    }
+
+    /// The decoded generation `tag`, from the cache when it holds it.
+    async fn load(&self, tag: &Tag) -> Result<Option<Arc<Current>>, PublishError> {
+        if let Some(current) = self.cache.view().current() {
+            if current.tag() == *tag {
+                return Ok(Some(Arc::clone(current)));
+            }
+        }
+        let Some(body) = self.store.body(tag.generation).await? else {
+            return Ok(None);
+        };
+        let decoded = tokio::task::spawn_blocking(move || Current::decode(Bytes::from(body)))
+            .await
+            .map_err(|e| PublishError::Internal(e.to_string()))?;
+        match decoded {
+            Ok(current) if current.tag() == *tag => Ok(Some(Arc::new(current))),
+            Ok(current) => Err(PublishError::Internal(format!(
+                "stored generation {} claims to be {}",
+                tag.etag(),
+                current.tag().etag()
+            ))),
+            // A current snapshot this sidecar cannot read (e.g. a newer schema major written
+            // by an upgraded instance) must not be silently replaced.
+            Err(error) => Err(PublishError::Internal(format!(
+                "the current snapshot {} cannot be read: {error}",
+                tag.etag()
+            ))),
+        }
+    }
+}
+
+/// Adds the sidecar's key to `content.keys` (refused if the kid is taken by other material)
+/// and validates the result (every problem in one message). CPU-bound for large contents.
+fn prepare(own_key: &KeySpec, mut content: Content) -> Result<Content, PublishError> {
+    match content.keys.iter().find(|k| k.kid == own_key.kid) {
+        Some(existing) if keys::same_material(existing, own_key) => {}
+        Some(_) => return Err(PublishError::KeyConflict(own_key.kid.clone())),
+        None => content.keys.push(own_key.clone()),
+    }
+    content
+        .validate()
+        .map_err(|e| PublishError::Invalid(e.to_string()))?;
+    content.canonicalize();
+    Ok(content)
+}
+
+/// Encodes off the async runtime and returns the bytes together with their decoded form
+/// (built from what was encoded, so the cache needs no Redis read after a local publish).
+async fn encode(content: Content, stamp: Stamp) -> Result<(Vec<u8>, Current), PublishError> {
+    tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, Current), SnapshotError> {
+        let body = snapshot::encode(&content, &stamp)?;
+        let header = snapshot_header(&body)?;
+        let index = Index::build(&content);
+        let current = Current {
+            header,
+            body: Bytes::from(body.clone()),
+            content,
+            index,
+        };
+        Ok((body, current))
+    })
+    .await
+    .map_err(|e| PublishError::Internal(e.to_string()))?
+    .map_err(|e| PublishError::Internal(format!("encoding failed: {e}")))
+}
+
+/// The header of bytes just encoded (decoding also re-checks the checksum end to end).
+fn snapshot_header(body: &[u8]) -> Result<Header, SnapshotError> {
+    snapshot::decode(body).map(|s| s.header)
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let mut byte = [0_u8; 1];
+    let jitter = getrandom::fill(&mut byte).map_or(0, |()| u64::from(u8::from_ne_bytes(byte) % 8));
+    Duration::from_millis(u64::from(attempt.min(10)) + jitter)
+}
+
+pub fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}

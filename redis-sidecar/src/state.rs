@@ -1,0 +1,162 @@
+//! The running sidecar's shared state — store, snapshot cache, publisher, authenticator,
+//! minter and settings — and the background task that keeps the cache in step with Redis.
+//!
+//! It wires parts together and owns no policy of its own: it must never decide access, encode
+//! snapshots or talk HTTP.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+
+use crate::cache::{Cache, Tag, View};
+use crate::config::{Config, SyncSecret};
+use crate::publisher::Publisher;
+use crate::store::{Store, StoreError};
+use crate::token::{Authenticator, Minter};
+
+/// How often the head key is polled to learn of other instances' publishes and of Redis
+/// losing its data.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Everything a request handler needs, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub store: Store,
+    pub cache: Arc<Cache>,
+    pub publisher: Publisher,
+    pub authenticator: Authenticator,
+    pub minter: Minter,
+    pub sync_secret: SyncSecret,
+    pub long_poll_max: Duration,
+    pub max_body_bytes: usize,
+    /// The one wall-clock seam (token times, `published_at`).
+    pub clock: fn() -> SystemTime,
+    /// Flips to `true` when the server starts shutting down, so long-polls return at once.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// Builds the state from validated settings. Nothing is contacted yet.
+    pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Result<AppState, StoreError> {
+        let store = Store::new(
+            &config.redis_url,
+            config.redis_pool_size,
+            &config.key_prefix,
+            config.keep_generations,
+        )?;
+        let cache = Arc::new(Cache::default());
+        let clock: fn() -> SystemTime = SystemTime::now;
+        let publisher = Publisher::new(
+            store.clone(),
+            Arc::clone(&cache),
+            config.signing_key.key_spec(),
+            clock,
+        );
+        let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                store,
+                cache,
+                publisher,
+                authenticator: Authenticator::new(config.htpasswd, concurrency),
+                minter: Minter::new(
+                    config.signing_key,
+                    config.issuer,
+                    config.service,
+                    config.token_ttl,
+                ),
+                sync_secret: config.sync_secret,
+                long_poll_max: config.long_poll_max,
+                max_body_bytes: config.max_body_bytes,
+                clock,
+                shutdown,
+            }),
+        })
+    }
+
+    /// The current snapshot view.
+    pub fn view(&self) -> View {
+        self.inner.cache.view()
+    }
+
+    /// One poll: refresh the view from Redis and, if the current generation lacks this
+    /// sidecar's key, republish it with the key. Errors are logged once per kind, not thrown.
+    pub async fn poll_once(&self, health: &mut PollHealth) {
+        match self.inner.cache.refresh(&self.inner.store).await {
+            Ok(view) => {
+                if !health.redis_ok {
+                    tracing::info!("snapshot store reachable");
+                }
+                health.redis_ok = true;
+                health.last_error = None;
+                if let View::Ready(current) = view {
+                    let tag = current.tag();
+                    if health.key_checked.as_ref() != Some(&tag) {
+                        health.key_checked = Some(tag.clone());
+                        match self.inner.publisher.ensure_own_key(&current).await {
+                            Ok(Some(published)) => tracing::info!(
+                                generation = published.tag.generation,
+                                "republished the current snapshot with this sidecar's key"
+                            ),
+                            Ok(None) => {}
+                            Err(error) => {
+                                // Re-examined on the next generation (or retried next poll
+                                // if the store was the problem).
+                                if matches!(error, crate::publisher::PublishError::Store(_)) {
+                                    health.key_checked = None;
+                                }
+                                tracing::warn!(
+                                    %error,
+                                    etag = %tag.etag(),
+                                    "could not add this sidecar's key to the current snapshot"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                let text = error.to_string();
+                if health.last_error.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(error = %text, "snapshot refresh failed; serving the last known view");
+                }
+                health.redis_ok = false;
+                health.last_error = Some(text);
+            }
+        }
+    }
+
+    /// Polls until `shutdown` flips.
+    pub async fn poll_forever(self, mut shutdown: watch::Receiver<bool>) {
+        let mut health = PollHealth::default();
+        let mut ticker = tokio::time::interval(POLL_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => self.poll_once(&mut health).await,
+                () = stopping(&mut shutdown) => break,
+            }
+        }
+    }
+}
+
+/// Resolves once `shutdown` is `true` (or its sender is gone).
+pub async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    // Map the guard away at once: a `watch::Ref` must not live across an await.
+    let _ = shutdown.wait_for(|stop| *stop).await.is_ok();
+}
+
+/// What the poller remembers between ticks (to log transitions once).
+#[derive(Debug, Default)]
+pub struct PollHealth {
+    redis_ok: bool,
+    last_error: Option<String>,
+    /// The generation whose key set was last examined.
+    key_checked: Option<Tag>,
+}

@@ -1,0 +1,364 @@
+//! Registry tokens: who the caller is (HTTP Basic against an htpasswd-bcrypt file), what
+//! they may have (requested scopes ∩ snapshot grants) and the signed JWT that says so.
+//!
+//! Identity is only ever the user whose password verified — never `account` or any other
+//! client-supplied value — and an absent `Authorization` header means anonymous. In this
+//! slice only `repository` scopes and only `pull` are ever granted. This module must never
+//! write anything anywhere (a login is read-only), never log a password or a token, and never
+//! run bcrypt on the async runtime's threads.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, SecondsFormat, Utc};
+use jwt_compact::alg::Ed25519;
+use jwt_compact::{AlgorithmExt, Claims, Header};
+use registry_gate_core::decision::Principal;
+use registry_gate_core::index::Index;
+use registry_gate_core::route::Action;
+use registry_gate_core::scope::{AccessEntry, ResourceScope};
+use registry_gate_core::token::{Audience, RegistryClaims};
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+use crate::keys::SigningKey;
+
+/// The bcrypt cost of the dummy hash checked for unknown users when the file has no entries.
+const DEFAULT_COST: u32 = 10;
+
+/// Why an htpasswd file was refused; every bad line is listed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{}", problems.join("; "))]
+pub struct HtpasswdError {
+    pub problems: Vec<String>,
+}
+
+/// User → bcrypt hash, from an htpasswd file with bcrypt entries only.
+#[derive(Clone)]
+pub struct Htpasswd {
+    users: HashMap<String, String>,
+    /// Verified against for unknown users so that "no such user" and "wrong password" take
+    /// the same time.
+    dummy: String,
+}
+
+impl std::fmt::Debug for Htpasswd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Htpasswd")
+            .field("users", &self.users.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Htpasswd {
+    /// Parses `user:hash` lines; blank lines and `#` comments are skipped. Only bcrypt
+    /// (`$2y$`, `$2b$`, `$2a$`) hashes are accepted; anything else is reported with its line.
+    pub fn parse(text: &str) -> Result<Htpasswd, HtpasswdError> {
+        let mut users = HashMap::new();
+        let mut problems = Vec::new();
+        let mut max_cost = None;
+        for (number, line) in text.lines().enumerate() {
+            let number = number + 1;
+            let line = line.trim_end_matches(['\r', ' ', '\t']);
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let Some((user, hash)) = line.split_once(':') else {
+                problems.push(format!("line {number}: expected user:hash"));
+                continue;
+            };
+            if user.is_empty() || user.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                problems.push(format!("line {number}: invalid user name"));
+                continue;
+            }
+            if !["$2y$", "$2b$", "$2a$"].iter().any(|p| hash.starts_with(p)) {
+                problems.push(format!(
+                    "line {number}: user {user:?} has a {} hash; only bcrypt ($2y$, $2b$, $2a$) is accepted",
+                    hash_kind(hash)
+                ));
+                continue;
+            }
+            match hash.parse::<bcrypt::HashParts>() {
+                Ok(parts) if (4..=31).contains(&parts.get_cost()) => {
+                    max_cost = max_cost.max(Some(parts.get_cost()));
+                }
+                Ok(parts) => {
+                    problems.push(format!(
+                        "line {number}: user {user:?} has bcrypt cost {} outside 4..=31",
+                        parts.get_cost()
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    problems.push(format!("line {number}: user {user:?}: {e}"));
+                    continue;
+                }
+            }
+            if users.insert(user.to_owned(), hash.to_owned()).is_some() {
+                problems.push(format!("line {number}: user {user:?} is listed twice"));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(HtpasswdError { problems });
+        }
+        let dummy = bcrypt::hash(b"registry-gate-dummy", max_cost.unwrap_or(DEFAULT_COST))
+            .map_err(|e| HtpasswdError {
+                problems: vec![format!("cannot prepare the dummy hash: {e}")],
+            })?;
+        Ok(Htpasswd { users, dummy })
+    }
+
+    pub fn load(path: &Path) -> Result<Htpasswd, HtpasswdError> {
+        let text = std::fs::read_to_string(path).map_err(|e| HtpasswdError {
+            problems: vec![format!("cannot read {}: {e}", path.display())],
+        })?;
+        Htpasswd::parse(&text)
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Whether `password` is `user`'s. CPU-heavy (bcrypt): call from a blocking thread.
+    pub fn verify(&self, user: &str, password: &str) -> bool {
+        match self.users.get(user) {
+            Some(hash) => bcrypt::verify(password, hash).unwrap_or(false),
+            None => {
+                let _ = bcrypt::verify(password, &self.dummy);
+                false
+            }
+        }
+    }
+}
+
+fn hash_kind(hash: &str) -> &'static str {
+    if hash.starts_with("$apr1$") {
+        "MD5 (apr1)"
+    } else if hash.starts_with("{SHA}") {
+        "SHA-1"
+    } else if hash.starts_with("$5$") || hash.starts_with("$6$") {
+        "SHA-crypt"
+    } else if hash.starts_with("$2x$") {
+        "legacy bcrypt ($2x$)"
+    } else if hash.starts_with('$') {
+        "non-bcrypt"
+    } else {
+        "crypt or plain-text"
+    }
+}
+
+/// The credentials a token request carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    Anonymous,
+    Basic { user: String, password: String },
+}
+
+/// Parses the `Authorization` header of a token request: none → anonymous; `Basic` with a
+/// well-formed `user:password` → Basic; anything else is refused (`None`).
+pub fn credentials(header: Option<&[u8]>) -> Option<Credentials> {
+    let Some(header) = header else {
+        return Some(Credentials::Anonymous);
+    };
+    let header = std::str::from_utf8(header).ok()?.trim();
+    let (scheme, value) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = STANDARD.decode(value.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    if user.is_empty() {
+        return None;
+    }
+    Some(Credentials::Basic {
+        user: user.to_owned(),
+        password: password.to_owned(),
+    })
+}
+
+/// Why a login was refused or could not be checked.
+#[derive(Debug, Error)]
+pub enum AuthError {
+    #[error("invalid username or password")]
+    BadCredentials,
+    #[error("password check failed: {0}")]
+    Internal(String),
+}
+
+/// Checks Basic credentials against the htpasswd file, a bounded number at a time.
+#[derive(Debug)]
+pub struct Authenticator {
+    htpasswd: Option<Arc<Htpasswd>>,
+    /// bcrypt is deliberately slow; at most this many run at once so a login storm queues
+    /// instead of exhausting the blocking pool.
+    permits: Semaphore,
+}
+
+impl Authenticator {
+    /// Without a file, every Basic login is refused (only anonymous tokens are issued).
+    pub fn new(htpasswd: Option<Htpasswd>, concurrency: usize) -> Authenticator {
+        Authenticator {
+            htpasswd: htpasswd.map(Arc::new),
+            permits: Semaphore::new(concurrency.max(1)),
+        }
+    }
+
+    /// The principal the credentials prove.
+    pub async fn authenticate(&self, credentials: Credentials) -> Result<Principal, AuthError> {
+        let (user, password) = match credentials {
+            Credentials::Anonymous => return Ok(Principal::Anonymous),
+            Credentials::Basic { user, password } => (user, password),
+        };
+        let Some(htpasswd) = self.htpasswd.clone() else {
+            return Err(AuthError::BadCredentials);
+        };
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        let (user, ok) = tokio::task::spawn_blocking(move || {
+            let ok = htpasswd.verify(&user, &password);
+            (user, ok)
+        })
+        .await
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        if ok {
+            Ok(Principal::User(user))
+        } else {
+            Err(AuthError::BadCredentials)
+        }
+    }
+}
+
+/// `access` = requested ∩ granted. Only `repository` scopes and only `pull` are granted in
+/// this slice; scopes asking for the same repository are merged; a repository with nothing
+/// granted is left out (lack of access is not an error, the token just does not carry it).
+pub fn grant(requested: &[ResourceScope], who: &Principal, index: &Index) -> Vec<AccessEntry> {
+    let mut granted: Vec<AccessEntry> = Vec::new();
+    for scope in requested {
+        if scope.resource_type != "repository" {
+            continue;
+        }
+        let wants_pull = scope.actions.iter().any(|a| a == "pull" || a == "*");
+        if !wants_pull || !index.permits(who, &scope.name, Action::Pull) {
+            continue;
+        }
+        if granted.iter().any(|e| e.name == scope.name) {
+            continue;
+        }
+        granted.push(AccessEntry {
+            resource_type: "repository".into(),
+            name: scope.name.clone(),
+            actions: vec![Action::Pull.as_str().into()],
+        });
+    }
+    granted
+}
+
+/// A minted token and the response fields that go with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Minted {
+    pub token: String,
+    pub expires_in: u64,
+    /// RFC 3339 UTC.
+    pub issued_at: String,
+}
+
+/// Why a token could not be minted.
+#[derive(Debug, Error)]
+pub enum MintError {
+    #[error("no randomness for jti: {0}")]
+    Random(String),
+    #[error("clock is out of range")]
+    Clock,
+    #[error("signing failed: {0}")]
+    Sign(String),
+}
+
+/// Signs registry tokens with the sidecar's key.
+#[derive(Debug)]
+pub struct Minter {
+    key: SigningKey,
+    issuer: String,
+    /// `aud` of every token: the registry service name the filter is configured with.
+    service: String,
+    ttl: Duration,
+}
+
+impl Minter {
+    pub fn new(key: SigningKey, issuer: String, service: String, ttl: Duration) -> Minter {
+        Minter {
+            key,
+            issuer,
+            service,
+            ttl,
+        }
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// An EdDSA JWT (`{"alg":"EdDSA","typ":"JWT","kid"}`) with iss, sub, aud, exp, nbf, iat,
+    /// jti and access. `sub` is empty for anonymous.
+    pub fn mint(
+        &self,
+        who: &Principal,
+        access: Vec<AccessEntry>,
+        now: SystemTime,
+    ) -> Result<Minted, MintError> {
+        let sub = match who {
+            Principal::User(user) => user.clone(),
+            Principal::Host(host) => host.clone(),
+            Principal::Anonymous => String::new(),
+        };
+        let now = whole_seconds(DateTime::<Utc>::from(now));
+        let ttl = chrono::Duration::from_std(self.ttl).map_err(|_| MintError::Clock)?;
+        let expires = now.checked_add_signed(ttl).ok_or(MintError::Clock)?;
+        let mut claims = Claims::new(RegistryClaims {
+            iss: self.issuer.clone(),
+            sub,
+            aud: Audience::One(self.service.clone()),
+            jti: Some(jti()?),
+            access: Some(access),
+        });
+        claims.expiration = Some(expires);
+        claims.not_before = Some(now);
+        claims.issued_at = Some(now);
+        let header = Header::empty()
+            .with_key_id(self.key.kid())
+            .with_token_type("JWT");
+        let token = Ed25519
+            .token(&header, &claims, self.key.secret())
+            .map_err(|e| MintError::Sign(e.to_string()))?;
+        Ok(Minted {
+            token,
+            expires_in: self.ttl.as_secs(),
+            issued_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        })
+    }
+}
+
+fn whole_seconds(time: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(time.timestamp(), 0).unwrap_or(time)
+}
+
+/// 128 random bits as hex.
+fn jti() -> Result<String, MintError> {
+    let mut bytes = [0_u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| MintError::Random(e.to_string()))?;
+    Ok(hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests;

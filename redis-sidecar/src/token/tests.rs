@@ -1,0 +1,297 @@
+//! Unit tests of htpasswd parsing, Basic credentials, scope ∩ grant and token minting.
+
+use super::*;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jwt_compact::UntrustedToken;
+use registry_gate_core::scope::parse_scopes;
+use registry_gate_core::snapshot::{Content, Repository};
+use std::collections::BTreeMap;
+
+/// A `$2y$` (htpasswd's default) bcrypt hash at the minimum cost.
+fn hash(password: &str) -> String {
+    bcrypt::hash_with_result(password, 4)
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoY)
+}
+
+#[test]
+fn htpasswd_accepts_bcrypt_variants_comments_and_blank_lines() {
+    let y = hash("pw-a");
+    let b = y.replacen("$2y$", "$2b$", 1);
+    let a = y.replacen("$2y$", "$2a$", 1);
+    let text = format!("# users\n\nalice:{y}\r\nbob:{b}  \ncarol:{a}\n");
+    let file = Htpasswd::parse(&text).unwrap();
+    assert_eq!(file.len(), 3);
+    assert!(file.verify("alice", "pw-a"));
+    assert!(file.verify("bob", "pw-a"));
+    assert!(file.verify("carol", "pw-a"));
+    assert!(!file.verify("alice", "wrong"));
+    assert!(!file.verify("nobody", "pw-a"));
+}
+
+#[test]
+fn htpasswd_rejects_every_bad_line_with_its_number() {
+    let good = hash("x");
+    let cases: &[(&str, String, &str)] = &[
+        ("apr1", "u:$apr1$salt$hash".into(), "MD5"),
+        ("sha1", "u:{SHA}abc=".into(), "SHA-1"),
+        ("sha-crypt", "u:$6$salt$hash".into(), "SHA-crypt"),
+        ("plain", "u:secret".into(), "plain-text"),
+        (
+            "2x",
+            format!("u:{}", good.replacen("$2y$", "$2x$", 1)),
+            "legacy",
+        ),
+        ("no colon", "just-a-name".into(), "expected user:hash"),
+        ("empty user", format!(":{good}"), "invalid user"),
+        ("truncated bcrypt", "u:$2y$04$short".into(), "u"),
+        (
+            "cost too high",
+            format!("u:{}", good.replacen("$04$", "$99$", 1)),
+            "cost",
+        ),
+    ];
+    for (name, line, needle) in cases {
+        let text = format!("ok:{good}\n{line}\n");
+        let error = Htpasswd::parse(&text).unwrap_err();
+        assert_eq!(error.problems.len(), 1, "case {name}: {error}");
+        let problem = &error.problems[0];
+        assert!(problem.starts_with("line 2:"), "case {name}: {problem}");
+        assert!(problem.contains(needle), "case {name}: {problem}");
+    }
+    let error = Htpasswd::parse(&format!("a:{good}\na:{good}\nb:plain\n")).unwrap_err();
+    assert_eq!(error.problems.len(), 2, "{error}");
+    assert!(error.problems[0].contains("line 2") && error.problems[0].contains("twice"));
+    assert!(error.problems[1].contains("line 3"));
+}
+
+#[test]
+fn authorization_header_parsing() {
+    let basic = |s: &str| format!("Basic {}", STANDARD.encode(s));
+    let cases: Vec<(&str, Option<String>, Option<Credentials>)> = vec![
+        ("absent", None, Some(Credentials::Anonymous)),
+        (
+            "basic",
+            Some(basic("alice:pw")),
+            Some(Credentials::Basic {
+                user: "alice".into(),
+                password: "pw".into(),
+            }),
+        ),
+        (
+            "colon in password",
+            Some(basic("alice:p:w")),
+            Some(Credentials::Basic {
+                user: "alice".into(),
+                password: "p:w".into(),
+            }),
+        ),
+        (
+            "lowercase scheme",
+            Some(format!("basic {}", STANDARD.encode("a:b"))),
+            Some(Credentials::Basic {
+                user: "a".into(),
+                password: "b".into(),
+            }),
+        ),
+        ("bearer", Some("Bearer abc".into()), None),
+        ("bad base64", Some("Basic !!!".into()), None),
+        ("no colon", Some(basic("alice")), None),
+        ("empty user", Some(basic(":pw")), None),
+        ("scheme only", Some("Basic".into()), None),
+    ];
+    for (name, header, want) in cases {
+        assert_eq!(
+            credentials(header.as_deref().map(str::as_bytes)),
+            want,
+            "case {name}"
+        );
+    }
+}
+
+fn content() -> Content {
+    let repo = |name: &str, auth_required| Repository {
+        name: name.into(),
+        auth_required,
+    };
+    Content {
+        repositories: vec![
+            repo("public/app", false),
+            repo("private/app", true),
+            repo("private/other", true),
+        ],
+        users: BTreeMap::from([("alice".into(), vec!["private/app".into()])]),
+        ..Content::default()
+    }
+}
+
+#[test]
+fn access_is_requested_intersected_with_granted() {
+    let index = Index::build(&content());
+    let alice = Principal::User("alice".into());
+    let bob = Principal::User("bob".into());
+    let entry = |name: &str| AccessEntry {
+        resource_type: "repository".into(),
+        name: name.into(),
+        actions: vec!["pull".into()],
+    };
+    let cases: Vec<(&str, &str, &Principal, Vec<AccessEntry>)> = vec![
+        (
+            "granted private pull",
+            "repository:private/app:pull",
+            &alice,
+            vec![entry("private/app")],
+        ),
+        (
+            "push is dropped, pull kept",
+            "repository:private/app:pull,push",
+            &alice,
+            vec![entry("private/app")],
+        ),
+        (
+            "push only grants nothing",
+            "repository:private/app:push",
+            &alice,
+            vec![],
+        ),
+        (
+            "delete only grants nothing",
+            "repository:private/app:delete",
+            &alice,
+            vec![],
+        ),
+        (
+            "star means pull",
+            "repository:private/app:*",
+            &alice,
+            vec![entry("private/app")],
+        ),
+        (
+            "ungranted private",
+            "repository:private/other:pull",
+            &alice,
+            vec![],
+        ),
+        ("other user", "repository:private/app:pull", &bob, vec![]),
+        (
+            "public for anyone",
+            "repository:public/app:pull",
+            &Principal::Anonymous,
+            vec![entry("public/app")],
+        ),
+        (
+            "anonymous private",
+            "repository:private/app:pull",
+            &Principal::Anonymous,
+            vec![],
+        ),
+        (
+            "unknown repository",
+            "repository:nope/app:pull",
+            &alice,
+            vec![],
+        ),
+        ("catalog never", "registry:catalog:*", &alice, vec![]),
+        (
+            "class suffix",
+            "repository(plugin):public/app:pull",
+            &bob,
+            vec![entry("public/app")],
+        ),
+        (
+            "several, merged",
+            "repository:public/app:pull repository:private/app:pull repository:public/app:pull",
+            &alice,
+            vec![entry("public/app"), entry("private/app")],
+        ),
+    ];
+    for (name, scope, who, want) in cases {
+        let requested = parse_scopes(scope).unwrap();
+        assert_eq!(grant(&requested, who, &index), want, "case {name}");
+    }
+}
+
+#[test]
+fn minted_token_verifies_and_carries_the_claims() {
+    let key = SigningKey::generate().unwrap();
+    let spec = key.key_spec();
+    let minter = Minter::new(
+        key.clone(),
+        "issuer-x".into(),
+        "service-y".into(),
+        Duration::from_secs(300),
+    );
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let access = vec![AccessEntry {
+        resource_type: "repository".into(),
+        name: "a/b".into(),
+        actions: vec!["pull".into()],
+    }];
+    let minted = minter
+        .mint(&Principal::User("alice".into()), access.clone(), now)
+        .unwrap();
+    assert_eq!(minted.expires_in, 300);
+    assert_eq!(minted.issued_at, "2023-11-14T22:13:20Z");
+
+    let untrusted = UntrustedToken::new(&minted.token).unwrap();
+    assert_eq!(untrusted.algorithm(), "EdDSA");
+    assert_eq!(untrusted.header().key_id.as_deref(), Some(key.kid()));
+    assert_eq!(untrusted.header().token_type.as_deref(), Some("JWT"));
+    let x = URL_SAFE_NO_PAD
+        .decode(spec.jwk.get("x").unwrap().as_str().unwrap())
+        .unwrap();
+    let public = ed25519_compact::PublicKey::from_slice(&x).unwrap();
+    let token = Ed25519
+        .validator::<RegistryClaims>(&public)
+        .validate(&untrusted)
+        .unwrap();
+    let claims = token.claims();
+    assert_eq!(claims.custom.iss, "issuer-x");
+    assert_eq!(claims.custom.sub, "alice");
+    assert_eq!(claims.custom.aud, Audience::One("service-y".into()));
+    assert_eq!(claims.custom.access, Some(access));
+    let jti = claims.custom.jti.clone().unwrap();
+    assert_eq!(jti.len(), 32);
+    assert!(jti.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(claims.issued_at.unwrap().timestamp(), 1_700_000_000);
+    assert_eq!(claims.not_before.unwrap().timestamp(), 1_700_000_000);
+    assert_eq!(claims.expiration.unwrap().timestamp(), 1_700_000_300);
+
+    let anonymous = minter.mint(&Principal::Anonymous, vec![], now).unwrap();
+    let untrusted = UntrustedToken::new(&anonymous.token).unwrap();
+    let claims: Claims<RegistryClaims> = untrusted.deserialize_claims_unchecked().unwrap();
+    assert_eq!(claims.custom.sub, "");
+    assert_eq!(claims.custom.access, Some(vec![]));
+    assert_ne!(claims.custom.jti, token.claims().custom.jti, "jti is fresh");
+}
+
+#[tokio::test]
+async fn authenticator_maps_credentials_to_principals() {
+    let file = Htpasswd::parse(&format!("alice:{}\n", hash("pw"))).unwrap();
+    let auth = Authenticator::new(Some(file), 2);
+    let basic = |user: &str, password: &str| Credentials::Basic {
+        user: user.into(),
+        password: password.into(),
+    };
+    assert_eq!(
+        auth.authenticate(Credentials::Anonymous).await.unwrap(),
+        Principal::Anonymous
+    );
+    assert_eq!(
+        auth.authenticate(basic("alice", "pw")).await.unwrap(),
+        Principal::User("alice".into())
+    );
+    assert!(matches!(
+        auth.authenticate(basic("alice", "no")).await,
+        Err(AuthError::BadCredentials)
+    ));
+    assert!(matches!(
+        auth.authenticate(basic("mallory", "pw")).await,
+        Err(AuthError::BadCredentials)
+    ));
+    let no_file = Authenticator::new(None, 1);
+    assert!(matches!(
+        no_file.authenticate(basic("alice", "pw")).await,
+        Err(AuthError::BadCredentials)
+    ));
+}

@@ -1,0 +1,433 @@
+//! Test harness: a real `redis-server` on a free loopback port and sidecars started through
+//! `registry_gate_sidecar::run` on `127.0.0.1:0`, with their key, htpasswd and sync secret
+//! generated into a temporary directory (nothing secret is committed).
+//!
+//! It fails loudly when `redis-server` is missing rather than skipping, and waits for
+//! readiness with deadlines instead of sleeping.
+// Helpers are test code even though they sit outside `#[test]` functions: failing loudly is
+// their job, so the workspace's no-panic lints do not apply here. Not every test binary
+// uses every helper.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::future::Future;
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use registry_gate_core::snapshot::{self, Content, Repository, Snapshot};
+use registry_gate_sidecar::keys::SigningKey;
+use registry_gate_sidecar::{Cli, Command as SidecarCommand, Config};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long any readiness wait may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// The binary, from `REDIS_SERVER` or the usual places.
+fn redis_server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("REDIS_SERVER") {
+        return PathBuf::from(path);
+    }
+    for candidate in ["/usr/bin/redis-server", "/usr/local/bin/redis-server"] {
+        if std::path::Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    panic!(
+        "redis-server not found (looked at $REDIS_SERVER, /usr/bin, /usr/local/bin): \
+         install it (apt-get install redis-server); these tests never skip"
+    );
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// A throwaway Redis: no persistence, killed on drop.
+pub struct Redis {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let binary = redis_server_binary();
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(&binary)
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                ])
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+            let started = Instant::now();
+            while started.elapsed() < DEADLINE {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // exited: port taken meanwhile; try another
+                }
+                if ping(port) {
+                    return Redis {
+                        child,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not answer PING");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    pub fn flushall(&self) {
+        let _: () = redis::cmd("FLUSHALL")
+            .query(&mut self.connection())
+            .unwrap();
+    }
+
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        redis::cmd("GET")
+            .arg(key)
+            .query(&mut self.connection())
+            .unwrap()
+    }
+
+    /// Every key and its value (all keys are strings in our layout).
+    pub fn dump(&self) -> Vec<(String, Vec<u8>)> {
+        let mut conn = self.connection();
+        let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+        keys.sort();
+        keys.into_iter()
+            .map(|k| {
+                let v: Vec<u8> = redis::cmd("GET").arg(&k).query(&mut conn).unwrap();
+                (k, v)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0_u8; 7];
+    stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// How to start a sidecar.
+#[derive(Clone)]
+pub struct Options {
+    pub prefix: String,
+    /// `(user, password)` pairs written to an htpasswd file at bcrypt cost 4.
+    pub users: Vec<(String, String)>,
+    /// Use this key instead of a fresh one.
+    pub key: Option<SigningKey>,
+    pub extra: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            prefix: "rg-test:".into(),
+            users: vec![],
+            key: None,
+            extra: vec![],
+        }
+    }
+}
+
+/// A running sidecar.
+pub struct Sidecar {
+    pub base: String,
+    pub secret: String,
+    pub key: SigningKey,
+    pub service: String,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Sidecar {
+    pub async fn start(redis: &Redis, options: Options) -> Sidecar {
+        let dir = tempfile::tempdir().unwrap();
+        let key = options
+            .key
+            .unwrap_or_else(|| SigningKey::generate().unwrap());
+        let key_path = dir.path().join("key.pem");
+        std::fs::write(&key_path, key.to_pem()).unwrap();
+        let secret = format!("sync-secret-{}", key.kid().replace(['-', '_'], "x"));
+        let secret_path = dir.path().join("secret");
+        std::fs::write(&secret_path, format!("{secret}\n")).unwrap();
+        let mut argv: Vec<String> = vec![
+            "registry-gate-sidecar".into(),
+            "serve".into(),
+            "--redis-url".into(),
+            redis.url(),
+            "--key-prefix".into(),
+            options.prefix.clone(),
+            "--signing-key".into(),
+            key_path.display().to_string(),
+            "--sync-secret-file".into(),
+            secret_path.display().to_string(),
+            "--service".into(),
+            "test-registry".into(),
+            "--issuer".into(),
+            "test-issuer".into(),
+            "--log-format".into(),
+            "text".into(),
+        ];
+        if !options.users.is_empty() {
+            let htpasswd: String = options
+                .users
+                .iter()
+                .map(|(user, password)| {
+                    let hash = bcrypt::hash_with_result(password, 4)
+                        .unwrap()
+                        .format_for_version(bcrypt::Version::TwoY);
+                    format!("{user}:{hash}\n")
+                })
+                .collect();
+            let path = dir.path().join("htpasswd");
+            std::fs::write(&path, htpasswd).unwrap();
+            argv.push("--htpasswd".into());
+            argv.push(path.display().to_string());
+        }
+        argv.extend(options.extra);
+        let SidecarCommand::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
+            unreachable!()
+        };
+        let config = Config::from_args(&args).unwrap_or_else(|e| panic!("{e}"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            registry_gate_sidecar::run(listener, config, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        let sidecar = Sidecar {
+            base,
+            secret,
+            key,
+            service: "test-registry".into(),
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        };
+        eventually("sidecar answers /readyz", || async {
+            matches!(
+                sidecar.client.get(sidecar.url("/readyz")).send().await,
+                Ok(r) if r.status() == StatusCode::OK
+            )
+        })
+        .await;
+        sidecar
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the server and waits for it (graceful shutdown).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(DEADLINE, task)
+                .await
+                .expect("sidecar did not shut down in time")
+                .unwrap();
+        }
+    }
+
+    /// `PUT /v1/snapshot` with the sync secret.
+    pub async fn put(&self, content: &Value, if_match: Option<&str>, query: &str) -> Reply {
+        self.put_raw(serde_json::to_vec(content).unwrap(), if_match, query)
+            .await
+    }
+
+    pub async fn put_raw(&self, body: Vec<u8>, if_match: Option<&str>, query: &str) -> Reply {
+        let mut request = self
+            .client
+            .put(self.url(&format!("/v1/snapshot{query}")))
+            .bearer_auth(&self.secret)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(tag) = if_match {
+            request = request.header("if-match", tag);
+        }
+        Reply::from(request.send().await.unwrap()).await
+    }
+
+    /// `GET /v1/snapshot` with optional `If-None-Match`.
+    pub async fn get(&self, if_none_match: Option<&str>, query: &str) -> Reply {
+        let mut request = self.client.get(self.url(&format!("/v1/snapshot{query}")));
+        if let Some(tag) = if_none_match {
+            request = request.header("if-none-match", tag);
+        }
+        Reply::from(request.send().await.unwrap()).await
+    }
+
+    /// The current snapshot, decoded with the shared core decoder.
+    pub async fn snapshot(&self) -> (String, Snapshot) {
+        let reply = self.get(None, "").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        (
+            reply.etag().unwrap(),
+            snapshot::decode(&reply.body).unwrap(),
+        )
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A response read whole.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub async fn from(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.unwrap().to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    pub fn etag(&self) -> Option<String> {
+        self.header("etag")
+    }
+}
+
+/// Polls `check` until it holds or the deadline passes (then fails naming `what`).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out after {DEADLINE:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A content with the given `(name, auth_required)` repositories and user grants, as JSON.
+pub fn content(repositories: &[(&str, bool)], users: &[(&str, &[&str])]) -> Value {
+    let content = Content {
+        repositories: repositories
+            .iter()
+            .map(|(name, auth_required)| Repository {
+                name: (*name).into(),
+                auth_required: *auth_required,
+            })
+            .collect(),
+        users: users
+            .iter()
+            .map(|(user, names)| {
+                (
+                    (*user).to_owned(),
+                    names.iter().map(|n| (*n).to_owned()).collect(),
+                )
+            })
+            .collect(),
+        ..Content::default()
+    };
+    serde_json::to_value(content).unwrap()
+}
+
+/// `(epoch, generation)` of an ETag.
+pub fn parse_etag(etag: &str) -> (String, u64) {
+    let inner = etag.trim_matches('"');
+    let (epoch, generation) = inner.rsplit_once('.').unwrap();
+    (epoch.to_owned(), generation.parse().unwrap())
+}
