@@ -160,7 +160,14 @@ mod tests {
             n,
             last: last.map(Into::into),
         };
-        type Row<'a> = (&'a str, &'a Principal, Page, Policy, &'a [&'a str], Option<&'a str>);
+        type Row<'a> = (
+            &'a str,
+            &'a Principal,
+            Page,
+            Policy,
+            &'a [&'a str],
+            Option<&'a str>,
+        );
         let rows: &[Row] = &[
             (
                 "user sees grants and public, sorted",
@@ -244,7 +251,13 @@ mod tests {
         assert_eq!(body["num_results"], 2);
         assert_eq!(body["query"], "private");
         assert_eq!(body["results"][0]["name"], "org/private-1");
-        let anon = search(&index, &Principal::Anonymous, "private", None, &policy(100, 1000));
+        let anon = search(
+            &index,
+            &Principal::Anonymous,
+            "private",
+            None,
+            &policy(100, 1000),
+        );
         let body: serde_json::Value = serde_json::from_str(&anon.body).unwrap();
         assert_eq!(body["num_results"], 0);
         let capped = search(&index, &alice, "", Some(1), &policy(100, 1000));

@@ -345,7 +345,10 @@ mod tests {
         assert_eq!(settings.verifier.leeway_secs, defaults::leeway_secs());
         assert_eq!(settings.verifier.audience, "svc");
         assert_eq!(settings.identity_header, defaults::identity_header());
-        assert_eq!(settings.policy.challenge.realm, "https://gw.example/v2/token");
+        assert_eq!(
+            settings.policy.challenge.realm,
+            "https://gw.example/v2/token"
+        );
         assert!(!settings.policy.allow_push);
     }
 
@@ -376,8 +379,14 @@ mod tests {
     #[test]
     fn unknown_fields_and_algorithms_are_refused() {
         let rows = [
-            ("unknown field", r#"{"issuer":"i","service":"s","realm":"https://r","extra":1}"#),
-            ("unknown algorithm", r#"{"issuer":"i","service":"s","realm":"https://r","algorithms":["none"]}"#),
+            (
+                "unknown field",
+                r#"{"issuer":"i","service":"s","realm":"https://r","extra":1}"#,
+            ),
+            (
+                "unknown algorithm",
+                r#"{"issuer":"i","service":"s","realm":"https://r","algorithms":["none"]}"#,
+            ),
             ("not json", "issuer=i"),
             ("missing issuer", r#"{"service":"s","realm":"https://r"}"#),
         ];
@@ -388,7 +397,8 @@ mod tests {
 
     #[test]
     fn fetcher_config() {
-        let ok = FetcherConfig::from_json(br#"{"cluster":"sidecar","authority":"sidecar"}"#).unwrap();
+        let ok =
+            FetcherConfig::from_json(br#"{"cluster":"sidecar","authority":"sidecar"}"#).unwrap();
         assert_eq!(ok.path, "/v1/snapshot");
         assert!(ok.timeout_ms > ok.wait_secs * 1000);
         let err = FetcherConfig::from_json(

@@ -76,7 +76,9 @@ pub fn credential(header: Option<&str>) -> Credential<'_> {
     };
     if !scheme.eq_ignore_ascii_case("bearer")
         || token.is_empty()
-        || token.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        || token
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
     {
         return Credential::Invalid;
     }

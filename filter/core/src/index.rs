@@ -164,7 +164,9 @@ impl Index {
         };
         let from = RepoId::try_from(start).unwrap_or(RepoId::MAX);
         let granted = self.pull_grants(who);
-        let granted = granted.get(granted.partition_point(|id| *id < from)..).unwrap_or(&[]);
+        let granted = granted
+            .get(granted.partition_point(|id| *id < from)..)
+            .unwrap_or(&[]);
         let public = self
             .public
             .get(self.public.partition_point(|id| *id < from)..)
@@ -220,9 +222,12 @@ mod tests {
                 repo("team/a", true),
                 repo("zz/public", false),
             ],
-            users: [("alice".to_string(), vec!["team/a".to_string(), "team/b".to_string()])]
-                .into_iter()
-                .collect(),
+            users: [(
+                "alice".to_string(),
+                vec!["team/a".to_string(), "team/b".to_string()],
+            )]
+            .into_iter()
+            .collect(),
             hosts: [("host-1".to_string(), vec!["team/b".to_string()])]
                 .into_iter()
                 .collect(),
@@ -241,20 +246,74 @@ mod tests {
         let host = Principal::Host("host-1".into());
         let anon = Principal::Anonymous;
         let rows: &[(&str, &Principal, &str, Action, bool)] = &[
-            ("public pull by anonymous", &anon, "library/public", Action::Pull, true),
-            ("public pull by stranger", &bob, "library/public", Action::Pull, true),
-            ("private pull by anonymous", &anon, "team/a", Action::Pull, false),
-            ("private pull by grantee", &alice, "team/a", Action::Pull, true),
-            ("private pull by stranger", &bob, "team/a", Action::Pull, false),
-            ("private pull by host grantee", &host, "team/b", Action::Pull, true),
-            ("private pull by host without grant", &host, "team/a", Action::Pull, false),
+            (
+                "public pull by anonymous",
+                &anon,
+                "library/public",
+                Action::Pull,
+                true,
+            ),
+            (
+                "public pull by stranger",
+                &bob,
+                "library/public",
+                Action::Pull,
+                true,
+            ),
+            (
+                "private pull by anonymous",
+                &anon,
+                "team/a",
+                Action::Pull,
+                false,
+            ),
+            (
+                "private pull by grantee",
+                &alice,
+                "team/a",
+                Action::Pull,
+                true,
+            ),
+            (
+                "private pull by stranger",
+                &bob,
+                "team/a",
+                Action::Pull,
+                false,
+            ),
+            (
+                "private pull by host grantee",
+                &host,
+                "team/b",
+                Action::Pull,
+                true,
+            ),
+            (
+                "private pull by host without grant",
+                &host,
+                "team/a",
+                Action::Pull,
+                false,
+            ),
             ("unknown repository", &alice, "team/c", Action::Pull, false),
             ("push by writer", &alice, "team/a", Action::Push, true),
             ("push by reader only", &alice, "team/b", Action::Push, false),
-            ("push to public by anonymous", &anon, "library/public", Action::Push, false),
+            (
+                "push to public by anonymous",
+                &anon,
+                "library/public",
+                Action::Push,
+                false,
+            ),
             ("delete by writer", &alice, "team/a", Action::Delete, true),
             ("push by host", &host, "team/b", Action::Push, false),
-            ("user named like a host", &Principal::User("host-1".into()), "team/b", Action::Pull, false),
+            (
+                "user named like a host",
+                &Principal::User("host-1".into()),
+                "team/b",
+                Action::Pull,
+                false,
+            ),
         ];
         for (case, who, repo, action, expected) in rows {
             assert_eq!(index.permits(who, repo, *action), *expected, "{case}");

@@ -139,9 +139,7 @@ impl Challenge {
         match error {
             ChallengeError::None => {}
             ChallengeError::InvalidToken => value.push_str(",error=\"invalid_token\""),
-            ChallengeError::InsufficientScope => {
-                value.push_str(",error=\"insufficient_scope\"")
-            }
+            ChallengeError::InsufficientScope => value.push_str(",error=\"insufficient_scope\""),
         }
         value
     }
@@ -234,12 +232,23 @@ mod tests {
 
     #[test]
     fn error_body_is_registry_format() {
-        let reply = error(404, Code::NameUnknown, "repository name not known to registry", None);
+        let reply = error(
+            404,
+            Code::NameUnknown,
+            "repository name not known to registry",
+            None,
+        );
         assert_eq!(reply.status, 404);
-        assert_eq!(reply.header("Docker-Distribution-API-Version"), Some("registry/2.0"));
+        assert_eq!(
+            reply.header("Docker-Distribution-API-Version"),
+            Some("registry/2.0")
+        );
         let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
         assert_eq!(body["errors"][0]["code"], "NAME_UNKNOWN");
-        assert_eq!(body["errors"][0]["message"], "repository name not known to registry");
+        assert_eq!(
+            body["errors"][0]["message"],
+            "repository name not known to registry"
+        );
         assert!(body["errors"][0].get("detail").is_none());
     }
 
@@ -253,7 +262,11 @@ mod tests {
             (RouteError::DigestInvalid, 400, "DIGEST_INVALID"),
             (RouteError::UploadInvalid, 400, "BLOB_UPLOAD_INVALID"),
             (RouteError::QueryInvalid("n"), 400, "UNSUPPORTED"),
-            (RouteError::MethodNotAllowed("TRACE".into()), 405, "UNSUPPORTED"),
+            (
+                RouteError::MethodNotAllowed("TRACE".into()),
+                405,
+                "UNSUPPORTED",
+            ),
         ];
         for (err, status, code) in rows {
             let reply = route_error(&err);
@@ -265,7 +278,11 @@ mod tests {
 
     #[test]
     fn token_errors_are_401_invalid_token() {
-        let reply = token_error(&challenge(), Some("repository:a:pull"), &TokenError::Expired);
+        let reply = token_error(
+            &challenge(),
+            Some("repository:a:pull"),
+            &TokenError::Expired,
+        );
         assert_eq!(reply.status, 401);
         assert!(reply
             .header("www-authenticate")

@@ -231,8 +231,8 @@ pub fn encode(content: &Content, stamp: &Stamp) -> Result<Vec<u8>, SnapshotError
     let content_text =
         String::from_utf8(content_bytes).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
     let checksum = checksum_of(content_text.as_bytes());
-    let raw = RawValue::from_string(content_text)
-        .map_err(|e| SnapshotError::Malformed(e.to_string()))?;
+    let raw =
+        RawValue::from_string(content_text).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
     let envelope = Envelope {
         schema: Schema {
             major: SCHEMA_MAJOR,
@@ -306,7 +306,9 @@ pub fn admit(held: Option<&Held>, offered: &Snapshot) -> Result<(), SnapshotErro
             offered: offered.header.generation,
         });
     }
-    if offered.content.repositories.is_empty() && held.repositories > 0 && !offered.header.allow_empty
+    if offered.content.repositories.is_empty()
+        && held.repositories > 0
+        && !offered.header.allow_empty
     {
         return Err(SnapshotError::SuspiciouslyEmpty {
             held: held.repositories,

@@ -94,10 +94,7 @@ impl Fetcher {
             Err(status) => {
                 host::log(
                     LogLevel::Warn,
-                    &format!(
-                        "cannot call cluster {}: {status:?}",
-                        self.settings.cluster
-                    ),
+                    &format!("cannot call cluster {}: {status:?}", self.settings.cluster),
                 );
                 self.retry_later();
             }
@@ -138,7 +135,10 @@ impl Fetcher {
             other => {
                 host::log(
                     LogLevel::Warn,
-                    &format!("snapshot fetch failed: status {}", other.unwrap_or("none (transport failure)")),
+                    &format!(
+                        "snapshot fetch failed: status {}",
+                        other.unwrap_or("none (transport failure)")
+                    ),
                 );
                 self.retry_later();
             }
@@ -181,12 +181,17 @@ impl Fetcher {
             confirmed_at: host::now_secs(),
         };
         if !shared::publish(body, &announcement) {
-            return Err(SnapshotError::Malformed("shared data refused the snapshot".into()));
+            return Err(SnapshotError::Malformed(
+                "shared data refused the snapshot".into(),
+            ));
         }
         self.stats.gauge("snapshot.generation", held.generation);
         host::log(
             LogLevel::Info,
-            &format!("published snapshot generation {} to workers", held.generation),
+            &format!(
+                "published snapshot generation {} to workers",
+                held.generation
+            ),
         );
         self.held = Some(held);
         Ok(())

@@ -17,7 +17,10 @@ pub fn log(level: LogLevel, message: &str) {
 }
 
 fn failed(what: &str, status: Status) {
-    log(LogLevel::Warn, &format!("host call {what} failed: {status:?}"));
+    log(
+        LogLevel::Warn,
+        &format!("host call {what} failed: {status:?}"),
+    );
 }
 
 /// Host wall clock in milliseconds since the Unix epoch (0 if the host cannot tell).
@@ -67,9 +70,13 @@ pub fn send_reply(reply: &Reply) -> bool {
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    hostcalls::send_http_response(u32::from(reply.status), headers, Some(reply.body.as_bytes()))
-        .map_err(|status| failed("send_http_response", status))
-        .is_ok()
+    hostcalls::send_http_response(
+        u32::from(reply.status),
+        headers,
+        Some(reply.body.as_bytes()),
+    )
+    .map_err(|status| failed("send_http_response", status))
+    .is_ok()
 }
 
 /// Writes a filter-state value (`wasm.<name>` in access logs).
@@ -89,11 +96,15 @@ pub fn property(path: Vec<&str>) -> Option<Bytes> {
 
 /// The plugin configuration bytes.
 pub fn plugin_configuration() -> Option<Bytes> {
-    hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX)
-        .unwrap_or_else(|status| {
-            failed("get_buffer(plugin configuration)", status);
-            None
-        })
+    hostcalls::get_buffer(
+        proxy_wasm::types::BufferType::PluginConfiguration,
+        0,
+        usize::MAX,
+    )
+    .unwrap_or_else(|status| {
+        failed("get_buffer(plugin configuration)", status);
+        None
+    })
 }
 
 /// Shared data by key; an empty value counts as absent (the ABI has no delete).

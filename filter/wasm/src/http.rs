@@ -32,18 +32,34 @@ impl HttpContext for Request {
         let identity_header = worker.settings.identity_header.clone();
         // The upstream must only ever see the identity this filter verified.
         if !host::remove_request_header(&identity_header) {
-            return answer(&mut worker, &reply::error(500, reply::Code::Unavailable, "internal error", None), None);
+            return answer(
+                &mut worker,
+                &reply::error(500, reply::Code::Unavailable, "internal error", None),
+                None,
+            );
         }
         match handle(&mut worker) {
-            Ok((identity, repository)) => {
-                let settings = Rc::clone(&worker.settings);
-                let forwarded = host::set_request_header(&identity_header, &identity.principal.label())
-                    && (settings.forward_authorization || host::remove_request_header("authorization"));
+            Ok(Forward {
+                identity,
+                repository,
+                login,
+            }) => {
+                // The token endpoint needs the client's Basic credentials; everything else
+                // upstream only ever sees the verified identity.
+                let keep_authorization = login || worker.settings.forward_authorization;
+                let forwarded =
+                    host::set_request_header(&identity_header, &identity.principal.label())
+                        && (keep_authorization || host::remove_request_header("authorization"));
                 if !forwarded {
-                    let failure = reply::error(500, reply::Code::Unavailable, "internal error", None);
+                    let failure =
+                        reply::error(500, reply::Code::Unavailable, "internal error", None);
                     return answer(&mut worker, &failure, None);
                 }
-                record(&identity.principal.label(), repository.as_deref(), Outcome::Allowed);
+                record(
+                    &identity.principal.label(),
+                    repository.as_deref(),
+                    Outcome::Allowed,
+                );
                 worker.stats.decision(Outcome::Allowed);
                 Action::Continue
             }
@@ -72,13 +88,25 @@ fn record(identity: &str, repository: Option<&str>, outcome: Outcome) {
 
 type Denied = (Reply, Option<Principal>);
 
+/// A request to let through.
+struct Forward {
+    identity: Identity,
+    repository: Option<String>,
+    /// A login at the token endpoint: its credentials go to the sidecar untouched.
+    login: bool,
+}
+
 /// Runs the request through the core. `Ok` means forward.
-fn handle(worker: &mut Worker) -> Result<(Identity, Option<String>), Denied> {
+fn handle(worker: &mut Worker) -> Result<Forward, Denied> {
     let method = host::request_header(":method").unwrap_or_default();
     let path = host::request_header(":path").unwrap_or_default();
     let request = parse_request(&method, &path).map_err(|e| (reply::route_error(&e), None))?;
     if request.route == Route::Token {
-        return Ok((Identity::anonymous(), None));
+        return Ok(Forward {
+            identity: Identity::anonymous(),
+            repository: None,
+            login: true,
+        });
     }
     let now = host::now_secs();
     if worker.installed.is_none() {
@@ -105,14 +133,27 @@ fn handle(worker: &mut Worker) -> Result<(Identity, Option<String>), Denied> {
     }
     let identity = identify(worker, &request, now)?;
     let Some(installed) = worker.installed.clone() else {
-        return Err((reply::unavailable(settings.retry_after_secs, "no access snapshot loaded yet"), None));
+        return Err((
+            reply::unavailable(settings.retry_after_secs, "no access snapshot loaded yet"),
+            None,
+        ));
     };
     let facts = Facts {
         v2_client: host::request_header("docker-distribution-api-version")
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("registry/2.0")),
     };
-    match decide(&installed.index, &settings.policy, &identity, &request, facts) {
-        Decision::Forward => Ok((identity, request.route.repository().map(str::to_string))),
+    match decide(
+        &installed.index,
+        &settings.policy,
+        &identity,
+        &request,
+        facts,
+    ) {
+        Decision::Forward => Ok(Forward {
+            repository: request.route.repository().map(str::to_string),
+            identity,
+            login: false,
+        }),
         Decision::Reply(reply) => Err((reply, Some(identity.principal))),
     }
 }
@@ -140,7 +181,9 @@ fn identify(worker: &mut Worker, request: &RegistryRequest, now: u64) -> Result<
                     verified
                 }
                 Err(err) => {
-                    worker.stats.count(&format!("token_failures.{}", err.reason()));
+                    worker
+                        .stats
+                        .count(&format!("token_failures.{}", err.reason()));
                     return Err((refusal(worker, request, &err), None));
                 }
             }
@@ -174,7 +217,10 @@ impl Context for Refuse {}
 
 impl HttpContext for Refuse {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        host::send_reply(&reply::unavailable(5, "registry-gate filter is not configured"));
+        host::send_reply(&reply::unavailable(
+            5,
+            "registry-gate filter is not configured",
+        ));
         Action::Pause
     }
 }

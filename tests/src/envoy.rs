@@ -1,0 +1,286 @@
+//! Envoy as a process: rendering a config template, `--mode validate`, starting it, its admin
+//! endpoints (`/ready`, `/stats`) and the wait for the filter to install a snapshot generation.
+//!
+//! Templates carry `{{NAME}}` placeholders (see `envoy/local/envoy.yaml`). Rendering must
+//! never leave one behind nor put a single quote into a single-quoted YAML string.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::http::Request;
+use crate::process::Process;
+
+/// Suffix of the gauge(s) the filter sets to the generation it has installed.
+pub const GENERATION_GAUGE_SUFFIX: &str = "snapshot.generation";
+
+/// Replaces every `{{NAME}}` in `template` with `vars[NAME]`. Fails naming any placeholder
+/// without a value, and any value that would break the YAML it lands in.
+pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    let mut missing = Vec::new();
+    while let Some(start) = rest.find("{{") {
+        let (before, after) = rest.split_at(start);
+        out.push_str(before);
+        let Some(end) = after.find("}}") else {
+            return Err("unterminated `{{` in template".to_owned());
+        };
+        let name = after.get(2..end).unwrap_or_default();
+        match vars.get(name) {
+            Some(value) => {
+                if value.contains('\'') || value.contains('\n') {
+                    return Err(format!(
+                        "value of {name} contains a quote or newline, which the template's YAML cannot hold: {value:?}"
+                    ));
+                }
+                out.push_str(value);
+            }
+            None => missing.push(name.to_owned()),
+        }
+        rest = after.get(end + 2..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        missing.sort();
+        missing.dedup();
+        Err(format!("no value for placeholders: {}", missing.join(", ")))
+    }
+}
+
+/// The HTTP filter's configuration for a listener on `listen_port`.
+pub fn filter_config(listen_port: u16) -> String {
+    json!({
+        "issuer": crate::sidecar::ISSUER,
+        "service": crate::sidecar::SERVICE,
+        "realm": format!("https://127.0.0.1:{listen_port}/v2/token"),
+        "algorithms": ["EdDSA"],
+        "max_staleness_secs": 3600,
+        "retry_after_secs": 2
+    })
+    .to_string()
+}
+
+/// The snapshot fetcher's configuration.
+pub fn fetcher_config() -> String {
+    json!({
+        "cluster": "registry_gate_sidecar",
+        "authority": "registry-gate-sidecar",
+        "path": "/v1/snapshot",
+        "wait_secs": 20,
+        "timeout_ms": 25000,
+        "retry_ms": 250
+    })
+    .to_string()
+}
+
+/// Ports and files an Envoy instance is rendered with.
+#[derive(Debug, Clone)]
+pub struct EnvoyParams {
+    pub listen_port: u16,
+    pub admin_port: u16,
+    pub sidecar_port: u16,
+    pub registry_port: u16,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub wasm: PathBuf,
+}
+
+impl EnvoyParams {
+    pub fn vars(&self) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([
+            ("LISTEN_PORT", self.listen_port.to_string()),
+            ("ADMIN_PORT", self.admin_port.to_string()),
+            ("SIDECAR_PORT", self.sidecar_port.to_string()),
+            ("REGISTRY_PORT", self.registry_port.to_string()),
+            ("TLS_CERT", self.tls_cert.display().to_string()),
+            ("TLS_KEY", self.tls_key.display().to_string()),
+            ("WASM_PATH", self.wasm.display().to_string()),
+            ("FILTER_CONFIG", filter_config(self.listen_port)),
+            ("FETCHER_CONFIG", fetcher_config()),
+        ])
+    }
+}
+
+/// Renders `template` with `vars` into `out`.
+pub fn render_file(template: &Path, vars: &BTreeMap<&str, String>, out: &Path) {
+    let text = std::fs::read_to_string(template)
+        .unwrap_or_else(|err| panic!("read {}: {err}", template.display()));
+    let rendered =
+        render(&text, vars).unwrap_or_else(|err| panic!("render {}: {err}", template.display()));
+    std::fs::write(out, rendered).unwrap_or_else(|err| panic!("write {}: {err}", out.display()));
+}
+
+/// `envoy --mode validate -c <config>`: `Ok(output)` or `Err(output)`.
+pub fn validate(config: &Path) -> Result<String, String> {
+    let envoy = crate::paths::envoy();
+    let output = Command::new(&envoy)
+        .arg("--mode")
+        .arg("validate")
+        .arg("-c")
+        .arg(config)
+        .arg("--log-level")
+        .arg("warn")
+        .output()
+        .unwrap_or_else(|err| panic!("run {}: {err}", envoy.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+#[derive(Debug)]
+pub struct Envoy {
+    pub process: Process,
+    pub params: EnvoyParams,
+    pub config: PathBuf,
+}
+
+impl Envoy {
+    /// Renders `template` into `dir/envoy.yaml`, starts Envoy and waits for admin `/ready`.
+    pub fn start(dir: &Path, template: &Path, params: EnvoyParams) -> Envoy {
+        let config = dir.join("envoy.yaml");
+        render_file(template, &params.vars(), &config);
+        let mut cmd = Command::new(crate::paths::envoy());
+        cmd.arg("-c")
+            .arg(&config)
+            .arg("--concurrency")
+            .arg("2")
+            // Unique per live Envoy: the admin port is bound by this very process.
+            .arg("--base-id")
+            .arg(params.admin_port.to_string())
+            .arg("--log-level")
+            .arg("info")
+            // Access-log lines are asserted on: flush them promptly (Envoy's default is 10 s).
+            .arg("--file-flush-interval-msec")
+            .arg("100");
+        let mut process = Process::spawn("envoy", cmd, dir);
+        let admin = params.admin_port;
+        process.wait_ready("admin /ready = 200", Duration::from_secs(60), || {
+            crate::wait::tcp_accepts(SocketAddr::from((Ipv4Addr::LOCALHOST, admin)))?;
+            let resp = Request::get(format!("http://127.0.0.1:{admin}/ready"))
+                .timeout(Duration::from_secs(2))
+                .send()?;
+            if resp.status == 200 {
+                Ok(())
+            } else {
+                Err(resp.summary())
+            }
+        });
+        Envoy {
+            process,
+            params,
+            config,
+        }
+    }
+
+    /// `GET <admin><path>`, the body; panics if Envoy is gone.
+    pub fn admin(&mut self, path: &str) -> Result<String, String> {
+        self.process.assert_running();
+        let resp = Request::get(format!("http://127.0.0.1:{}{path}", self.params.admin_port))
+            .timeout(Duration::from_secs(5))
+            .send()?;
+        if resp.status == 200 {
+            Ok(resp.text())
+        } else {
+            Err(resp.summary())
+        }
+    }
+
+    /// Integer stats whose name matches the admin `filter` regex.
+    pub fn stats(&mut self, filter: &str) -> Result<BTreeMap<String, u64>, String> {
+        let text = self.admin(&format!("/stats?filter={}", query_escape(filter)))?;
+        Ok(parse_stats(&text))
+    }
+
+    /// One counter or gauge by exact name; panics if Envoy does not list it (a misspelt name
+    /// must not read as a quiet zero).
+    pub fn stat(&mut self, name: &str) -> u64 {
+        let escaped = name.replace('.', "\\.");
+        let stats = self
+            .stats(&format!("^{escaped}$"))
+            .unwrap_or_else(|err| panic!("read stat {name}: {err}"));
+        stats
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| panic!("Envoy lists no stat named {name}: {stats:?}"))
+    }
+
+    /// Requests Envoy has sent to the registry cluster so far.
+    pub fn upstream_registry_requests(&mut self) -> u64 {
+        self.stat("cluster.registry.upstream_rq_total")
+    }
+
+    /// Waits until every gauge ending in `snapshot.generation` is ≥ `generation`.
+    pub fn wait_for_generation(&mut self, generation: u64, timeout: Duration) {
+        let mut last = BTreeMap::new();
+        let start = std::time::Instant::now();
+        loop {
+            self.process.assert_running();
+            let stats = self.stats("registry_gate").unwrap_or_default();
+            let gauges: BTreeMap<String, u64> = stats
+                .iter()
+                .filter(|(name, _)| name.ends_with(GENERATION_GAUGE_SUFFIX))
+                .map(|(n, v)| (n.clone(), *v))
+                .collect();
+            if !gauges.is_empty() && gauges.values().all(|v| *v >= generation) {
+                return;
+            }
+            if start.elapsed() >= timeout {
+                self.process.print_tail();
+                panic!(
+                    "Envoy did not install snapshot generation {generation} within {timeout:?}: \
+                     no gauge ending in `{GENERATION_GAUGE_SUFFIX}` reached it.\n\
+                     gauges: {gauges:?}\nall registry_gate stats: {stats:?}\nprevious poll: {last:?}"
+                );
+            }
+            last = gauges;
+            std::thread::sleep(crate::wait::POLL_INTERVAL);
+        }
+    }
+
+    /// Access-log lines (`[access] ...`) Envoy has written so far.
+    pub fn access_log(&self) -> Vec<String> {
+        self.process
+            .log()
+            .lines()
+            .filter(|l| l.starts_with("[access]"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986) for a query value.
+pub fn query_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// `name: value` lines with an integer value.
+pub fn parse_stats(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(": ")?;
+            Some((name.trim().to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}

