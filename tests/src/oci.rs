@@ -54,29 +54,43 @@ fn write_blob(layout: &Path, bytes: &[u8]) -> String {
     digest
 }
 
-fn layer_tar(file_path: &str, contents: &[u8]) -> Vec<u8> {
+/// An uncompressed tar of `files` (`(path, contents)`, in order), with fixed metadata so the
+/// same input always gives the same bytes (and digest).
+fn layer_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_ustar();
-    header
-        .set_path(file_path)
-        .unwrap_or_else(|err| panic!("tar path {file_path}: {err}"));
-    header.set_size(contents.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_cksum();
-    builder
-        .append(&header, contents)
-        .unwrap_or_else(|err| panic!("tar append: {err}"));
+    for (file_path, contents) in files {
+        let mut header = tar::Header::new_ustar();
+        header
+            .set_path(file_path)
+            .unwrap_or_else(|err| panic!("tar path {file_path}: {err}"));
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        builder
+            .append(&header, *contents)
+            .unwrap_or_else(|err| panic!("tar append {file_path}: {err}"));
+    }
     builder
         .into_inner()
         .unwrap_or_else(|err| panic!("tar finish: {err}"))
 }
 
+/// Path, inside the layer, of the payload file [`build_layout_with_payload`] adds.
+pub const PAYLOAD_PATH: &str = "registry-gate-payload.bin";
+
 /// Builds the image `name:tag` as an OCI layout in `dir` (created).
 pub fn build_layout(dir: &Path, name: &str, tag: &str) -> OciImage {
+    build_layout_with_payload(dir, name, tag, &[])
+}
+
+/// [`build_layout`] with a second file, [`PAYLOAD_PATH`], holding `payload` in the layer
+/// (e.g. random bytes, to make blob transfer visible in a benchmark). An empty `payload`
+/// adds nothing: the image is byte for byte what [`build_layout`] builds.
+pub fn build_layout_with_payload(dir: &Path, name: &str, tag: &str, payload: &[u8]) -> OciImage {
     std::fs::create_dir_all(dir.join("blobs/sha256"))
         .unwrap_or_else(|err| panic!("create {}: {err}", dir.display()));
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
@@ -84,7 +98,11 @@ pub fn build_layout(dir: &Path, name: &str, tag: &str) -> OciImage {
 
     let file_path = "registry-gate.txt".to_owned();
     let file_contents = format!("registry-gate test image {name}:{tag}\n");
-    let layer = layer_tar(&file_path, file_contents.as_bytes());
+    let mut files: Vec<(&str, &[u8])> = vec![(&file_path, file_contents.as_bytes())];
+    if !payload.is_empty() {
+        files.push((PAYLOAD_PATH, payload));
+    }
+    let layer = layer_tar(&files);
     let layer_digest = write_blob(dir, &layer);
 
     let config = serde_json::to_vec(&json!({

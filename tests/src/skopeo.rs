@@ -77,8 +77,9 @@ impl Skopeo {
         }
     }
 
-    /// `skopeo --policy <own> <args...>`.
-    pub fn run(&self, args: &[&str]) -> SkopeoRun {
+    /// The isolated `skopeo --policy <own> <args...>` command, not yet run (for callers that
+    /// run it themselves, e.g. to time it); [`Skopeo::run`] runs exactly this.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("--policy")
             .arg(&self.policy)
@@ -87,7 +88,13 @@ impl Skopeo {
             .env("REGISTRY_AUTH_FILE", &self.auth_file)
             .env("TMPDIR", &self.tmp)
             .env_remove("DOCKER_CONFIG");
-        let output: Output = cmd
+        cmd
+    }
+
+    /// `skopeo --policy <own> <args...>`.
+    pub fn run(&self, args: &[&str]) -> SkopeoRun {
+        let output: Output = self
+            .command(args)
             .output()
             .unwrap_or_else(|err| panic!("run {}: {err}", self.bin.display()));
         let run = SkopeoRun {

@@ -51,8 +51,9 @@ pub struct StackOptions {
     pub images: Vec<(String, String)>,
     /// Users in the htpasswd file; each gets a random password.
     pub users: Vec<String>,
-    /// The first snapshot content published (`PUT /v1/snapshot`).
-    pub snapshot: serde_json::Value,
+    /// The first snapshot content published (`PUT /v1/snapshot`); `None` starts Envoy
+    /// before anything is published.
+    pub snapshot: Option<serde_json::Value>,
     /// bcrypt cost of the htpasswd entries (4 keeps test logins fast).
     pub bcrypt_cost: u32,
     pub ports: PreferredPorts,
@@ -81,7 +82,7 @@ impl StackOptions {
                 ("team/other".to_owned(), "latest".to_owned()),
             ],
             users: vec!["alice".to_owned(), "bob".to_owned()],
-            snapshot: default_snapshot(),
+            snapshot: Some(default_snapshot()),
             bcrypt_cost: 4,
             ports: PreferredPorts::default(),
         }
@@ -143,7 +144,14 @@ impl Stack {
             .collect();
         let files = Sidecar::prepare(&dir, &passwords, options.bcrypt_cost);
         let mut sidecar = Sidecar::start(&dir, port(options.ports.sidecar), &redis.url(), files);
-        let published = sidecar.publish(&options.snapshot);
+        let published = match &options.snapshot {
+            Some(content) => sidecar.publish(content),
+            None => Published {
+                epoch: serde_json::Value::Null,
+                generation: 0,
+                changed: false,
+            },
+        };
 
         let params = EnvoyParams {
             listen_port: port(options.ports.listen),
@@ -155,7 +163,9 @@ impl Stack {
             wasm,
         };
         let mut envoy = Envoy::start(&dir, &crate::paths::local_envoy_template(), params);
-        envoy.wait_for_generation(published.generation, INSTALL_TIMEOUT);
+        if options.snapshot.is_some() {
+            envoy.wait_for_generation(published.generation, INSTALL_TIMEOUT);
+        }
         eprintln!(
             "[harness] stack up in {:.1?}: envoy https://127.0.0.1:{} (admin {}), sidecar {}, registry {}, redis {}; generation {}",
             started.elapsed(),

@@ -138,9 +138,11 @@ fn handle(worker: &mut Worker) -> Result<Forward, Denied> {
             None,
         ));
     };
+    // Only `/v1/search` looks at the client's API-version header: read it only there.
     let facts = Facts {
-        v2_client: host::request_header("docker-distribution-api-version")
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("registry/2.0")),
+        v2_client: matches!(request.route, Route::V1Search { .. })
+            && host::request_header("docker-distribution-api-version")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("registry/2.0")),
     };
     match decide(
         &installed.index,

@@ -15,15 +15,22 @@ use crate::host;
 #[derive(Debug, Default)]
 pub struct Stats {
     ids: HashMap<String, Option<u32>>,
+    /// Decision counters by `Outcome::ALL` position: counted on every request, so looked
+    /// up without formatting a name.
+    decisions: Vec<(Outcome, Option<u32>)>,
 }
 
 impl Stats {
     /// Defines the metrics every root context reports, so they show up as 0 from the start.
     pub fn new() -> Stats {
         let mut stats = Stats::default();
-        for outcome in Outcome::ALL {
-            stats.counter_id(&format!("decisions.{}", outcome.as_str()));
-        }
+        stats.decisions = Outcome::ALL
+            .iter()
+            .map(|outcome| {
+                let id = stats.counter_id(&format!("decisions.{}", outcome.as_str()));
+                (*outcome, id)
+            })
+            .collect();
         stats
     }
 
@@ -54,6 +61,11 @@ impl Stats {
 
     /// Counts a decision.
     pub fn decision(&mut self, outcome: Outcome) {
-        self.count(&format!("decisions.{}", outcome.as_str()));
+        let id = self
+            .decisions
+            .iter()
+            .find(|(o, _)| *o == outcome)
+            .and_then(|(_, id)| *id);
+        host::increment(id);
     }
 }

@@ -25,13 +25,13 @@ fn main() {
         ("demo/private".to_owned(), "latest".to_owned()),
     ];
     options.users = vec!["demo".to_owned()];
-    options.snapshot = json!({
+    options.snapshot = Some(json!({
         "repositories": [
             {"name": "library/hello", "auth_required": false},
             {"name": "demo/private", "auth_required": true}
         ],
         "users": {"demo": ["demo/private"]}
-    });
+    }));
     options.bcrypt_cost = 10;
     options.ports = PreferredPorts {
         listen: Some(8443),
