@@ -6,6 +6,8 @@
 #   make lint    rustfmt check + clippy (native, and the wasm crates for wasm32-wasip1)
 #   make test    deps + build, then native tests, core tests compiled to wasm, end-to-end tests
 #   make run     deps + build, then the demo stack on loopback (Ctrl-C stops it)
+#   make bench   deps + build, then pull cost through the gateway vs. straight from the registry
+#                (tests/src/bin/bench_pull.rs; BENCH_ITERATIONS, BENCH_REQUESTS)
 #
 # Sub-steps of `test` can be run alone once deps and build are done:
 #   make test-native test-wasm test-e2e
@@ -41,7 +43,7 @@ SIDECAR := $(TARGET_DIR)/release/registry-gate-sidecar
 E2E_TEST_THREADS ?= 2
 
 .PHONY: deps deps-apt deps-rust deps-envoy deps-wasm-bindgen build fmt lint \
-	test test-native test-wasm test-e2e run
+	test test-native test-wasm test-e2e run bench
 
 ## deps ----------------------------------------------------------------------------------
 
@@ -129,3 +131,8 @@ test-e2e:
 
 run: deps build
 	$(CARGO) run --release -p registry-gate-tests --bin demo
+
+## bench ----------------------------------------------------------------------------------
+
+bench: deps build
+	$(CARGO) run --release -p registry-gate-tests --bin bench_pull
