@@ -1,24 +1,44 @@
 //! `make bench`: what a pull through registry-gate costs, measured in one run on one stack and
-//! printed next to the same pull straight from the registry (the baseline).
+//! printed next to two baselines: the same pull straight from the registry, and the same pull
+//! through an Envoy that has everything the gateway's Envoy has except registry-gate.
+//!
+//! Three arms, all against the same docker-registry:
+//!
+//! - **direct**: the registry itself, plain HTTP, no auth.
+//! - **no filter**: a second Envoy started beside the gateway's from
+//!   `envoy/bench/envoy-nofilter.yaml` — `envoy/local/envoy.yaml` minus the wasm HTTP filter
+//!   and the wasm bootstrap fetcher (same TLS listener, HCM options, access log, routes,
+//!   clusters; same command-line flags via the harness's `Envoy::start`). Checked at start-up
+//!   not to have drifted from the local template in anything else.
+//! - **gateway**: the harness's Envoy running the built filter (plus sidecar + Redis).
+//!
+//! Envoy alone (TLS, codec, routing, access log, proxying) costs far more than the filter does,
+//! so "gateway − no filter" is the column that shows the filter's own cost.
 //!
 //! 1. Whole-image pulls with real skopeo: `team/private:latest` (the harness's tiny image) and
-//!    `team/private:big` (seeded here with a 4 MiB random layer). Through Envoy with
-//!    `--src-creds`, so every run pays for the 401 challenge and a `/v2/token` fetch as a real
-//!    client does, versus the registry directly over plain HTTP with no auth. Runs alternate
-//!    direct, gateway, direct, gateway… after one warm-up of each.
+//!    `team/private:big` (seeded here with a 4 MiB random layer). Through both Envoys with
+//!    the CA and `--src-creds`: the gateway answers 401, so every gateway run also fetches a
+//!    `/v2/token` as a real client does; the no-filter Envoy never challenges, so its runs
+//!    send no credentials. Direct runs go to the registry over plain HTTP with no auth.
+//!    After one warm-up of each arm, runs go in rotating arm order (direct, no filter,
+//!    gateway; no filter, gateway, direct; …).
 //! 2. Per-request latency: sequential `GET /v2/team/private/manifests/latest` on one
 //!    keep-alive HTTP/1.1 connection per block (curl, many URLs in one `--config`), through
-//!    Envoy (TLS, bearer token) versus the registry (plain HTTP). Each gateway block uses a
-//!    freshly minted token, so its first request misses the filter's token cache (reported
-//!    apart) and the rest hit it. Direct and gateway blocks alternate.
+//!    either Envoy (TLS, the same bearer token) versus the registry (plain HTTP; it ignores the
+//!    token). Each round mints a fresh token, so the gateway block's first request misses the
+//!    filter's token cache; every arm's first request is reported apart from the rest. The
+//!    three arms' blocks go in rotating order, round after round, so drift hits all alike.
 //! 3. Envoy CPU per request for part 2 (`/proc/<pid>/stat` utime+stime deltas, and the
-//!    per-thread `schedstat` run time as a finer cross-check), Envoy's VmRSS, the wasm size.
+//!    per-thread `schedstat` run time as a finer cross-check) for each Envoy over its own
+//!    blocks, and each one idle over the other arms' blocks (the noise floor); both Envoys'
+//!    VmRSS; the wasm size.
 //!
-//! It must never report a figure built on failed requests: any non-2xx answer, failed pull or
-//! short curl run is listed and makes the exit status 1. It must never leave a process
-//! behind: the harness guards stop everything on return, Ctrl-C / SIGTERM end the run at the
-//! next step, and a panic (the release profile aborts, so guards would not run) first stops
-//! every child process of this one from the panic hook.
+//! It must never report a figure built on failed requests: any non-2xx answer, failed pull,
+//! short curl run or Envoy request count that does not match what curl sent is listed and
+//! makes the exit status 1. It must never leave a process behind: the harness guards stop
+//! everything on return, Ctrl-C / SIGTERM end the run at the next step, and a panic (the
+//! release profile aborts, so guards would not run) first stops every child process of this
+//! one from the panic hook.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -33,12 +53,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use registry_gate_tests::envoy::{Envoy, EnvoyParams};
 use registry_gate_tests::oci::{self, OciImage, MANIFEST_MEDIA_TYPE};
 use registry_gate_tests::{HttpVersion, Stack, StackOptions};
 
 const DEFAULT_ITERATIONS: usize = 20;
 const DEFAULT_REQUESTS: usize = 2000;
-/// Part 2 runs in this many direct/gateway block pairs (one connection, one token each).
+/// Part 2 runs in this many rounds, one block (one connection) per arm each, one token each.
 const BLOCKS: usize = 10;
 /// Size of the random payload in the big image's layer.
 const BIG_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
@@ -46,6 +67,8 @@ const REPOSITORY: &str = "team/private";
 const BIG_TAG: &str = "big";
 const USER: &str = "alice";
 const SCOPE: &str = "repository:team/private:pull";
+/// The baseline Envoy's template, relative to the repository root.
+const NOFILTER_TEMPLATE: &str = "envoy/bench/envoy-nofilter.yaml";
 /// curl's per-transfer line: status, seconds, new connections, body bytes, protocol.
 const WRITE_OUT: &str =
     r"%{http_code} %{time_total} %{num_connects} %{size_download} %{http_version}\n";
@@ -70,8 +93,8 @@ struct Args {
 }
 
 const USAGE: &str = "usage: bench_pull [--iterations N] [--requests M]
-  --iterations N  skopeo pulls per arm and image (default 20; env BENCH_ITERATIONS)
-  --requests M    manifest GETs per arm, at least 20 (default 2000; env BENCH_REQUESTS)";
+  --iterations N  skopeo pulls per arm (3 arms) and image (default 20; env BENCH_ITERATIONS)
+  --requests M    manifest GETs per arm (3 arms), at least 20 (default 2000; env BENCH_REQUESTS)";
 
 fn parse_count(name: &str, value: Option<String>) -> Result<usize, String> {
     let value = value.ok_or_else(|| format!("{name} needs a value"))?;
@@ -138,6 +161,10 @@ impl Samples {
 
     fn min(&self) -> f64 {
         self.sorted().first().copied().unwrap_or(f64::NAN)
+    }
+
+    fn max(&self) -> f64 {
+        self.sorted().last().copied().unwrap_or(f64::NAN)
     }
 
     fn median(&self) -> f64 {
@@ -219,16 +246,200 @@ impl Cpu {
     }
 }
 
-/// CPU of the stack's three server processes the requests touch.
+// ---- the three arms and the baseline Envoy --------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arm {
+    /// The registry itself, plain HTTP.
+    Direct,
+    /// Envoy from `envoy/bench/envoy-nofilter.yaml`: no registry-gate.
+    NoFilter,
+    /// The harness's Envoy running the registry-gate filter.
+    Gateway,
+}
+
+const ARMS: [Arm; 3] = [Arm::Direct, Arm::NoFilter, Arm::Gateway];
+
+impl Arm {
+    fn name(self) -> &'static str {
+        match self {
+            Arm::Direct => "direct",
+            Arm::NoFilter => "nofilter",
+            Arm::Gateway => "gateway",
+        }
+    }
+}
+
+/// Run or round `i`'s arm order: the three arms rotated by `i`, so over every three rounds
+/// each arm goes first, second and third once (drift and order effects hit all alike).
+fn arm_order(i: usize) -> [Arm; 3] {
+    let mut order = ARMS;
+    order.rotate_left(i % ARMS.len());
+    order
+}
+
+/// One value per arm.
+#[derive(Debug, Default)]
+struct PerArm<T> {
+    direct: T,
+    nofilter: T,
+    gateway: T,
+}
+
+impl<T> PerArm<T> {
+    fn get_mut(&mut self, arm: Arm) -> &mut T {
+        match arm {
+            Arm::Direct => &mut self.direct,
+            Arm::NoFilter => &mut self.nofilter,
+            Arm::Gateway => &mut self.gateway,
+        }
+    }
+}
+
+/// The stack plus the baseline Envoy. Field order is drop order: the baseline Envoy stops
+/// before the stack (whose scenario directory holds its config and log).
+#[derive(Debug)]
+struct Rig {
+    /// Envoy without registry-gate, proxying to the stack's registry (and sidecar).
+    bare: Envoy,
+    stack: Stack,
+}
+
+impl Rig {
+    /// `host:port` an arm's clients connect to.
+    fn host(&self, arm: Arm) -> String {
+        match arm {
+            Arm::Direct => self.stack.registry.host(),
+            Arm::NoFilter => format!("127.0.0.1:{}", self.bare.params.listen_port),
+            Arm::Gateway => self.stack.host(),
+        }
+    }
+
+    fn print_logs(&self) {
+        self.bare.process.print_tail();
+        self.stack.print_logs();
+    }
+}
+
+fn nofilter_template() -> PathBuf {
+    let path = registry_gate_tests::paths::repo_root().join(NOFILTER_TEMPLATE);
+    assert!(
+        path.is_file(),
+        "baseline Envoy template missing: {}",
+        path.display()
+    );
+    path
+}
+
+/// Starts the baseline Envoy beside the stack's: same parameters (TLS files, registry and
+/// sidecar ports), its own listener and admin ports, its own directory (config and log), and
+/// the harness's command line (`Envoy::start`: concurrency 2, base id, log level, flush).
+fn start_bare_envoy(stack: &Stack) -> Envoy {
+    let params = EnvoyParams {
+        listen_port: registry_gate_tests::ports::free_port(),
+        admin_port: registry_gate_tests::ports::free_port(),
+        ..stack.envoy.params.clone()
+    };
+    let dir = stack.scenario.subdir("envoy-nofilter");
+    let envoy = Envoy::start(&dir, &nofilter_template(), params);
+    eprintln!(
+        "[bench] baseline Envoy (no filter) up: https://127.0.0.1:{} (admin {}), config {}",
+        envoy.params.listen_port,
+        envoy.params.admin_port,
+        envoy.config.display()
+    );
+    envoy
+}
+
+/// A template's meaningful lines: comments, blank lines and trailing blanks dropped and, when
+/// `strip_filter`, the `bootstrap_extensions` block and the `envoy.filters.http.wasm` list
+/// item (everything indented under it) removed.
+fn template_lines(text: &str, strip_filter: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    // Skipping a block: lines indented deeper than this belong to it.
+    let mut skip_deeper_than: Option<usize> = None;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        if let Some(level) = skip_deeper_than {
+            if indent > level {
+                continue;
+            }
+            skip_deeper_than = None;
+        }
+        if strip_filter
+            && ((indent == 0 && trimmed == "bootstrap_extensions:")
+                || trimmed == "- name: envoy.filters.http.wasm")
+        {
+            skip_deeper_than = Some(indent);
+            continue;
+        }
+        out.push(line.trim_end().to_owned());
+    }
+    out
+}
+
+/// `Err(why)` unless the baseline template is the local one minus the wasm filter and the
+/// bootstrap fetcher, and nothing else (comments aside).
+fn check_baseline_template() -> Result<(), String> {
+    let local_path = registry_gate_tests::paths::local_envoy_template();
+    let bare_path = nofilter_template();
+    let read =
+        |p: &Path| std::fs::read_to_string(p).map_err(|err| format!("read {}: {err}", p.display()));
+    let local_text = read(&local_path)?;
+    let bare_text = read(&bare_path)?;
+    let local_all = template_lines(&local_text, false);
+    let local = template_lines(&local_text, true);
+    let bare = template_lines(&bare_text, true);
+    if template_lines(&bare_text, false) != bare {
+        return Err(format!(
+            "{} still has a wasm filter or bootstrap_extensions",
+            bare_path.display()
+        ));
+    }
+    if local_all.len() == local.len() {
+        return Err(format!(
+            "{} has no bootstrap_extensions block and no envoy.filters.http.wasm filter to strip",
+            local_path.display()
+        ));
+    }
+    if local == bare {
+        return Ok(());
+    }
+    let at = local
+        .iter()
+        .zip(&bare)
+        .position(|(l, b)| l != b)
+        .unwrap_or(local.len().min(bare.len()));
+    let show = |v: &[String]| v.get(at).map_or("(end of file)".to_owned(), Clone::clone);
+    Err(format!(
+        "{} has drifted from {} (minus the wasm filter and bootstrap_extensions): first difference at meaningful line {}:\n  local:    {}\n  baseline: {}",
+        bare_path.display(),
+        local_path.display(),
+        at + 1,
+        show(&local),
+        show(&bare)
+    ))
+}
+
+// ---- process accounting of the rig ----------------------------------------------------------
+
+/// CPU of the server processes the requests may touch.
 #[derive(Debug, Clone, Copy, Default)]
-struct StackCpu {
+struct RigCpu {
+    /// The gateway's Envoy (with the filter).
     envoy: Cpu,
+    /// The baseline Envoy (no filter).
+    bare: Cpu,
     sidecar: Cpu,
     registry: Cpu,
 }
 
-impl StackCpu {
-    fn read(stack: &Stack) -> StackCpu {
+impl RigCpu {
+    fn read(rig: &Rig) -> RigCpu {
         let read = |pid: Option<u32>, what: &str| {
             Cpu::read(pid).unwrap_or_else(|| {
                 if !stopping() {
@@ -237,23 +448,26 @@ impl StackCpu {
                 Cpu::default()
             })
         };
-        StackCpu {
-            envoy: read(stack.envoy.process.pid(), "envoy"),
-            sidecar: read(stack.sidecar.process.pid(), "sidecar"),
-            registry: read(stack.registry.process.pid(), "registry"),
+        RigCpu {
+            envoy: read(rig.stack.envoy.process.pid(), "gateway envoy"),
+            bare: read(rig.bare.process.pid(), "no-filter envoy"),
+            sidecar: read(rig.stack.sidecar.process.pid(), "sidecar"),
+            registry: read(rig.stack.registry.process.pid(), "registry"),
         }
     }
 
-    fn since(self, before: StackCpu) -> StackCpu {
-        StackCpu {
+    fn since(self, before: RigCpu) -> RigCpu {
+        RigCpu {
             envoy: self.envoy.since(before.envoy),
+            bare: self.bare.since(before.bare),
             sidecar: self.sidecar.since(before.sidecar),
             registry: self.registry.since(before.registry),
         }
     }
 
-    fn add(&mut self, other: StackCpu) {
+    fn add(&mut self, other: RigCpu) {
         self.envoy.add(other.envoy);
+        self.bare.add(other.bare);
         self.sidecar.add(other.sidecar);
         self.registry.add(other.registry);
     }
@@ -267,6 +481,22 @@ fn vm_rss_kib(pid: Option<u32>) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// VmRSS of both Envoys, KiB.
+#[derive(Debug, Clone, Copy, Default)]
+struct Rss {
+    bare: Option<u64>,
+    gateway: Option<u64>,
+}
+
+impl Rss {
+    fn read(rig: &Rig) -> Rss {
+        Rss {
+            bare: vm_rss_kib(rig.bare.process.pid()),
+            gateway: vm_rss_kib(rig.stack.envoy.process.pid()),
+        }
+    }
+}
+
 fn clock_ticks_per_sec() -> u64 {
     Command::new("getconf")
         .arg("CLK_TCK")
@@ -277,7 +507,8 @@ fn clock_ticks_per_sec() -> u64 {
         .unwrap_or(100)
 }
 
-/// Envoy's downstream response counters on the registry listener.
+/// An Envoy's downstream response counters on the registry listener (both templates use the
+/// stat prefix `registry_gate`).
 #[derive(Debug, Clone, Copy, Default)]
 struct EnvoyRequests {
     total: u64,
@@ -287,9 +518,8 @@ struct EnvoyRequests {
 }
 
 impl EnvoyRequests {
-    fn read(stack: &mut Stack) -> EnvoyRequests {
-        let stats = stack
-            .envoy
+    fn read(envoy: &mut Envoy) -> EnvoyRequests {
+        let stats = envoy
             .stats(r"^http\.registry_gate\.downstream_rq_(total|[1-5]xx)$")
             .unwrap_or_else(|err| panic!("read Envoy request counters: {err}"));
         let get = |suffix: &str| {
@@ -316,47 +546,51 @@ impl EnvoyRequests {
     }
 }
 
-// ---- part 1: skopeo pulls -------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Arm {
-    Direct,
-    Gateway,
+/// Both Envoys' counters.
+#[derive(Debug, Clone, Copy, Default)]
+struct RigRequests {
+    bare: EnvoyRequests,
+    gateway: EnvoyRequests,
 }
 
-impl Arm {
-    fn name(self) -> &'static str {
-        match self {
-            Arm::Direct => "direct",
-            Arm::Gateway => "gateway",
+impl RigRequests {
+    fn read(rig: &mut Rig) -> RigRequests {
+        RigRequests {
+            bare: EnvoyRequests::read(&mut rig.bare),
+            gateway: EnvoyRequests::read(&mut rig.stack.envoy),
+        }
+    }
+
+    fn since(self, before: RigRequests) -> RigRequests {
+        RigRequests {
+            bare: self.bare.since(before.bare),
+            gateway: self.gateway.since(before.gateway),
         }
     }
 }
 
+// ---- part 1: skopeo pulls -------------------------------------------------------------------
+
 #[derive(Debug, Default)]
 struct PullArm {
     wall_ms: Samples,
-    cpu: StackCpu,
+    cpu: RigCpu,
+    /// Runs of this arm, warm-up included.
+    runs: u64,
 }
 
 #[derive(Debug)]
 struct PullResult {
     image: OciImage,
     layer_bytes: u64,
-    direct: PullArm,
-    gateway: PullArm,
-    /// Envoy's downstream requests over this image's gateway pulls (warm-up included).
-    envoy_requests: EnvoyRequests,
-    gateway_runs: u64,
+    arms: PerArm<PullArm>,
+    /// Both Envoys' downstream requests over this image's pulls (warm-up included).
+    envoy_requests: RigRequests,
 }
 
 /// One `skopeo copy` into a fresh OCI layout; `Ok(wall-clock ms, CPU used)`.
-fn pull_once(
-    stack: &Stack,
-    arm: Arm,
-    image: &OciImage,
-    run: &str,
-) -> Result<(f64, StackCpu), String> {
+fn pull_once(rig: &Rig, arm: Arm, image: &OciImage, run: &str) -> Result<(f64, RigCpu), String> {
+    let stack = &rig.stack;
     let dest = stack
         .scenario
         .subdir(&format!("bench-pulls/{}-{}-{run}", arm.name(), image.tag));
@@ -364,26 +598,24 @@ fn pull_once(
     let cert_dir = stack.cert_dir().display().to_string();
     let creds = format!("{USER}:{}", stack.password(USER));
     let mut args = vec!["copy", "--preserve-digests"];
-    let src = match arm {
-        Arm::Direct => {
-            args.extend(["--src-tls-verify=false", "--src-no-creds"]);
-            format!("docker://{}/{}", stack.registry.host(), image.reference())
-        }
-        Arm::Gateway => {
+    match arm {
+        Arm::Direct => args.extend(["--src-tls-verify=false", "--src-no-creds"]),
+        // The same client set-up for both Envoys; only the gateway challenges.
+        Arm::NoFilter | Arm::Gateway => {
             args.extend(["--src-cert-dir", &cert_dir, "--src-creds", &creds]);
-            format!("docker://{}/{}", stack.host(), image.reference())
         }
-    };
+    }
+    let src = format!("docker://{}/{}", rig.host(arm), image.reference());
     args.push(&src);
     args.push(&dest_ref);
 
     let mut cmd = stack.skopeo.command(&args);
     cmd.stdin(Stdio::null());
-    let cpu_before = StackCpu::read(stack);
+    let cpu_before = RigCpu::read(rig);
     let started = Instant::now();
     let output = cmd.output();
     let elapsed = started.elapsed();
-    let cpu = StackCpu::read(stack).since(cpu_before);
+    let cpu = RigCpu::read(rig).since(cpu_before);
 
     let output = output.map_err(|err| format!("run skopeo: {err}"))?;
     let result = if !output.status.success() {
@@ -404,20 +636,18 @@ fn pull_once(
 }
 
 fn bench_pulls(
-    stack: &mut Stack,
+    rig: &mut Rig,
     image: &OciImage,
     iterations: usize,
     failures: &mut Vec<String>,
 ) -> PullResult {
-    let mut direct = PullArm::default();
-    let mut gateway = PullArm::default();
-    let envoy_before = EnvoyRequests::read(stack);
-    let mut gateway_runs = 0;
+    let mut arms = PerArm::<PullArm>::default();
+    let requests_before = RigRequests::read(rig);
     // Warm-up (page cache, skopeo's blob-info cache, Envoy's upstream connections), then
-    // measured runs alternating direct, gateway.
+    // measured runs in rotating arm order.
     let runs = std::iter::once(None).chain((1..=iterations).map(Some));
     for (i, measured) in runs.enumerate() {
-        for arm in [Arm::Direct, Arm::Gateway] {
+        for arm in arm_order(i) {
             if stopping() {
                 break;
             }
@@ -428,16 +658,11 @@ fn bench_pulls(
                 label,
                 arm.name()
             );
-            if arm == Arm::Gateway {
-                gateway_runs += 1;
-            }
-            match pull_once(stack, arm, image, &format!("{i}")) {
+            arms.get_mut(arm).runs += 1;
+            match pull_once(rig, arm, image, &format!("{i}")) {
                 Ok((ms, cpu)) => {
                     if measured.is_some() {
-                        let target = match arm {
-                            Arm::Direct => &mut direct,
-                            Arm::Gateway => &mut gateway,
-                        };
+                        let target = arms.get_mut(arm);
                         target.wall_ms.push(ms);
                         target.cpu.add(cpu);
                     }
@@ -451,9 +676,9 @@ fn bench_pulls(
         }
     }
     let envoy_requests = if stopping() {
-        EnvoyRequests::default()
+        RigRequests::default()
     } else {
-        EnvoyRequests::read(stack).since(envoy_before)
+        RigRequests::read(rig).since(requests_before)
     };
     let layer_bytes = std::fs::metadata(
         image
@@ -466,10 +691,8 @@ fn bench_pulls(
     PullResult {
         image: image.clone(),
         layer_bytes,
-        direct,
-        gateway,
+        arms,
         envoy_requests,
-        gateway_runs,
     }
 }
 
@@ -503,28 +726,17 @@ struct RequestArm {
     /// never seen, so its cache misses).
     first_us: Samples,
     /// CPU over whole blocks (curl start to exit).
-    cpu: StackCpu,
+    cpu: RigCpu,
+    /// Wall-clock seconds of those blocks (curl start to exit).
+    wall_secs: f64,
     /// Requests sent in those blocks, warm-up included.
     requests_sent: u64,
     /// Measured requests that opened a new connection instead of reusing the block's one.
     reconnects: u64,
 }
 
-impl RequestArm {
-    fn all_us(&self) -> Samples {
-        Samples(
-            self.first_us
-                .0
-                .iter()
-                .chain(&self.warm_us.0)
-                .copied()
-                .collect(),
-        )
-    }
-}
-
 /// The curl `--config` text for one block: an anonymous warm-up GET of the public manifest
-/// (opens the connection; TLS handshake for the gateway), then `count` GETs of the private
+/// (opens the connection; TLS handshake for an Envoy), then `count` GETs of the private
 /// manifest with `token`, all on that connection.
 fn curl_config(base: &str, ca: Option<&Path>, token: &str, count: usize) -> String {
     let common = |out: &mut String| {
@@ -556,7 +768,7 @@ fn curl_config(base: &str, ca: Option<&Path>, token: &str, count: usize) -> Stri
     reason = "one call site, every argument named"
 )]
 fn request_block(
-    stack: &Stack,
+    rig: &Rig,
     arm: Arm,
     block: usize,
     token: &str,
@@ -566,10 +778,14 @@ fn request_block(
     failures: &mut Vec<String>,
 ) {
     let (base, ca) = match arm {
-        Arm::Direct => (format!("http://{}", stack.registry.host()), None),
-        Arm::Gateway => (stack.base_url(), Some(stack.ca_cert())),
+        Arm::Direct => (format!("http://{}", rig.host(arm)), None),
+        Arm::NoFilter | Arm::Gateway => (
+            format!("https://{}", rig.host(arm)),
+            Some(rig.stack.ca_cert()),
+        ),
     };
-    let config = stack
+    let config = rig
+        .stack
         .scenario
         .file(&format!("bench-curl/{}-{block}.cfg", arm.name()));
     std::fs::write(&config, curl_config(&base, ca, token, count))
@@ -580,9 +796,11 @@ fn request_block(
         .arg("--config")
         .arg(&config)
         .stdin(Stdio::null());
-    let cpu_before = StackCpu::read(stack);
+    let cpu_before = RigCpu::read(rig);
+    let started = Instant::now();
     let output = cmd.output();
-    result.cpu.add(StackCpu::read(stack).since(cpu_before));
+    result.wall_secs += started.elapsed().as_secs_f64();
+    result.cpu.add(RigCpu::read(rig).since(cpu_before));
     let output = output.unwrap_or_else(|err| panic!("run curl: {err}"));
     if stopping() {
         return;
@@ -643,53 +861,80 @@ fn request_block(
 
 #[derive(Debug, Default)]
 struct RequestResult {
-    direct: RequestArm,
-    gateway: RequestArm,
-    /// Envoy's downstream requests over part 2 (gateway blocks and token fetches).
-    envoy_requests: EnvoyRequests,
+    arms: PerArm<RequestArm>,
+    /// Both Envoys' downstream requests over part 2 (blocks, and the gateway's token fetches).
+    envoy_requests: RigRequests,
     token_fetches: u64,
 }
 
 fn bench_requests(
-    stack: &mut Stack,
+    rig: &mut Rig,
     requests: usize,
     manifest_len: u64,
     failures: &mut Vec<String>,
 ) -> RequestResult {
     let mut result = RequestResult::default();
-    let envoy_before = EnvoyRequests::read(stack);
+    let requests_before = RigRequests::read(rig);
     for block in 0..BLOCKS {
         if stopping() {
             break;
         }
         let count = requests / BLOCKS + usize::from(block < requests % BLOCKS);
+        let order = arm_order(block);
         eprintln!(
-            "[bench] requests block {}/{BLOCKS}: {count} direct, {count} gateway",
-            block + 1
+            "[bench] requests round {}/{BLOCKS}: {count} per arm, order {}",
+            block + 1,
+            order.map(Arm::name).join(", ")
         );
-        // A fresh token per block (outside every timed or CPU-counted window): the gateway
-        // block's first request is the filter's first sight of it.
-        let token = stack.token(Some(USER), &[SCOPE], HttpVersion::Http1);
+        // A fresh token per round (outside every timed or CPU-counted window): the gateway
+        // block's first request is the filter's first sight of it. The other arms send the
+        // same token (the registry ignores it).
+        let token = rig.stack.token(Some(USER), &[SCOPE], HttpVersion::Http1);
         result.token_fetches += 1;
-        for arm in [Arm::Direct, Arm::Gateway] {
-            let target = match arm {
-                Arm::Direct => &mut result.direct,
-                Arm::Gateway => &mut result.gateway,
-            };
+        for arm in order {
+            if stopping() {
+                break;
+            }
             request_block(
-                stack,
+                rig,
                 arm,
                 block,
                 &token,
                 count,
                 manifest_len,
-                target,
+                result.arms.get_mut(arm),
                 failures,
             );
         }
     }
-    if !stopping() {
-        result.envoy_requests = EnvoyRequests::read(stack).since(envoy_before);
+    if stopping() {
+        return result;
+    }
+    let e = RigRequests::read(rig).since(requests_before);
+    result.envoy_requests = e;
+    // Each Envoy must have answered exactly what its blocks sent (plus, for the gateway, the
+    // token fetches): a figure is only about the Envoy it names.
+    let checks = [
+        (
+            "no-filter Envoy",
+            e.bare,
+            result.arms.nofilter.requests_sent,
+            0,
+        ),
+        (
+            "gateway Envoy",
+            e.gateway,
+            result.arms.gateway.requests_sent + result.token_fetches,
+            result.token_fetches,
+        ),
+    ];
+    for (what, counted, expected, tokens) in checks {
+        if counted.total != expected || counted.xx2 != expected {
+            failures.push(format!(
+                "part 2: {what} counted {} requests ({}×2xx, {}×4xx, {}×5xx) but curl sent {expected} (incl. {tokens} token fetches), all 2xx",
+                counted.total, counted.xx2, counted.xx4, counted.xx5
+            ));
+        }
     }
     result
 }
@@ -738,6 +983,14 @@ fn mem_total_gib() -> String {
         .map_or("?".to_owned(), |kib| {
             format!("{:.1}", kib / 1024.0 / 1024.0)
         })
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15-minute figures.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 fn git_revision() -> String {
@@ -835,211 +1088,291 @@ fn finest((ticks, ns): (f64, f64)) -> f64 {
     }
 }
 
+/// One statistic of a sample set (a table row).
+type Stat = fn(&Samples) -> f64;
+
+/// The report's value columns, in order.
+const COLUMNS: &str = "direct registry | Envoy, no filter | gateway (Envoy + registry-gate) | **gateway − no filter** | gateway − direct";
+
+/// `| <lead cells> | d | n | g | g − n | g − d |`, values and differences in `fmt`.
+fn row(lead: &str, d: f64, n: f64, g: f64, fmt: fn(f64) -> String) {
+    println!(
+        "| {lead} | {} | {} | {} | **{}** | {} |",
+        fmt(d),
+        fmt(n),
+        fmt(g),
+        signed(fmt, g - n),
+        signed(fmt, g - d)
+    );
+}
+
+/// Envoy CPU when it is not the one serving: its CPU over the other arms' blocks, as a rate
+/// per wall-clock second of those blocks, scaled to its own blocks' duration and divided by
+/// its own requests (µs per request; the noise floor under its own figure).
+fn idle_floor_us(idle: Cpu, idle_wall_secs: f64, own: &RequestArm) -> f64 {
+    if idle_wall_secs <= 0.0 || own.requests_sent == 0 || idle.ns == 0 {
+        return f64::NAN;
+    }
+    let rate = idle.ns as f64 / 1e9 / idle_wall_secs;
+    rate * own.wall_secs * 1e6 / own.requests_sent as f64
+}
+
 fn print_pulls(results: &[PullResult], iterations: usize, hz: u64) {
     println!(
-        "## 1. Whole-image pull: `skopeo copy docker://… oci:<fresh dir>` ({iterations} per arm, direct/gateway alternating, 1 warm-up each)"
+        "## 1. Whole-image pull: `skopeo copy docker://… oci:<fresh dir>` ({iterations} per arm, arms in rotating order, 1 warm-up each)"
     );
     println!();
-    println!("direct = `--src-tls-verify=false --src-no-creds` to docker-registry over plain HTTP (skopeo tries HTTPS first, then falls back); gateway = `--src-cert-dir <ca> --src-creds alice:…` to Envoy over TLS: each run gets the 401 challenge, fetches a token from /v2/token through Envoy (sidecar: bcrypt cost 4 + Ed25519 signing), then pulls. Wall clock of the whole skopeo process (start-up included). CPU rows: each server process's CPU over each measured run (per-thread schedstat run time; 10 ms /proc ticks are too coarse for one pull), averaged per pull.");
+    println!("direct = `--src-tls-verify=false --src-no-creds` to docker-registry over plain HTTP (skopeo tries HTTPS first, then falls back). Envoy, no filter = `--src-cert-dir <ca> --src-creds alice:…` to the baseline Envoy over TLS: it never challenges, so skopeo sends no credentials and fetches no token. gateway = the same flags to the gateway Envoy: each run gets the 401 challenge, fetches a token from /v2/token through Envoy (sidecar: bcrypt cost 4 + Ed25519 signing), then pulls. So here gateway − no filter = the filter **plus** the Docker token round trips a real client pays (401 on GET /v2/, /v2/token); parts 2–3 isolate the filter. Wall clock of the whole skopeo process (start-up included). CPU rows: each server process's CPU over each measured run (per-thread schedstat run time; {} ms /proc ticks are too coarse for one pull), averaged per pull; \"idle\" = that process is not in this arm's path.", 1000 / hz.max(1));
     println!();
-    println!("| image | metric | direct registry (baseline) | through gateway | gateway − direct | gateway / direct |");
-    println!("|---|---|---:|---:|---:|---:|");
+    println!("| image | metric | {COLUMNS} |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
     for r in results {
-        let d = &r.direct.wall_ms;
-        let g = &r.gateway.wall_ms;
+        let d = &r.arms.direct;
+        let n = &r.arms.nofilter;
+        let g = &r.arms.gateway;
         let name = format!(
             "`{}` (layer {})",
             r.image.reference(),
             human_bytes(r.layer_bytes)
         );
-        let rows: [(&str, f64, f64); 4] = [
-            ("min ms", d.min(), g.min()),
-            ("**median ms**", d.median(), g.median()),
-            ("p90 ms", d.percentile(90.0), g.percentile(90.0)),
-            ("mean ms", d.mean(), g.mean()),
+        let rows: [(&str, Stat); 4] = [
+            ("min ms", Samples::min),
+            ("**median ms**", Samples::median),
+            ("p90 ms", |s| s.percentile(90.0)),
+            ("mean ms", Samples::mean),
         ];
-        for (i, (metric, dv, gv)) in rows.iter().enumerate() {
+        for (i, (metric, stat)) in rows.iter().enumerate() {
             let first = if i == 0 { name.as_str() } else { "" };
-            println!(
-                "| {first} | {metric} | {} | {} | {} | {} |",
-                ms(*dv),
-                ms(*gv),
-                signed(ms, gv - dv),
-                ratio(*gv, *dv)
+            row(
+                &format!("{first} | {metric}"),
+                stat(&d.wall_ms),
+                stat(&n.wall_ms),
+                stat(&g.wall_ms),
+                ms,
             );
         }
-        let dn = d.len() as u64;
-        let gn = g.len() as u64;
-        let cpu_rows: [(&str, Cpu, Cpu); 3] = [
-            ("Envoy CPU ms/pull", Cpu::default(), r.gateway.cpu.envoy),
-            ("sidecar CPU ms/pull", Cpu::default(), r.gateway.cpu.sidecar),
-            (
-                "registry CPU ms/pull",
-                r.direct.cpu.registry,
-                r.gateway.cpu.registry,
-            ),
-        ];
-        for (metric, dc, gc) in cpu_rows {
-            let dv = finest(per(dc, dn, hz, 1e3));
-            let gv = finest(per(gc, gn, hz, 1e3));
-            let direct_cell = if metric.starts_with("registry") {
-                ms(dv)
-            } else {
-                "– (not in path)".to_owned()
-            };
-            let dv0 = if metric.starts_with("registry") {
-                dv
-            } else {
-                0.0
-            };
-            println!(
-                "| | {metric} | {direct_cell} | {} | {} | {} |",
-                ms(gv),
-                signed(ms, gv - dv0),
-                if metric.starts_with("registry") {
-                    ratio(gv, dv)
-                } else {
-                    "–".to_owned()
-                }
-            );
-        }
+        let per_pull =
+            |arm: &PullArm, cpu: Cpu| finest(per(cpu, arm.wall_ms.len() as u64, hz, 1e3));
+        // Envoy: the arm's own Envoy (none for direct).
+        let envoy_n = per_pull(n, n.cpu.bare);
+        let envoy_g = per_pull(g, g.cpu.envoy);
+        println!(
+            "| | Envoy CPU ms/pull (the arm's Envoy) | – (no Envoy) | {} | {} | **{}** | {} |",
+            ms(envoy_n),
+            ms(envoy_g),
+            signed(ms, envoy_g - envoy_n),
+            signed(ms, envoy_g)
+        );
+        let side = [d, n, g].map(|a| per_pull(a, a.cpu.sidecar));
+        println!(
+            "| | sidecar CPU ms/pull | {} (idle) | {} (idle) | {} | **{}** | {} |",
+            ms(side[0]),
+            ms(side[1]),
+            ms(side[2]),
+            signed(ms, side[2] - side[1]),
+            signed(ms, side[2] - side[0])
+        );
+        let reg = [d, n, g].map(|a| per_pull(a, a.cpu.registry));
+        row("| registry CPU ms/pull", reg[0], reg[1], reg[2], ms);
     }
     println!();
     for r in results {
         let e = r.envoy_requests;
-        let runs = r.gateway_runs.max(1) as f64;
+        let line = |what: &str, e: EnvoyRequests, runs: u64| {
+            let runs_f = runs.max(1) as f64;
+            format!(
+                "{what} answered {} requests over {runs} runs = {:.1} per pull ({:.1}×2xx, {:.1}×4xx, {}×5xx)",
+                e.total,
+                e.total as f64 / runs_f,
+                e.xx2 as f64 / runs_f,
+                e.xx4 as f64 / runs_f,
+                e.xx5
+            )
+        };
         println!(
-            "- `{}` gateway pulls (warm-up included, {} runs): Envoy answered {} requests = {:.1} per pull ({:.1}×2xx, {:.1}×4xx = the 401 challenge on GET /v2/, {}×5xx); samples: direct {}, gateway {}.",
+            "- `{}` (warm-up included): {}; {} (4xx = the 401 challenge on GET /v2/); samples: direct {}, no filter {}, gateway {}.",
             r.image.reference(),
-            r.gateway_runs,
-            e.total,
-            e.total as f64 / runs,
-            e.xx2 as f64 / runs,
-            e.xx4 as f64 / runs,
-            e.xx5,
-            r.direct.wall_ms.len(),
-            r.gateway.wall_ms.len()
+            line("no-filter Envoy", e.bare, r.arms.nofilter.runs),
+            line("gateway Envoy", e.gateway, r.arms.gateway.runs),
+            r.arms.direct.wall_ms.len(),
+            r.arms.nofilter.wall_ms.len(),
+            r.arms.gateway.wall_ms.len()
         );
     }
     println!();
 }
 
-fn print_requests(r: &RequestResult, requests: usize, manifest_len: u64, hz: u64) {
-    let d = r.direct.all_us();
-    let gw = &r.gateway.warm_us;
-    let gc = &r.gateway.first_us;
+fn print_requests(r: &RequestResult, requests: usize, manifest_len: u64) {
+    let d = &r.arms.direct;
+    let n = &r.arms.nofilter;
+    let g = &r.arms.gateway;
     println!(
-        "## 2. Per-request latency: sequential `GET /v2/{REPOSITORY}/manifests/latest` ({requests} per arm, {BLOCKS} direct/gateway block pairs, one keep-alive HTTP/1.1 connection per block)"
+        "## 2. Per-request latency: sequential `GET /v2/{REPOSITORY}/manifests/latest` ({requests} per arm, {BLOCKS} rounds of one block per arm in rotating order, one keep-alive HTTP/1.1 connection per block)"
     );
     println!();
-    println!("curl 7.88 with all of a block's URLs in one `--config` (connection reused, checked with `%{{num_connects}}`), `Accept: {MANIFEST_MEDIA_TYPE}`, `Authorization: Bearer <alice's token>` on both arms (the registry ignores it). Latency is curl's `%{{time_total}}` per request; each block starts with an unmeasured anonymous GET of `library/public` that opens the connection (the TLS handshake for the gateway). Every measured response: 2xx, HTTP/1.1, {manifest_len}-byte manifest body.");
+    println!("curl 7.88 with all of a block's URLs in one `--config` (connection reused, checked with `%{{num_connects}}`), `Accept: {MANIFEST_MEDIA_TYPE}`, the same `Authorization: Bearer <alice's token>` on all three arms (the registry ignores it; only the gateway's filter checks it). Latency is curl's `%{{time_total}}` per request; each block starts with an unmeasured anonymous GET of `library/public` that opens the connection (the TLS handshake for both Envoys). Every round mints a fresh token, so the gateway block's first measured request is the filter's first sight of it (token-cache miss): first requests are shown apart below, the table has the rest (gateway: token cache warm). Every measured response: 2xx, HTTP/1.1, {manifest_len}-byte manifest body.");
     println!();
-    println!("| metric | direct registry (baseline) | gateway, token cache warm | gateway, fresh token (cache miss) |");
-    println!("|---|---:|---:|---:|");
+    println!("| metric | {COLUMNS} |");
+    println!("|---|---:|---:|---:|---:|---:|");
     println!(
-        "| requests measured | {} | {} | {} |",
-        d.len(),
-        gw.len(),
-        gc.len()
+        "| requests measured (2nd and later of each block) | {} | {} | {} | | |",
+        d.warm_us.len(),
+        n.warm_us.len(),
+        g.warm_us.len()
     );
-    let rows: [(&str, f64, f64, f64); 5] = [
-        ("min µs", d.min(), gw.min(), gc.min()),
-        ("**median µs**", d.median(), gw.median(), gc.median()),
-        (
-            "p90 µs",
-            d.percentile(90.0),
-            gw.percentile(90.0),
-            gc.percentile(90.0),
-        ),
-        (
-            "p99 µs",
-            d.percentile(99.0),
-            gw.percentile(99.0),
-            gc.percentile(99.0),
-        ),
-        ("mean µs", d.mean(), gw.mean(), gc.mean()),
+    let rows: [(&str, Stat); 5] = [
+        ("min µs", Samples::min),
+        ("**median µs**", Samples::median),
+        ("p90 µs", |s| s.percentile(90.0)),
+        ("p99 µs", |s| s.percentile(99.0)),
+        ("mean µs", Samples::mean),
     ];
-    for (metric, dv, wv, cv) in rows {
-        println!("| {metric} | {} | {} | {} |", us(dv), us(wv), us(cv));
+    for (metric, stat) in rows {
+        row(
+            metric,
+            stat(&d.warm_us),
+            stat(&n.warm_us),
+            stat(&g.warm_us),
+            us,
+        );
     }
     println!(
-        "| **median vs direct** | 1.00x | {} ({} µs) | {} ({} µs) |",
-        ratio(gw.median(), d.median()),
-        signed(us, gw.median() - d.median()),
-        ratio(gc.median(), d.median()),
-        signed(us, gc.median() - d.median())
+        "| median vs direct | 1.00x | {} | {} | gateway / no filter = {} | |",
+        ratio(n.warm_us.median(), d.warm_us.median()),
+        ratio(g.warm_us.median(), d.warm_us.median()),
+        ratio(g.warm_us.median(), n.warm_us.median())
     );
     println!(
-        "| mean vs direct | 1.00x | {} | {} |",
-        ratio(gw.mean(), d.mean()),
-        ratio(gc.mean(), d.mean())
+        "| new connections among measured requests | {} | {} | {} | | |",
+        d.reconnects, n.reconnects, g.reconnects
     );
-    println!(
-        "| new connections among measured requests | {} | {} | – |",
-        r.direct.reconnects, r.gateway.reconnects
-    );
+    println!();
+    println!("First measured request of each block ({BLOCKS} per arm; for the gateway a token its filter has never seen, so its token cache misses):");
+    println!();
+    println!("| metric | {COLUMNS} |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let rows: [(&str, Stat); 4] = [
+        ("min µs", Samples::min),
+        ("**median µs**", Samples::median),
+        ("max µs", Samples::max),
+        ("mean µs", Samples::mean),
+    ];
+    for (metric, stat) in rows {
+        row(
+            metric,
+            stat(&d.first_us),
+            stat(&n.first_us),
+            stat(&g.first_us),
+            us,
+        );
+    }
     println!();
     let e = r.envoy_requests;
     println!(
-        "- Envoy over part 2: {} requests ({} gateway-block requests + {} token fetches), {}×2xx, {}×4xx, {}×5xx.",
-        e.total, r.gateway.requests_sent, r.token_fetches, e.xx2, e.xx4, e.xx5
+        "- no-filter Envoy over part 2: {} requests ({} block requests), {}×2xx, {}×4xx, {}×5xx.",
+        e.bare.total, n.requests_sent, e.bare.xx2, e.bare.xx4, e.bare.xx5
+    );
+    println!(
+        "- gateway Envoy over part 2: {} requests ({} block requests + {} token fetches), {}×2xx, {}×4xx, {}×5xx.",
+        e.gateway.total, g.requests_sent, r.token_fetches, e.gateway.xx2, e.gateway.xx4, e.gateway.xx5
     );
     println!();
-
-    println!("## 3. Envoy cost of part 2, memory, artifact");
-    println!();
-    let dn = r.direct.requests_sent;
-    let gn = r.gateway.requests_sent;
-    let (env_t, env_ns) = per(r.gateway.cpu.envoy, gn, hz, 1e6);
-    let (idle_t, idle_ns) = per(r.direct.cpu.envoy, dn, hz, 1e6);
-    let (reg_d_t, reg_d_ns) = per(r.direct.cpu.registry, dn, hz, 1e6);
-    let (reg_g_t, reg_g_ns) = per(r.gateway.cpu.registry, gn, hz, 1e6);
-    println!("CPU per request = Δ(utime+stime) of the process over whole curl runs (warm-up request and connection set-up included) / requests sent; /proc/<pid>/stat counts in {} ms ticks, so the per-thread schedstat run time (ns) is shown beside it as a finer cross-check. The direct column's Envoy figure is Envoy sitting idle (snapshot long-poll, stats) over the direct blocks: the noise floor of the gateway figure.", 1000 / hz.max(1));
-    println!();
-    println!("| metric | direct registry (baseline) | through gateway | gateway − direct |");
-    println!("|---|---:|---:|---:|");
-    println!("| requests sent (incl. warm-ups) | {dn} | {gn} | |");
-    println!(
-        "| **Envoy CPU µs/request** (stat) | {} (idle) | {} | {} |",
-        us(idle_t),
-        us(env_t),
-        signed(us, env_t - idle_t)
-    );
-    println!(
-        "| Envoy CPU µs/request (schedstat) | {} (idle) | {} | {} |",
-        us(idle_ns),
-        us(env_ns),
-        signed(us, env_ns - idle_ns)
-    );
-    println!(
-        "| Envoy CPU total over the blocks, ms (stat / schedstat) | {} / {} | {} / {} | |",
-        r.direct.cpu.envoy.ticks * 1000 / hz.max(1),
-        ms(r.direct.cpu.envoy.ns as f64 / 1e6),
-        r.gateway.cpu.envoy.ticks * 1000 / hz.max(1),
-        ms(r.gateway.cpu.envoy.ns as f64 / 1e6)
-    );
-    println!(
-        "| registry CPU µs/request (stat / schedstat) | {} / {} | {} / {} | {} |",
-        us(reg_d_t),
-        us(reg_d_ns),
-        us(reg_g_t),
-        us(reg_g_ns),
-        signed(us, reg_g_ns - reg_d_ns)
-    );
 }
 
-fn print_memory(rss: &[(&str, Option<u64>)], wasm: &Path) {
-    let mib = |v: Option<u64>| v.map_or("?".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
+fn print_cost(r: &RequestResult, hz: u64, rss: &[(&str, Rss)], wasm: &Path) {
+    let d = &r.arms.direct;
+    let n = &r.arms.nofilter;
+    let g = &r.arms.gateway;
+    println!("## 3. Envoy cost of part 2, memory, artifact");
+    println!();
+    println!("CPU per request = Δ(utime+stime) of the process over whole curl runs (warm-up request and connection set-up included) / requests sent; /proc/<pid>/stat counts in {} ms ticks, so the per-thread schedstat run time (ns) is shown beside it as a finer cross-check. Each arm's Envoy figure is that Envoy over its own blocks. The idle-floor row is the same Envoy while the other two arms' blocks ran (timers, stats; the gateway's snapshot long-poll), as CPU per second scaled to its own blocks' duration per request: the noise under its figure.", 1000 / hz.max(1));
+    println!();
+    println!("| metric | direct registry | Envoy, no filter | gateway (Envoy + registry-gate) | **gateway − no filter** |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| requests sent (incl. warm-ups) | {} | {} | {} | |",
+        d.requests_sent, n.requests_sent, g.requests_sent
+    );
+    let (n_t, n_ns) = per(n.cpu.bare, n.requests_sent, hz, 1e6);
+    let (g_t, g_ns) = per(g.cpu.envoy, g.requests_sent, hz, 1e6);
+    println!(
+        "| **Envoy CPU µs/request** (stat) | – (no Envoy) | {} | {} | **{}** |",
+        us(n_t),
+        us(g_t),
+        signed(us, g_t - n_t)
+    );
+    println!(
+        "| **Envoy CPU µs/request** (schedstat) | – (no Envoy) | {} | {} | **{}** |",
+        us(n_ns),
+        us(g_ns),
+        signed(us, g_ns - n_ns)
+    );
+    let mut n_idle = d.cpu.bare;
+    n_idle.add(g.cpu.bare);
+    let mut g_idle = d.cpu.envoy;
+    g_idle.add(n.cpu.envoy);
+    let n_floor = idle_floor_us(n_idle, d.wall_secs + g.wall_secs, n);
+    let g_floor = idle_floor_us(g_idle, d.wall_secs + n.wall_secs, g);
+    println!(
+        "| Envoy idle floor µs/request (schedstat) | – | {} | {} | {} |",
+        us(n_floor),
+        us(g_floor),
+        signed(us, g_floor - n_floor)
+    );
+    let total = |c: Cpu| format!("{} / {}", c.ticks * 1000 / hz.max(1), ms(c.ns as f64 / 1e6));
+    println!(
+        "| Envoy CPU total over its blocks, ms (stat / schedstat) | – | {} | {} | |",
+        total(n.cpu.bare),
+        total(g.cpu.envoy)
+    );
+    println!(
+        "| blocks' wall clock, s | {:.2} | {:.2} | {:.2} | {} |",
+        d.wall_secs,
+        n.wall_secs,
+        g.wall_secs,
+        signed(|v| format!("{v:.2}"), g.wall_secs - n.wall_secs)
+    );
+    let reg = [d, n, g].map(|a| per(a.cpu.registry, a.requests_sent, hz, 1e6));
+    println!(
+        "| registry CPU µs/request (stat / schedstat) | {} / {} | {} / {} | {} / {} | {} |",
+        us(reg[0].0),
+        us(reg[0].1),
+        us(reg[1].0),
+        us(reg[1].1),
+        us(reg[2].0),
+        us(reg[2].1),
+        signed(us, reg[2].1 - reg[1].1)
+    );
+    let mib = |v: Option<u64>| v.map_or(f64::NAN, |k| k as f64 / 1024.0);
     for (label, value) in rss {
+        let (nv, gv) = (mib(value.bare), mib(value.gateway));
         println!(
-            "| Envoy VmRSS {label}, MiB | – (no Envoy) | {} | |",
-            mib(*value)
+            "| Envoy VmRSS {label}, MiB | – (no Envoy) | {} | {} | **{}** |",
+            ms(nv),
+            ms(gv),
+            signed(ms, gv - nv)
         );
     }
     let size = std::fs::metadata(wasm).map(|m| m.len()).unwrap_or(0);
     println!(
-        "| filter .wasm size | – | {size} bytes ({}) | |",
+        "| filter .wasm size | – | – | {size} bytes ({}) | |",
         human_bytes(size)
+    );
+    println!();
+    let filter_cpu = g_ns - n_ns;
+    let filter_lat = g.warm_us.median() - n.warm_us.median();
+    println!(
+        "- The filter's own cost per request (gateway − no filter, token cache warm): **{} µs median latency**, **{} µs Envoy CPU** (schedstat; {} of the gateway Envoy's {} µs). Envoy alone (no filter) costs {} µs CPU and {} µs median latency over the direct registry.",
+        signed(us, filter_lat),
+        signed(us, filter_cpu),
+        if g_ns > 0.0 && !filter_cpu.is_nan() {
+            format!("{:.0}%", 100.0 * filter_cpu / g_ns)
+        } else {
+            "–".to_owned()
+        },
+        us(g_ns),
+        us(n_ns),
+        signed(us, n.warm_us.median() - d.warm_us.median())
     );
     println!();
 }
@@ -1110,6 +1443,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The baseline is only a baseline if it is the gateway's Envoy minus the filter.
+    if let Err(err) = check_baseline_template() {
+        eprintln!("bench_pull: {err}");
+        return ExitCode::FAILURE;
+    }
     install_panic_hook();
     ctrlc::set_handler(|| {
         STOP.store(true, Ordering::SeqCst);
@@ -1144,19 +1482,21 @@ fn main() -> ExitCode {
         ),
     ];
 
-    let mut stack = Stack::start_with(StackOptions::new("bench-pull"));
+    let stack = Stack::start_with(StackOptions::new("bench-pull"));
     let _ = SCENARIO_DIR.set(stack.dir().to_path_buf());
-    let rss_idle = vm_rss_kib(stack.envoy.process.pid());
+    let bare = start_bare_envoy(&stack);
+    let mut rig = Rig { bare, stack };
+    let rss_idle = Rss::read(&rig);
 
     // The big image: same repository (alice's grant covers it), its own tag, seeded straight
     // into the registry like the harness's images.
     let mut payload = vec![0u8; BIG_PAYLOAD_BYTES];
     getrandom::getrandom(&mut payload).unwrap_or_else(|err| panic!("OS RNG: {err}"));
-    let layout = stack.scenario.subdir("images/team_private-big");
+    let layout = rig.stack.scenario.subdir("images/team_private-big");
     let big = oci::build_layout_with_payload(&layout, REPOSITORY, BIG_TAG, &payload);
     drop(payload);
-    stack.registry.push(&stack.skopeo, &big);
-    let small = stack.image(&format!("{REPOSITORY}:latest")).clone();
+    rig.stack.registry.push(&rig.stack.skopeo, &big);
+    let small = rig.stack.image(&format!("{REPOSITORY}:latest")).clone();
 
     let mut failures = Vec::new();
     let mut pulls = Vec::new();
@@ -1164,49 +1504,48 @@ fn main() -> ExitCode {
         if stopping() {
             break;
         }
-        pulls.push(bench_pulls(
-            &mut stack,
-            image,
-            args.iterations,
-            &mut failures,
-        ));
+        pulls.push(bench_pulls(&mut rig, image, args.iterations, &mut failures));
     }
-    let rss_after_pulls = vm_rss_kib(stack.envoy.process.pid());
+    let rss_after_pulls = Rss::read(&rig);
     let requests = if stopping() {
         RequestResult::default()
     } else {
         bench_requests(
-            &mut stack,
+            &mut rig,
             args.requests,
             small.manifest.len() as u64,
             &mut failures,
         )
     };
-    let rss_after = vm_rss_kib(stack.envoy.process.pid());
+    let rss_after = Rss::read(&rig);
 
     if stopping() {
         eprintln!("[bench] interrupted: no report; stopping the stack");
-        drop(stack);
+        drop(rig);
         return ExitCode::from(130);
     }
 
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("# bench_pull: a pull through registry-gate vs. straight from the registry");
+    println!("# bench_pull: a pull through registry-gate vs. the same Envoy without it vs. straight from the registry");
     println!();
     println!(
-        "- machine: {nproc} CPUs ({}), {} GiB RAM, Linux {}; nothing pinned, every process on loopback on this machine",
+        "- machine: {nproc} CPUs ({}), {} GiB RAM, Linux {}; load average at report time {}; nothing pinned, every process on loopback on this machine",
         cpu_model(),
         mem_total_gib(),
-        command_line_output(Path::new("uname"), &["-r"])
+        command_line_output(Path::new("uname"), &["-r"]),
+        load_average()
     );
     for (name, version) in &versions {
         println!("- {name}: {version}");
     }
     println!(
-        "- registry-gate {}; filter {} ({} bytes); Envoy `--concurrency 2 --log-level info`, access log to a file; docker-registry filesystem storage, access log on; sidecar + Redis",
+        "- registry-gate {}; filter {} ({} bytes); docker-registry filesystem storage, access log on; sidecar + Redis",
         git_revision(),
         wasm.display(),
         std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0)
+    );
+    println!(
+        "- two Envoys, both `--concurrency 2 --log-level info --file-flush-interval-msec 100`, access log to a file, same registry: gateway = `envoy/local/envoy.yaml` (wasm filter + bootstrap fetcher); no filter = `{NOFILTER_TEMPLATE}` (the same bootstrap minus those two, checked at start-up)"
     );
     println!(
         "- run: `bench_pull --iterations {} --requests {}`",
@@ -1214,8 +1553,10 @@ fn main() -> ExitCode {
     );
     println!();
     print_pulls(&pulls, args.iterations, hz);
-    print_requests(&requests, args.requests, small.manifest.len() as u64, hz);
-    print_memory(
+    print_requests(&requests, args.requests, small.manifest.len() as u64);
+    print_cost(
+        &requests,
+        hz,
         &[
             ("idle after start", rss_idle),
             ("after part 1", rss_after_pulls),
@@ -1241,9 +1582,56 @@ fn main() -> ExitCode {
         }
         // Keep the scenario directory (logs) for a look; the guards still stop everything.
         std::env::set_var("REGISTRY_GATE_KEEP", "1");
-        stack.print_logs();
+        rig.print_logs();
         ExitCode::FAILURE
     };
-    drop(stack);
+    drop(rig);
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The baseline template in the tree is the local one minus the filter: this runs with
+    /// the e2e crate's tests, so a drift fails CI, not only `make bench`.
+    #[test]
+    fn baseline_template_is_the_local_one_minus_the_filter() {
+        check_baseline_template().unwrap();
+    }
+
+    #[test]
+    fn template_lines_strip_the_wasm_blocks_and_comments() {
+        let text = "\
+admin: {}
+# comment
+bootstrap_extensions:
+  - name: envoy.bootstrap.wasm
+    typed_config: {}
+
+static_resources:
+  http_filters:
+    - name: envoy.filters.http.wasm
+      typed_config:
+        config: {}
+    - name: envoy.filters.http.router   \n";
+        assert_eq!(
+            template_lines(text, true),
+            [
+                "admin: {}",
+                "static_resources:",
+                "  http_filters:",
+                "    - name: envoy.filters.http.router"
+            ]
+        );
+        assert_eq!(template_lines(text, false).len(), 10);
+    }
+
+    #[test]
+    fn arm_order_rotates_through_every_position() {
+        assert_eq!(arm_order(0), [Arm::Direct, Arm::NoFilter, Arm::Gateway]);
+        assert_eq!(arm_order(1), [Arm::NoFilter, Arm::Gateway, Arm::Direct]);
+        assert_eq!(arm_order(2), [Arm::Gateway, Arm::Direct, Arm::NoFilter]);
+        assert_eq!(arm_order(3), arm_order(0));
+    }
 }
