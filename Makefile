@@ -129,10 +129,12 @@ test-e2e:
 
 ## run ------------------------------------------------------------------------------------
 
+# The launchers (demo, bench) are built with the dev profile: it unwinds on a panic, so the
+# harness guards stop every server they started. What they launch is the release build.
 run: deps build
-	$(CARGO) run --release -p registry-gate-tests --bin demo
+	$(CARGO) run -p registry-gate-tests --bin demo
 
 ## bench ----------------------------------------------------------------------------------
 
 bench: deps build
-	$(CARGO) run --release -p registry-gate-tests --bin bench_pull
+	$(CARGO) run -p registry-gate-tests --bin bench_pull

@@ -36,9 +36,10 @@
 //! It must never report a figure built on failed requests: any non-2xx answer, failed pull,
 //! short curl run or Envoy request count that does not match what curl sent is listed and
 //! makes the exit status 1. It must never leave a process behind: the harness guards stop
-//! everything on return, Ctrl-C / SIGTERM end the run at the next step, and a panic (the
-//! release profile aborts, so guards would not run) first stops every child process of this
-//! one from the panic hook.
+//! everything on return, Ctrl-C / SIGTERM end the run at the next step, and a panic
+//! unwinds through them (`make bench` builds this launcher with the dev profile, which
+//! unwinds; the release profile would abort past the guards). The measured processes are
+//! release builds either way.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -50,8 +51,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use registry_gate_tests::envoy::{Envoy, EnvoyParams};
 use registry_gate_tests::oci::{self, OciImage, MANIFEST_MEDIA_TYPE};
@@ -75,9 +75,6 @@ const WRITE_OUT: &str =
 
 /// Set by Ctrl-C / SIGTERM: finish the current step, then stop.
 static STOP: AtomicBool = AtomicBool::new(false);
-/// The scenario directory, for the panic hook's message.
-static SCENARIO_DIR: OnceLock<PathBuf> = OnceLock::new();
-
 fn stopping() -> bool {
     STOP.load(Ordering::SeqCst)
 }
@@ -1377,58 +1374,6 @@ fn print_cost(r: &RequestResult, hz: u64, rss: &[(&str, Rss)], wasm: &Path) {
     println!();
 }
 
-// ---- cleanup on panic -----------------------------------------------------------------------
-
-/// Direct children of this process (the harness's servers, a running skopeo or curl).
-fn child_pids() -> Vec<u32> {
-    let me = std::process::id().to_string();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            stat_fields(*pid).is_some_and(|f| {
-                f.get(1).map(String::as_str) == Some(me.as_str())
-                    && f.first().map(String::as_str) != Some("Z")
-            })
-        })
-        .collect()
-}
-
-fn signal(sig: &str, pids: &[u32]) {
-    if pids.is_empty() {
-        return;
-    }
-    let _ = Command::new("kill")
-        .arg(sig)
-        .args(pids.iter().map(u32::to_string))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// The release profile aborts on panic, so the harness guards never drop: stop the children
-/// here (SIGTERM, then SIGKILL after 3 s), before the abort.
-fn install_panic_hook() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default(info);
-        let pids = child_pids();
-        eprintln!("[bench] panic: stopping child processes {pids:?}");
-        signal("-TERM", &pids);
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline && !child_pids().is_empty() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        signal("-KILL", &child_pids());
-        if let Some(dir) = SCENARIO_DIR.get() {
-            eprintln!("[bench] logs and state kept in {}", dir.display());
-        }
-    }));
-}
-
 // ---- main -----------------------------------------------------------------------------------
 
 fn main() -> ExitCode {
@@ -1448,7 +1393,6 @@ fn main() -> ExitCode {
         eprintln!("bench_pull: {err}");
         return ExitCode::FAILURE;
     }
-    install_panic_hook();
     ctrlc::set_handler(|| {
         STOP.store(true, Ordering::SeqCst);
         eprintln!("[bench] interrupted: stopping after the current step");
@@ -1483,7 +1427,6 @@ fn main() -> ExitCode {
     ];
 
     let stack = Stack::start_with(StackOptions::new("bench-pull"));
-    let _ = SCENARIO_DIR.set(stack.dir().to_path_buf());
     let bare = start_bare_envoy(&stack);
     let mut rig = Rig { bare, stack };
     let rss_idle = Rss::read(&rig);
