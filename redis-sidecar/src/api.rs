@@ -289,6 +289,13 @@ async fn get_snapshot(
     };
     let wait = Duration::from_secs(wait).min(state.inner.long_poll_max);
     let mut changes = state.inner.cache.subscribe();
+    if matches!(*changes.borrow(), View::Unknown) {
+        // Asked before the poller's first read (just started, or Redis was down): read
+        // Redis now rather than answer from ignorance. A failure leaves the view Unknown.
+        if let Err(error) = state.inner.cache.refresh(&state.inner.store).await {
+            tracing::debug!(%error, "snapshot read on demand failed");
+        }
+    }
     let current = ready(&changes.borrow_and_update())?;
     let Some(known) = header_text(&headers, &IF_NONE_MATCH).map(Tag::parse_list) else {
         return Ok(snapshot_response(&current));
