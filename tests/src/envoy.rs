@@ -5,7 +5,6 @@
 //! never leave one behind nor put a single quote into a single-quoted YAML string.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -169,15 +168,7 @@ impl Envoy {
         let mut process = Process::spawn("envoy", cmd, dir);
         let admin = params.admin_port;
         process.wait_ready("admin /ready = 200", Duration::from_secs(60), || {
-            crate::wait::tcp_accepts(SocketAddr::from((Ipv4Addr::LOCALHOST, admin)))?;
-            let resp = Request::get(format!("http://127.0.0.1:{admin}/ready"))
-                .timeout(Duration::from_secs(2))
-                .send()?;
-            if resp.status == 200 {
-                Ok(())
-            } else {
-                Err(resp.summary())
-            }
+            crate::wait::http_ok(admin, "/ready")
         });
         Envoy {
             process,

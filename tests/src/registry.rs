@@ -4,12 +4,10 @@
 //! Images are seeded straight into it with skopeo (never through Envoy), so the gateway is
 //! only ever exercised by the test's own requests.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::http::Request;
 use crate::oci::OciImage;
 use crate::process::Process;
 use crate::skopeo::Skopeo;
@@ -49,15 +47,8 @@ impl Registry {
             }
         }
         let mut process = Process::spawn("registry", cmd, dir);
-        let url = format!("http://127.0.0.1:{port}/v2/");
         process.wait_ready("GET /v2/ = 200", Duration::from_secs(20), || {
-            crate::wait::tcp_accepts(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
-            let resp = Request::get(&url).timeout(Duration::from_secs(2)).send()?;
-            if resp.status == 200 {
-                Ok(())
-            } else {
-                Err(resp.summary())
-            }
+            crate::wait::http_ok(port, "/v2/")
         });
         Registry { process, port }
     }

@@ -7,7 +7,6 @@
 //! key (expired, wrong audience) — nothing else reads it.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -128,15 +127,8 @@ impl Sidecar {
             cmd.env("RUST_LOG", "info");
         }
         let mut process = Process::spawn("sidecar", cmd, dir);
-        let url = format!("http://127.0.0.1:{port}/healthz");
         process.wait_ready("GET /healthz = 200", Duration::from_secs(20), || {
-            crate::wait::tcp_accepts(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
-            let resp = Request::get(&url).timeout(Duration::from_secs(2)).send()?;
-            if resp.status == 200 {
-                Ok(())
-            } else {
-                Err(resp.summary())
-            }
+            crate::wait::http_ok(port, "/healthz")
         });
         Sidecar {
             process,

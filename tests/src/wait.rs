@@ -3,7 +3,7 @@
 //! This is the only place the harness sleeps, and only between polls of a condition. It must
 //! never be used as a bare delay before an assertion: the condition is the assertion.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// The pause between polls.
@@ -47,4 +47,17 @@ pub fn tcp_accepts(addr: SocketAddr) -> Result<(), String> {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200))
         .map(drop)
         .map_err(|err| format!("connect {addr}: {err}"))
+}
+
+/// A readiness probe: `GET http://127.0.0.1:<port><path>` answers 200.
+pub fn http_ok(port: u16, path: &str) -> Result<(), String> {
+    tcp_accepts(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+    let resp = crate::http::Request::get(format!("http://127.0.0.1:{port}{path}"))
+        .timeout(Duration::from_secs(2))
+        .send()?;
+    if resp.status == 200 {
+        Ok(())
+    } else {
+        Err(resp.summary())
+    }
 }
