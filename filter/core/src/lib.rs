@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod config;
 pub mod decision;
+pub mod generation;
 pub mod index;
 pub mod reply;
 pub mod route;
