@@ -17,7 +17,7 @@ use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 use jwt_compact::alg::Ed25519;
 use jwt_compact::{AlgorithmExt, Claims, Header};
-use registry_gate_core::decision::Principal;
+use registry_gate_core::identity::Principal;
 use registry_gate_core::index::Index;
 use registry_gate_core::route::Action;
 use registry_gate_core::scope::{AccessEntry, ResourceScope};
@@ -240,12 +240,29 @@ impl Authenticator {
     }
 }
 
-/// `access` = requested ∩ granted. Only `repository` scopes and only `pull` are granted in
-/// this slice; scopes asking for the same repository are merged; a repository with nothing
+/// `access` = requested ∩ granted. Only `repository` scopes with `pull`, and the catalog
+/// scope `registry:catalog:*`, are granted; scopes asking for the same repository are merged; a repository with nothing
 /// granted is left out (lack of access is not an error, the token just does not carry it).
 pub fn grant(requested: &[ResourceScope], who: &Principal, index: &Index) -> Vec<AccessEntry> {
     let mut granted: Vec<AccessEntry> = Vec::new();
     for scope in requested {
+        if scope.resource_type == "registry" && scope.name == "catalog" {
+            // Listing is filtered to what the caller may pull, so the catalog scope is
+            // granted to anyone who asks for it (distribution's `registry:catalog:*`).
+            let wants_all = scope.actions.iter().any(|a| a == "*");
+            if wants_all
+                && !granted
+                    .iter()
+                    .any(|e| e.resource_type == "registry" && e.name == "catalog")
+            {
+                granted.push(AccessEntry {
+                    resource_type: "registry".into(),
+                    name: "catalog".into(),
+                    actions: vec!["*".into()],
+                });
+            }
+            continue;
+        }
         if scope.resource_type != "repository" {
             continue;
         }

@@ -61,7 +61,9 @@ pub fn filter_config(listen_port: u16) -> String {
         "realm": format!("https://127.0.0.1:{listen_port}/v2/token"),
         "algorithms": ["EdDSA"],
         "max_staleness_secs": 3600,
-        "retry_after_secs": 2
+        "retry_after_secs": 2,
+        // The local stack's access log names the caller and the decision of every request.
+        "access_log_state": true
     })
     .to_string()
 }

@@ -73,16 +73,18 @@ fn granted_user_pulls_a_private_repository() {
     run.assert_success();
     oci::layout_has_image(&dest, &image).unwrap();
 
-    // The access log names the verified caller and the repository (filter state set by the
-    // filter); Envoy writes the line when the stream completes, so poll for it.
+    // The access log names the verified caller and the decision (filter state the filter
+    // sets with `access_log_state`); Envoy writes the line when the stream completes, so
+    // poll for it.
     let line = poll(Duration::from_secs(5), || {
         let log = stack.envoy.access_log();
         log.iter()
             .find(|l| {
                 l.contains("GET /v2/team/private/manifests/latest 200")
                     && l.split_whitespace()
-                        .any(|field| field == "identity=alice" || field == "identity=user:alice")
-                    && l.contains("repository=team/private")
+                        .any(|field| field == "identity=user:alice")
+                    && l.split_whitespace()
+                        .any(|field| field == "decision=allowed")
             })
             .cloned()
             .ok_or_else(|| format!("access log so far:\n{}", log.join("\n")))

@@ -6,8 +6,9 @@
 
 use serde::Serialize;
 
-use crate::decision::{Policy, Principal};
+use crate::identity::Principal;
 use crate::index::Index;
+use crate::policy::Policy;
 use crate::reply::Reply;
 use crate::route::Page;
 

@@ -9,7 +9,7 @@
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::decision::Policy;
+use crate::policy::Policy;
 use crate::reply::Challenge;
 use crate::token::{Algorithm, KeyRing, KeySpec, VerifierSettings};
 
@@ -65,6 +65,11 @@ pub struct FilterConfig {
     /// How often a worker looks for a new snapshot generation in shared data.
     #[serde(default = "defaults::snapshot_check_ms")]
     pub snapshot_check_ms: u64,
+    /// Write `wasm.registry_gate.identity` / `.decision` filter state for access logs on
+    /// every request (two host calls each). Off by default: access logs can read the
+    /// forwarded identity header instead.
+    #[serde(default)]
+    pub access_log_state: bool,
 }
 
 /// Named defaults, so documentation and code agree.
@@ -134,6 +139,7 @@ pub struct Settings {
     pub identity_header: String,
     pub forward_authorization: bool,
     pub snapshot_check_ms: u64,
+    pub access_log_state: bool,
 }
 
 impl Settings {
@@ -257,6 +263,7 @@ impl TryFrom<FilterConfig> for Settings {
                 identity_header: config.identity_header.to_ascii_lowercase(),
                 forward_authorization: config.forward_authorization,
                 snapshot_check_ms: config.snapshot_check_ms,
+                access_log_state: config.access_log_state,
             }),
             _ => Err(ConfigError { problems }),
         }

@@ -1,101 +1,20 @@
-//! The access decision: `decide(&Index, &Policy, &Identity, &RegistryRequest)`.
+//! The access decision: `decide(&Index, &Policy, &Identity, &RegistryRequest, Facts)`.
 //!
 //! A pure function over plain data. It owns the behaviour table of DESIGN §2 step 4: public
 //! repositories are open to anyone; private ones need a snapshot grant for the verified
-//! principal, and the token's `access` claim (when present) must cover the request too;
-//! authenticated callers see unknown and forbidden repositories alike; anonymous callers get
-//! a challenge naming the exact scope. It never verifies tokens (that is `token`) and never
-//! forwards anything itself: it returns what the glue should do.
+//! principal, and the token's `access` claim (when present) must cover the request too (for
+//! the catalog: `registry:catalog:*`, as distribution requires); authenticated callers see
+//! unknown and forbidden repositories alike; anonymous callers get a challenge naming the
+//! exact scope. It never verifies tokens (that is `token`), never builds error replies (that
+//! is `refusal`) and never forwards anything itself: it returns what should happen.
 
 use crate::catalog;
+use crate::identity::{Identity, Principal};
 use crate::index::Index;
-use crate::reply::{self, Challenge, ChallengeError, Code, Reply};
+use crate::policy::Policy;
+use crate::reply::Reply;
 use crate::route::{Action, RegistryRequest, Route};
-use crate::scope::{access_covers, AccessEntry};
-
-/// Who the caller is, as established by verified credentials only.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Principal {
-    Anonymous,
-    /// A user named by a verified token's `sub`.
-    User(String),
-    /// A content host named by its verified client certificate.
-    Host(String),
-}
-
-impl Principal {
-    /// `anonymous`, `user:<name>` or `host:<uuid>`: the value of the identity header sent
-    /// upstream and of the access-log metadata.
-    pub fn label(&self) -> String {
-        match self {
-            Principal::Anonymous => "anonymous".into(),
-            Principal::User(user) => format!("user:{user}"),
-            Principal::Host(host) => format!("host:{host}"),
-        }
-    }
-}
-
-/// The verified caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub principal: Principal,
-    /// The token's `access` claim; `None` when the credential carries no such limit.
-    pub access: Option<Vec<AccessEntry>>,
-    /// Whether any credential was verified (a token, even an anonymous one, or a certificate).
-    pub credentialed: bool,
-}
-
-impl Identity {
-    /// No credentials at all.
-    pub fn anonymous() -> Identity {
-        Identity {
-            principal: Principal::Anonymous,
-            access: None,
-            credentialed: false,
-        }
-    }
-}
-
-/// What the `Authorization` header holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credential<'a> {
-    None,
-    Bearer(&'a str),
-    /// Present but not a single bearer token (Basic, empty, two spaces, ...).
-    Invalid,
-}
-
-/// Reads an `Authorization` header value: scheme compared case-insensitively (RFC 7235), then
-/// exactly one space and one non-empty token without whitespace.
-pub fn credential(header: Option<&str>) -> Credential<'_> {
-    let Some(value) = header else {
-        return Credential::None;
-    };
-    let Some((scheme, token)) = value.split_once(' ') else {
-        return Credential::Invalid;
-    };
-    if !scheme.eq_ignore_ascii_case("bearer")
-        || token.is_empty()
-        || token
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-    {
-        return Credential::Invalid;
-    }
-    Credential::Bearer(token)
-}
-
-/// Deployment policy the decision needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
-    pub challenge: Challenge,
-    /// Writes (push, delete) are refused with `UNSUPPORTED` unless this is set.
-    pub allow_push: bool,
-    /// Catalog page size when `n` is absent.
-    pub catalog_default_page: usize,
-    /// Largest catalog / search page served.
-    pub catalog_max_page: usize,
-}
+use crate::scope::{access_covers, access_covers_catalog, CATALOG_SCOPE};
 
 /// Facts about the request beyond its route that some endpoints look at.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -105,77 +24,36 @@ pub struct Facts {
     pub v2_client: bool,
 }
 
-/// Outcome label for stats and access logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Allowed,
-    Answered,
-    Unauthorized,
-    NotFound,
-    Denied,
-    Invalid,
-    Unsupported,
-    Unavailable,
-}
-
-impl Outcome {
-    /// Every outcome, for defining stats up front.
-    pub const ALL: [Outcome; 8] = [
-        Outcome::Allowed,
-        Outcome::Answered,
-        Outcome::Unauthorized,
-        Outcome::NotFound,
-        Outcome::Denied,
-        Outcome::Invalid,
-        Outcome::Unsupported,
-        Outcome::Unavailable,
-    ];
-
-    /// Stable snake_case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Allowed => "allowed",
-            Outcome::Answered => "answered",
-            Outcome::Unauthorized => "unauthorized",
-            Outcome::NotFound => "not_found",
-            Outcome::Denied => "denied",
-            Outcome::Invalid => "invalid",
-            Outcome::Unsupported => "unsupported",
-            Outcome::Unavailable => "unavailable",
-        }
-    }
-
-    /// The outcome a local reply stands for, from its status.
-    pub fn of_reply(reply: &Reply) -> Outcome {
-        match reply.status {
-            200..=299 => Outcome::Answered,
-            401 => Outcome::Unauthorized,
-            403 => Outcome::Denied,
-            404 => Outcome::NotFound,
-            405 => Outcome::Unsupported,
-            503 => Outcome::Unavailable,
-            _ => Outcome::Invalid,
-        }
-    }
-}
-
-/// What the glue must do with the request.
+/// What should happen to the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Let it through to the upstream.
     Forward,
-    /// Answer locally.
-    Reply(Reply),
+    /// Answer it locally with content (catalog, search, `/v1/_ping`).
+    Answer(Reply),
+    /// Refuse it.
+    Refuse(Denial),
 }
 
-impl Decision {
-    /// Its stats / access-log label.
-    pub fn outcome(&self) -> Outcome {
-        match self {
-            Decision::Forward => Outcome::Allowed,
-            Decision::Reply(reply) => Outcome::of_reply(reply),
-        }
-    }
+/// Why the decision refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// No credentials, or only anonymous ones: authenticate (for `scope`, if named).
+    /// `insufficient_scope` is set when an (anonymous) token was presented.
+    Unauthenticated {
+        scope: Option<String>,
+        insufficient_scope: bool,
+    },
+    /// A granted user whose token's `access` claim does not cover the request.
+    InsufficientScope { scope: String },
+    /// Unknown or not granted: indistinguishable on purpose.
+    NameUnknown,
+    /// Pulls are granted but this write is not.
+    Denied,
+    /// Not an endpoint this gateway serves to this client.
+    NotFound,
+    /// Writes are switched off in this deployment.
+    WritesUnsupported,
 }
 
 /// The scope a client needs for `action` on `name`, as named in challenges.
@@ -190,14 +68,12 @@ pub fn scope_for(name: &str, action: Action) -> String {
 /// The challenge scope of a request (for token failures too).
 pub fn request_scope(request: &RegistryRequest) -> Option<String> {
     match &request.route {
-        Route::Catalog(_) => Some("registry:catalog:*".into()),
+        Route::Catalog(_) => Some(CATALOG_SCOPE.into()),
         route => route
             .repository()
             .map(|name| scope_for(name, request.action)),
     }
 }
-
-const NAME_UNKNOWN: &str = "repository name not known to registry";
 
 /// Decides one request.
 pub fn decide(
@@ -207,48 +83,43 @@ pub fn decide(
     request: &RegistryRequest,
     facts: Facts,
 ) -> Decision {
-    let challenge = &policy.challenge;
     match &request.route {
         Route::Token => Decision::Forward,
-        Route::V1Ping => Decision::Reply(Reply::json(200, "{}".into())),
-        Route::Ping => {
-            if identity.credentialed {
-                Decision::Forward
-            } else {
-                Decision::Reply(challenge.unauthorized(
-                    None,
-                    ChallengeError::None,
-                    "authentication required",
-                ))
-            }
-        }
+        Route::V1Ping => Decision::Answer(Reply::json(200, "{}".into())),
+        Route::Ping if identity.credentialed => Decision::Forward,
+        Route::Ping => Decision::Refuse(Denial::Unauthenticated {
+            scope: None,
+            insufficient_scope: false,
+        }),
         Route::Catalog(page) => {
-            if identity.credentialed {
-                Decision::Reply(catalog::catalog(index, &identity.principal, page, policy))
-            } else {
-                Decision::Reply(challenge.unauthorized(
-                    request_scope(request).as_deref(),
-                    ChallengeError::None,
-                    "authentication required",
-                ))
+            if !identity.credentialed {
+                return Decision::Refuse(Denial::Unauthenticated {
+                    scope: Some(CATALOG_SCOPE.into()),
+                    insufficient_scope: false,
+                });
             }
-        }
-        Route::V1Search { query, n } => {
-            if facts.v2_client {
-                Decision::Reply(reply::error(404, Code::NotFound, "not found", None))
-            } else {
-                Decision::Reply(catalog::search(
-                    index,
-                    &identity.principal,
-                    query,
-                    *n,
-                    policy,
-                ))
+            if identity
+                .access
+                .as_deref()
+                .is_some_and(|access| !access_covers_catalog(access))
+            {
+                return Decision::Refuse(Denial::InsufficientScope {
+                    scope: CATALOG_SCOPE.into(),
+                });
             }
+            Decision::Answer(catalog::catalog(index, &identity.principal, page, policy))
         }
+        Route::V1Search { .. } if facts.v2_client => Decision::Refuse(Denial::NotFound),
+        Route::V1Search { query, n } => Decision::Answer(catalog::search(
+            index,
+            &identity.principal,
+            query,
+            *n,
+            policy,
+        )),
         route => match route.repository() {
             Some(name) => decide_repository(index, policy, identity, name, request.action),
-            None => Decision::Reply(reply::error(404, Code::NotFound, "not found", None)),
+            None => Decision::Refuse(Denial::NotFound),
         },
     }
 }
@@ -260,43 +131,25 @@ fn decide_repository(
     name: &str,
     action: Action,
 ) -> Decision {
-    let scope = scope_for(name, action);
     if action != Action::Pull && !policy.allow_push {
-        return Decision::Reply(reply::error(
-            405,
-            Code::Unsupported,
-            "pushing and deleting content is not supported through this gateway",
-            None,
-        ));
+        return Decision::Refuse(Denial::WritesUnsupported);
     }
     if action == Action::Pull && index.is_public(name) {
         return Decision::Forward;
     }
-    let challenge = &policy.challenge;
     if identity.principal == Principal::Anonymous {
         // Anonymous callers (with or without an anonymous token) learn nothing about
         // whether the repository exists: they are told to authenticate.
-        let error = if identity.credentialed {
-            ChallengeError::InsufficientScope
-        } else {
-            ChallengeError::None
-        };
-        return Decision::Reply(challenge.unauthorized(
-            Some(&scope),
-            error,
-            "authentication required",
-        ));
+        return Decision::Refuse(Denial::Unauthenticated {
+            scope: Some(scope_for(name, action)),
+            insufficient_scope: identity.credentialed,
+        });
     }
     if !index.permits(&identity.principal, name, action) {
         if action != Action::Pull && index.permits(&identity.principal, name, Action::Pull) {
-            return Decision::Reply(reply::error(
-                403,
-                Code::Denied,
-                "requested access to the resource is denied",
-                None,
-            ));
+            return Decision::Refuse(Denial::Denied);
         }
-        return Decision::Reply(reply::error(404, Code::NameUnknown, NAME_UNKNOWN, None));
+        return Decision::Refuse(Denial::NameUnknown);
     }
     // Distribution's rule: a push needs `pull` and `push` in the token's scope.
     let covered = identity.access.as_deref().is_none_or(|access| {
@@ -304,11 +157,9 @@ fn decide_repository(
             && (action != Action::Push || access_covers(access, name, Action::Pull))
     });
     if !covered {
-        return Decision::Reply(challenge.unauthorized(
-            Some(&scope),
-            ChallengeError::InsufficientScope,
-            "token does not cover the requested access",
-        ));
+        return Decision::Refuse(Denial::InsufficientScope {
+            scope: scope_for(name, action),
+        });
     }
     Decision::Forward
 }

@@ -11,7 +11,7 @@ use core::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
-use crate::decision::Principal;
+use crate::identity::Principal;
 use crate::route::Action;
 use crate::snapshot::Content;
 

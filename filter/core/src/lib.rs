@@ -8,8 +8,13 @@
 pub mod catalog;
 pub mod config;
 pub mod decision;
+pub mod fetch;
+pub mod gate;
 pub mod generation;
+pub mod identity;
 pub mod index;
+pub mod policy;
+pub mod refusal;
 pub mod reply;
 pub mod route;
 pub mod scope;

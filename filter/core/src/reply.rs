@@ -61,6 +61,7 @@ pub enum Code {
     Unsupported,
     Unavailable,
     NotFound,
+    Unknown,
 }
 
 impl Code {
@@ -76,6 +77,7 @@ impl Code {
             Code::Unsupported => "UNSUPPORTED",
             Code::Unavailable => "UNAVAILABLE",
             Code::NotFound => "NOT_FOUND",
+            Code::Unknown => "UNKNOWN",
         }
     }
 }

@@ -64,7 +64,8 @@
 //!    unknown parameters are ignored. `n` is 1 to 6 decimal digits with a value of at most
 //!    [`MAX_PAGE_SIZE`]; `last` must be a valid repository name. An upload start carrying
 //!    `mount` or `from` (a cross-repository mount reads another repository, which
-//!    [`Route::BlobUpload`] cannot name) is `QueryInvalid("mount")` / `QueryInvalid("from")`.
+//!    [`Route::BlobUpload`] cannot name) is `QueryInvalid("mount")` / `QueryInvalid("from")`;
+//!    there `;` separates parameters as well as `&`, as older parsers upstream read it.
 
 use thiserror::Error;
 
@@ -226,7 +227,7 @@ pub fn parse_request(method: &str, path: &str) -> Result<RegistryRequest, RouteE
         Endpoint::Token => Route::Token,
         Endpoint::V1Ping => Route::V1Ping,
         Endpoint::Catalog => {
-            let params = Params::parse(query, &["n", "last"])?;
+            let params = Params::parse(query, &["n", "last"], &['&'])?;
             let last = match params.get("last") {
                 Some(last) if is_valid_repository_name(last) => Some(last.to_owned()),
                 Some(_) => return Err(RouteError::QueryInvalid("last")),
@@ -238,7 +239,7 @@ pub fn parse_request(method: &str, path: &str) -> Result<RegistryRequest, RouteE
             })
         }
         Endpoint::V1Search => {
-            let params = Params::parse(query, &["q", "n"])?;
+            let params = Params::parse(query, &["q", "n"], &['&'])?;
             Route::V1Search {
                 query: params.get("q").unwrap_or_default().to_owned(),
                 n: page_size(&params)?,
@@ -248,7 +249,9 @@ pub fn parse_request(method: &str, path: &str) -> Result<RegistryRequest, RouteE
             if shape == Shape::UploadStart {
                 // A cross-repository mount (`?mount=<digest>[&from=<repo>]`) reads a blob from
                 // another repository, which `Route::BlobUpload` cannot name for the decision.
-                let params = Params::parse(query, &["mount", "from"])?;
+                // `;` separates too: older parsers (Go before 1.17) split on it, so
+                // `?a=1;mount=...` would mount upstream.
+                let params = Params::parse(query, &["mount", "from"], &['&', ';'])?;
                 if params.get("mount").is_some() {
                     return Err(RouteError::QueryInvalid("mount"));
                 }
@@ -616,10 +619,15 @@ struct Params {
 }
 
 impl Params {
-    /// Decodes the parameters named in `wanted`; all others are ignored undecoded.
-    fn parse(query: &str, wanted: &[&'static str]) -> Result<Params, RouteError> {
+    /// Decodes the parameters named in `wanted`, in pairs separated by any of `separators`;
+    /// all others are ignored undecoded.
+    fn parse(
+        query: &str,
+        wanted: &[&'static str],
+        separators: &[char],
+    ) -> Result<Params, RouteError> {
         let mut values: Vec<(&'static str, String)> = Vec::new();
-        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        for pair in query.split(separators).filter(|pair| !pair.is_empty()) {
             let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
             let Some(key) = decode_component(raw_key) else {
                 continue;

@@ -202,6 +202,19 @@ pub fn access_covers(access: &[AccessEntry], name: &str, action: Action) -> bool
     })
 }
 
+/// The scope distribution requires for `/v2/_catalog`.
+pub const CATALOG_SCOPE: &str = "registry:catalog:*";
+
+/// Whether a token's `access` claim covers listing the catalog: an entry of type `registry`
+/// named `catalog` with the action `*` (distribution's `registry:catalog:*`).
+pub fn access_covers_catalog(access: &[AccessEntry]) -> bool {
+    access.iter().any(|entry| {
+        entry.resource_type == "registry"
+            && entry.name == "catalog"
+            && entry.actions.iter().any(|a| a == "*")
+    })
+}
+
 /// Rejects an `access` claim with more than [`MAX_ACCESS_ENTRIES`] entries or an entry with
 /// more than [`MAX_ACTIONS`] actions, so a hostile token cannot make `access_covers` slow.
 pub fn check_access_bounds(access: &[AccessEntry]) -> Result<(), ScopeError> {

@@ -15,8 +15,10 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::generation::{is_valid_epoch, Generation};
+use crate::identity::is_valid_principal_name;
 use crate::route::is_valid_repository_name;
-use crate::token::KeySpec;
+use crate::token::{Algorithm, KeyRing, KeySpec};
 
 /// Schema major this code reads and writes. A different major is refused.
 pub const SCHEMA_MAJOR: u32 = 1;
@@ -32,8 +34,6 @@ pub const MAX_REPOSITORIES: usize = 1_000_000;
 pub const MAX_PRINCIPALS: usize = 1_000_000;
 /// Upper bound on verification keys.
 pub const MAX_KEYS: usize = 64;
-/// Upper bound on a principal name (user login or host UUID).
-pub const MAX_PRINCIPAL_LEN: usize = 255;
 
 /// One repository and whether pulling it needs a grant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,11 +100,20 @@ pub struct Header {
     pub allow_empty: bool,
 }
 
+impl Header {
+    /// The generation this snapshot is.
+    pub fn generation(&self) -> Generation {
+        Generation::new(self.epoch.as_str(), self.generation)
+    }
+}
+
 /// A decoded, validated snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub header: Header,
     pub content: Content,
+    /// `content.keys`, parsed: every reader needs them, and parsing is part of validation.
+    pub keys: KeyRing,
 }
 
 /// Why a snapshot was refused. `reason()` names it for stats.
@@ -121,7 +130,10 @@ pub enum SnapshotError {
     #[error("snapshot content is invalid: {0}")]
     Invalid(String),
     #[error("snapshot generation {offered} is not newer than the installed {held}")]
-    NotNewer { held: u64, offered: u64 },
+    NotNewer {
+        held: Generation,
+        offered: Generation,
+    },
     #[error("snapshot has no repositories while the installed one has {held}")]
     SuspiciouslyEmpty { held: usize },
 }
@@ -177,10 +189,7 @@ impl Content {
             ("writers", &self.writers),
         ] {
             for (principal, repositories) in grants {
-                if principal.is_empty()
-                    || principal.len() > MAX_PRINCIPAL_LEN
-                    || principal.chars().any(char::is_control)
-                {
+                if !is_valid_principal_name(principal) {
                     problems.add(format!("{part}: principal {principal:?} is invalid"));
                 }
                 for name in repositories {
@@ -196,9 +205,22 @@ impl Content {
         for key in &self.keys {
             if !kids.insert(key.kid.as_str()) {
                 problems.add(format!("key id {:?} is listed twice", key.kid));
+            } else if key.alg == Algorithm::HS256 || key.jwk.contains_key("k") {
+                // Everyone who can read a snapshot would learn the signing secret.
+                problems.add(format!(
+                    "key {:?}: symmetric (oct / HS256) keys are never distributed in snapshots",
+                    key.kid
+                ));
+            } else if let Err(err) = KeyRing::from_specs(core::slice::from_ref(key)) {
+                problems.add(format!("keys: {err}"));
             }
         }
         problems.into_result()
+    }
+
+    /// The validated key set. Call after [`Content::validate`].
+    fn key_ring(&self) -> Result<KeyRing, SnapshotError> {
+        KeyRing::from_specs(&self.keys).map_err(|e| SnapshotError::Invalid(format!("keys: {e}")))
     }
 
     /// Sorts and dedupes every list so that equal contents encode to equal bytes.
@@ -265,6 +287,12 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
         checksum: envelope.checksum,
         allow_empty: envelope.allow_empty,
     };
+    if !is_valid_epoch(&header.epoch) {
+        return Err(SnapshotError::Malformed(format!(
+            "epoch {:?} is not 1 to 64 visible ASCII characters without '\"'",
+            header.epoch
+        )));
+    }
     if header.schema.major != SCHEMA_MAJOR {
         return Err(SnapshotError::UnsupportedSchema(header.schema.major));
     }
@@ -283,15 +311,29 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     let content: Content = serde_json::from_str(envelope.content.get())
         .map_err(|e| SnapshotError::Malformed(e.to_string()))?;
     content.validate()?;
-    Ok(Snapshot { header, content })
+    let keys = content.key_ring()?;
+    Ok(Snapshot {
+        header,
+        content,
+        keys,
+    })
 }
 
 /// What an installer knows about the snapshot it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
-    pub epoch: String,
-    pub generation: u64,
+    pub generation: Generation,
     pub repositories: usize,
+}
+
+impl Held {
+    /// What holding `snapshot` means.
+    pub fn of(snapshot: &Snapshot) -> Held {
+        Held {
+            generation: snapshot.header.generation(),
+            repositories: snapshot.content.repositories.len(),
+        }
+    }
 }
 
 /// The admission rule: a decoded snapshot replaces the held one only if it is newer (or from
@@ -300,10 +342,11 @@ pub fn admit(held: Option<&Held>, offered: &Snapshot) -> Result<(), SnapshotErro
     let Some(held) = held else {
         return Ok(());
     };
-    if held.epoch == offered.header.epoch && offered.header.generation <= held.generation {
+    let generation = offered.header.generation();
+    if !generation.supersedes(&held.generation) {
         return Err(SnapshotError::NotNewer {
-            held: held.generation,
-            offered: offered.header.generation,
+            held: held.generation.clone(),
+            offered: generation,
         });
     }
     if offered.content.repositories.is_empty()

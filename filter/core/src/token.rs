@@ -14,10 +14,10 @@
 //! bound to exactly the header's algorithm), the signature, and only then the claims: they
 //! are never parsed before the signature has verified. Time is passed in as unix seconds.
 //!
-//! [`TokenCache`] remembers verified tokens per VM so that a pull's many requests verify
-//! once. It is keyed by the token's SHA-256 and knows nothing about keys or settings: the
-//! owner must [`TokenCache::clear`] it whenever the [`KeyRing`] or [`VerifierSettings`]
-//! change.
+//! [`TokenCache`] remembers what verified tokens established, per VM, so that a pull's many
+//! requests verify once. It is keyed by the token itself and knows nothing about keys or
+//! settings: the owner must [`TokenCache::clear`] it whenever the [`KeyRing`] or
+//! [`VerifierSettings`] change.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -31,9 +31,9 @@ use jwt_compact::{Algorithm as JwsAlgorithm, AlgorithmSignature as _, Claims};
 use serde::de::{Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
+use crate::identity::is_valid_principal_name;
 use crate::scope::{check_access_bounds, AccessEntry};
 
 /// Signature algorithms the filter can verify. The allow-list comes from configuration.
@@ -113,6 +113,8 @@ pub enum TokenError {
     WrongAudience,
     #[error("token lifetime exceeds the configured maximum")]
     LifetimeTooLong,
+    #[error("subject is too long or contains control characters")]
+    BadSubject,
 }
 
 impl TokenError {
@@ -135,6 +137,7 @@ impl TokenError {
             Self::WrongIssuer => "wrong_issuer",
             Self::WrongAudience => "wrong_audience",
             Self::LifetimeTooLong => "lifetime_too_long",
+            Self::BadSubject => "bad_subject",
         }
     }
 }
@@ -370,15 +373,13 @@ impl KeyRing {
         Ok(ring)
     }
 
-    /// Both rings' keys (e.g. configured keys plus the snapshot's key set). A kid present in
-    /// both is an error rather than a silent override.
-    pub fn merge(&self, other: &KeyRing) -> Result<KeyRing, KeyError> {
+    /// Both rings' keys, where a kid present in both keeps this ring's key (configured keys
+    /// pin their kids; a snapshot cannot replace them).
+    pub fn merge_preferring_self(&self, other: &KeyRing) -> KeyRing {
         let mut merged = self.clone();
         for spec in &other.specs {
             if merged.keys.contains_key(&spec.kid) {
-                return Err(KeyError::DuplicateKid {
-                    kid: spec.kid.clone(),
-                });
+                continue;
             }
             if let Some(key) = other.keys.get(&spec.kid) {
                 merged.keys.insert(spec.kid.clone(), key.clone());
@@ -386,7 +387,7 @@ impl KeyRing {
             }
         }
         merged.specs.sort_by(|a, b| a.kid.cmp(&b.kid));
-        Ok(merged)
+        merged
     }
 
     pub fn is_empty(&self) -> bool {
@@ -786,6 +787,10 @@ fn check_claims(
     if let Some(access) = &custom.access {
         check_access_bounds(access).map_err(|_| TokenError::BadClaims)?;
     }
+    // `sub` becomes the identity header upstream and an access-log field.
+    if !is_valid_principal_name(&custom.sub) && !custom.sub.is_empty() {
+        return Err(TokenError::BadSubject);
+    }
     Ok(Verified {
         subject: custom.sub,
         access: custom.access,
@@ -793,34 +798,49 @@ fn check_claims(
     })
 }
 
-/// Verified tokens of one VM, keyed by the SHA-256 of the token, so that a pull's many
-/// requests verify the signature once.
+/// A cached value that stops being valid at a point in time.
+pub trait Expiring {
+    /// Unix seconds after which the value is a miss.
+    fn expires_at(&self) -> u64;
+}
+
+impl Expiring for Verified {
+    fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+}
+
+/// Values derived from verified tokens, per VM, keyed by the token itself, so that a pull's
+/// many requests verify the signature once.
 ///
-/// Bounded by `capacity`. An entry past its `expires_at` is a miss and is dropped. When an
-/// insert finds the cache full it first sweeps out expired entries (at most one sweep per
-/// clock second, so a full cache of live tokens costs O(1) per insert), then evicts in
-/// insertion (FIFO) order. Failures are never stored: [`TokenCache::insert`] takes a
-/// [`Verified`]. The cache does not know which keys or settings verified an entry, so its
-/// owner must [`TokenCache::clear`] it whenever either changes.
-pub struct TokenCache {
+/// Keys are the full token text (compared in full on every hit) hashed with hashbrown's
+/// randomly seeded hasher: a lookup costs one fast hash of the token and one comparison, with
+/// no digest computed and nothing allocated or cloned. Only verified tokens are ever stored,
+/// so an attacker cannot fill the cache without valid tokens. Bounded by `capacity`. An entry
+/// past its `expires_at` is a miss. When an insert finds the cache full it first sweeps out
+/// expired entries (at most one sweep per clock second, so a full cache of live tokens costs
+/// O(1) per insert), then evicts in insertion (FIFO) order. The cache does not know which
+/// keys or settings verified an entry, so its owner must [`TokenCache::clear`] it whenever
+/// either changes.
+pub struct TokenCache<V> {
     capacity: usize,
     /// Each entry carries the sequence number of its slot in `order`.
-    entries: HashMap<[u8; 32], CacheEntry>,
+    entries: HashMap<Box<str>, CacheEntry<V>>,
     /// Insertion order for FIFO eviction. A slot whose entry was dropped or replaced by a
     /// newer one (different sequence number) is stale and skipped; stale slots are compacted
     /// away once they outnumber live ones, keeping this within `2 × capacity`.
-    order: VecDeque<([u8; 32], u64)>,
+    order: VecDeque<(Box<str>, u64)>,
     next_seq: u64,
     /// Clock second of the last expiry sweep.
     last_sweep: Option<u64>,
 }
 
-struct CacheEntry {
+struct CacheEntry<V> {
     seq: u64,
-    verified: Verified,
+    value: V,
 }
 
-impl fmt::Debug for TokenCache {
+impl<V> fmt::Debug for TokenCache<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenCache")
             .field("capacity", &self.capacity)
@@ -829,7 +849,7 @@ impl fmt::Debug for TokenCache {
     }
 }
 
-impl TokenCache {
+impl<V: Expiring> TokenCache<V> {
     /// A cache holding at most `capacity` tokens; 0 disables caching.
     pub fn new(capacity: usize) -> Self {
         Self {
@@ -841,26 +861,22 @@ impl TokenCache {
         }
     }
 
-    /// The verified claims of `token`, unless absent or past `expires_at` (then dropped).
-    pub fn get(&mut self, token: &str, now: u64) -> Option<Verified> {
-        let key = token_digest(token);
-        let entry = self.entries.get(&key)?;
-        if entry.verified.expires_at < now {
-            self.entries.remove(&key);
-            return None;
-        }
-        Some(entry.verified.clone())
+    /// The value cached for `token`, unless absent or past its `expires_at`.
+    pub fn get(&self, token: &str, now: u64) -> Option<&V> {
+        self.entries
+            .get(token)
+            .map(|entry| &entry.value)
+            .filter(|value| value.expires_at() >= now)
     }
 
-    /// Remembers a verified token until its `expires_at`. A token already expired at `now`
-    /// is not stored.
-    pub fn insert(&mut self, token: &str, verified: Verified, now: u64) {
-        if self.capacity == 0 || verified.expires_at < now {
+    /// Remembers a value for `token` until its `expires_at`. A value already expired at
+    /// `now` is not stored.
+    pub fn insert(&mut self, token: &str, value: V, now: u64) {
+        if self.capacity == 0 || value.expires_at() < now {
             return;
         }
-        let key = token_digest(token);
-        if let Some(entry) = self.entries.get_mut(&key) {
-            entry.verified = verified;
+        if let Some(entry) = self.entries.get_mut(token) {
+            entry.value = value;
             return;
         }
         if self.entries.len() >= self.capacity {
@@ -868,8 +884,9 @@ impl TokenCache {
         }
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        self.entries.insert(key, CacheEntry { seq, verified });
-        self.order.push_back((key, seq));
+        let key: Box<str> = token.into();
+        self.order.push_back((key.clone(), seq));
+        self.entries.insert(key, CacheEntry { seq, value });
         if self.order.len() > self.capacity.saturating_mul(2) {
             self.compact_order();
         }
@@ -893,7 +910,7 @@ impl TokenCache {
         if self.last_sweep != Some(now) {
             self.last_sweep = Some(now);
             self.entries
-                .retain(|_, entry| entry.verified.expires_at >= now);
+                .retain(|_, entry| entry.value.expires_at() >= now);
             self.compact_order();
         }
         while self.entries.len() >= self.capacity {
@@ -913,10 +930,6 @@ impl TokenCache {
         self.order
             .retain(|(key, seq)| entries.get(key).is_some_and(|entry| entry.seq == *seq));
     }
-}
-
-fn token_digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
 }
 
 #[cfg(test)]

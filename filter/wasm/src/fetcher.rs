@@ -1,19 +1,18 @@
 //! The snapshot fetcher: the singleton (`envoy.bootstrap.wasm`) root context that long-polls
-//! the sidecar, validates each snapshot and publishes it into shared data for the workers.
+//! the sidecar and moves each answer between the host and the core's `fetch::Fetch`, which
+//! decides what to publish and what to confirm.
 //!
-//! One per Envoy process. A snapshot is published only if it decodes, validates and is newer
-//! (or from a new epoch) than the one already in shared data; otherwise it is counted and the
-//! last good one stays. Every successful answer (200 or 304) refreshes the confirmation time
-//! the workers use for staleness. It never serves requests.
+//! One per Envoy process. It writes the snapshot bytes, then the announcement, into shared
+//! data; if a write fails it re-reads what shared data really holds rather than believe it
+//! published. It never serves requests and never decides anything itself.
 
 use std::time::Duration;
 
-use proxy_wasm::types::LogLevel;
 use registry_gate_core::config::FetcherSettings;
-use registry_gate_core::snapshot::{self, Held, SnapshotError};
+use registry_gate_core::fetch::{Announcement, Answer, Fetch, Step};
 
-use crate::host;
-use crate::shared::{self, Announcement, SNAPSHOT_KEY};
+use crate::host::{self, HostError, Level};
+use crate::shared::{ANNOUNCEMENT_KEY, SNAPSHOT_KEY};
 use crate::stats::Stats;
 
 /// Where the fetch loop is.
@@ -29,7 +28,7 @@ enum State {
 #[derive(Debug)]
 pub struct Fetcher {
     settings: FetcherSettings,
-    held: Option<Held>,
+    fetch: Fetch,
     state: State,
     stats: Stats,
 }
@@ -41,36 +40,35 @@ impl Fetcher {
     /// Starts from whatever a previous fetcher instance already published (shared data
     /// survives VM reloads), so a restart never goes back a generation.
     pub fn new(settings: FetcherSettings) -> Fetcher {
-        let held = host::shared_data(SNAPSHOT_KEY)
-            .and_then(|bytes| snapshot::decode(&bytes).ok())
-            .map(|s| Held {
-                epoch: s.header.epoch,
-                generation: s.header.generation,
-                repositories: s.content.repositories.len(),
-            });
         Fetcher {
             settings,
-            held,
+            fetch: Fetch::resume(host::shared_data(SNAPSHOT_KEY).as_deref()),
             state: State::Idle { next_at_ms: 0 },
             stats: Stats::new(),
         }
     }
 
-    /// Timer: start a fetch when one is due.
+    /// Timer: start a fetch when one is due, and report stats.
     pub fn on_tick(&mut self) {
         if let State::Idle { next_at_ms } = self.state {
             if host::now_ms() >= next_at_ms {
                 self.start();
             }
         }
+        if let Some(generation) = self.fetch.held() {
+            let number = generation.number;
+            self.stats.gauge("snapshot.generation", number);
+        }
     }
 
     fn start(&mut self) {
-        let etag = self
-            .held
-            .as_ref()
-            .map(|h| format!("\"{}.{}\"", h.epoch, h.generation));
         let path = format!("{}?wait={}", self.settings.path, self.settings.wait_secs);
+        let etag = self.fetch.if_none_match();
+        let bearer = self
+            .settings
+            .authorization
+            .as_ref()
+            .map(|secret| format!("Bearer {secret}"));
         let mut headers = vec![
             (":method", "GET"),
             (":path", path.as_str()),
@@ -80,21 +78,16 @@ impl Fetcher {
         if let Some(etag) = &etag {
             headers.push(("if-none-match", etag.as_str()));
         }
-        let bearer = self
-            .settings
-            .authorization
-            .as_ref()
-            .map(|secret| format!("Bearer {secret}"));
         if let Some(bearer) = &bearer {
             headers.push(("authorization", bearer.as_str()));
         }
         let timeout = Duration::from_millis(self.settings.timeout_ms);
         match host::dispatch(&self.settings.cluster, headers, timeout) {
             Ok(token) => self.state = State::InFlight { token },
-            Err(status) => {
+            Err(error) => {
                 host::log(
-                    LogLevel::Warn,
-                    &format!("cannot call cluster {}: {status:?}", self.settings.cluster),
+                    Level::Warn,
+                    &format!("cannot call cluster {}: {error}", self.settings.cluster),
                 );
                 self.retry_later();
             }
@@ -102,7 +95,7 @@ impl Fetcher {
     }
 
     fn retry_later(&mut self) {
-        self.stats.count("snapshot.fetch_failures");
+        self.stats.counter("snapshot.fetch_failures", 1);
         self.state = State::Idle {
             next_at_ms: host::now_ms().saturating_add(self.settings.retry_ms),
         };
@@ -114,34 +107,94 @@ impl Fetcher {
             return;
         }
         let status = host::call_response_header(":status");
-        match status.as_deref() {
-            Some("200") => {
-                if body_size > self.settings.max_snapshot_bytes {
-                    self.reject(&SnapshotError::Malformed(format!(
-                        "{body_size} bytes exceed max_snapshot_bytes"
-                    )));
-                    return;
-                }
-                let body = host::call_response_body(body_size).unwrap_or_default();
-                match self.accept(&body) {
-                    Ok(()) => self.again(),
-                    Err(err) => self.reject(&err),
-                }
+        let now = host::now_secs();
+        let body;
+        let etag;
+        let answer = match status.as_deref() {
+            Some(b"200") if body_size > self.settings.max_snapshot_bytes => {
+                host::log(
+                    Level::Warn,
+                    &format!("snapshot refused: {body_size} bytes exceed max_snapshot_bytes"),
+                );
+                self.stats.counter("snapshot.rejected.too_large", 1);
+                return self.retry_later();
             }
-            Some("304") => {
-                self.confirm();
-                self.again();
+            Some(b"200") => match host::call_response_body(body_size) {
+                Ok(bytes) => {
+                    body = bytes;
+                    Answer::Snapshot(&body)
+                }
+                Err(error) => {
+                    host::log(Level::Warn, &error.to_string());
+                    return self.retry_later();
+                }
+            },
+            Some(b"304") => {
+                etag = host::call_response_header("etag");
+                Answer::NotModified {
+                    etag: etag.as_deref(),
+                }
             }
             other => {
+                let status = other
+                    .and_then(|s| std::str::from_utf8(s).ok())
+                    .and_then(|s| s.parse().ok());
                 host::log(
-                    LogLevel::Warn,
+                    Level::Warn,
                     &format!(
                         "snapshot fetch failed: status {}",
-                        other.unwrap_or("none (transport failure)")
+                        status.map_or("none (transport failure)".into(), |s: u16| s.to_string())
                     ),
                 );
+                Answer::Failed { status }
+            }
+        };
+        let published = match answer {
+            Answer::Snapshot(bytes) => Some(bytes),
+            _ => None,
+        };
+        match self.fetch.answer(answer, now) {
+            Step::Publish(announcement) => {
+                let written = published
+                    .ok_or(HostError {
+                        call: "publish without a body",
+                        status: 0,
+                    })
+                    .and_then(|bytes| host::set_shared_data(SNAPSHOT_KEY, bytes))
+                    .and_then(|()| announce(&announcement));
+                match written {
+                    Ok(()) => {
+                        host::log(
+                            Level::Info,
+                            &format!(
+                                "published snapshot generation {} to workers",
+                                announcement.generation()
+                            ),
+                        );
+                        self.again();
+                    }
+                    Err(error) => {
+                        host::log(Level::Warn, &error.to_string());
+                        // Hold what shared data really holds, not what we meant to write.
+                        self.fetch = Fetch::resume(host::shared_data(SNAPSHOT_KEY).as_deref());
+                        self.retry_later();
+                    }
+                }
+            }
+            Step::Confirm(announcement) => match announce(&announcement) {
+                Ok(()) => self.again(),
+                Err(error) => {
+                    host::log(Level::Warn, &error.to_string());
+                    self.retry_later();
+                }
+            },
+            Step::Refused(err) => {
+                host::log(Level::Warn, &format!("snapshot refused: {err}"));
+                self.stats
+                    .counter(&format!("snapshot.rejected.{}", err.reason()), 1);
                 self.retry_later();
             }
+            Step::Retry => self.retry_later(),
         }
     }
 
@@ -149,61 +202,8 @@ impl Fetcher {
         self.state = State::Idle { next_at_ms: 0 };
         self.start();
     }
+}
 
-    fn reject(&mut self, err: &SnapshotError) {
-        host::log(LogLevel::Warn, &format!("snapshot refused: {err}"));
-        self.stats
-            .count(&format!("snapshot.rejected.{}", err.reason()));
-        // The sidecar is reachable, so the held snapshot is still the newest good one we
-        // can have; keep polling at the retry pace.
-        self.retry_later();
-    }
-
-    fn accept(&mut self, body: &[u8]) -> Result<(), SnapshotError> {
-        let decoded = snapshot::decode(body)?;
-        match snapshot::admit(self.held.as_ref(), &decoded) {
-            Ok(()) => {}
-            // The same generation again (e.g. after a fetcher restart): just a confirmation.
-            Err(SnapshotError::NotNewer { held, offered }) if held == offered => {
-                self.confirm();
-                return Ok(());
-            }
-            Err(err) => return Err(err),
-        }
-        let held = Held {
-            epoch: decoded.header.epoch,
-            generation: decoded.header.generation,
-            repositories: decoded.content.repositories.len(),
-        };
-        let announcement = Announcement {
-            epoch: held.epoch.clone(),
-            generation: held.generation,
-            confirmed_at: host::now_secs(),
-        };
-        if !shared::publish(body, &announcement) {
-            return Err(SnapshotError::Malformed(
-                "shared data refused the snapshot".into(),
-            ));
-        }
-        self.stats.gauge("snapshot.generation", held.generation);
-        host::log(
-            LogLevel::Info,
-            &format!(
-                "published snapshot generation {} to workers",
-                held.generation
-            ),
-        );
-        self.held = Some(held);
-        Ok(())
-    }
-
-    fn confirm(&mut self) {
-        if let Some(held) = &self.held {
-            shared::announce(&Announcement {
-                epoch: held.epoch.clone(),
-                generation: held.generation,
-                confirmed_at: host::now_secs(),
-            });
-        }
-    }
+fn announce(announcement: &Announcement) -> Result<(), HostError> {
+    host::set_shared_data(ANNOUNCEMENT_KEY, &announcement.encode())
 }

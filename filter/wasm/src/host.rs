@@ -1,150 +1,544 @@
-//! The host adapter: every call into Envoy goes through here, as `proxy_wasm::hostcalls`
-//! results rather than the SDK's unwrapping helpers.
+//! The host adapter: every call into Envoy goes through here, straight to the proxy-wasm ABI,
+//! with every status the host returns checked.
 //!
-//! A failed host call is logged and turned into the safe fallback its caller asks for (no
-//! header, no data, a failed send). Nothing here decides anything; nothing here panics.
+//! The SDK's `hostcalls` helpers panic on any status they do not expect and on bytes that are
+//! not UTF-8 (`get_map_value`), and a panic traps the VM: every request on that worker then
+//! fails until Envoy reloads it. So this module declares the ABI functions itself, reads
+//! every value as bytes, and turns every failure into a [`HostError`] or the safe fallback
+//! its caller asks for. Nothing here decides anything; nothing here panics. Each call is
+//! counted ([`calls`]) so the stats can report host calls per request.
+//!
+//! This is the crate's one ABI boundary, so it is the one module allowed `unsafe` code; each
+//! unsafe call passes pointers derived from live slices and locals of the stated sizes.
+#![allow(
+    unsafe_code,
+    reason = "the proxy-wasm ABI is a C ABI: calling it is unsafe"
+)]
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::cell::Cell;
+use std::time::Duration;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Bytes, LogLevel, MapType, MetricType, Status};
 use registry_gate_core::reply::Reply;
 
-/// Logs through Envoy (`wasm log registry_gate: ...`).
-pub fn log(level: LogLevel, message: &str) {
-    // If logging itself fails there is nowhere left to report it.
-    let _ = hostcalls::log(level, message);
+/// A host call that did not succeed: the ABI status it returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError {
+    pub call: &'static str,
+    pub status: u32,
 }
 
-fn failed(what: &str, status: Status) {
-    log(
-        LogLevel::Warn,
-        &format!("host call {what} failed: {status:?}"),
-    );
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "host call {} failed with status {}",
+            self.call, self.status
+        )
+    }
+}
+
+/// Log levels of the ABI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info = 2,
+    Warn = 3,
+    Critical = 5,
+}
+
+/// Header maps of the ABI that the filter reads or writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Map {
+    RequestHeaders = 0,
+    CallResponseHeaders = 6,
+}
+
+/// Buffers of the ABI that the filter reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Buffer {
+    CallResponseBody = 4,
+    PluginConfiguration = 7,
+}
+
+/// Metric kinds of the ABI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter = 0,
+    Gauge = 1,
+}
+
+const OK: u32 = 0;
+const NOT_FOUND: u32 = 1;
+
+thread_local! {
+    static CALLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Host calls made by this VM so far.
+pub fn calls() -> u64 {
+    CALLS.with(Cell::get)
+}
+
+fn counted<T>(result: T) -> T {
+    CALLS.with(|calls| calls.set(calls.get().wrapping_add(1)));
+    result
+}
+
+fn check(call: &'static str, status: u32) -> Result<(), HostError> {
+    if status == OK {
+        Ok(())
+    } else {
+        Err(HostError { call, status })
+    }
+}
+
+/// The raw ABI. Every function here is an import of the `env` module that Envoy provides;
+/// the signatures are the proxy-wasm ABI 0.2.1 ones, with every enum passed as its `u32`
+/// (so an unexpected status is a number to check, never an invalid enum value).
+mod abi {
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        pub fn proxy_log(level: u32, data: *const u8, size: usize) -> u32;
+        pub fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+        pub fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+        pub fn proxy_get_buffer_bytes(
+            buffer: u32,
+            start: usize,
+            max_size: usize,
+            data: *mut *mut u8,
+            size: *mut usize,
+        ) -> u32;
+        pub fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+        pub fn proxy_get_header_map_value(
+            map: u32,
+            key: *const u8,
+            key_size: usize,
+            data: *mut *mut u8,
+            size: *mut usize,
+        ) -> u32;
+        pub fn proxy_replace_header_map_value(
+            map: u32,
+            key: *const u8,
+            key_size: usize,
+            value: *const u8,
+            value_size: usize,
+        ) -> u32;
+        pub fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+        pub fn proxy_get_property(
+            path: *const u8,
+            path_size: usize,
+            data: *mut *mut u8,
+            size: *mut usize,
+        ) -> u32;
+        pub fn proxy_set_property(
+            path: *const u8,
+            path_size: usize,
+            value: *const u8,
+            value_size: usize,
+        ) -> u32;
+        pub fn proxy_get_shared_data(
+            key: *const u8,
+            key_size: usize,
+            data: *mut *mut u8,
+            size: *mut usize,
+            cas: *mut u32,
+        ) -> u32;
+        pub fn proxy_set_shared_data(
+            key: *const u8,
+            key_size: usize,
+            value: *const u8,
+            value_size: usize,
+            cas: u32,
+        ) -> u32;
+        pub fn proxy_send_local_response(
+            status: u32,
+            details: *const u8,
+            details_size: usize,
+            body: *const u8,
+            body_size: usize,
+            headers: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
+        pub fn proxy_define_metric(
+            kind: u32,
+            name: *const u8,
+            name_size: usize,
+            id: *mut u32,
+        ) -> u32;
+        pub fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+        pub fn proxy_record_metric(id: u32, value: u64) -> u32;
+    }
+
+    /// Takes ownership of bytes the host wrote into memory it obtained from this module's
+    /// `proxy_on_memory_allocate` (the SDK's, which hands out a boxed `[u8]` of exactly
+    /// `size` bytes). A null pointer is no data.
+    pub fn owned(data: *mut u8, size: usize) -> Vec<u8> {
+        if data.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: the host returned `data`/`size` from one `proxy_on_memory_allocate(size)`
+        // call, which allocated exactly `size` bytes with the global allocator and gave up
+        // ownership; nothing else refers to it.
+        unsafe { Vec::from_raw_parts(data, size, size) }
+    }
+
+    /// Runs an ABI call that returns bytes through out-pointers.
+    pub fn returning_bytes(call: impl FnOnce(*mut *mut u8, *mut usize) -> u32) -> (u32, Vec<u8>) {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        let status = call(&mut data, &mut size);
+        let bytes = owned(data, size);
+        (status, bytes)
+    }
+
+    macro_rules! call {
+        ($e:expr) => {
+            // SAFETY: every pointer passed is derived from a live slice or local of the
+            // stated size, and the host writes only through the out-pointers given.
+            unsafe { $e }
+        };
+    }
+    pub(crate) use call;
+}
+
+use abi::call;
+
+/// Logs through Envoy (`wasm log registry_gate: ...`). If logging fails there is nowhere
+/// left to report it.
+pub fn log(level: Level, message: &str) {
+    let _ = counted(call!(abi::proxy_log(
+        level as u32,
+        message.as_ptr(),
+        message.len()
+    )));
+}
+
+fn failed(error: HostError) {
+    log(Level::Warn, &error.to_string());
+}
+
+/// Host wall clock in whole seconds since the Unix epoch (0 if the host cannot tell, which
+/// makes every token look unexpired for no one: verification then refuses `nbf`/`iat` in the
+/// future and the snapshot looks stale, so the gate fails closed).
+pub fn now_secs() -> u64 {
+    now_ms() / 1000
 }
 
 /// Host wall clock in milliseconds since the Unix epoch (0 if the host cannot tell).
 pub fn now_ms() -> u64 {
-    match hostcalls::get_current_time() {
-        Ok(time) => time
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        Err(status) => {
-            failed("get_current_time", status);
+    let mut nanos: u64 = 0;
+    let status = counted(call!(abi::proxy_get_current_time_nanoseconds(&mut nanos)));
+    match check("get_current_time", status) {
+        Ok(()) => nanos / 1_000_000,
+        Err(error) => {
+            failed(error);
             0
         }
     }
 }
 
-/// Host wall clock in seconds since the Unix epoch.
-pub fn now_secs() -> u64 {
-    now_ms() / 1000
-}
-
-/// A request header's value.
-pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).unwrap_or_else(|status| {
-        failed("get_map_value", status);
-        None
-    })
-}
-
-/// Removes a request header; `false` if the host refused.
-pub fn remove_request_header(name: &str) -> bool {
-    hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
-        .map_err(|status| failed("remove_map_value", status))
-        .is_ok()
-}
-
-/// Sets (replaces) a request header; `false` if the host refused.
-pub fn set_request_header(name: &str, value: &str) -> bool {
-    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
-        .map_err(|status| failed("set_map_value", status))
-        .is_ok()
-}
-
-/// Sends a local reply. `false` if the host refused (the caller must still not forward).
-pub fn send_reply(reply: &Reply) -> bool {
-    let headers: Vec<(&str, &str)> = reply
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    hostcalls::send_http_response(
-        u32::from(reply.status),
-        headers,
-        Some(reply.body.as_bytes()),
-    )
-    .map_err(|status| failed("send_http_response", status))
-    .is_ok()
-}
-
-/// Writes a filter-state value (`wasm.<name>` in access logs).
-pub fn set_filter_state(name: &str, value: &str) {
-    if let Err(status) = hostcalls::set_property(vec![name], Some(value.as_bytes())) {
-        failed("set_property", status);
+/// Arms the calling root context's timer.
+pub fn set_tick_period(period: Duration) {
+    let millis = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+    let status = counted(call!(abi::proxy_set_tick_period_milliseconds(millis)));
+    if let Err(error) = check("set_tick_period", status) {
+        failed(error);
     }
 }
 
-/// A property of the plugin / stream.
-pub fn property(path: Vec<&str>) -> Option<Bytes> {
-    hostcalls::get_property(path).unwrap_or_else(|status| {
-        failed("get_property", status);
-        None
-    })
+fn buffer(kind: Buffer, max: usize, name: &'static str) -> Result<Vec<u8>, HostError> {
+    let (status, bytes) = abi::returning_bytes(|data, size| {
+        counted(call!(abi::proxy_get_buffer_bytes(
+            kind as u32,
+            0,
+            max,
+            data,
+            size
+        )))
+    });
+    match status {
+        OK => Ok(bytes),
+        // No buffer at all (e.g. an empty configuration or body).
+        NOT_FOUND => Ok(Vec::new()),
+        status => Err(HostError { call: name, status }),
+    }
 }
 
-/// The plugin configuration bytes.
-pub fn plugin_configuration() -> Option<Bytes> {
-    hostcalls::get_buffer(
-        proxy_wasm::types::BufferType::PluginConfiguration,
-        0,
+/// The plugin configuration bytes (empty if there are none or the host refuses).
+pub fn plugin_configuration() -> Vec<u8> {
+    buffer(
+        Buffer::PluginConfiguration,
         usize::MAX,
+        "get_buffer(plugin configuration)",
     )
-    .unwrap_or_else(|status| {
-        failed("get_buffer(plugin configuration)", status);
-        None
+    .unwrap_or_else(|error| {
+        failed(error);
+        Vec::new()
     })
 }
 
-/// Shared data by key; an empty value counts as absent (the ABI has no delete).
-pub fn shared_data(key: &str) -> Option<Bytes> {
-    match hostcalls::get_shared_data(key) {
-        Ok((Some(bytes), _)) if !bytes.is_empty() => Some(bytes),
-        Ok(_) => None,
-        Err(status) => {
-            failed("get_shared_data", status);
+/// The body of the HTTP call response being delivered.
+pub fn call_response_body(size: usize) -> Result<Vec<u8>, HostError> {
+    buffer(Buffer::CallResponseBody, size, "get_buffer(call response)")
+}
+
+/// A property, as bytes (`None` if absent or refused).
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    let serialized = path.join("\0");
+    let (status, bytes) = abi::returning_bytes(|data, size| {
+        counted(call!(abi::proxy_get_property(
+            serialized.as_ptr(),
+            serialized.len(),
+            data,
+            size
+        )))
+    });
+    match status {
+        OK => Some(bytes),
+        NOT_FOUND => None,
+        status => {
+            failed(HostError {
+                call: "get_property",
+                status,
+            });
             None
         }
     }
 }
 
-/// Overwrites shared data; `false` if the host refused.
-pub fn set_shared_data(key: &str, value: &[u8]) -> bool {
-    hostcalls::set_shared_data(key, Some(value), None)
-        .map_err(|status| failed("set_shared_data", status))
-        .is_ok()
+/// Writes a filter-state value (`wasm.<name>` in access logs).
+pub fn set_filter_state(name: &str, value: &[u8]) -> Result<(), HostError> {
+    let status = counted(call!(abi::proxy_set_property(
+        name.as_ptr(),
+        name.len(),
+        value.as_ptr(),
+        value.len()
+    )));
+    check("set_property", status)
 }
 
-/// Arms the calling root context's timer.
-pub fn set_tick_period(period: Duration) {
-    if let Err(status) = hostcalls::set_tick_period(period) {
-        failed("set_tick_period", status);
+/// A request's headers as one serialized map, read in a single host call.
+#[derive(Debug)]
+pub struct HeaderMap {
+    bytes: Vec<u8>,
+}
+
+impl HeaderMap {
+    /// The (name, value) pairs, as bytes. A map the host serialized inconsistently yields
+    /// the pairs up to the inconsistency and nothing after it.
+    pub fn pairs(&self) -> Pairs<'_> {
+        let count = read_u32(&self.bytes, 0).unwrap_or(0);
+        Pairs {
+            bytes: &self.bytes,
+            index: 0,
+            count,
+            data: 4usize.saturating_add((count as usize).saturating_mul(8)),
+        }
     }
 }
 
+/// Iterator over a serialized header map: `u32` count, then a (`u32` name size, `u32` value
+/// size) per pair, then each name and value followed by a NUL.
+#[derive(Debug)]
+pub struct Pairs<'a> {
+    bytes: &'a [u8],
+    index: u32,
+    count: u32,
+    data: usize,
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.index >= self.count {
+            return None;
+        }
+        let sizes = 4usize.saturating_add((self.index as usize).saturating_mul(8));
+        let name_size = read_u32(self.bytes, sizes)? as usize;
+        let value_size = read_u32(self.bytes, sizes.saturating_add(4))? as usize;
+        let name_end = self.data.checked_add(name_size)?;
+        let name = self.bytes.get(self.data..name_end)?;
+        let value_start = name_end.checked_add(1)?;
+        let value_end = value_start.checked_add(value_size)?;
+        let value = self.bytes.get(value_start..value_end)?;
+        self.data = value_end.checked_add(1)?;
+        self.index += 1;
+        Some((name, value))
+    }
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let end = at.checked_add(4)?;
+    let word: [u8; 4] = bytes.get(at..end)?.try_into().ok()?;
+    Some(u32::from_le_bytes(word))
+}
+
+fn serialize_map(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+    let size = pairs
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + 10)
+        .sum::<usize>()
+        + 4;
+    let mut bytes = Vec::with_capacity(size);
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    bytes.extend_from_slice(&len(pairs.len()));
+    for (name, value) in pairs {
+        bytes.extend_from_slice(&len(name.len()));
+        bytes.extend_from_slice(&len(value.len()));
+    }
+    for (name, value) in pairs {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(value);
+        bytes.push(0);
+    }
+    bytes
+}
+
+/// All request headers, pseudo-headers included, in one host call.
+pub fn request_headers() -> Result<HeaderMap, HostError> {
+    let (status, bytes) = abi::returning_bytes(|data, size| {
+        counted(call!(abi::proxy_get_header_map_pairs(
+            Map::RequestHeaders as u32,
+            data,
+            size
+        )))
+    });
+    check("get_header_map_pairs", status)?;
+    Ok(HeaderMap { bytes })
+}
+
+/// Sets (replaces) a request header.
+pub fn set_request_header(name: &str, value: &[u8]) -> Result<(), HostError> {
+    let status = counted(call!(abi::proxy_replace_header_map_value(
+        Map::RequestHeaders as u32,
+        name.as_ptr(),
+        name.len(),
+        value.as_ptr(),
+        value.len()
+    )));
+    check("replace_header_map_value", status)
+}
+
+/// Removes every copy of a request header.
+pub fn remove_request_header(name: &str) -> Result<(), HostError> {
+    let status = counted(call!(abi::proxy_remove_header_map_value(
+        Map::RequestHeaders as u32,
+        name.as_ptr(),
+        name.len()
+    )));
+    check("remove_header_map_value", status)
+}
+
+/// A header of the HTTP call response being delivered, as bytes.
+pub fn call_response_header(name: &str) -> Option<Vec<u8>> {
+    let (status, bytes) = abi::returning_bytes(|data, size| {
+        counted(call!(abi::proxy_get_header_map_value(
+            Map::CallResponseHeaders as u32,
+            name.as_ptr(),
+            name.len(),
+            data,
+            size
+        )))
+    });
+    match status {
+        OK => Some(bytes),
+        NOT_FOUND => None,
+        status => {
+            failed(HostError {
+                call: "get_header_map_value(call response)",
+                status,
+            });
+            None
+        }
+    }
+}
+
+/// Sends a local reply.
+pub fn send_reply(reply: &Reply) -> Result<(), HostError> {
+    let headers: Vec<(&str, &[u8])> = reply
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .collect();
+    let headers = serialize_map(&headers);
+    let details = "registry_gate";
+    let status = counted(call!(abi::proxy_send_local_response(
+        u32::from(reply.status),
+        details.as_ptr(),
+        details.len(),
+        reply.body.as_ptr(),
+        reply.body.len(),
+        headers.as_ptr(),
+        headers.len(),
+        -1
+    )));
+    check("send_local_response", status)
+}
+
+/// Shared data by key; an empty value counts as absent (the ABI has no delete).
+pub fn shared_data(key: &str) -> Option<Vec<u8>> {
+    let mut cas: u32 = 0;
+    let (status, bytes) = abi::returning_bytes(|data, size| {
+        counted(call!(abi::proxy_get_shared_data(
+            key.as_ptr(),
+            key.len(),
+            data,
+            size,
+            &mut cas
+        )))
+    });
+    match status {
+        OK if !bytes.is_empty() => Some(bytes),
+        OK | NOT_FOUND => None,
+        status => {
+            failed(HostError {
+                call: "get_shared_data",
+                status,
+            });
+            None
+        }
+    }
+}
+
+/// Overwrites shared data.
+pub fn set_shared_data(key: &str, value: &[u8]) -> Result<(), HostError> {
+    let status = counted(call!(abi::proxy_set_shared_data(
+        key.as_ptr(),
+        key.len(),
+        value.as_ptr(),
+        value.len(),
+        0
+    )));
+    check("set_shared_data", status)
+}
+
 /// Defines a metric; `None` if the host refused (the metric is then not recorded).
-pub fn define_metric(kind: MetricType, name: &str) -> Option<u32> {
-    hostcalls::define_metric(kind, name)
-        .map_err(|status| failed("define_metric", status))
-        .ok()
+pub fn define_metric(kind: MetricKind, name: &str) -> Option<u32> {
+    let mut id: u32 = 0;
+    let status = counted(call!(abi::proxy_define_metric(
+        kind as u32,
+        name.as_ptr(),
+        name.len(),
+        &mut id
+    )));
+    match check("define_metric", status) {
+        Ok(()) => Some(id),
+        Err(error) => {
+            failed(error);
+            None
+        }
+    }
 }
 
 /// Adds to a counter.
-pub fn increment(metric: Option<u32>) {
+pub fn increment(metric: Option<u32>, by: u64) {
     if let Some(id) = metric {
-        if let Err(status) = hostcalls::increment_metric(id, 1) {
-            failed("increment_metric", status);
+        let by = i64::try_from(by).unwrap_or(i64::MAX);
+        let status = counted(call!(abi::proxy_increment_metric(id, by)));
+        if let Err(error) = check("increment_metric", status) {
+            failed(error);
         }
     }
 }
@@ -152,34 +546,64 @@ pub fn increment(metric: Option<u32>) {
 /// Sets a gauge.
 pub fn record(metric: Option<u32>, value: u64) {
     if let Some(id) = metric {
-        if let Err(status) = hostcalls::record_metric(id, value) {
-            failed("record_metric", status);
+        let status = counted(call!(abi::proxy_record_metric(id, value)));
+        if let Err(error) = check("record_metric", status) {
+            failed(error);
         }
     }
 }
 
 /// Starts an HTTP call to `cluster`; the response arrives in `on_http_call_response`.
+///
+/// The one SDK host call left: the SDK's dispatcher must register the call's token to route
+/// its response to the root context, and only `hostcalls::dispatch_http_call` can. It maps
+/// every status Envoy's `httpCall` returns (ok, bad argument, internal failure); it is made
+/// only by the fetcher, never on a client's request.
 pub fn dispatch(
     cluster: &str,
     headers: Vec<(&str, &str)>,
     timeout: Duration,
-) -> Result<u32, Status> {
-    hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout)
-}
-
-/// A header of the HTTP call response being delivered.
-pub fn call_response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name).unwrap_or_else(|status| {
-        failed("get_map_value(call response)", status);
-        None
+) -> Result<u32, HostError> {
+    counted(proxy_wasm::hostcalls::dispatch_http_call(
+        cluster,
+        headers,
+        None,
+        vec![],
+        timeout,
+    ))
+    .map_err(|status| HostError {
+        call: "http_call",
+        status: status as u32,
     })
 }
 
-/// The body of the HTTP call response being delivered.
-pub fn call_response_body(size: usize) -> Option<Bytes> {
-    hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, size)
-        .unwrap_or_else(|status| {
-            failed("get_buffer(call response)", status);
-            None
-        })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_maps_round_trip_and_tolerate_garbage() {
+        let pairs: [(&str, &[u8]); 3] = [
+            (":path", b"/v2/"),
+            ("authorization", b"Bearer \xff\xfe"),
+            ("empty", b""),
+        ];
+        let map = HeaderMap {
+            bytes: serialize_map(&pairs),
+        };
+        let read: Vec<(&[u8], &[u8])> = map.pairs().collect();
+        let want: Vec<(&[u8], &[u8])> = pairs.iter().map(|(n, v)| (n.as_bytes(), *v)).collect();
+        assert_eq!(read, want);
+        for cut in 0..map.bytes.len() {
+            let truncated = HeaderMap {
+                bytes: map.bytes[..cut].to_vec(),
+            };
+            assert!(truncated.pairs().count() < pairs.len(), "cut at {cut}");
+        }
+        let lying = HeaderMap {
+            bytes: [u32::MAX.to_le_bytes(), u32::MAX.to_le_bytes()].concat(),
+        };
+        assert_eq!(lying.pairs().count(), 0);
+        assert_eq!(HeaderMap { bytes: vec![] }.pairs().count(), 0);
+    }
 }

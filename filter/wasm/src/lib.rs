@@ -3,10 +3,10 @@
 //!
 //! - `root`: configuration and role (HTTP filter or snapshot fetcher)
 //! - `http`: one request through the core
-//! - `worker`: a worker's installed snapshot, token cache and stats
+//! - `worker`: a worker's gate, and applying its verdicts
 //! - `fetcher`: the singleton that long-polls the sidecar into shared data
 //! - `shared`: the shared-data protocol between the two
-//! - `host`: every host call, as results
+//! - `host`: every host call, straight to the ABI, every status checked
 //! - `stats`: the Envoy stats the filter defines
 
 mod fetcher;
@@ -23,7 +23,7 @@ proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     // A panic is a bug: log it loudly. The trap that follows fails the request closed (503).
     std::panic::set_hook(Box::new(|info| {
-        host::log(LogLevel::Critical, &format!("registry-gate panicked: {info}"));
+        host::log(host::Level::Critical, &format!("registry-gate panicked: {info}"));
     }));
     proxy_wasm::set_root_context(|_| Box::new(root::Root::new()));
 }}

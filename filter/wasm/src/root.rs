@@ -10,11 +10,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::ContextType;
 use registry_gate_core::config::{FetcherConfig, Settings};
 
 use crate::fetcher::{self, Fetcher};
-use crate::host;
+use crate::host::{self, Level};
 use crate::http::Request;
 use crate::worker::Worker;
 
@@ -56,11 +56,9 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let root_id = host::property(vec!["plugin_root_id"])
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default();
-        let config = host::plugin_configuration().unwrap_or_default();
-        if root_id == FETCHER_ROOT_ID {
+        let root_id = host::property(&["plugin_root_id"]).unwrap_or_default();
+        let config = host::plugin_configuration();
+        if root_id == FETCHER_ROOT_ID.as_bytes() {
             match FetcherConfig::from_json(&config) {
                 Ok(settings) => {
                     self.role = Role::Fetcher(Box::new(Fetcher::new(settings)));
@@ -68,7 +66,7 @@ impl RootContext for Root {
                     true
                 }
                 Err(err) => {
-                    host::log(LogLevel::Critical, &err.to_string());
+                    host::log(Level::Critical, &err.to_string());
                     false
                 }
             }
@@ -82,7 +80,7 @@ impl RootContext for Root {
                     true
                 }
                 Err(err) => {
-                    host::log(LogLevel::Critical, &err.to_string());
+                    host::log(Level::Critical, &err.to_string());
                     false
                 }
             }
@@ -91,7 +89,11 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         match &mut self.role {
-            Role::Filter(worker) => worker.borrow_mut().refresh(),
+            Role::Filter(worker) => {
+                if let Ok(mut worker) = worker.try_borrow_mut() {
+                    worker.on_tick();
+                }
+            }
             Role::Fetcher(fetcher) => fetcher.on_tick(),
             Role::Unconfigured => {}
         }

@@ -1,150 +1,154 @@
-//! One worker VM's view of the world: its settings, the snapshot index it decides from, its
-//! verified-token cache and its stats.
+//! One worker VM: its gate, and the bytes it moves between Envoy and the gate.
 //!
-//! It notices a new generation by reading the fetcher's small announcement, copies and
-//! decodes the snapshot only when the generation changed, and swaps the index whole. A
-//! snapshot that fails validation is counted and ignored; the last good one keeps serving.
-//! It never talks to the network.
+//! Per request it reads the header map in one host call, asks the gate, and applies the
+//! verdict: the identity header set (and the client's copy removed only when the client sent
+//! one), `Authorization` removed unless configured otherwise, or a local reply sent. On its
+//! timer it reads the fetcher's announcement and offers the snapshot bytes when the gate asks
+//! for them, and reports the gate's counters as stats. It decides nothing itself.
 
-use std::rc::Rc;
-
-use proxy_wasm::types::LogLevel;
+use proxy_wasm::types::Action;
 use registry_gate_core::config::Settings;
-use registry_gate_core::index::Index;
-use registry_gate_core::snapshot::{self, Held, SnapshotError};
-use registry_gate_core::token::{KeyRing, TokenCache};
+use registry_gate_core::fetch::Announcement;
+use registry_gate_core::gate::{Forward, Gate, RequestHead, Verdict};
+use registry_gate_core::refusal::Outcome;
+use registry_gate_core::reply::Reply;
 
-use crate::host;
-use crate::shared::{self, SNAPSHOT_KEY};
+use crate::host::{self, HostError, Level};
+use crate::shared::{ANNOUNCEMENT_KEY, SNAPSHOT_KEY};
 use crate::stats::Stats;
-
-/// A snapshot this worker has installed.
-#[derive(Debug)]
-pub struct Installed {
-    pub held: Held,
-    pub published_at: u64,
-    pub index: Index,
-    /// Static keys ∪ the snapshot's keys.
-    pub keys: KeyRing,
-}
-
-/// Whether requests can be decided now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Readiness {
-    Ready,
-    NoSnapshot,
-    Stale { unconfirmed_secs: u64 },
-}
 
 /// Per-worker state shared by the root context and its HTTP contexts.
 #[derive(Debug)]
 pub struct Worker {
-    pub settings: Rc<Settings>,
-    pub installed: Option<Rc<Installed>>,
-    /// Unix seconds the sidecar last confirmed the announced snapshot.
-    confirmed_at: u64,
-    /// Generation last refused, so the same bad bytes are not decoded on every tick.
-    refused: Option<(String, u64)>,
-    pub cache: TokenCache,
-    pub stats: Stats,
+    gate: Gate,
+    stats: Stats,
+    /// `settings.identity_header`, held apart so a request borrows it while the gate is busy.
+    identity_header: String,
+    /// `settings.access_log_state`.
+    log_state: bool,
 }
 
 impl Worker {
     pub fn new(settings: Settings) -> Worker {
+        let mut stats = Stats::new();
+        // One per VM start: a trap makes Envoy reload the VM, which counts here again.
+        stats.counter("vm_starts", 1);
         Worker {
-            cache: TokenCache::new(settings.token_cache_entries),
-            settings: Rc::new(settings),
-            installed: None,
-            confirmed_at: 0,
-            refused: None,
-            stats: Stats::new(),
+            identity_header: settings.identity_header.clone(),
+            log_state: settings.access_log_state,
+            gate: Gate::new(settings),
+            stats,
         }
     }
 
-    /// Looks for a newer announced generation and installs it if it validates.
-    pub fn refresh(&mut self) {
-        let Some(announcement) = shared::announcement() else {
-            return;
-        };
-        self.confirmed_at = announcement.confirmed_at;
+    /// Timer: look for a new generation, then report counters and gauges.
+    pub fn on_tick(&mut self) {
+        self.refresh();
         let now = host::now_secs();
-        if let Some(installed) = &self.installed {
+        if let Some(generation) = self.gate.generation() {
+            let number = generation.number;
+            self.stats.gauge("snapshot.generation", number);
+        }
+        if let Some(age) = self.gate.age_secs(now) {
+            self.stats.gauge("snapshot.age_seconds", age);
             self.stats.gauge(
-                "snapshot.age_seconds",
-                now.saturating_sub(installed.published_at),
+                "snapshot.unconfirmed_seconds",
+                self.gate.unconfirmed_secs(now),
             );
         }
-        let current = self
-            .installed
-            .as_ref()
-            .map(|i| (i.held.epoch.as_str(), i.held.generation));
-        let announced = (announcement.epoch.as_str(), announcement.generation);
-        let already_refused = self
-            .refused
-            .as_ref()
-            .is_some_and(|(e, g)| (e.as_str(), *g) == announced);
-        if current == Some(announced) || already_refused {
+        self.stats.flush(self.gate.counts());
+    }
+
+    /// Offers the announced snapshot to the gate if the gate wants it.
+    fn refresh(&mut self) {
+        let Some(announcement) =
+            host::shared_data(ANNOUNCEMENT_KEY).and_then(|bytes| Announcement::decode(&bytes))
+        else {
+            return;
+        };
+        if !self.gate.announced(&announcement) {
             return;
         }
         let Some(bytes) = host::shared_data(SNAPSHOT_KEY) else {
             return;
         };
-        match self.install(&bytes) {
-            Ok(()) => {}
-            Err(err) => {
-                host::log(LogLevel::Warn, &format!("snapshot refused: {err}"));
-                self.stats
-                    .count(&format!("snapshot.rejected.{}", err.reason()));
-                self.refused = Some((announcement.epoch, announcement.generation));
+        match self.gate.offer(&bytes, &announcement) {
+            Ok(generation) => host::log(
+                Level::Info,
+                &format!("installed snapshot generation {generation}"),
+            ),
+            Err(err) => host::log(Level::Warn, &format!("snapshot refused: {err}")),
+        }
+    }
+
+    /// One request's headers.
+    pub fn on_request_headers(&mut self) -> Action {
+        let headers = match host::request_headers() {
+            Ok(headers) => headers,
+            Err(error) => return self.fail(error),
+        };
+        if self.gate.generation().is_none() {
+            // Just started: the timer may not have run yet.
+            self.refresh();
+        }
+        let now = host::now_secs();
+        let log_state = self.log_state;
+        let head = RequestHead::from_pairs(headers.pairs(), &self.identity_header);
+        match self.gate.check(&head, now) {
+            Verdict::Forward(forward) => match apply(&forward, &self.identity_header) {
+                Ok(()) => {
+                    if log_state {
+                        record(&forward.identity, Outcome::Allowed);
+                    }
+                    Action::Continue
+                }
+                Err(error) => self.fail(error),
+            },
+            Verdict::Respond { reply, outcome } => {
+                if log_state {
+                    record("-", outcome);
+                }
+                respond(&reply)
             }
         }
     }
 
-    fn install(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
-        let decoded = snapshot::decode(bytes)?;
-        snapshot::admit(self.installed.as_ref().map(|i| &i.held), &decoded)?;
-        let snapshot_keys = KeyRing::from_specs(&decoded.content.keys)
-            .map_err(|e| SnapshotError::Invalid(format!("keys: {e}")))?;
-        let keys = self
-            .settings
-            .static_keys
-            .merge(&snapshot_keys)
-            .map_err(|e| SnapshotError::Invalid(format!("keys: {e}")))?;
-        if self.installed.as_ref().is_some_and(|i| i.keys != keys) {
-            self.cache.clear();
-        }
-        let index = Index::build(&decoded.content);
-        let generation = decoded.header.generation;
-        self.installed = Some(Rc::new(Installed {
-            held: Held {
-                epoch: decoded.header.epoch,
-                generation,
-                repositories: index.len(),
-            },
-            published_at: decoded.header.published_at,
-            index,
-            keys,
-        }));
-        self.refused = None;
-        self.stats.gauge("snapshot.generation", generation);
-        self.stats.count("snapshot.installed");
-        host::log(
-            LogLevel::Info,
-            &format!("installed snapshot generation {generation}"),
-        );
-        Ok(())
+    /// The glue could not carry out a verdict: answer 500 and count it as internal.
+    fn fail(&mut self, error: HostError) -> Action {
+        host::log(Level::Warn, &error.to_string());
+        let reply = self.gate.internal_error(error.call);
+        respond(&reply)
     }
+}
 
-    /// Whether a snapshot is installed and recently confirmed.
-    pub fn readiness(&self, now: u64) -> Readiness {
-        if self.installed.is_none() {
-            return Readiness::NoSnapshot;
-        }
-        let unconfirmed_secs = now.saturating_sub(self.confirmed_at);
-        if unconfirmed_secs > self.settings.max_staleness_secs {
-            Readiness::Stale { unconfirmed_secs }
-        } else {
-            Readiness::Ready
+/// Carries out a forward verdict on the request headers.
+fn apply(forward: &Forward<'_>, identity_header: &str) -> Result<(), HostError> {
+    if forward.remove_identity {
+        host::remove_request_header(identity_header)?;
+    }
+    host::set_request_header(identity_header, forward.identity.as_bytes())?;
+    if forward.remove_authorization {
+        host::remove_request_header("authorization")?;
+    }
+    Ok(())
+}
+
+/// Sends a local reply. Whether or not the host accepted it, the request must not continue.
+pub fn respond(reply: &Reply) -> Action {
+    if let Err(error) = host::send_reply(reply) {
+        host::log(Level::Warn, &error.to_string());
+    }
+    Action::Pause
+}
+
+/// Access-log state (`%FILTER_STATE(wasm.registry_gate.*:PLAIN)%`), when configured.
+fn record(identity: &str, outcome: Outcome) {
+    for (name, value) in [
+        ("registry_gate.identity", identity),
+        ("registry_gate.decision", outcome.as_str()),
+    ] {
+        if let Err(error) = host::set_filter_state(name, value.as_bytes()) {
+            host::log(Level::Warn, &error.to_string());
         }
     }
 }

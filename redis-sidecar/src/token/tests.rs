@@ -191,7 +191,31 @@ fn access_is_requested_intersected_with_granted() {
             &alice,
             vec![],
         ),
-        ("catalog never", "registry:catalog:*", &alice, vec![]),
+        (
+            "catalog for a user",
+            "registry:catalog:*",
+            &alice,
+            vec![catalog()],
+        ),
+        (
+            "catalog for anonymous (the listing is filtered anyway)",
+            "registry:catalog:*",
+            &Principal::Anonymous,
+            vec![catalog()],
+        ),
+        (
+            "catalog asked twice, granted once",
+            "registry:catalog:* registry:catalog:*",
+            &alice,
+            vec![catalog()],
+        ),
+        ("catalog without *", "registry:catalog:pull", &alice, vec![]),
+        (
+            "other registry resource",
+            "registry:other:*",
+            &alice,
+            vec![],
+        ),
         (
             "class suffix",
             "repository(plugin):public/app:pull",
@@ -205,6 +229,13 @@ fn access_is_requested_intersected_with_granted() {
             vec![entry("public/app"), entry("private/app")],
         ),
     ];
+    fn catalog() -> AccessEntry {
+        AccessEntry {
+            resource_type: "registry".into(),
+            name: "catalog".into(),
+            actions: vec!["*".into()],
+        }
+    }
     for (name, scope, who, want) in cases {
         let requested = parse_scopes(scope).unwrap();
         assert_eq!(grant(&requested, who, &index), want, "case {name}");

@@ -230,10 +230,10 @@ fn admission() {
                 .collect(),
             ..Content::default()
         },
+        keys: KeyRing::default(),
     };
     let held = Held {
-        epoch: "e1".into(),
-        generation: 5,
+        generation: Generation::new("e1", 5),
         repositories: 3,
     };
     let rows = [

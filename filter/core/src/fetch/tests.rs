@@ -1,0 +1,154 @@
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use super::*;
+use crate::snapshot::{encode, Content, Repository, Stamp};
+
+const NOW: u64 = 1_700_000_000;
+
+fn body(epoch: &str, generation: u64, repositories: usize) -> Vec<u8> {
+    let content = Content {
+        repositories: (0..repositories)
+            .map(|i| Repository {
+                name: format!("r{i}"),
+                auth_required: true,
+            })
+            .collect(),
+        ..Content::default()
+    };
+    let stamp = Stamp {
+        epoch: epoch.into(),
+        generation,
+        published_at: NOW,
+        producer: "test".into(),
+        allow_empty: false,
+    };
+    encode(&content, &stamp).unwrap()
+}
+
+fn confirmed(epoch: &str, generation: u64, at: u64) -> Step {
+    Step::Confirm(Announcement {
+        epoch: epoch.into(),
+        generation,
+        confirmed_at: at,
+    })
+}
+
+fn published(epoch: &str, generation: u64, at: u64) -> Step {
+    Step::Publish(Announcement {
+        epoch: epoch.into(),
+        generation,
+        confirmed_at: at,
+    })
+}
+
+#[test]
+fn publishes_newer_and_confirms_only_exact_matches() {
+    let mut fetch = Fetch::default();
+    assert_eq!(fetch.if_none_match(), None);
+    let ten = body("e", 10, 2);
+    assert_eq!(
+        fetch.answer(Answer::Snapshot(&ten), NOW),
+        published("e", 10, NOW)
+    );
+    assert_eq!(fetch.if_none_match().as_deref(), Some("\"e.10\""));
+
+    struct Row {
+        case: &'static str,
+        answer: Answer<'static>,
+        want: Step,
+    }
+    let rows = [
+        Row {
+            case: "304 naming the held generation",
+            answer: Answer::NotModified {
+                etag: Some(b"\"e.10\""),
+            },
+            want: confirmed("e", 10, NOW + 1),
+        },
+        Row {
+            case: "304 naming an older generation (store rewound)",
+            answer: Answer::NotModified {
+                etag: Some(b"\"e.5\""),
+            },
+            want: Step::Retry,
+        },
+        Row {
+            case: "304 naming a newer generation",
+            answer: Answer::NotModified {
+                etag: Some(b"\"e.11\""),
+            },
+            want: Step::Retry,
+        },
+        Row {
+            case: "304 without an ETag",
+            answer: Answer::NotModified { etag: None },
+            want: Step::Retry,
+        },
+        Row {
+            case: "304 with bytes that are not text",
+            answer: Answer::NotModified {
+                etag: Some(b"\"e.\xff\""),
+            },
+            want: Step::Retry,
+        },
+        Row {
+            case: "sidecar down",
+            answer: Answer::Failed { status: None },
+            want: Step::Retry,
+        },
+        Row {
+            case: "sidecar error",
+            answer: Answer::Failed { status: Some(503) },
+            want: Step::Retry,
+        },
+    ];
+    for row in rows {
+        assert_eq!(fetch.answer(row.answer, NOW + 1), row.want, "{}", row.case);
+    }
+    let rewound = body("e", 5, 2);
+    let Step::Refused(err) = fetch.answer(Answer::Snapshot(&rewound), NOW + 2) else {
+        panic!("an older generation of the same epoch is refused, not confirmed");
+    };
+    assert_eq!(err.reason(), "not_newer");
+    assert_eq!(
+        fetch.answer(Answer::Snapshot(&ten), NOW + 3),
+        confirmed("e", 10, NOW + 3),
+        "the same generation again is a confirmation"
+    );
+    let new_epoch = body("f", 1, 2);
+    assert_eq!(
+        fetch.answer(Answer::Snapshot(&new_epoch), NOW + 4),
+        published("f", 1, NOW + 4)
+    );
+    let Step::Refused(err) = fetch.answer(Answer::Snapshot(b"{}"), NOW + 5) else {
+        panic!("garbage is refused");
+    };
+    assert_eq!(err.reason(), "malformed");
+    assert_eq!(fetch.held(), Some(&Generation::new("f", 1)));
+}
+
+#[test]
+fn resumes_from_shared_data() {
+    let bytes = body("e", 3, 1);
+    let fetch = Fetch::resume(Some(&bytes));
+    assert_eq!(fetch.held(), Some(&Generation::new("e", 3)));
+    assert_eq!(Fetch::resume(Some(b"garbage")).held(), None);
+    assert_eq!(Fetch::resume(None).held(), None);
+}
+
+#[test]
+fn announcements_round_trip_and_refuse_garbage() {
+    let announcement = Announcement {
+        epoch: "e".into(),
+        generation: 4,
+        confirmed_at: NOW,
+    };
+    assert_eq!(
+        Announcement::decode(&announcement.encode()),
+        Some(announcement.clone())
+    );
+    assert_eq!(announcement.generation(), Generation::new("e", 4));
+    assert_eq!(Announcement::decode(b"{\"epoch\":1}"), None);
+    assert_eq!(Announcement::decode(b"\xff"), None);
+}

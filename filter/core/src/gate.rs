@@ -1,0 +1,505 @@
+//! The gate: the whole per-request procedure of one worker as one object with plain data in
+//! and out, so every rule is tested natively without Envoy.
+//!
+//! [`Gate::check`] takes the request head (bytes as the client sent them) and the time, and
+//! returns a [`Verdict`]: forward, with the identity header to set and the headers to strip,
+//! or answer with a reply and its [`Outcome`]. [`Gate::announced`] and [`Gate::offer`] feed it
+//! snapshots: it installs a generation only if it decodes and validates (the same
+//! [`snapshot::decode`] the sidecar and the fetcher use) and is newer, and it measures
+//! staleness from the confirmations of the generation it actually installed. It never
+//! performs I/O and never reads the clock: the glue moves bytes and passes the time in.
+
+use std::borrow::Cow;
+
+use crate::config::Settings;
+use crate::decision::{decide, request_scope, Decision, Facts};
+use crate::fetch::Announcement;
+use crate::generation::Generation;
+use crate::identity::{credential, Credential, Identity, Principal, ANONYMOUS_LABEL};
+use crate::index::Index;
+use crate::refusal::{HeadError, Outcome, Refusal};
+use crate::reply::Reply;
+use crate::route::{parse_request, RegistryRequest, Route};
+use crate::snapshot::{self, Held, SnapshotError};
+use crate::token::{verify, Expiring, KeyRing, TokenCache, TokenError, Verified};
+
+/// Request headers clients use to make an upstream act on another method than the one the
+/// gate decided on (`X-HTTP-Method-Override` and friends). A request carrying one is refused.
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// The parts of a request head the gate reads, as the client sent them (bytes: nothing here
+/// has been checked to be text).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestHead<'a> {
+    pub method: Option<&'a [u8]>,
+    pub path: Option<&'a [u8]>,
+    pub authorization: Option<&'a [u8]>,
+    /// More than one `Authorization` header: never a valid credential.
+    pub repeated_authorization: bool,
+    /// `Docker-Distribution-API-Version`.
+    pub api_version: Option<&'a [u8]>,
+    /// The first method-override header present, by its lower-case name.
+    pub method_override: Option<&'static str>,
+    /// Whether the client sent its own copy of the identity header.
+    pub identity_header: bool,
+}
+
+impl<'a> RequestHead<'a> {
+    /// Picks the fields out of a header map given as (lower-case name, value) byte pairs, as
+    /// Envoy hands them over in one call.
+    pub fn from_pairs<I>(pairs: I, identity_header: &str) -> RequestHead<'a>
+    where
+        I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    {
+        let mut head = RequestHead::default();
+        for (name, value) in pairs {
+            match name {
+                b":method" => head.method = Some(value),
+                b":path" => head.path = Some(value),
+                b"authorization" => {
+                    head.repeated_authorization |= head.authorization.is_some();
+                    head.authorization = Some(value);
+                }
+                b"docker-distribution-api-version" => head.api_version = Some(value),
+                name if name == identity_header.as_bytes() => head.identity_header = true,
+                name => {
+                    if head.method_override.is_none() {
+                        head.method_override = METHOD_OVERRIDE_HEADERS
+                            .into_iter()
+                            .find(|header| header.as_bytes() == name);
+                    }
+                }
+            }
+        }
+        head
+    }
+}
+
+/// What the glue must do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict<'g> {
+    Forward(Forward<'g>),
+    /// Answer locally; nothing reaches the upstream.
+    Respond {
+        reply: Reply,
+        outcome: Outcome,
+    },
+}
+
+/// How to forward a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward<'g> {
+    /// Value of the identity header to set (`user:<name>`, `host:<uuid>`, `anonymous`);
+    /// borrowed from the token cache on the steady path.
+    pub identity: Cow<'g, str>,
+    /// The client sent its own identity header: remove it before setting ours (setting
+    /// replaces a single copy, but removing first also drops repeated ones).
+    pub remove_identity: bool,
+    /// Remove the client's `Authorization` header (it must not reach the upstream).
+    pub remove_authorization: bool,
+}
+
+/// Whether the gate can decide requests now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    NoSnapshot,
+    Stale { unconfirmed_secs: u64 },
+}
+
+/// A caller established from one verified token, cached until the token expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Caller {
+    identity: Identity,
+    /// `identity.principal.label()`, computed once: sent upstream on every request.
+    label: String,
+    expires_at: u64,
+}
+
+impl Caller {
+    /// The caller a verified token establishes. It stays valid as long as verification
+    /// would: until `exp` plus the leeway.
+    fn new(verified: Verified, leeway_secs: u64) -> Caller {
+        let principal = if verified.subject.is_empty() {
+            Principal::Anonymous
+        } else {
+            Principal::User(verified.subject)
+        };
+        Caller {
+            label: principal.label(),
+            identity: Identity {
+                principal,
+                access: verified.access,
+                credentialed: true,
+            },
+            expires_at: verified.expires_at.saturating_add(leeway_secs),
+        }
+    }
+}
+
+impl Expiring for Caller {
+    fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+}
+
+/// The snapshot the gate decides from.
+#[derive(Debug)]
+struct Installed {
+    held: Held,
+    published_at: u64,
+    index: Index,
+    /// Static keys ∪ the snapshot's keys.
+    keys: KeyRing,
+}
+
+/// Counters the glue turns into stats. They only grow; the glue reports differences.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// By [`Outcome::position`].
+    pub outcomes: [u64; Outcome::ALL.len()],
+    /// By [`TokenError::reason`].
+    pub token_failures: Vec<(&'static str, u64)>,
+    pub installed: u64,
+    /// By [`SnapshotError::reason`].
+    pub rejected: Vec<(&'static str, u64)>,
+}
+
+fn bump(counters: &mut Vec<(&'static str, u64)>, reason: &'static str) {
+    match counters.iter_mut().find(|(name, _)| *name == reason) {
+        Some((_, count)) => *count = count.saturating_add(1),
+        None => counters.push((reason, 1)),
+    }
+}
+
+/// One worker's gate.
+#[derive(Debug)]
+pub struct Gate {
+    settings: Settings,
+    installed: Option<Installed>,
+    /// Unix seconds of the last confirmation of exactly the installed generation.
+    confirmed_at: u64,
+    /// The generation last refused, so the same bad bytes are not decoded on every tick.
+    refused: Option<Generation>,
+    callers: TokenCache<Caller>,
+    counts: Counts,
+}
+
+impl Gate {
+    pub fn new(settings: Settings) -> Gate {
+        Gate {
+            callers: TokenCache::new(settings.token_cache_entries),
+            settings,
+            installed: None,
+            confirmed_at: 0,
+            refused: None,
+            counts: Counts::default(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// The installed generation, if any.
+    pub fn generation(&self) -> Option<&Generation> {
+        self.installed.as_ref().map(|i| &i.held.generation)
+    }
+
+    /// Seconds since the installed snapshot was published.
+    pub fn age_secs(&self, now: u64) -> Option<u64> {
+        self.installed
+            .as_ref()
+            .map(|i| now.saturating_sub(i.published_at))
+    }
+
+    /// Seconds since the installed generation was last confirmed.
+    pub fn unconfirmed_secs(&self, now: u64) -> u64 {
+        now.saturating_sub(self.confirmed_at)
+    }
+
+    /// Takes note of the fetcher's announcement. Returns whether the announced generation is
+    /// one to [`Gate::offer`] (neither installed nor already refused); a confirmation counts
+    /// only for the generation installed.
+    pub fn announced(&mut self, announcement: &Announcement) -> bool {
+        let announced = announcement.generation();
+        if self.generation() == Some(&announced) {
+            self.confirmed_at = self.confirmed_at.max(announcement.confirmed_at);
+            return false;
+        }
+        self.refused.as_ref() != Some(&announced)
+    }
+
+    /// Offers the snapshot bytes the fetcher announced with `announcement`. Installs them if
+    /// they decode, validate and are newer than what is installed; otherwise the installed
+    /// snapshot keeps serving and the refusal is counted.
+    pub fn offer(
+        &mut self,
+        bytes: &[u8],
+        announcement: &Announcement,
+    ) -> Result<&Generation, SnapshotError> {
+        match self.install(bytes, announcement) {
+            Ok(()) => {
+                self.counts.installed = self.counts.installed.saturating_add(1);
+                self.refused = None;
+                self.generation().ok_or(SnapshotError::Malformed(
+                    "installed snapshot vanished".into(),
+                ))
+            }
+            Err(err) => {
+                bump(&mut self.counts.rejected, err.reason());
+                self.refused = Some(announcement.generation());
+                Err(err)
+            }
+        }
+    }
+
+    fn install(&mut self, bytes: &[u8], announcement: &Announcement) -> Result<(), SnapshotError> {
+        let decoded = snapshot::decode(bytes)?;
+        snapshot::admit(self.installed.as_ref().map(|i| &i.held), &decoded)?;
+        let generation = decoded.header.generation();
+        // Operator-configured keys win over a snapshot key of the same kid: the snapshot
+        // cannot replace a key the configuration pins.
+        let keys = self
+            .settings
+            .static_keys
+            .merge_preferring_self(&decoded.keys);
+        if self.installed.as_ref().is_some_and(|i| i.keys != keys) {
+            self.callers.clear();
+        }
+        self.confirmed_at = if announcement.generation() == generation {
+            announcement.confirmed_at
+        } else {
+            // Shared data moved on between the announcement and the read: this generation
+            // has not been confirmed to us yet.
+            0
+        };
+        self.installed = Some(Installed {
+            held: Held::of(&decoded),
+            published_at: decoded.header.published_at,
+            index: Index::build(&decoded.content),
+            keys,
+        });
+        Ok(())
+    }
+
+    /// Whether requests can be decided at `now`.
+    pub fn readiness(&self, now: u64) -> Readiness {
+        readiness(
+            self.installed.is_some(),
+            self.confirmed_at,
+            &self.settings,
+            now,
+        )
+    }
+
+    /// Decides one request at unix second `now`.
+    pub fn check(&mut self, head: &RequestHead<'_>, now: u64) -> Verdict<'_> {
+        let Gate {
+            settings,
+            installed,
+            confirmed_at,
+            callers,
+            counts,
+            ..
+        } = self;
+        let request = Request {
+            settings,
+            installed: installed.as_ref(),
+            confirmed_at: *confirmed_at,
+            token_failures: &mut counts.token_failures,
+        };
+        let (verdict, outcome) = match request.run(callers, head, now) {
+            Ok(forward) => (Verdict::Forward(forward), Outcome::Allowed),
+            Err(Answer::Content(reply)) => (
+                Verdict::Respond {
+                    reply,
+                    outcome: Outcome::Answered,
+                },
+                Outcome::Answered,
+            ),
+            Err(Answer::Refused(refusal)) => {
+                let outcome = refusal.outcome();
+                let reply = refusal.reply(&settings.policy.challenge, settings.retry_after_secs);
+                (Verdict::Respond { reply, outcome }, outcome)
+            }
+        };
+        if let Some(count) = counts.outcomes.get_mut(outcome.position()) {
+            *count = count.saturating_add(1);
+        }
+        verdict
+    }
+
+    /// Records that the glue could not carry out a verdict, and what to answer instead.
+    pub fn internal_error(&mut self, what: &'static str) -> Reply {
+        let refusal = Refusal::Internal(what);
+        if let Some(count) = self.counts.outcomes.get_mut(refusal.outcome().position()) {
+            *count = count.saturating_add(1);
+        }
+        refusal.reply(
+            &self.settings.policy.challenge,
+            self.settings.retry_after_secs,
+        )
+    }
+}
+
+/// The parts of a gate one request reads, borrowed apart from the token cache so that the
+/// forwarded identity can borrow from the cache while the outcome is counted.
+struct Request<'g> {
+    settings: &'g Settings,
+    installed: Option<&'g Installed>,
+    confirmed_at: u64,
+    token_failures: &'g mut Vec<(&'static str, u64)>,
+}
+
+impl<'g> Request<'g> {
+    fn run(
+        mut self,
+        callers: &'g mut TokenCache<Caller>,
+        head: &RequestHead<'_>,
+        now: u64,
+    ) -> Result<Forward<'g>, Answer> {
+        let method = text(head.method, ":method")?;
+        let path = text(head.path, ":path")?;
+        let request = parse_request(method, path).map_err(Refusal::Route)?;
+        if let Some(header) = head.method_override {
+            return Err(Refusal::Head(HeadError::MethodOverride(header)).into());
+        }
+        let remove_identity = head.identity_header;
+        if request.route == Route::Token {
+            // A login: its credentials go to the token endpoint untouched.
+            return Ok(Forward {
+                identity: Cow::Borrowed(ANONYMOUS_LABEL),
+                remove_identity,
+                remove_authorization: false,
+            });
+        }
+        match readiness(
+            self.installed.is_some(),
+            self.confirmed_at,
+            self.settings,
+            now,
+        ) {
+            Readiness::Ready => {}
+            Readiness::NoSnapshot => return Err(Refusal::NoSnapshot.into()),
+            Readiness::Stale { unconfirmed_secs } => {
+                return Err(Refusal::Stale { unconfirmed_secs }.into())
+            }
+        }
+        let Some(installed) = self.installed else {
+            return Err(Refusal::NoSnapshot.into());
+        };
+        let anonymous = Identity::anonymous();
+        let mut fresh = None;
+        let credential = if head.repeated_authorization {
+            Credential::Invalid
+        } else {
+            credential(head.authorization)
+        };
+        let caller = match credential {
+            Credential::None => None,
+            // Clients logged in with `docker login` send Basic credentials to `/v1/search`;
+            // that endpoint serves the anonymous view (the token endpoint is the only place a
+            // password is checked).
+            Credential::Basic if matches!(request.route, Route::V1Search { .. }) => None,
+            Credential::Basic | Credential::Invalid => {
+                return Err(self.token_refusal(&request, TokenError::BadFormat));
+            }
+            Credential::Bearer(token) => {
+                if callers.get(token, now).is_none() {
+                    let verified = verify(&self.settings.verifier, &installed.keys, token, now)
+                        .map_err(|error| self.token_refusal(&request, error))?;
+                    let caller = Caller::new(verified, self.settings.verifier.leeway_secs);
+                    callers.insert(token, caller.clone(), now);
+                    fresh = Some(caller);
+                }
+                let callers: &'g TokenCache<Caller> = callers;
+                callers.get(token, now)
+            }
+        };
+        // A token just verified that the cache did not keep (it never happens with a
+        // positive capacity, but the decision must not depend on the cache).
+        let caller: Option<Cow<'g, Caller>> = match (caller, fresh) {
+            (Some(cached), _) => Some(Cow::Borrowed(cached)),
+            (None, Some(fresh)) => Some(Cow::Owned(fresh)),
+            (None, None) => None,
+        };
+        let identity = caller
+            .as_deref()
+            .map_or(&anonymous, |caller| &caller.identity);
+        let facts = Facts {
+            v2_client: head
+                .api_version
+                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"registry/2.0")),
+        };
+        match decide(
+            &installed.index,
+            &self.settings.policy,
+            identity,
+            &request,
+            facts,
+        ) {
+            Decision::Forward => Ok(Forward {
+                identity: match caller {
+                    None => Cow::Borrowed(ANONYMOUS_LABEL),
+                    Some(Cow::Borrowed(caller)) => Cow::Borrowed(caller.label.as_str()),
+                    Some(Cow::Owned(caller)) => Cow::Owned(caller.label),
+                },
+                remove_identity,
+                remove_authorization: !self.settings.forward_authorization,
+            }),
+            Decision::Answer(reply) => Err(Answer::Content(reply)),
+            Decision::Refuse(denial) => Err(Refusal::Denied(denial).into()),
+        }
+    }
+
+    fn token_refusal(&mut self, request: &RegistryRequest, error: TokenError) -> Answer {
+        bump(self.token_failures, error.reason());
+        Answer::Refused(Refusal::Token {
+            error,
+            scope: request_scope(request),
+        })
+    }
+}
+
+/// How a request ends when it is not forwarded.
+enum Answer {
+    /// Answered with content (catalog, search, `/v1/_ping`).
+    Content(Reply),
+    Refused(Refusal),
+}
+
+impl From<Refusal> for Answer {
+    fn from(refusal: Refusal) -> Answer {
+        Answer::Refused(refusal)
+    }
+}
+
+fn readiness(installed: bool, confirmed_at: u64, settings: &Settings, now: u64) -> Readiness {
+    if !installed {
+        return Readiness::NoSnapshot;
+    }
+    let unconfirmed_secs = now.saturating_sub(confirmed_at);
+    if unconfirmed_secs > settings.max_staleness_secs {
+        Readiness::Stale { unconfirmed_secs }
+    } else {
+        Readiness::Ready
+    }
+}
+
+/// A pseudo-header as text.
+fn text<'a>(value: Option<&'a [u8]>, name: &'static str) -> Result<&'a str, Refusal> {
+    let bytes = value.ok_or(Refusal::Head(HeadError::Missing(name)))?;
+    core::str::from_utf8(bytes).map_err(|_| Refusal::Head(HeadError::NotText(name)))
+}
+
+#[cfg(test)]
+mod tests;

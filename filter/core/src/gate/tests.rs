@@ -1,0 +1,746 @@
+//! The gate, natively: the README's request table row by row through [`Gate::check`], and the
+//! snapshot rules through [`Gate::announced`] / [`Gate::offer`].
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jwt_compact::alg::Ed25519;
+use jwt_compact::{Algorithm as _, AlgorithmSignature as _};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::snapshot::{Content, Repository};
+use crate::token::{Algorithm, KeySpec};
+
+const NOW: u64 = 1_700_000_000;
+const KID: &str = "gate-1";
+
+type SigningKey = <Ed25519 as jwt_compact::Algorithm>::SigningKey;
+
+fn signing_key(seed: u8) -> SigningKey {
+    let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([seed; 32]));
+    SigningKey::from_slice(pair.sk.as_ref()).unwrap()
+}
+
+fn key_spec(kid: &str, key: &SigningKey) -> KeySpec {
+    let Value::Object(jwk) = json!({
+        "kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(&key.public_key()[..])
+    }) else {
+        unreachable!()
+    };
+    KeySpec {
+        kid: kid.into(),
+        alg: Algorithm::EdDSA,
+        jwk,
+    }
+}
+
+/// A registry token signed by the snapshot's key.
+fn mint(claims: Value) -> String {
+    mint_with(KID, &signing_key(1), claims)
+}
+
+fn mint_with(kid: &str, key: &SigningKey, claims: Value) -> String {
+    let header = json!({"alg": "EdDSA", "kid": kid, "typ": "JWT"});
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = Ed25519.sign(key, input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_bytes()))
+}
+
+fn claims(sub: &str, access: Option<Value>) -> Value {
+    let mut claims = json!({
+        "iss": "registry-gate", "sub": sub, "aud": "svc",
+        "exp": NOW + 300, "iat": NOW, "nbf": NOW,
+    });
+    if let Some(access) = access {
+        claims["access"] = access;
+    }
+    claims
+}
+
+fn pull_access(name: &str) -> Value {
+    json!([{"type": "repository", "name": name, "actions": ["pull"]}])
+}
+
+fn token(sub: &str) -> String {
+    mint(claims(sub, None))
+}
+
+/// The snapshot every test starts from: one public and two private repositories, alice
+/// granted `team/private`, bob granted nothing, the signing key published.
+#[derive(Clone)]
+struct Fixture {
+    content: Content,
+}
+
+fn snapshot() -> Fixture {
+    let repo = |name: &str, auth_required| Repository {
+        name: name.into(),
+        auth_required,
+    };
+    Fixture {
+        content: Content {
+            repositories: vec![
+                repo("library/public", false),
+                repo("team/private", true),
+                repo("team/other", true),
+            ],
+            users: [
+                ("alice".to_string(), vec!["team/private".to_string()]),
+                ("bob".to_string(), vec![]),
+            ]
+            .into_iter()
+            .collect(),
+            keys: vec![key_spec(KID, &signing_key(1))],
+            ..Content::default()
+        },
+    }
+}
+
+impl Fixture {
+    fn revoke(mut self, user: &str, repository: &str) -> Fixture {
+        if let Some(grants) = self.content.users.get_mut(user) {
+            grants.retain(|r| r != repository);
+        }
+        self
+    }
+
+    fn keys(mut self, keys: Vec<KeySpec>) -> Fixture {
+        self.content.keys = keys;
+        self
+    }
+
+    fn raw_key(mut self, jwk: Value) -> Fixture {
+        let Value::Object(jwk) = jwk else {
+            unreachable!()
+        };
+        self.content.keys.push(KeySpec {
+            kid: "raw".into(),
+            alg: Algorithm::EdDSA,
+            jwk,
+        });
+        self
+    }
+
+    /// Envelope bytes of generation `generation` of epoch `e1`.
+    fn bytes(&self, generation: u64) -> Vec<u8> {
+        self.bytes_unchecked(generation)
+    }
+
+    /// Envelope bytes without the encoder's validation (to offer what a broken publisher
+    /// would send).
+    fn bytes_unchecked(&self, generation: u64) -> Vec<u8> {
+        let content = serde_json::to_string(&self.content).unwrap();
+        let checksum = format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(content.as_bytes()))
+        );
+        format!(
+            r#"{{"schema":{{"major":1,"minor":0}},"required_features":[],"epoch":"e1","generation":{generation},"published_at":{NOW},"producer":"test","checksum":"{checksum}","allow_empty":false,"content":{content}}}"#
+        )
+        .into_bytes()
+    }
+}
+
+fn announcement(generation: u64, confirmed_at: u64) -> Announcement {
+    Announcement {
+        epoch: "e1".into(),
+        generation,
+        confirmed_at,
+    }
+}
+
+fn settings(extra: Value) -> Settings {
+    let mut config = json!({
+        "issuer": "registry-gate", "service": "svc", "realm": "https://gw.test/v2/token",
+        "max_staleness_secs": 600, "retry_after_secs": 7,
+    });
+    for (name, value) in extra.as_object().unwrap() {
+        config[name] = value.clone();
+    }
+    Settings::from_json(config.to_string().as_bytes()).unwrap()
+}
+
+/// A gate with generation 1 of [`snapshot`] installed and confirmed at `NOW`.
+fn ready_gate(extra: Value) -> Gate {
+    let mut gate = Gate::new(settings(extra));
+    let announced = announcement(1, NOW);
+    assert!(gate.announced(&announced));
+    gate.offer(&snapshot().bytes(1), &announced).unwrap();
+    gate
+}
+
+/// A request head; `headers` are (name, value) pairs besides the pseudo-headers.
+fn head<'a>(method: &'a str, path: &'a str, headers: &'a [(&'a str, &'a [u8])]) -> RequestHead<'a> {
+    let pairs = [(":method", method.as_bytes()), (":path", path.as_bytes())];
+    RequestHead::from_pairs(
+        pairs
+            .into_iter()
+            .chain(headers.iter().copied())
+            .map(|(name, value)| (name.as_bytes(), value)),
+        "x-registry-gate-identity",
+    )
+}
+
+/// What a row expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// Forwarded with this identity header value.
+    Forward(&'static str),
+    /// Answered locally with this status, registry error code (if an error), and a
+    /// fragment of `WWW-Authenticate` (if any).
+    Reply {
+        status: u16,
+        code: Option<&'static str>,
+        challenge: Option<&'static str>,
+    },
+}
+
+fn reply(status: u16, code: &'static str) -> Want {
+    Want::Reply {
+        status,
+        code: Some(code),
+        challenge: None,
+    }
+}
+
+fn challenge(fragment: &'static str) -> Want {
+    Want::Reply {
+        status: 401,
+        code: Some("UNAUTHORIZED"),
+        challenge: Some(fragment),
+    }
+}
+
+fn answered() -> Want {
+    Want::Reply {
+        status: 200,
+        code: None,
+        challenge: None,
+    }
+}
+
+struct Row {
+    case: &'static str,
+    method: &'static str,
+    path: &'static str,
+    authorization: Option<Vec<u8>>,
+    extra: Vec<(&'static str, &'static [u8])>,
+    want: Want,
+}
+
+fn bearer(token: &str) -> Option<Vec<u8>> {
+    Some(format!("Bearer {token}").into_bytes())
+}
+
+fn row(case: &'static str, method: &'static str, path: &'static str, want: Want) -> Row {
+    Row {
+        case,
+        method,
+        path,
+        authorization: None,
+        extra: vec![],
+        want,
+    }
+}
+
+impl Row {
+    fn auth(mut self, authorization: Option<Vec<u8>>) -> Row {
+        self.authorization = authorization;
+        self
+    }
+
+    fn header(mut self, name: &'static str, value: &'static [u8]) -> Row {
+        self.extra.push((name, value));
+        self
+    }
+}
+
+fn check_rows(gate: &mut Gate, rows: Vec<Row>) {
+    for row in rows {
+        let mut headers: Vec<(&str, &[u8])> = row.extra.clone();
+        if let Some(authorization) = &row.authorization {
+            headers.push(("authorization", authorization));
+        }
+        let head = head(row.method, row.path, &headers);
+        let verdict = gate.check(&head, NOW);
+        match (row.want, verdict) {
+            (Want::Forward(identity), Verdict::Forward(forward)) => {
+                assert_eq!(forward.identity, identity, "{}", row.case);
+            }
+            (
+                Want::Reply {
+                    status,
+                    code,
+                    challenge,
+                },
+                Verdict::Respond { reply, .. },
+            ) => {
+                assert_eq!(reply.status, status, "{}: {reply:?}", row.case);
+                let body: Value = serde_json::from_str(&reply.body).unwrap();
+                if let Some(code) = code {
+                    assert_eq!(body["errors"][0]["code"], code, "{}", row.case);
+                }
+                let header = reply.header("www-authenticate");
+                assert_eq!(header.is_some(), status == 401, "{}", row.case);
+                if let Some(fragment) = challenge {
+                    let header = header.unwrap_or_default();
+                    assert!(header.contains(fragment), "{}: {header}", row.case);
+                }
+                assert_eq!(
+                    reply.header("docker-distribution-api-version"),
+                    Some("registry/2.0"),
+                    "{}",
+                    row.case
+                );
+            }
+            (want, got) => panic!("{}: wanted {want:?}, got {got:?}", row.case),
+        }
+    }
+}
+
+#[test]
+fn the_readme_request_table() {
+    let mut gate = ready_gate(json!({}));
+    let alice = token("alice");
+    let anonymous = token("");
+    let expired = mint(json!({
+        "iss": "registry-gate", "sub": "alice", "aud": "svc", "exp": NOW - 61, "iat": NOW - 400,
+    }));
+    let forged = mint_with(KID, &signing_key(2), claims("alice", None));
+    let unknown_kid = mint_with("nope", &signing_key(1), claims("alice", None));
+    let wrong_issuer = mint(json!({
+        "iss": "elsewhere", "sub": "alice", "aud": "svc", "exp": NOW + 60, "iat": NOW,
+    }));
+    let wrong_audience = mint(json!({
+        "iss": "registry-gate", "sub": "alice", "aud": "other", "exp": NOW + 60, "iat": NOW,
+    }));
+    let control_subject = token("ali\u{7}ce");
+    let long_subject = token(&"a".repeat(300));
+    let scoped_elsewhere = mint(claims("alice", Some(pull_access("team/other"))));
+    let scoped = mint(claims("alice", Some(pull_access("team/private"))));
+    let catalog_scoped = mint(claims(
+        "alice",
+        Some(json!([{"type": "registry", "name": "catalog", "actions": ["*"]}])),
+    ));
+    let private = "/v2/team/private/manifests/latest";
+    let rows = vec![
+        row("malformed name", "GET", "/v2/Team/manifests/latest", reply(400, "NAME_INVALID")),
+        row("malformed tag", "GET", "/v2/team/private/manifests/-x", reply(400, "MANIFEST_INVALID")),
+        row("malformed digest", "GET", "/v2/team/private/blobs/sha256:zz", reply(400, "DIGEST_INVALID")),
+        row("not a registry path", "GET", "/metrics", reply(404, "NOT_FOUND")),
+        row("method not allowed", "TRACE", private, reply(405, "UNSUPPORTED")),
+        row("method override on a pull", "GET", private, reply(400, "UNSUPPORTED"))
+            .header("x-http-method-override", b"DELETE"),
+        row("x-http-method on a pull", "GET", "/v2/library/public/manifests/latest", reply(400, "UNSUPPORTED"))
+            .header("x-http-method", b"PUT"),
+        row("x-method-override", "HEAD", private, reply(400, "UNSUPPORTED"))
+            .header("x-method-override", b"PATCH"),
+        row("Basic on a pull", "GET", private, challenge("error=\"invalid_token\""))
+            .auth(Some(b"Basic YWxpY2U6cHc=".to_vec())),
+        row("two spaces", "GET", private, challenge("error=\"invalid_token\""))
+            .auth(Some(format!("Bearer  {alice}").into_bytes())),
+        row("authorization bytes that are not text", "GET", private, challenge("error=\"invalid_token\""))
+            .auth(Some(b"Bearer \xff\xfe".to_vec())),
+        row("garbage token", "GET", private, challenge("error=\"invalid_token\""))
+            .auth(bearer("not-a-jwt")),
+        row("expired token", "GET", private, challenge("error=\"invalid_token\"")).auth(bearer(&expired)),
+        row("forged signature", "GET", private, challenge("error=\"invalid_token\"")).auth(bearer(&forged)),
+        row("unknown kid", "GET", private, challenge("error=\"invalid_token\"")).auth(bearer(&unknown_kid)),
+        row("wrong issuer", "GET", private, challenge("error=\"invalid_token\"")).auth(bearer(&wrong_issuer)),
+        row("wrong audience", "GET", private, challenge("error=\"invalid_token\"")).auth(bearer(&wrong_audience)),
+        row("control character in sub", "GET", private, challenge("error=\"invalid_token\""))
+            .auth(bearer(&control_subject)),
+        row("overlong sub", "GET", private, challenge("error=\"invalid_token\"")).auth(bearer(&long_subject)),
+        row("token endpoint keeps Basic", "GET", "/v2/token?service=svc", Want::Forward("anonymous"))
+            .auth(Some(b"Basic YWxpY2U6cHc=".to_vec())),
+        row("ping without a token", "GET", "/v2/", challenge("service=\"svc\"")),
+        row("ping with a token", "GET", "/v2/", Want::Forward("user:alice")).auth(bearer(&alice)),
+        row("ping with an anonymous token", "GET", "/v2/", Want::Forward("anonymous")).auth(bearer(&anonymous)),
+        row("public pull, no token", "GET", "/v2/library/public/manifests/latest", Want::Forward("anonymous")),
+        row("public blob, user", "GET", "/v2/library/public/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000", Want::Forward("user:alice"))
+            .auth(bearer(&alice)),
+        row("private pull, no token", "GET", private, challenge("scope=\"repository:team/private:pull\"")),
+        row("private pull, anonymous token", "GET", private, challenge("error=\"insufficient_scope\""))
+            .auth(bearer(&anonymous)),
+        row("private pull, granted", "GET", private, Want::Forward("user:alice")).auth(bearer(&alice)),
+        row("private tags list, granted", "GET", "/v2/team/private/tags/list", Want::Forward("user:alice"))
+            .auth(bearer(&alice)),
+        row("private pull, access covers it", "HEAD", private, Want::Forward("user:alice")).auth(bearer(&scoped)),
+        row("private pull, access covers another repository", "GET", private, challenge("error=\"insufficient_scope\""))
+            .auth(bearer(&scoped_elsewhere)),
+        row("private pull, not granted", "GET", "/v2/team/other/manifests/latest", reply(404, "NAME_UNKNOWN"))
+            .auth(bearer(&alice)),
+        row("private pull, unknown repository", "GET", "/v2/team/ghost/manifests/latest", reply(404, "NAME_UNKNOWN"))
+            .auth(bearer(&alice)),
+        row("granted user without grants", "GET", private, reply(404, "NAME_UNKNOWN")).auth(bearer(&token("bob"))),
+        row("push, writes off", "PUT", private, reply(405, "UNSUPPORTED")).auth(bearer(&alice)),
+        row("delete, writes off", "DELETE", private, reply(405, "UNSUPPORTED")).auth(bearer(&alice)),
+        row("catalog, no token", "GET", "/v2/_catalog", challenge("scope=\"registry:catalog:*\"")),
+        row("catalog, token without access claim", "GET", "/v2/_catalog", answered()).auth(bearer(&alice)),
+        row("catalog, token scoped to a repository", "GET", "/v2/_catalog", challenge("error=\"insufficient_scope\""))
+            .auth(bearer(&scoped)),
+        row("catalog, registry:catalog:*", "GET", "/v2/_catalog?n=1", answered()).auth(bearer(&catalog_scoped)),
+        row("search, anyone", "GET", "/v1/search?q=team", answered()),
+        row("search with Basic credentials", "GET", "/v1/search?q=team", answered())
+            .auth(Some(b"Basic YWxpY2U6cHc=".to_vec())),
+        row("search from a v2 client", "GET", "/v1/search?q=team", reply(404, "NOT_FOUND"))
+            .header("docker-distribution-api-version", b"registry/2.0"),
+        row("v1 ping", "GET", "/v1/_ping", answered()),
+        row("path bytes that are not text", "GET", "/v2/\u{ff}", reply(400, "NAME_INVALID")),
+        row("repeated authorization", "GET", private, challenge("error=\"invalid_token\""))
+            .auth(bearer(&alice))
+            .header("authorization", b"Bearer x.y.z"),
+    ];
+    check_rows(&mut gate, rows);
+}
+
+#[test]
+fn pushes_follow_the_writers_when_allowed() {
+    let mut gate = Gate::new(settings(json!({"allow_push": true})));
+    let mut fixture = snapshot();
+    fixture
+        .content
+        .writers
+        .insert("alice".into(), vec!["team/private".into()]);
+    let announced = announcement(1, NOW);
+    gate.offer(&fixture.bytes(1), &announced).unwrap();
+    let push_scope = mint(claims(
+        "alice",
+        Some(json!([{"type": "repository", "name": "team/private", "actions": ["pull", "push"]}])),
+    ));
+    let pull_only = mint(claims("alice", Some(pull_access("team/private"))));
+    let upload = "/v2/team/private/blobs/uploads/";
+    let rows = vec![
+        row("writer pushes", "POST", upload, Want::Forward("user:alice")).auth(bearer(&push_scope)),
+        row("writer's token lacks push", "POST", upload, challenge("error=\"insufficient_scope\""))
+            .auth(bearer(&pull_only)),
+        row("reader may not push", "PUT", "/v2/team/private/manifests/v1", reply(404, "NAME_UNKNOWN"))
+            .auth(bearer(&token("bob"))),
+        row("anonymous push", "POST", upload, challenge("scope=\"repository:team/private:pull,push\"")),
+        row("mount after a semicolon", "POST", "/v2/team/private/blobs/uploads/?a=1;mount=sha256:0000000000000000000000000000000000000000000000000000000000000000", reply(400, "UNSUPPORTED"))
+            .auth(bearer(&push_scope)),
+    ];
+    check_rows(&mut gate, rows);
+}
+
+#[test]
+fn forward_strips_what_the_upstream_must_not_see() {
+    let mut gate = ready_gate(json!({}));
+    let alice = format!("Bearer {}", token("alice"));
+    let private = "/v2/team/private/manifests/latest";
+    let headers: [(&str, &[u8]); 2] = [
+        ("authorization", alice.as_bytes()),
+        ("x-registry-gate-identity", b"user:root"),
+    ];
+    let Verdict::Forward(forward) = gate.check(&head("GET", private, &headers), NOW) else {
+        panic!("granted pull must be forwarded");
+    };
+    assert!(forward.remove_identity, "the client's identity header goes");
+    assert!(forward.remove_authorization, "the token stays at the gate");
+    let headers: [(&str, &[u8]); 1] = [("authorization", alice.as_bytes())];
+    let Verdict::Forward(forward) = gate.check(&head("GET", private, &headers), NOW) else {
+        panic!("granted pull must be forwarded");
+    };
+    assert!(
+        !forward.remove_identity,
+        "nothing to remove: no extra host call"
+    );
+
+    let mut keeping = ready_gate(json!({"forward_authorization": true}));
+    let Verdict::Forward(forward) = keeping.check(&head("GET", private, &headers), NOW) else {
+        panic!("granted pull must be forwarded");
+    };
+    assert!(!forward.remove_authorization);
+    assert!(matches!(forward.identity, Cow::Borrowed("user:alice")));
+}
+
+#[test]
+fn no_snapshot_then_stale_then_confirmed() {
+    let mut gate = Gate::new(settings(json!({})));
+    let public = head("GET", "/v2/library/public/manifests/latest", &[]);
+    let status = |verdict: Verdict<'_>| match verdict {
+        Verdict::Forward(_) => 0,
+        Verdict::Respond { reply, .. } => {
+            if reply.status == 503 {
+                assert_eq!(reply.header("retry-after"), Some("7"));
+            }
+            reply.status
+        }
+    };
+    assert_eq!(status(gate.check(&public, NOW)), 503, "nothing installed");
+    assert_eq!(gate.readiness(NOW), Readiness::NoSnapshot);
+    let first = announcement(1, NOW);
+    gate.offer(&snapshot().bytes(1), &first).unwrap();
+    assert_eq!(
+        status(gate.check(&public, NOW + 600)),
+        0,
+        "confirmed 600 s ago"
+    );
+    assert_eq!(
+        gate.readiness(NOW + 601),
+        Readiness::Stale {
+            unconfirmed_secs: 601
+        }
+    );
+    assert_eq!(
+        status(gate.check(&public, NOW + 601)),
+        503,
+        "stale: fail closed"
+    );
+    assert!(
+        !gate.announced(&announcement(1, NOW + 500)),
+        "a confirmation, not news"
+    );
+    assert_eq!(status(gate.check(&public, NOW + 601)), 0, "confirmed again");
+}
+
+#[test]
+fn staleness_counts_only_confirmations_of_the_installed_generation() {
+    let mut gate = ready_gate(json!({}));
+    // The fetcher moved to generation 2, which this worker refuses (an invalid key that a
+    // broken publisher let through): its confirmations must not keep generation 1 fresh.
+    let bad = snapshot().raw_key(json!({"kty": "OKP", "crv": "Ed25519", "x": "!!"}));
+    let second = announcement(2, NOW + 500);
+    assert!(gate.announced(&second));
+    let err = gate.offer(&bad.bytes_unchecked(2), &second).unwrap_err();
+    assert_eq!(err.reason(), "invalid", "{err}");
+    assert_eq!(gate.generation(), Some(&Generation::new("e1", 1)));
+    assert!(
+        !gate.announced(&announcement(2, NOW + 590)),
+        "refused once, not re-read"
+    );
+    assert_eq!(gate.readiness(NOW + 600), Readiness::Ready);
+    assert!(
+        matches!(gate.readiness(NOW + 601), Readiness::Stale { .. }),
+        "generation 1 was last confirmed at NOW"
+    );
+    assert_eq!(gate.counts().rejected, vec![("invalid", 1)]);
+}
+
+#[test]
+fn a_new_generation_revokes_at_once_even_for_cached_tokens() {
+    let mut gate = ready_gate(json!({}));
+    let alice = format!("Bearer {}", token("alice"));
+    let headers: [(&str, &[u8]); 1] = [("authorization", alice.as_bytes())];
+    let private = head("GET", "/v2/team/private/manifests/latest", &headers);
+    assert!(matches!(gate.check(&private, NOW), Verdict::Forward(_)));
+    let second = announcement(2, NOW);
+    assert!(gate.announced(&second));
+    gate.offer(
+        &snapshot().revoke("alice", "team/private").bytes(2),
+        &second,
+    )
+    .unwrap();
+    let Verdict::Respond { reply, outcome } = gate.check(&private, NOW) else {
+        panic!("revoked");
+    };
+    assert_eq!((reply.status, outcome), (404, Outcome::NotFound));
+}
+
+#[test]
+fn a_removed_key_stops_cached_tokens() {
+    let mut gate = ready_gate(json!({}));
+    let alice = format!("Bearer {}", token("alice"));
+    let headers: [(&str, &[u8]); 1] = [("authorization", alice.as_bytes())];
+    let private = head("GET", "/v2/team/private/manifests/latest", &headers);
+    assert!(matches!(gate.check(&private, NOW), Verdict::Forward(_)));
+    let rotated = snapshot().keys(vec![key_spec("gate-2", &signing_key(2))]);
+    gate.offer(&rotated.bytes(2), &announcement(2, NOW))
+        .unwrap();
+    let Verdict::Respond { reply, .. } = gate.check(&private, NOW) else {
+        panic!("the key is gone");
+    };
+    assert_eq!(reply.status, 401);
+}
+
+#[test]
+fn configured_keys_are_not_replaced_by_the_snapshot() {
+    let pinned = key_spec(KID, &signing_key(3));
+    let mut gate = ready_gate(json!({ "keys": [pinned] }));
+    let snapshot_signed = format!("Bearer {}", token("alice"));
+    let pinned_signed = format!(
+        "Bearer {}",
+        mint_with(KID, &signing_key(3), claims("alice", None))
+    );
+    let path = "/v2/team/private/manifests/latest";
+    for (case, authorization, forwarded) in [
+        (
+            "signed by the snapshot's key of a pinned kid",
+            &snapshot_signed,
+            false,
+        ),
+        ("signed by the pinned key", &pinned_signed, true),
+    ] {
+        let headers: [(&str, &[u8]); 1] = [("authorization", authorization.as_bytes())];
+        let verdict = gate.check(&head("GET", path, &headers), NOW);
+        assert_eq!(matches!(verdict, Verdict::Forward(_)), forwarded, "{case}");
+    }
+}
+
+#[test]
+fn refused_snapshots_leave_the_last_good_one_serving() {
+    struct Offer {
+        case: &'static str,
+        bytes: Vec<u8>,
+        generation: u64,
+        reason: &'static str,
+    }
+    let symmetric =
+        snapshot().raw_key(json!({"kty": "oct", "k": URL_SAFE_NO_PAD.encode([7_u8; 32])}));
+    let mut hs = symmetric.clone();
+    if let Some(key) = hs.content.keys.last_mut() {
+        key.alg = Algorithm::HS256;
+    }
+    let mut empty = snapshot();
+    empty.content = Content::default();
+    let offers = [
+        Offer {
+            case: "not JSON",
+            bytes: b"{".to_vec(),
+            generation: 2,
+            reason: "malformed",
+        },
+        Offer {
+            case: "older generation",
+            bytes: snapshot().bytes(1),
+            generation: 1,
+            reason: "not_newer",
+        },
+        Offer {
+            case: "an oct key under an asymmetric alg",
+            bytes: symmetric.bytes_unchecked(3),
+            generation: 3,
+            reason: "invalid",
+        },
+        Offer {
+            case: "an HS256 key",
+            bytes: hs.bytes_unchecked(4),
+            generation: 4,
+            reason: "invalid",
+        },
+        Offer {
+            case: "a wipe without allow_empty",
+            bytes: empty.bytes_unchecked(5),
+            generation: 5,
+            reason: "suspiciously_empty",
+        },
+    ];
+    let mut gate = ready_gate(json!({}));
+    for offer in offers {
+        let err = gate
+            .offer(&offer.bytes, &announcement(offer.generation, NOW))
+            .unwrap_err();
+        assert_eq!(err.reason(), offer.reason, "{}: {err}", offer.case);
+        assert_eq!(
+            gate.generation(),
+            Some(&Generation::new("e1", 1)),
+            "{}",
+            offer.case
+        );
+    }
+    assert!(matches!(
+        gate.check(
+            &head("GET", "/v2/library/public/manifests/latest", &[]),
+            NOW
+        ),
+        Verdict::Forward(_)
+    ));
+}
+
+#[test]
+fn outcomes_and_token_failures_are_counted() {
+    let mut gate = ready_gate(json!({}));
+    let garbage: [(&str, &[u8]); 1] = [("authorization", b"Bearer nope")];
+    let private = "/v2/team/private/manifests/latest";
+    let _ = gate.check(
+        &head("GET", "/v2/library/public/manifests/latest", &[]),
+        NOW,
+    );
+    let _ = gate.check(&head("GET", private, &garbage), NOW);
+    let _ = gate.check(&head("GET", private, &garbage), NOW);
+    let _ = gate.check(&head("GET", "/v1/_ping", &[]), NOW);
+    let _ = gate.internal_error("set header");
+    let counts = gate.counts();
+    let count = |outcome: Outcome| counts.outcomes[outcome.position()];
+    assert_eq!(count(Outcome::Allowed), 1);
+    assert_eq!(count(Outcome::Unauthorized), 2);
+    assert_eq!(count(Outcome::Answered), 1);
+    assert_eq!(count(Outcome::Internal), 1);
+    assert_eq!(
+        count(Outcome::Invalid),
+        0,
+        "internal errors are not the client's"
+    );
+    assert_eq!(counts.token_failures, vec![("bad_format", 2)]);
+    assert_eq!(counts.installed, 1);
+}
+
+#[test]
+fn a_token_valid_within_the_leeway_is_served_from_the_cache() {
+    let mut gate = ready_gate(json!({}));
+    let late = mint(json!({
+        "iss": "registry-gate", "sub": "alice", "aud": "svc", "exp": NOW - 30, "iat": NOW - 300,
+    }));
+    let authorization = format!("Bearer {late}");
+    let headers: [(&str, &[u8]); 1] = [("authorization", authorization.as_bytes())];
+    let private = head("GET", "/v2/team/private/manifests/latest", &headers);
+    for _ in 0..2 {
+        let Verdict::Forward(forward) = gate.check(&private, NOW) else {
+            panic!("within the 60 s leeway");
+        };
+        assert_eq!(forward.identity, "user:alice");
+    }
+    assert!(matches!(
+        gate.check(&private, NOW + 31),
+        Verdict::Respond { .. }
+    ));
+}
+
+#[test]
+fn request_head_from_pairs() {
+    let pairs: [(&[u8], &[u8]); 6] = [
+        (b":method", b"GET"),
+        (b":path", b"/v2/"),
+        (b"authorization", b"Bearer a"),
+        (b"x-http-method-override", b"DELETE"),
+        (b"x-registry-gate-identity", b"user:root"),
+        (b"docker-distribution-api-version", b"registry/2.0"),
+    ];
+    let head = RequestHead::from_pairs(pairs, "x-registry-gate-identity");
+    assert_eq!(head.method, Some(&b"GET"[..]));
+    assert_eq!(head.path, Some(&b"/v2/"[..]));
+    assert_eq!(head.authorization, Some(&b"Bearer a"[..]));
+    assert!(!head.repeated_authorization);
+    assert_eq!(head.method_override, Some("x-http-method-override"));
+    assert!(head.identity_header);
+    assert_eq!(head.api_version, Some(&b"registry/2.0"[..]));
+    let missing = RequestHead::from_pairs([], "x-registry-gate-identity");
+    let mut gate = ready_gate(json!({}));
+    let Verdict::Respond { reply, outcome } = gate.check(&missing, NOW) else {
+        panic!("no :path");
+    };
+    assert_eq!((reply.status, outcome), (400, Outcome::Invalid));
+}
+
+#[test]
+fn pseudo_headers_that_are_not_text_are_refused() {
+    let mut gate = ready_gate(json!({}));
+    for (case, method, path) in [
+        ("path", &b"GET"[..], &b"/v2/team/\xff/manifests/latest"[..]),
+        ("method", &b"G\xffT"[..], &b"/v2/"[..]),
+    ] {
+        let pairs: [(&[u8], &[u8]); 2] = [(b":method", method), (b":path", path)];
+        let head = RequestHead::from_pairs(pairs, "x-registry-gate-identity");
+        let Verdict::Respond { reply, outcome } = gate.check(&head, NOW) else {
+            panic!("{case}: must not be forwarded");
+        };
+        assert_eq!((reply.status, outcome), (400, Outcome::Invalid), "{case}");
+    }
+}
