@@ -36,6 +36,13 @@ fn rejected_so_far(stack: &mut Stack, version: HttpVersion) -> u64 {
     stats.get(name).copied().unwrap_or(0)
 }
 
+/// One request that would be served without the underscore header.
+struct Case<'a> {
+    who: &'static str,
+    name: &'static str,
+    auth: Auth<'a>,
+}
+
 #[test]
 fn underscore_identity_header_is_rejected_before_the_filter_and_the_registry() {
     let mut stack = Stack::start();
@@ -45,14 +52,18 @@ fn underscore_identity_header_is_rejected_before_the_filter_and_the_registry() {
         HttpVersion::Http1,
     );
     let cases = [
-        (
-            "alice, granted private pull",
-            "team/private",
-            Auth::Bearer(&alice),
-        ),
-        ("anonymous, public pull", "library/public", Auth::Anonymous),
+        Case {
+            who: "alice, granted private pull",
+            name: "team/private",
+            auth: Auth::Bearer(&alice),
+        },
+        Case {
+            who: "anonymous, public pull",
+            name: "library/public",
+            auth: Auth::Anonymous,
+        },
     ];
-    for (who, name, auth) in cases {
+    for Case { who, name, auth } in cases {
         let image = stack.image(&format!("{name}:latest")).clone();
         let path = format!("/v2/{name}/manifests/latest");
         for version in HttpVersion::ALL {
