@@ -475,7 +475,8 @@ fn run() -> Result<(), String> {
     let envoy_version = command_line_output(&paths::envoy(), &["--version"]);
     let commit = {
         let hash = git(&["rev-parse", "--short=12", "HEAD"]);
-        if git(&["status", "--porcelain"]).is_empty() {
+        // Untracked files (such as the results file itself) do not change what was measured.
+        if git(&["status", "--porcelain", "--untracked-files=no"]).is_empty() {
             hash
         } else {
             format!("{hash} (with uncommitted changes)")
@@ -582,6 +583,31 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("[bench] FAILED: {err}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_calls_are_summed_over_every_prefix_and_absent_is_none() {
+        let stats = BTreeMap::from([
+            ("wasmcustom.registry_gate.host_calls".to_owned(), 30),
+            ("registry_gate.host_calls".to_owned(), 12),
+            ("http.bench.downstream_rq_total".to_owned(), 7),
+        ]);
+        assert_eq!(sum_suffix(&stats, HOST_CALLS_SUFFIX), Some(42));
+        let without = BTreeMap::from([("http.bench.downstream_rq_total".to_owned(), 7)]);
+        assert_eq!(sum_suffix(&without, HOST_CALLS_SUFFIX), None);
+    }
+
+    #[test]
+    fn every_configuration_has_its_own_template_in_the_tree() {
+        for config in Config::ALL {
+            let template = config.template();
+            assert!(template.is_file(), "{config:?}: {}", template.display());
         }
     }
 }
