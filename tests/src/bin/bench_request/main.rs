@@ -487,8 +487,16 @@ fn run() -> Result<(), String> {
     let envoy_version = command_line_output(&paths::envoy(), &["--version"]);
     let commit = {
         let hash = git(&["rev-parse", "--short=12", "HEAD"]);
-        // Untracked files (such as the results file itself) do not change what was measured.
-        if git(&["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+        // Untracked files and earlier results do not change what was measured.
+        let changes = git(&[
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":(exclude)bench/results",
+        ]);
+        if changes.is_empty() {
             hash
         } else {
             format!("{hash} (with uncommitted changes)")
