@@ -6,8 +6,12 @@
 #   make lint    rustfmt check + clippy (native, and the wasm crates for wasm32-wasip1)
 #   make test    deps + build, then native tests, core tests compiled to wasm, end-to-end tests
 #   make run     deps + build, then the demo stack on loopback (Ctrl-C stops it)
-#   make bench   deps + build, then pull cost through the gateway vs. straight from the registry
-#                (tests/src/bin/bench_pull.rs; BENCH_ITERATIONS, BENCH_REQUESTS)
+#   make bench   deps + build, then the request path: Envoy with no filter, with a no-op Rust wasm
+#                filter and with registry-gate, interleaved (tests/src/bin/bench_request/;
+#                BENCH_ROUNDS, BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS);
+#                writes bench/results/latest.md
+#   make bench-pull  deps + build, then pull cost through the gateway vs. straight from the
+#                registry (tests/src/bin/bench_pull.rs; BENCH_ITERATIONS, BENCH_REQUESTS)
 #
 # Sub-steps of `test` can be run alone once deps and build are done:
 #   make test-native test-wasm test-e2e
@@ -21,7 +25,7 @@ CARGO ?= cargo
 CARGO_HOME ?= $(HOME)/.cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-APT_PACKAGES := redis-server docker-registry skopeo podman curl openssl ca-certificates
+APT_PACKAGES := redis-server docker-registry skopeo podman curl openssl ca-certificates wrk
 RUST_TARGETS := wasm32-wasip1 wasm32-unknown-unknown
 RUST_COMPONENTS := clippy rustfmt
 
@@ -37,13 +41,15 @@ WASM_BINDGEN_TEST_RUNNER := $(CARGO_HOME)/bin/wasm-bindgen-test-runner
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 WASM := $(TARGET_DIR)/wasm32-wasip1/release/registry_gate_wasm.wasm
 SIDECAR := $(TARGET_DIR)/release/registry-gate-sidecar
+# The bench's baseline filter (bench/noop-filter, a workspace member outside default-members).
+NOOP_WASM := $(TARGET_DIR)/wasm32-wasip1/release/registry_gate_bench_noop.wasm
 
 # End-to-end scenarios each start their own Envoy + sidecar + Redis + registry; two at a
 # time fits 2 cores (scenario binaries themselves run one after another).
 E2E_TEST_THREADS ?= 2
 
 .PHONY: deps deps-apt deps-rust deps-envoy deps-wasm-bindgen build fmt lint \
-	test test-native test-wasm test-e2e run bench
+	test test-native test-wasm test-e2e run bench bench-pull
 
 ## deps ----------------------------------------------------------------------------------
 
@@ -98,9 +104,9 @@ deps-wasm-bindgen:
 ## build / fmt / lint ---------------------------------------------------------------------
 
 build:
-	$(CARGO) build --release --target wasm32-wasip1 -p registry-gate-wasm
+	$(CARGO) build --release --target wasm32-wasip1 -p registry-gate-wasm -p registry-gate-bench-noop
 	$(CARGO) build --release -p registry-gate-sidecar
-	@ls -l $(WASM) $(SIDECAR)
+	@ls -l $(WASM) $(NOOP_WASM) $(SIDECAR)
 
 fmt:
 	$(CARGO) fmt --all
@@ -108,7 +114,7 @@ fmt:
 lint: deps-rust
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p registry-gate-core -p registry-gate-wasm --target wasm32-wasip1 --all-targets -- -D warnings
+	$(CARGO) clippy -p registry-gate-core -p registry-gate-wasm -p registry-gate-bench-noop --target wasm32-wasip1 --all-targets -- -D warnings
 
 ## test -----------------------------------------------------------------------------------
 
@@ -119,6 +125,7 @@ test: deps build
 
 test-native:
 	$(CARGO) test --workspace --exclude registry-gate-tests
+	$(CARGO) test -p registry-gate-tests --bin bench_request
 
 test-wasm:
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(WASM_BINDGEN_TEST_RUNNER)" \
@@ -136,5 +143,9 @@ run: deps build
 
 ## bench ----------------------------------------------------------------------------------
 
+# Envoy is pinned to CPU 0 and wrk to CPU 1 (taskset): the machine needs two CPUs.
 bench: deps build
+	$(CARGO) run -p registry-gate-tests --bin bench_request
+
+bench-pull: deps build
 	$(CARGO) run -p registry-gate-tests --bin bench_pull

@@ -149,25 +149,69 @@ pub struct Envoy {
     pub config: PathBuf,
 }
 
+/// How an Envoy process is launched. [`Launch::default`] is what the scenarios use.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// Process name: its log is `<dir>/<name>.log`, its rendered config `<dir>/<name>.yaml`.
+    pub name: String,
+    /// `--concurrency` (worker threads).
+    pub concurrency: u32,
+    /// `--log-level`.
+    pub log_level: String,
+    /// Run under `taskset -c <cpus>` (e.g. `"0"`) so it stays on those CPUs.
+    pub cpus: Option<String>,
+    /// Placeholders beyond [`EnvoyParams::vars`] (e.g. `NOOP_WASM_PATH` for the bench).
+    pub extra_vars: Vec<(&'static str, String)>,
+}
+
+impl Default for Launch {
+    fn default() -> Launch {
+        Launch {
+            name: "envoy".to_owned(),
+            concurrency: 2,
+            log_level: "info".to_owned(),
+            cpus: None,
+            extra_vars: Vec::new(),
+        }
+    }
+}
+
 impl Envoy {
     /// Renders `template` into `dir/envoy.yaml`, starts Envoy and waits for admin `/ready`.
     pub fn start(dir: &Path, template: &Path, params: EnvoyParams) -> Envoy {
-        let config = dir.join("envoy.yaml");
-        render_file(template, &params.vars(), &config);
-        let mut cmd = Command::new(crate::paths::envoy());
+        Envoy::start_with(dir, template, params, &Launch::default())
+    }
+
+    /// Renders `template` into `dir/<launch.name>.yaml`, starts Envoy as `launch` says and
+    /// waits for admin `/ready`.
+    pub fn start_with(dir: &Path, template: &Path, params: EnvoyParams, launch: &Launch) -> Envoy {
+        let config = dir.join(format!("{}.yaml", launch.name));
+        let mut vars = params.vars();
+        vars.extend(launch.extra_vars.iter().cloned());
+        render_file(template, &vars, &config);
+        let envoy = crate::paths::envoy();
+        let mut cmd = match &launch.cpus {
+            // taskset execs Envoy: the child's pid is Envoy's.
+            Some(cpus) => {
+                let mut cmd = Command::new("taskset");
+                cmd.arg("-c").arg(cpus).arg(&envoy);
+                cmd
+            }
+            None => Command::new(&envoy),
+        };
         cmd.arg("-c")
             .arg(&config)
             .arg("--concurrency")
-            .arg("2")
+            .arg(launch.concurrency.to_string())
             // Unique per live Envoy: the admin port is bound by this very process.
             .arg("--base-id")
             .arg(params.admin_port.to_string())
             .arg("--log-level")
-            .arg("info")
+            .arg(&launch.log_level)
             // Access-log lines are asserted on: flush them promptly (Envoy's default is 10 s).
             .arg("--file-flush-interval-msec")
             .arg("100");
-        let mut process = Process::spawn("envoy", cmd, dir);
+        let mut process = Process::spawn(&launch.name, cmd, dir);
         let admin = params.admin_port;
         process.wait_ready("admin /ready = 200", Duration::from_secs(60), || {
             crate::wait::http_ok(admin, "/ready")

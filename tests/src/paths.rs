@@ -163,6 +163,21 @@ pub fn wasm() -> PathBuf {
     path
 }
 
+/// The benchmark's no-op proxy-wasm filter (`bench/noop-filter`), built by `make build`
+/// (`cargo build --release --target wasm32-wasip1 -p registry-gate-bench-noop`).
+pub fn noop_wasm() -> PathBuf {
+    let path = locate(
+        Requirement {
+            what: "no-op bench filter (.wasm)",
+            env: "REGISTRY_GATE_NOOP_WASM",
+            provided_by: "make build",
+        },
+        target_dir().join("wasm32-wasip1/release/registry_gate_bench_noop.wasm"),
+    );
+    note_artifact(&path);
+    path
+}
+
 /// Prints which build artifact a scenario runs and how old it is, so a stale build (tests run
 /// with plain `cargo test` instead of `make test`) is visible in the test output.
 fn note_artifact(path: &Path) {

@@ -1,6 +1,7 @@
 //! Every Envoy bootstrap in the tree (`envoy/**/envoy*.yaml`) passes `envoy --mode validate`
-//! once rendered with real files: a generated certificate and key, and the built filter
-//! `.wasm` (required: validation loads it, and a missing build fails this test loudly).
+//! once rendered with real files: a generated certificate and key, the built filter `.wasm` and
+//! the bench's no-op filter `.wasm` (required: validation loads them, and a missing build fails
+//! this test loudly).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -33,7 +34,9 @@ fn every_envoy_config_in_the_tree_validates() {
         tls_key: tls.server_key.clone(),
         wasm,
     };
-    let vars: BTreeMap<&str, String> = params.vars();
+    let mut vars: BTreeMap<&str, String> = params.vars();
+    // The request benchmark's no-op-filter config (envoy/bench/envoy-request-noop.yaml).
+    vars.insert("NOOP_WASM_PATH", paths::noop_wasm().display().to_string());
     let mut failures = Vec::new();
     for (i, template) in configs.iter().enumerate() {
         let rendered = scenario.file(&format!("rendered-{i}.yaml"));
