@@ -54,7 +54,7 @@ pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, S
 }
 
 /// The HTTP filter's configuration for a listener on `listen_port`.
-pub fn filter_config(listen_port: u16) -> String {
+pub fn filter_config(listen_port: u16, access_log_state: bool) -> String {
     json!({
         "issuer": crate::sidecar::ISSUER,
         "service": crate::sidecar::SERVICE,
@@ -62,8 +62,7 @@ pub fn filter_config(listen_port: u16) -> String {
         "algorithms": ["EdDSA"],
         "max_staleness_secs": 3600,
         "retry_after_secs": 2,
-        // The local stack's access log names the caller and the decision of every request.
-        "access_log_state": true
+        "access_log_state": access_log_state
     })
     .to_string()
 }
@@ -91,6 +90,9 @@ pub struct EnvoyParams {
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub wasm: PathBuf,
+    /// The filter writes identity and decision filter state for the access log (the local
+    /// stack's log names both; the benchmark measures the default, without).
+    pub access_log_state: bool,
 }
 
 impl EnvoyParams {
@@ -103,7 +105,10 @@ impl EnvoyParams {
             ("TLS_CERT", self.tls_cert.display().to_string()),
             ("TLS_KEY", self.tls_key.display().to_string()),
             ("WASM_PATH", self.wasm.display().to_string()),
-            ("FILTER_CONFIG", filter_config(self.listen_port)),
+            (
+                "FILTER_CONFIG",
+                filter_config(self.listen_port, self.access_log_state),
+            ),
             ("FETCHER_CONFIG", fetcher_config()),
         ])
     }

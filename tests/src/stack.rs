@@ -161,6 +161,7 @@ impl Stack {
             tls_cert: tls.server_cert.clone(),
             tls_key: tls.server_key.clone(),
             wasm,
+            access_log_state: true,
         };
         let mut envoy = Envoy::start(&dir, &crate::paths::local_envoy_template(), params);
         if options.snapshot.is_some() {

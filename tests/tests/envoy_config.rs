@@ -33,6 +33,7 @@ fn every_envoy_config_in_the_tree_validates() {
         tls_cert: tls.server_cert.clone(),
         tls_key: tls.server_key.clone(),
         wasm,
+        access_log_state: true,
     };
     let mut vars: BTreeMap<&str, String> = params.vars();
     // The request benchmark's no-op-filter config (envoy/bench/envoy-request-noop.yaml).

@@ -127,6 +127,7 @@ fn render_fills_every_placeholder_and_refuses_gaps() {
         tls_cert: "/c".into(),
         tls_key: "/k".into(),
         wasm: "/w.wasm".into(),
+        access_log_state: true,
     };
     let rendered = envoy::render(&template, &params.vars()).unwrap();
     assert!(!rendered.contains("{{"), "placeholders left:\n{rendered}");

@@ -405,6 +405,7 @@ fn run() -> Result<(), String> {
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             wasm: wasm.clone(),
+            access_log_state: false,
         };
         let launch = Launch {
             name: config.name().to_owned(),
