@@ -6,6 +6,7 @@
 //! unless asked: tests need to see exactly what the gateway answered.
 
 use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStringExt as _;
 use std::process::Command;
 use std::time::Duration;
 
@@ -58,7 +59,8 @@ pub struct Request {
     url: String,
     method: String,
     version: Option<HttpVersion>,
-    headers: Vec<(String, String)>,
+    /// Header values as bytes: tests send values that are not UTF-8.
+    headers: Vec<(String, Vec<u8>)>,
     body: Option<Vec<u8>>,
     cacert: Option<PathBuf>,
     path_as_is: bool,
@@ -88,8 +90,13 @@ impl Request {
         self
     }
 
-    pub fn header(mut self, name: &str, value: &str) -> Request {
-        self.headers.push((name.to_owned(), value.to_owned()));
+    pub fn header(self, name: &str, value: &str) -> Request {
+        self.header_bytes(name, value.as_bytes())
+    }
+
+    /// A header whose value is sent exactly as these bytes (curl passes them through).
+    pub fn header_bytes(mut self, name: &str, value: &[u8]) -> Request {
+        self.headers.push((name.to_owned(), value.to_vec()));
         self
     }
 
@@ -155,7 +162,10 @@ impl Request {
             cmd.arg("--path-as-is");
         }
         for (name, value) in &self.headers {
-            cmd.arg("--header").arg(format!("{name}: {value}"));
+            let mut line = format!("{name}: ").into_bytes();
+            line.extend_from_slice(value);
+            cmd.arg("--header")
+                .arg(std::ffi::OsString::from_vec(line));
         }
         if let Some(body) = &self.body {
             let body_in = scratch.path().join("request-body");
