@@ -8,6 +8,8 @@
 #   make run     deps + build, then the demo stack on loopback (Ctrl-C stops it)
 #   make bench   deps + build, then pull cost through the gateway vs. straight from the registry
 #                (tests/src/bin/bench_pull.rs; BENCH_ITERATIONS, BENCH_REQUESTS)
+#   make fuzz    the core's property tests (filter/core/tests/properties) with FUZZ_CASES cases
+#                each instead of the short CI count, in a release build
 #
 # Sub-steps of `test` can be run alone once deps and build are done:
 #   make test-native test-wasm test-e2e
@@ -43,7 +45,7 @@ SIDECAR := $(TARGET_DIR)/release/registry-gate-sidecar
 E2E_TEST_THREADS ?= 2
 
 .PHONY: deps deps-apt deps-rust deps-envoy deps-wasm-bindgen build fmt lint \
-	test test-native test-wasm test-e2e run bench
+	test test-native test-wasm test-e2e run bench fuzz
 
 ## deps ----------------------------------------------------------------------------------
 
@@ -138,3 +140,13 @@ run: deps build
 
 bench: deps build
 	$(CARGO) run -p registry-gate-tests --bin bench_pull
+
+## fuzz -----------------------------------------------------------------------------------
+
+# The property tests run on every `make test` with a short case count each; this runs them
+# long. PROPTEST_CASES overrides every property's count. A failure is shrunk and saved in
+# filter/core/tests/properties/<module>.proptest-regressions: commit it, it is replayed first.
+FUZZ_CASES ?= 20000
+
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p registry-gate-core --release --test properties
