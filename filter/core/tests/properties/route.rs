@@ -458,6 +458,28 @@ proptest! {
         }
     }
 
+    /// A valid request with a hostile byte or sequence spliced into its path (before any
+    /// query) is never accepted with that byte: acceptances stay in the grammar.
+    #[test]
+    fn near_valid_paths_stay_in_the_grammar(
+        request in valid_request(),
+        at in any::<prop::sample::Index>(),
+        splice in select(&[
+            "%", "%2F", "%2e", "\\", "#", ";", " ", "\t", "\n", "\u{0}", "\u{7f}", "é", "\u{ff0f}",
+            "/", "//", "/./", "/../", ".", "..", "?", "&", "+", "*", ":", "=", "@", "A",
+        ][..]),
+    ) {
+        let bare_len = request.path.find('?').unwrap_or(request.path.len());
+        let at = at.index(bare_len + 1);
+        let mut path = request.path.clone();
+        if path.is_char_boundary(at) {
+            path.insert_str(at, splice);
+        }
+        if let Ok(got) = parse_request(request.method, &path) {
+            check_accepted(request.method, &path, &got)?;
+        }
+    }
+
     /// Keyword soup under `/v2/` and `/v1/`: never `NotRegistry` (a registry path is never
     /// forwarded unauthorized), never a panic, and acceptances stay in the grammar.
     #[test]
