@@ -398,7 +398,7 @@ fn soup_path(prefix: &'static [&'static str]) -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(2048))]
 
     /// Any method and any path: no panic, and an acceptance satisfies `check_accepted`.
     #[test]

@@ -267,7 +267,7 @@ fn hex_sha256(bytes: &[u8]) -> String {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(512))]
 
     /// Arbitrary bytes: no panic. (An acceptance would have to be a valid envelope.)
     #[test]

@@ -927,7 +927,7 @@ fn dotted() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(2048))]
 
     /// Any string is refused, under settings that let long inputs reach the splitter.
     #[test]
@@ -1006,18 +1006,24 @@ proptest! {
 proptest! {
     #![proptest_config(config(16))]
 
-    /// Huge inputs (up to 1 MiB of dots or base64url text): refused, under a size cap that
-    /// lets them through to the splitter and under the default 8 KiB cap.
+    /// Huge inputs (up to 1 MiB of dots, base64url text, or three long base64url segments):
+    /// refused, under the default 8 KiB cap and under a cap that lets them through to the
+    /// splitter and the decoders.
     #[test]
     fn huge_inputs_are_refused(
         unit in prop_oneof![Just(".".to_owned()), "[A-Za-z0-9_.-]{1,16}", "\\PC{1,4}"],
         len in 8 * 1024..=1024 * 1024_usize,
     ) {
         let token: String = unit.repeat(len / unit.len() + 1);
+        let segment = "eyJ".repeat(len / 9 + 1);
+        let segments = format!("{segment}.{segment}.{segment}");
         let mut settings = default_settings();
-        prop_assert!(verify(&settings, &fixture().ring, &token, NOW).is_err());
-        settings.max_token_bytes = usize::MAX;
-        prop_assert!(verify(&settings, &fixture().ring, &token, NOW).is_err());
+        for token in [&token, &segments] {
+            settings.max_token_bytes = 8 * 1024;
+            prop_assert!(verify(&settings, &fixture().ring, token, NOW).is_err());
+            settings.max_token_bytes = usize::MAX;
+            prop_assert!(verify(&settings, &fixture().ring, token, NOW).is_err());
+        }
     }
 }
 
