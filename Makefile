@@ -6,12 +6,19 @@
 #   make lint    rustfmt check + clippy (native, and the wasm crates for wasm32-wasip1)
 #   make test    deps + build, then native tests, core tests compiled to wasm, end-to-end tests
 #   make run     deps + build, then the demo stack on loopback (Ctrl-C stops it)
+<<<<<<< HEAD
 #   make bench   deps + build, then the request path: Envoy with no filter, with a no-op Rust wasm
 #                filter and with registry-gate, interleaved (tests/src/bin/bench_request/;
 #                BENCH_ROUNDS, BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS);
 #                writes bench/results/latest.md
 #   make bench-pull  deps + build, then pull cost through the gateway vs. straight from the
 #                registry (tests/src/bin/bench_pull.rs; BENCH_ITERATIONS, BENCH_REQUESTS)
+=======
+#   make bench   deps + build, then pull cost through the gateway vs. straight from the registry
+#                (tests/src/bin/bench_pull.rs; BENCH_ITERATIONS, BENCH_REQUESTS)
+#   make fuzz    the core's property tests (filter/core/tests/properties) with FUZZ_CASES cases
+#                each instead of the short CI count, in a release build
+>>>>>>> fuzz
 #
 # Sub-steps of `test` can be run alone once deps and build are done:
 #   make test-native test-wasm test-e2e
@@ -49,7 +56,11 @@ NOOP_WASM := $(TARGET_DIR)/wasm32-wasip1/release/registry_gate_bench_noop.wasm
 E2E_TEST_THREADS ?= 2
 
 .PHONY: deps deps-apt deps-rust deps-envoy deps-wasm-bindgen build fmt lint \
+<<<<<<< HEAD
 	test test-native test-wasm test-e2e run bench bench-pull
+=======
+	test test-native test-wasm test-e2e run bench fuzz
+>>>>>>> fuzz
 
 ## deps ----------------------------------------------------------------------------------
 
@@ -149,3 +160,13 @@ bench: deps build
 
 bench-pull: deps build
 	$(CARGO) run -p registry-gate-tests --bin bench_pull
+
+## fuzz -----------------------------------------------------------------------------------
+
+# The property tests run on every `make test` with a short case count each; this runs them
+# long. PROPTEST_CASES overrides every property's count. A failure is shrunk and saved in
+# filter/core/tests/properties/<module>.proptest-regressions: commit it, it is replayed first.
+FUZZ_CASES ?= 20000
+
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p registry-gate-core --release --test properties
