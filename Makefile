@@ -6,19 +6,14 @@
 #   make lint    rustfmt check + clippy (native, and the wasm crates for wasm32-wasip1)
 #   make test    deps + build, then native tests, core tests compiled to wasm, end-to-end tests
 #   make run     deps + build, then the demo stack on loopback (Ctrl-C stops it)
-<<<<<<< HEAD
 #   make bench   deps + build, then the request path: Envoy with no filter, with a no-op Rust wasm
 #                filter and with registry-gate, interleaved (tests/src/bin/bench_request/;
 #                BENCH_ROUNDS, BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS);
 #                writes bench/results/latest.md
 #   make bench-pull  deps + build, then pull cost through the gateway vs. straight from the
 #                registry (tests/src/bin/bench_pull.rs; BENCH_ITERATIONS, BENCH_REQUESTS)
-=======
-#   make bench   deps + build, then pull cost through the gateway vs. straight from the registry
-#                (tests/src/bin/bench_pull.rs; BENCH_ITERATIONS, BENCH_REQUESTS)
 #   make fuzz    the core's property tests (filter/core/tests/properties) with FUZZ_CASES cases
 #                each instead of the short CI count, in a release build
->>>>>>> fuzz
 #
 # Sub-steps of `test` can be run alone once deps and build are done:
 #   make test-native test-wasm test-e2e
@@ -56,11 +51,7 @@ NOOP_WASM := $(TARGET_DIR)/wasm32-wasip1/release/registry_gate_bench_noop.wasm
 E2E_TEST_THREADS ?= 2
 
 .PHONY: deps deps-apt deps-rust deps-envoy deps-wasm-bindgen build fmt lint \
-<<<<<<< HEAD
-	test test-native test-wasm test-e2e run bench bench-pull
-=======
-	test test-native test-wasm test-e2e run bench fuzz
->>>>>>> fuzz
+	test test-native test-wasm test-e2e run bench bench-pull fuzz
 
 ## deps ----------------------------------------------------------------------------------
 
