@@ -5,8 +5,8 @@
 //! any HTTP status is an `Ok(Response)`. It must never follow redirects or normalise the path
 //! unless asked: tests need to see exactly what the gateway answered.
 
-use std::path::{Path, PathBuf};
 use std::os::unix::ffi::OsStringExt as _;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -164,8 +164,7 @@ impl Request {
         for (name, value) in &self.headers {
             let mut line = format!("{name}: ").into_bytes();
             line.extend_from_slice(value);
-            cmd.arg("--header")
-                .arg(std::ffi::OsString::from_vec(line));
+            cmd.arg("--header").arg(std::ffi::OsString::from_vec(line));
         }
         if let Some(body) = &self.body {
             let body_in = scratch.path().join("request-body");
