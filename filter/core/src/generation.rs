@@ -193,7 +193,9 @@ mod tests {
             },
         ];
         for row in rows {
-            let want = row.want.map(|(epoch, number)| Generation::new(epoch, number));
+            let want = row
+                .want
+                .map(|(epoch, number)| Generation::new(epoch, number));
             assert_eq!(Generation::parse(row.text), want, "{}", row.case);
         }
     }
@@ -220,7 +222,11 @@ mod tests {
             ("empty", "", false),
         ];
         for (case, header, want) in rows {
-            assert_eq!(Preconditions::parse(header).matches(&current), want, "{case}");
+            assert_eq!(
+                Preconditions::parse(header).matches(&current),
+                want,
+                "{case}"
+            );
         }
     }
 
