@@ -25,6 +25,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use registry_gate_core::generation::{Generation, Preconditions};
 use registry_gate_core::reply::{self, Code, Reply};
 use registry_gate_core::scope::{parse_scopes, ResourceScope};
 use registry_gate_core::snapshot::Content;
@@ -32,7 +33,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::cache::{Current, Tag, View};
+use crate::cache::{Current, View};
 use crate::publisher::{PublishError, Request};
 use crate::state::{stopping, AppState};
 use crate::store::StoreError;
@@ -74,7 +75,7 @@ pub enum ApiError {
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
     #[error("the snapshot changed: If-Match does not name the current generation")]
-    PreconditionFailed { current: Option<Tag> },
+    PreconditionFailed { current: Option<Generation> },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -250,15 +251,15 @@ fn snapshot_response(current: &Current) -> Response {
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if let Ok(etag) = HeaderValue::from_str(&current.tag().etag()) {
+    if let Ok(etag) = HeaderValue::from_str(&current.generation().etag()) {
         headers.insert(ETAG, etag);
     }
     response
 }
 
-fn not_modified(tag: &Tag) -> Response {
+fn not_modified(generation: &Generation) -> Response {
     let mut response = StatusCode::NOT_MODIFIED.into_response();
-    if let Ok(etag) = HeaderValue::from_str(&tag.etag()) {
+    if let Ok(etag) = HeaderValue::from_str(&generation.etag()) {
         response.headers_mut().insert(ETAG, etag);
     }
     response
@@ -272,6 +273,18 @@ fn ready(view: &View) -> Result<std::sync::Arc<Current>, ApiError> {
         View::Ready(current) => Ok(std::sync::Arc::clone(current)),
         View::Empty { .. } => Err(ApiError::NoSnapshot),
         View::Unknown => Err(ApiError::NotLoaded),
+    }
+}
+
+/// Whether a fetcher holding `known` already has `current` or something newer in the same
+/// epoch (or sent `*`): behind a load balancer a fetcher may hold a generation this instance
+/// has not polled yet; it then waits for a newer one.
+fn covers(known: &Preconditions, current: &Generation) -> bool {
+    match known {
+        Preconditions::Any => true,
+        Preconditions::Tags(held) => held
+            .iter()
+            .any(|h| h.epoch == current.epoch && h.number >= current.number),
     }
 }
 
@@ -297,25 +310,28 @@ async fn get_snapshot(
         }
     }
     let current = ready(&changes.borrow_and_update())?;
-    let Some(known) = header_text(&headers, &IF_NONE_MATCH).map(Tag::parse_list) else {
+    let Some(known) = header_text(&headers, &IF_NONE_MATCH).map(Preconditions::parse) else {
         return Ok(snapshot_response(&current));
     };
-    if !known.covers(&current.tag()) {
+    if !covers(&known, &current.generation()) {
         return Ok(snapshot_response(&current));
     }
     if wait.is_zero() {
-        return Ok(not_modified(&current.tag()));
+        return Ok(not_modified(&current.generation()));
     }
     let mut shutdown = state.inner.shutdown.clone();
-    let changed = |view: &View| view.tag().is_none_or(|tag| !known.covers(&tag));
+    let changed = |view: &View| {
+        view.generation()
+            .is_none_or(|generation| !covers(&known, &generation))
+    };
     tokio::select! {
         _ = tokio::time::timeout(wait, async { changes.wait_for(changed).await.is_ok() }) => {}
         () = stopping(&mut shutdown) => {}
     }
     let view = changes.borrow().clone();
     let latest = ready(&view)?;
-    if known.covers(&latest.tag()) {
-        Ok(not_modified(&latest.tag()))
+    if covers(&known, &latest.generation()) {
+        Ok(not_modified(&latest.generation()))
     } else {
         Ok(snapshot_response(&latest))
     }
@@ -386,7 +402,7 @@ async fn put_snapshot(
     let if_match = match headers.get(IF_MATCH) {
         None => None,
         Some(value) => {
-            Some(Tag::parse_list(value.to_str().map_err(|_| {
+            Some(Preconditions::parse(value.to_str().map_err(|_| {
                 ApiError::BadRequest("If-Match is not valid text".into())
             })?))
         }
@@ -406,8 +422,8 @@ async fn put_snapshot(
         })
         .await?;
     let body = serde_json::to_vec(&PublishedBody {
-        epoch: &published.tag.epoch,
-        generation: published.tag.generation,
+        epoch: &published.generation.epoch,
+        generation: published.generation.number,
         changed: published.changed,
     })
     .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -415,7 +431,7 @@ async fn put_snapshot(
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Ok(etag) = HeaderValue::from_str(&published.tag.etag()) {
+    if let Ok(etag) = HeaderValue::from_str(&published.generation.etag()) {
         response.headers_mut().insert(ETAG, etag);
     }
     Ok(response)

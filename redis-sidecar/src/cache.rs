@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use registry_gate_core::generation::Generation;
 use registry_gate_core::index::Index;
 use registry_gate_core::snapshot::{self, Content, Header, SnapshotError};
 use tokio::sync::{watch, Mutex};
@@ -41,83 +42,9 @@ impl Current {
         })
     }
 
-    pub fn tag(&self) -> Tag {
-        Tag {
-            epoch: self.header.epoch.clone(),
-            generation: self.header.generation,
-        }
-    }
-}
-
-/// The identity of a generation: what an ETag names.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Tag {
-    pub epoch: String,
-    pub generation: u64,
-}
-
-impl Tag {
-    /// The quoted ETag form `"<epoch>.<generation>"`.
-    pub fn etag(&self) -> String {
-        format!("\"{}.{}\"", self.epoch, self.generation)
-    }
-
-    /// Parses one entity tag (`"<epoch>.<generation>"`, optionally weak `W/"..."`).
-    pub fn parse(text: &str) -> Option<Tag> {
-        let text = text.trim();
-        let text = text.strip_prefix("W/").unwrap_or(text);
-        let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-        let (epoch, generation) = inner.rsplit_once('.')?;
-        if epoch.is_empty() || epoch.contains('"') {
-            return None;
-        }
-        if generation.is_empty() || !generation.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        Some(Tag {
-            epoch: epoch.to_owned(),
-            generation: generation.parse().ok()?,
-        })
-    }
-
-    /// Parses an `If-None-Match` / `If-Match` list: `*` or comma-separated entity tags.
-    /// Unparseable members are kept as non-matching (they name no generation of ours).
-    pub fn parse_list(header: &str) -> TagList {
-        if header.trim() == "*" {
-            return TagList::Any;
-        }
-        TagList::Tags(header.split(',').filter_map(Tag::parse).collect())
-    }
-}
-
-/// A parsed precondition header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TagList {
-    /// `*`: any current representation.
-    Any,
-    Tags(Vec<Tag>),
-}
-
-impl TagList {
-    /// Whether the list names `tag` exactly (or is `*`): the `If-Match` test.
-    pub fn matches(&self, tag: &Tag) -> bool {
-        match self {
-            TagList::Any => true,
-            TagList::Tags(tags) => tags.iter().any(|t| t == tag),
-        }
-    }
-
-    /// Whether a fetcher holding these tags already has `tag` or something newer in the same
-    /// epoch (or sent `*`): the `If-None-Match` test. Behind a load balancer a fetcher may
-    /// hold a generation this instance has not polled yet; it then waits for a newer one
-    /// instead of being handed an older snapshot it would refuse.
-    pub fn covers(&self, tag: &Tag) -> bool {
-        match self {
-            TagList::Any => true,
-            TagList::Tags(tags) => tags
-                .iter()
-                .any(|t| t.epoch == tag.epoch && t.generation >= tag.generation),
-        }
+    /// The identity this generation is served under (its `ETag`).
+    pub fn generation(&self) -> Generation {
+        Generation::new(self.header.epoch.clone(), self.header.generation)
     }
 }
 
@@ -141,8 +68,8 @@ impl View {
         }
     }
 
-    pub fn tag(&self) -> Option<Tag> {
-        self.current().map(|c| c.tag())
+    pub fn generation(&self) -> Option<Generation> {
+        self.current().map(|c| c.generation())
     }
 
     fn epoch(&self) -> Option<&str> {
@@ -180,7 +107,7 @@ pub struct Cache {
     update: Mutex<()>,
     /// The last (epoch, generation) that failed to decode, so a broken body is reported
     /// once rather than every 100 ms.
-    refused: std::sync::Mutex<Option<Tag>>,
+    refused: std::sync::Mutex<Option<Generation>>,
 }
 
 impl Default for Cache {
@@ -246,11 +173,8 @@ impl Cache {
             });
             return Ok(self.view());
         };
-        let wanted = Tag {
-            epoch: state.epoch.clone(),
-            generation,
-        };
-        if self.view().tag().as_ref() == Some(&wanted) {
+        let wanted = Generation::new(state.epoch.clone(), generation);
+        if self.view().generation().as_ref() == Some(&wanted) {
             return Ok(self.view());
         }
         if self
@@ -294,13 +218,13 @@ impl Cache {
         Ok(self.view())
     }
 
-    fn refuse(&self, tag: Tag, error: SnapshotError) -> RefreshError {
+    fn refuse(&self, wanted: Generation, error: SnapshotError) -> RefreshError {
         if let Ok(mut refused) = self.refused.lock() {
-            *refused = Some(tag.clone());
+            *refused = Some(wanted.clone());
         }
         RefreshError::Refused {
-            epoch: tag.epoch,
-            generation: tag.generation,
+            epoch: wanted.epoch,
+            generation: wanted.number,
             error,
         }
     }
@@ -308,89 +232,5 @@ impl Cache {
     /// The epoch the view belongs to, if known.
     pub fn epoch(&self) -> Option<String> {
         self.tx.borrow().epoch().map(str::to_owned)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn etag_parsing() {
-        type Case<'a> = (&'a str, &'a str, Option<(&'a str, u64)>);
-        let cases: &[Case] = &[
-            ("plain", "\"abc.7\"", Some(("abc", 7))),
-            ("weak", "W/\"abc.7\"", Some(("abc", 7))),
-            ("spaces", "  \"abc.7\" ", Some(("abc", 7))),
-            (
-                "dotted epoch splits on last dot",
-                "\"a.b.3\"",
-                Some(("a.b", 3)),
-            ),
-            ("unquoted", "abc.7", None),
-            ("no generation", "\"abc.\"", None),
-            ("no epoch", "\".7\"", None),
-            ("no dot", "\"abc7\"", None),
-            ("signed generation", "\"abc.+7\"", None),
-            ("non-numeric generation", "\"abc.x\"", None),
-            ("overflow", "\"abc.99999999999999999999999\"", None),
-            ("empty", "", None),
-        ];
-        for (name, text, want) in cases {
-            let got = Tag::parse(text);
-            let want = want.map(|(epoch, generation)| Tag {
-                epoch: epoch.into(),
-                generation,
-            });
-            assert_eq!(got, want, "case {name}");
-        }
-    }
-
-    #[test]
-    fn etag_round_trip() {
-        let tag = Tag {
-            epoch: "00ff".into(),
-            generation: 12,
-        };
-        assert_eq!(tag.etag(), "\"00ff.12\"");
-        assert_eq!(Tag::parse(&tag.etag()), Some(tag));
-    }
-
-    #[test]
-    fn tag_lists() {
-        let tag = Tag {
-            epoch: "e".into(),
-            generation: 2,
-        };
-        assert!(Tag::parse_list("*").matches(&tag));
-        assert!(Tag::parse_list("\"e.1\", \"e.2\"").matches(&tag));
-        assert!(Tag::parse_list("garbage, W/\"e.2\"").matches(&tag));
-        assert!(!Tag::parse_list("\"e.1\"").matches(&tag));
-        assert!(!Tag::parse_list("\"f.2\"").matches(&tag));
-        assert!(!Tag::parse_list("").matches(&tag));
-    }
-
-    #[test]
-    fn if_none_match_covers_same_epoch_newer_generations() {
-        let tag = Tag {
-            epoch: "e".into(),
-            generation: 5,
-        };
-        let cases: &[(&str, &str, bool)] = &[
-            ("same", "\"e.5\"", true),
-            ("client ahead of this instance", "\"e.9\"", true),
-            ("client behind", "\"e.4\"", false),
-            ("other epoch", "\"f.9\"", false),
-            ("star", "*", true),
-            ("list with one covering", "\"f.1\", \"e.6\"", true),
-            ("garbage", "nonsense", false),
-        ];
-        for (name, header, want) in cases {
-            assert_eq!(Tag::parse_list(header).covers(&tag), *want, "case {name}");
-        }
-        assert!(
-            !Tag::parse_list("\"e.9\"").matches(&tag),
-            "If-Match stays exact"
-        );
     }
 }

@@ -7,9 +7,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use registry_gate_core::generation::Generation;
 use tokio::sync::watch;
 
-use crate::cache::{Cache, Tag, View};
+use crate::cache::{Cache, View};
 use crate::config::{Config, SyncSecret};
 use crate::publisher::Publisher;
 use crate::store::{Store, StoreError};
@@ -96,12 +97,12 @@ impl AppState {
                 health.redis_ok = true;
                 health.last_error = None;
                 if let View::Ready(current) = view {
-                    let tag = current.tag();
-                    if health.key_checked.as_ref() != Some(&tag) {
-                        health.key_checked = Some(tag.clone());
+                    let generation = current.generation();
+                    if health.key_checked.as_ref() != Some(&generation) {
+                        health.key_checked = Some(generation.clone());
                         match self.inner.publisher.ensure_own_key(&current).await {
                             Ok(Some(published)) => tracing::info!(
-                                generation = published.tag.generation,
+                                generation = published.generation.number,
                                 "republished the current snapshot with this sidecar's key"
                             ),
                             Ok(None) => {}
@@ -113,7 +114,7 @@ impl AppState {
                                 }
                                 tracing::warn!(
                                     %error,
-                                    etag = %tag.etag(),
+                                    generation = %generation,
                                     "could not add this sidecar's key to the current snapshot"
                                 );
                             }
@@ -158,5 +159,5 @@ pub struct PollHealth {
     redis_ok: bool,
     last_error: Option<String>,
     /// The generation whose key set was last examined.
-    key_checked: Option<Tag>,
+    key_checked: Option<Generation>,
 }

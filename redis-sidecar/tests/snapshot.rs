@@ -63,6 +63,11 @@ async fn publish_then_get_serves_the_stored_envelope_with_its_etag() {
     let epoch = body["epoch"].as_str().unwrap().to_owned();
     let etag = format!("\"{epoch}.1\"");
     assert_eq!(published.etag().as_deref(), Some(etag.as_str()));
+    assert_eq!(
+        parse_etag(&etag),
+        (epoch.clone(), 1),
+        "the core's Generation parses what the sidecar serves"
+    );
 
     let reply = sidecar.get(None, "").await;
     assert_eq!(reply.status, StatusCode::OK);

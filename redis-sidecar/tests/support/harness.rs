@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use registry_gate_core::generation::Generation;
 use registry_gate_core::snapshot::{self, Content, Repository, Snapshot};
 use registry_gate_sidecar::keys::SigningKey;
 use registry_gate_sidecar::{Cli, Command as SidecarCommand, Config};
@@ -425,9 +426,10 @@ pub fn content(repositories: &[(&str, bool)], users: &[(&str, &[&str])]) -> Valu
     serde_json::to_value(content).unwrap()
 }
 
-/// `(epoch, generation)` of an ETag.
+/// `(epoch, generation)` of an ETag, parsed by the core's one definition (so every test
+/// also checks that what the sidecar serves is what the filter's fetcher can parse).
 pub fn parse_etag(etag: &str) -> (String, u64) {
-    let inner = etag.trim_matches('"');
-    let (epoch, generation) = inner.rsplit_once('.').unwrap();
-    (epoch.to_owned(), generation.parse().unwrap())
+    let generation = Generation::parse(etag)
+        .unwrap_or_else(|| panic!("{etag:?} is not a generation entity tag"));
+    (generation.epoch, generation.number)
 }
