@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /healthz` | 200 `ok` while the process runs |
 //! | `GET /readyz` | 200 when Redis answers `PING`, else 503 |
-//! | `GET /v1/snapshot[?wait=SECS]` | 200 envelope + `ETag`; 304 when `If-None-Match` names the current generation or a newer one of the same epoch (after long-polling up to `wait`); 503 + `Retry-After` before the first publish |
+//! | `GET /v1/snapshot[?wait=SECS]` | 200 envelope + `ETag`; 304 only when `If-None-Match` names exactly the current generation (after long-polling up to `wait` while it stays current); 503 + `Retry-After` before the first publish and after a rewound history started a new epoch |
 //! | `PUT /v1/snapshot[?allow_empty=true]` | bearer-secret only; 200 `{"epoch","generation","changed"}` + `ETag`; 400 bad body, 401, 409 would empty, 412 stale `If-Match`, 413, 503 Redis |
 //! | `GET /v2/token` | Docker token spec; 200 token, 400 `UNSUPPORTED` (unknown service or malformed scope), 401 `UNAUTHORIZED`, 503 `UNAVAILABLE` |
 //!
@@ -276,19 +276,23 @@ fn ready(view: &View) -> Result<std::sync::Arc<Current>, ApiError> {
     }
 }
 
-/// Whether a fetcher holding `known` already has `current` or something newer in the same
-/// epoch (or sent `*`): behind a load balancer a fetcher may hold a generation this instance
-/// has not polled yet; it then waits for a newer one.
-fn covers(known: &Preconditions, current: &Generation) -> bool {
-    match known {
-        Preconditions::Any => true,
-        Preconditions::Tags(held) => held
-            .iter()
-            .any(|h| h.epoch == current.epoch && h.number >= current.number),
-    }
+/// The newest generation `known` names in the view's epoch beyond what the view holds (any
+/// number when the epoch has no snapshot here): a fetcher that holds it learnt of it from
+/// another instance, or from a history that has since been rewound.
+fn newer_claim(known: &Preconditions, view: &View) -> Option<Generation> {
+    let Preconditions::Tags(held) = known else {
+        return None;
+    };
+    let epoch = view.epoch()?;
+    let number = view.generation().map_or(0, |current| current.number);
+    held.iter()
+        .filter(|h| h.epoch == epoch && h.number > number)
+        .max_by_key(|h| h.number)
+        .cloned()
 }
 
-/// `GET /v1/snapshot[?wait=SECS]`.
+/// `GET /v1/snapshot[?wait=SECS]`: 304 only when `If-None-Match` names exactly the current
+/// generation; a long-poll waits only while that stays so.
 async fn get_snapshot(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
@@ -301,36 +305,47 @@ async fn get_snapshot(
             .map_err(|_| ApiError::BadRequest(format!("wait={text:?}: expected whole seconds")))?,
     };
     let wait = Duration::from_secs(wait).min(state.inner.long_poll_max);
-    let mut changes = state.inner.cache.subscribe();
+    let known = header_text(&headers, &IF_NONE_MATCH).map(Preconditions::parse);
+    let cache = &state.inner.cache;
+    let mut changes = cache.subscribe();
     if matches!(*changes.borrow(), View::Unknown) {
         // Asked before the poller's first read (just started, or Redis was down): read
         // Redis now rather than answer from ignorance. A failure leaves the view Unknown.
-        if let Err(error) = state.inner.cache.refresh(&state.inner.store).await {
+        if let Err(error) = cache.refresh(&state.inner.store).await {
             tracing::debug!(%error, "snapshot read on demand failed");
         }
     }
+    let claimed = known
+        .as_ref()
+        .and_then(|known| newer_claim(known, &changes.borrow()));
+    if let Some(claimed) = claimed {
+        // Either this instance lags another one's publish, or the store was rewound below
+        // what the fetcher holds; re-reading Redis tells which (and starts a new epoch in
+        // the second case). The rewound content is never served.
+        if let Err(error) = cache.refresh_claimed(&state.inner.store, &claimed).await {
+            tracing::warn!(%error, %claimed, "re-reading the store for a fetcher ahead of this view failed");
+        }
+    }
     let current = ready(&changes.borrow_and_update())?;
-    let Some(known) = header_text(&headers, &IF_NONE_MATCH).map(Preconditions::parse) else {
+    let Some(known) = known else {
         return Ok(snapshot_response(&current));
     };
-    if !covers(&known, &current.generation()) {
+    let held = current.generation();
+    if !known.matches(&held) {
         return Ok(snapshot_response(&current));
     }
     if wait.is_zero() {
-        return Ok(not_modified(&current.generation()));
+        return Ok(not_modified(&held));
     }
     let mut shutdown = state.inner.shutdown.clone();
-    let changed = |view: &View| {
-        view.generation()
-            .is_none_or(|generation| !covers(&known, &generation))
-    };
+    let unchanged = |view: &View| view.generation().as_ref() == Some(&held);
     tokio::select! {
-        _ = tokio::time::timeout(wait, async { changes.wait_for(changed).await.is_ok() }) => {}
+        _ = tokio::time::timeout(wait, async { changes.wait_for(|view| !unchanged(view)).await.is_ok() }) => {}
         () = stopping(&mut shutdown) => {}
     }
     let view = changes.borrow().clone();
     let latest = ready(&view)?;
-    if covers(&known, &latest.generation()) {
+    if known.matches(&latest.generation()) {
         Ok(not_modified(&latest.generation()))
     } else {
         Ok(snapshot_response(&latest))

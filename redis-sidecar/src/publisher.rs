@@ -1,6 +1,7 @@
 //! The publish protocol: turns a validated [`Content`] into the next generation in Redis.
 //!
-//! One publish reads epoch + head, compares the new content's checksum with the current
+//! One publish reads epoch + head (through the cache, which first starts a new epoch if the
+//! store's history was rewound), compares the new content's checksum with the current
 //! snapshot's (equal → nothing is written), checks the caller's precondition and the
 //! empty-snapshot guard, encodes the envelope stamped with `head + 1` and advances the head
 //! with the store's compare-and-set. A conditional publish (`If-Match`) that loses the race
@@ -23,7 +24,7 @@ use registry_gate_core::token::KeySpec;
 use thiserror::Error;
 use tokio::sync::Mutex;
 
-use crate::cache::{Cache, Current};
+use crate::cache::{Cache, Current, RefreshError};
 use crate::keys;
 use crate::store::{CasOutcome, Store, StoreError};
 
@@ -118,7 +119,17 @@ impl Publisher {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let state = self.store.state().await?;
+            let state = self
+                .cache
+                .store_state(&self.store)
+                .await
+                .map_err(|e| match e {
+                    RefreshError::Store(store) => PublishError::Store(store),
+                    RefreshError::RestartContended { attempts, .. } => {
+                        PublishError::Contended(attempts)
+                    }
+                    other => PublishError::Internal(other.to_string()),
+                })?;
             let current_generation = state
                 .head
                 .map(|number| Generation::new(state.epoch.clone(), number));

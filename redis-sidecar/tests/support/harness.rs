@@ -132,6 +132,17 @@ impl Redis {
             .unwrap()
     }
 
+    /// Replaces everything in Redis with `keys` in one transaction, as restoring a backup
+    /// (a `dump`) does: no client ever sees the store half restored.
+    pub fn restore(&self, keys: &[(String, Vec<u8>)]) {
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("FLUSHALL").ignore();
+        for (key, value) in keys {
+            pipe.cmd("SET").arg(key).arg(value).ignore();
+        }
+        let _: () = pipe.query(&mut self.connection()).unwrap();
+    }
+
     /// Every key and its value (all keys are strings in our layout).
     pub fn dump(&self) -> Vec<(String, Vec<u8>)> {
         let mut conn = self.connection();
