@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /healthz` | 200 `ok` while the process runs |
 //! | `GET /readyz` | 200 when Redis answers `PING`, else 503 |
-//! | `GET /v1/snapshot[?wait=SECS]` | 200 envelope + `ETag`; 304 only when `If-None-Match` names exactly the current generation (after long-polling up to `wait` while it stays current); 503 + `Retry-After` before the first publish and after a rewound history started a new epoch |
+//! | `GET /v1/snapshot[?wait=SECS]` | read secret (or sync secret) as bearer, else 401; 200 envelope + `ETag`; 304 only when `If-None-Match` names exactly the current generation (after long-polling up to `wait` while it stays current); 503 + `Retry-After` before the first publish and after a rewound history started a new epoch |
 //! | `PUT /v1/snapshot[?allow_empty=true]` | bearer-secret only; 200 `{"epoch","generation","changed"}` + `ETag`; 400 bad body, 401, 409 would empty, 412 stale `If-Match`, 413, 503 Redis |
 //! | `GET /v2/token` | Docker token spec; 200 token, 400 `UNSUPPORTED` (unknown service or malformed scope), 401 `UNAUTHORIZED`, 503 `UNAVAILABLE` |
 //!
@@ -34,6 +34,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::cache::{Current, View};
+use crate::config::Secret;
 use crate::publisher::{PublishError, Request};
 use crate::state::{stopping, AppState};
 use crate::store::StoreError;
@@ -45,6 +46,8 @@ const RETRY_AFTER_SECS: &str = "1";
 const BASIC_REALM: &str = "Basic realm=\"registry-gate\"";
 /// Realm of the bearer challenge on the sync endpoints.
 const SYNC_REALM: &str = "Bearer realm=\"registry-gate-sync\"";
+/// Realm of the bearer challenge on snapshot reads.
+const READ_REALM: &str = "Bearer realm=\"registry-gate-snapshot\"";
 
 /// The router. Tests drive it without a socket; `run` serves it.
 pub fn router(state: AppState) -> Router {
@@ -70,6 +73,8 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error("missing or wrong sync bearer secret")]
     SyncUnauthorized,
+    #[error("missing or wrong snapshot read bearer secret")]
+    ReadUnauthorized,
     #[error("{0}")]
     BadRequest(String),
     #[error("request body exceeds {0} bytes")]
@@ -129,7 +134,9 @@ impl IntoResponse for ApiError {
                 tracing::warn!(%error, "request failed: snapshot store unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, json_error(&message))
             }
-            ApiError::SyncUnauthorized => (StatusCode::UNAUTHORIZED, json_error(&message)),
+            ApiError::SyncUnauthorized | ApiError::ReadUnauthorized => {
+                (StatusCode::UNAUTHORIZED, json_error(&message))
+            }
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, json_error(&message)),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, json_error(&message)),
             ApiError::PreconditionFailed { .. } => {
@@ -172,6 +179,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::SyncUnauthorized => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(SYNC_REALM));
+            }
+            ApiError::ReadUnauthorized => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(READ_REALM));
             }
             ApiError::Token(TokenFailure::BadCredentials) => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_REALM));
@@ -298,6 +308,12 @@ async fn get_snapshot(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if !bearer_is_one_of(
+        &headers,
+        &[&state.inner.read_secret, &state.inner.sync_secret],
+    ) {
+        return Err(ApiError::ReadUnauthorized);
+    }
     let wait = match query_param(query.as_deref(), "wait") {
         None => 0,
         Some(text) => text
@@ -359,10 +375,11 @@ struct PublishedBody<'a> {
     changed: bool,
 }
 
-/// Checks `Authorization: Bearer <secret>` in constant time (over SHA-256 digests, so the
-/// comparison does not reveal the secret's length either).
-fn check_sync_secret(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let presented = headers
+/// Whether `Authorization: Bearer <secret>` names one of `accepted`, compared in constant
+/// time (over SHA-256 digests, so the comparison does not reveal a secret's length either,
+/// and against every accepted secret, so it does not reveal which one matched).
+fn bearer_is_one_of(headers: &HeaderMap, accepted: &[&Secret]) -> bool {
+    let Some(presented) = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
@@ -371,10 +388,21 @@ fn check_sync_secret(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErr
                 .eq_ignore_ascii_case("bearer")
                 .then(|| token.trim().as_bytes())
         })
-        .ok_or(ApiError::SyncUnauthorized)?;
-    let expected = Sha256::digest(&state.inner.sync_secret.0);
+    else {
+        return false;
+    };
     let presented = Sha256::digest(presented);
-    if bool::from(expected.ct_eq(&presented)) {
+    let matched = accepted
+        .iter()
+        .fold(subtle::Choice::from(0), |matched, secret| {
+            matched | Sha256::digest(&secret.0).ct_eq(&presented)
+        });
+    bool::from(matched)
+}
+
+/// Sync endpoints accept the sync secret only.
+fn check_sync_secret(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if bearer_is_one_of(headers, &[&state.inner.sync_secret]) {
         Ok(())
     } else {
         Err(ApiError::SyncUnauthorized)

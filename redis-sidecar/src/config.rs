@@ -2,7 +2,7 @@
 //! documented default (`--help` shows both), parsed as text by clap and then validated here
 //! into a [`Config`] in one pass that reports every bad setting at once.
 //!
-//! This module owns reading the files the settings name (signing key, htpasswd, sync secret)
+//! This module owns reading the files the settings name (signing key, htpasswd, secrets)
 //! so that a bad file is a startup error, not a runtime surprise. It must never start
 //! anything or touch the network, and never echo a secret in an error.
 
@@ -78,6 +78,10 @@ pub struct ServeArgs {
     /// File holding the bearer secret that PUT requests must present. Required.
     #[arg(long, env = "RG_SYNC_SECRET_FILE", value_name = "PATH")]
     pub sync_secret_file: Option<PathBuf>,
+    /// File holding the bearer secret that `GET /v1/snapshot` must present (the snapshot
+    /// fetcher's `authorization`; the sync secret is accepted too). Required.
+    #[arg(long, env = "RG_READ_SECRET_FILE", value_name = "PATH")]
+    pub read_secret_file: Option<PathBuf>,
     /// Longest long-poll a snapshot fetcher may ask for, in seconds (0..=300).
     #[arg(long, env = "RG_LONG_POLL_MAX_SECS", default_value = "30")]
     pub long_poll_max_secs: String,
@@ -107,7 +111,7 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-/// The shortest sync secret accepted, in bytes.
+/// The shortest secret accepted, in bytes.
 pub const MIN_SECRET_LEN: usize = 16;
 
 /// Validated runtime settings.
@@ -123,20 +127,22 @@ pub struct Config {
     pub token_ttl: Duration,
     pub htpasswd: Option<Htpasswd>,
     /// Bearer secret for PUT endpoints (trailing newline of the file removed).
-    pub sync_secret: SyncSecret,
+    pub sync_secret: Secret,
+    /// Bearer secret for snapshot reads (trailing newline of the file removed).
+    pub read_secret: Secret,
     pub long_poll_max: Duration,
     pub keep_generations: u64,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
 }
 
-/// The sync bearer secret; never printed.
+/// A bearer secret (sync or read); never printed.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SyncSecret(pub Vec<u8>);
+pub struct Secret(pub Vec<u8>);
 
-impl std::fmt::Debug for SyncSecret {
+impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SyncSecret(..)")
+        f.write_str("Secret(..)")
     }
 }
 
@@ -230,6 +236,15 @@ impl Config {
                 .map_err(|e| problems.push(format!("--sync-secret-file/RG_SYNC_SECRET_FILE {e}")))
                 .ok(),
         };
+        let read_secret = match &args.read_secret_file {
+            None => {
+                problems.push("--read-secret-file/RG_READ_SECRET_FILE is required".into());
+                None
+            }
+            Some(path) => read_secret(path)
+                .map_err(|e| problems.push(format!("--read-secret-file/RG_READ_SECRET_FILE {e}")))
+                .ok(),
+        };
         let long_poll = number(
             &mut problems,
             "--long-poll-max-secs/RG_LONG_POLL_MAX_SECS",
@@ -267,7 +282,7 @@ impl Config {
             pool,
             signing_key,
             ttl,
-            secret,
+            (secret, read_secret),
             long_poll,
             keep,
             max_body,
@@ -278,7 +293,7 @@ impl Config {
                 Some(pool),
                 Some(signing_key),
                 Some(ttl),
-                Some(secret),
+                (Some(secret), Some(read_secret)),
                 Some(long_poll),
                 Some(keep),
                 Some(max_body),
@@ -294,6 +309,7 @@ impl Config {
                 token_ttl: Duration::from_secs(ttl),
                 htpasswd,
                 sync_secret: secret,
+                read_secret,
                 long_poll_max: Duration::from_secs(long_poll),
                 keep_generations: keep,
                 max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
@@ -319,7 +335,7 @@ fn number(problems: &mut Vec<String>, flag: &str, text: &str, min: u64, max: u64
     }
 }
 
-fn read_secret(path: &Path) -> Result<SyncSecret, String> {
+fn read_secret(path: &Path) -> Result<Secret, String> {
     let mut bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         bytes.pop();
@@ -339,7 +355,7 @@ fn read_secret(path: &Path) -> Result<SyncSecret, String> {
             path.display()
         ));
     }
-    Ok(SyncSecret(bytes))
+    Ok(Secret(bytes))
 }
 
 #[cfg(test)]
@@ -370,11 +386,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = file(&dir, "key.pem", &SigningKey::generate().unwrap().to_pem());
         let secret = file(&dir, "secret", "0123456789abcdef0123\n");
+        let read = file(&dir, "read", "read-secret-0123456789\r\n");
         let config = Config::from_args(&parse(&[
             "--signing-key",
             &key,
             "--sync-secret-file",
             &secret,
+            "--read-secret-file",
+            &read,
         ]))
         .unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8081");
@@ -389,6 +408,8 @@ mod tests {
         assert_eq!(config.keep_generations, 10);
         assert_eq!(config.max_body_bytes, 67_108_864);
         assert_eq!(config.sync_secret.0, b"0123456789abcdef0123");
+        assert_eq!(config.read_secret.0, b"read-secret-0123456789");
+        assert_eq!(format!("{:?}", config.read_secret), "Secret(..)");
         assert_eq!(config.signing_key.kid().len(), 43, "thumbprint kid");
     }
 
@@ -397,6 +418,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = file(&dir, "key.pem", "not a pem");
         let secret = file(&dir, "secret", "short\n");
+        let read = file(&dir, "read", "has a space in it, and long enough\n");
         let htpasswd = file(
             &dir,
             "htpasswd",
@@ -419,6 +441,8 @@ mod tests {
             &htpasswd,
             "--sync-secret-file",
             &secret,
+            "--read-secret-file",
+            &read,
             "--long-poll-max-secs",
             "abc",
             "--keep-generations",
@@ -438,14 +462,16 @@ mod tests {
             "line 1",
             "line 3",
             "--sync-secret-file",
+            "--read-secret-file",
             "--long-poll-max-secs",
             "--keep-generations",
             "--max-body-bytes",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
-        assert_eq!(error.problems.len(), 12, "{text}");
+        assert_eq!(error.problems.len(), 13, "{text}");
         assert!(!text.contains("short"), "the secret is never echoed");
+        assert!(!text.contains("space in it"), "the secret is never echoed");
     }
 
     #[test]
@@ -454,6 +480,7 @@ mod tests {
         let text = error.to_string();
         assert!(text.contains("--signing-key/RG_SIGNING_KEY is required"));
         assert!(text.contains("--sync-secret-file/RG_SYNC_SECRET_FILE is required"));
+        assert!(text.contains("--read-secret-file/RG_READ_SECRET_FILE is required"));
     }
 
     #[test]
@@ -477,6 +504,7 @@ mod tests {
             "RG_TOKEN_TTL_SECS",
             "RG_HTPASSWD",
             "RG_SYNC_SECRET_FILE",
+            "RG_READ_SECRET_FILE",
             "RG_LONG_POLL_MAX_SECS",
             "RG_KEEP_GENERATIONS",
             "RG_MAX_BODY_BYTES",

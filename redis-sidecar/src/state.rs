@@ -11,7 +11,7 @@ use registry_gate_core::generation::Generation;
 use tokio::sync::watch;
 
 use crate::cache::{Cache, View};
-use crate::config::{Config, SyncSecret};
+use crate::config::{Config, Secret};
 use crate::publisher::Publisher;
 use crate::store::{Store, StoreError};
 use crate::token::{Authenticator, Minter};
@@ -33,7 +33,8 @@ pub(crate) struct Inner {
     pub publisher: Publisher,
     pub authenticator: Authenticator,
     pub minter: Minter,
-    pub sync_secret: SyncSecret,
+    pub sync_secret: Secret,
+    pub read_secret: Secret,
     pub long_poll_max: Duration,
     pub max_body_bytes: usize,
     /// The one wall-clock seam (token times, `published_at`).
@@ -73,6 +74,7 @@ impl AppState {
                     config.token_ttl,
                 ),
                 sync_secret: config.sync_secret,
+                read_secret: config.read_secret,
                 long_poll_max: config.long_poll_max,
                 max_body_bytes: config.max_body_bytes,
                 clock,

@@ -137,9 +137,11 @@ async fn long_poll_wakes_within_a_second_of_a_publish_here_or_on_another_instanc
             let client = waiter.client.clone();
             let url = waiter.url("/v1/snapshot?wait=20");
             let etag = etag.clone();
+            let read_secret = waiter.read_secret.clone();
             tokio::spawn(async move {
                 let response = client
                     .get(url)
+                    .bearer_auth(read_secret)
                     .header("if-none-match", etag)
                     .send()
                     .await
@@ -723,4 +725,136 @@ async fn the_epoch_switch_is_a_compare_and_set() {
         Restart::Moved
     );
     assert_eq!(redis.dump(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_reads_need_the_read_secret() {
+    let redis = Redis::start();
+    let sidecar = Sidecar::start(&redis, Options::default()).await;
+    let published = sidecar
+        .put(&content(&[("team/very-private", true)], &[]), None, "")
+        .await;
+    let etag = published.etag().unwrap();
+    let read = format!("Bearer {}", sidecar.read_secret);
+    let sync = format!("Bearer {}", sidecar.secret);
+    let prefix = format!(
+        "Bearer {}",
+        &sidecar.read_secret[..sidecar.read_secret.len() - 1]
+    );
+    struct Row<'a> {
+        case: &'a str,
+        authorization: Option<&'a str>,
+        long_poll: bool,
+        ok: bool,
+    }
+    let rows = [
+        Row {
+            case: "none",
+            authorization: None,
+            long_poll: false,
+            ok: false,
+        },
+        Row {
+            case: "none, long-poll",
+            authorization: None,
+            long_poll: true,
+            ok: false,
+        },
+        Row {
+            case: "wrong",
+            authorization: Some("Bearer wrong-secret-wrong-secret"),
+            long_poll: false,
+            ok: false,
+        },
+        Row {
+            case: "prefix of the read secret",
+            authorization: Some(&prefix),
+            long_poll: false,
+            ok: false,
+        },
+        Row {
+            case: "read secret as Basic",
+            authorization: Some("Basic cmVhZDpzZWNyZXQ="),
+            long_poll: false,
+            ok: false,
+        },
+        Row {
+            case: "read secret",
+            authorization: Some(&read),
+            long_poll: false,
+            ok: true,
+        },
+        Row {
+            case: "read secret, lower-case scheme",
+            authorization: Some(&read.replacen("Bearer", "bearer", 1)),
+            long_poll: false,
+            ok: true,
+        },
+        Row {
+            case: "sync secret",
+            authorization: Some(&sync),
+            long_poll: false,
+            ok: true,
+        },
+    ];
+    for row in rows {
+        let query = if row.long_poll {
+            "/v1/snapshot?wait=5"
+        } else {
+            "/v1/snapshot"
+        };
+        let mut request = sidecar.client.get(sidecar.url(query));
+        if row.long_poll {
+            request = request.header("if-none-match", &etag);
+        }
+        if let Some(authorization) = row.authorization {
+            request = request.header("authorization", authorization);
+        }
+        let started = Instant::now();
+        let reply = harness::Reply::from(request.send().await.unwrap()).await;
+        if row.ok {
+            assert_eq!(reply.status, StatusCode::OK, "{}", row.case);
+            assert_eq!(reply.etag(), Some(etag.clone()), "{}", row.case);
+            continue;
+        }
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", row.case);
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{}: refused at once",
+            row.case
+        );
+        assert_eq!(
+            reply.json(),
+            json!({"error": "missing or wrong snapshot read bearer secret"}),
+            "{}",
+            row.case
+        );
+        assert_eq!(
+            reply.header("www-authenticate").as_deref(),
+            Some("Bearer realm=\"registry-gate-snapshot\""),
+            "{}",
+            row.case
+        );
+        assert!(
+            reply.etag().is_none(),
+            "{}: no generation revealed",
+            row.case
+        );
+        assert!(
+            !reply.text().contains("very-private"),
+            "{}: no snapshot bytes",
+            row.case
+        );
+    }
+    // The read secret does not open the sync endpoints.
+    let write = sidecar
+        .client
+        .put(sidecar.url("/v1/snapshot"))
+        .header("authorization", &read)
+        .body(serde_json::to_vec(&content(&[("a/x", true)], &[])).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), StatusCode::UNAUTHORIZED);
+    sidecar.stop().await;
 }

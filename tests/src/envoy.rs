@@ -66,15 +66,17 @@ pub fn filter_config(listen_port: u16) -> String {
     .to_string()
 }
 
-/// The snapshot fetcher's configuration.
-pub fn fetcher_config() -> String {
+/// The snapshot fetcher's configuration; `authorization` is the sidecar's read secret (the
+/// fetcher sends `Authorization: Bearer <it>`).
+pub fn fetcher_config(authorization: &str) -> String {
     json!({
         "cluster": "registry_gate_sidecar",
         "authority": "registry-gate-sidecar",
         "path": "/v1/snapshot",
         "wait_secs": 20,
         "timeout_ms": 25000,
-        "retry_ms": 250
+        "retry_ms": 250,
+        "authorization": authorization
     })
     .to_string()
 }
@@ -89,6 +91,8 @@ pub struct EnvoyParams {
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub wasm: PathBuf,
+    /// The sidecar's snapshot read secret, rendered into the fetcher's `authorization`.
+    pub snapshot_read_secret: String,
 }
 
 impl EnvoyParams {
@@ -102,7 +106,7 @@ impl EnvoyParams {
             ("TLS_KEY", self.tls_key.display().to_string()),
             ("WASM_PATH", self.wasm.display().to_string()),
             ("FILTER_CONFIG", filter_config(self.listen_port)),
-            ("FETCHER_CONFIG", fetcher_config()),
+            ("FETCHER_CONFIG", fetcher_config(&self.snapshot_read_secret)),
         ])
     }
 }

@@ -161,6 +161,7 @@ impl Stack {
             tls_cert: tls.server_cert.clone(),
             tls_key: tls.server_key.clone(),
             wasm,
+            snapshot_read_secret: sidecar.files.read_secret.clone(),
         };
         let mut envoy = Envoy::start(&dir, &crate::paths::local_envoy_template(), params);
         if options.snapshot.is_some() {

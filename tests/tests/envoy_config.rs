@@ -32,6 +32,7 @@ fn every_envoy_config_in_the_tree_validates() {
         tls_cert: tls.server_cert.clone(),
         tls_key: tls.server_key.clone(),
         wasm,
+        snapshot_read_secret: registry_gate_tests::sidecar::random_hex(32),
     };
     let vars: BTreeMap<&str, String> = params.vars();
     let mut failures = Vec::new();

@@ -1,6 +1,6 @@
 //! Test harness: a real `redis-server` on a free loopback port and sidecars started through
-//! `registry_gate_sidecar::run` on `127.0.0.1:0`, with their key, htpasswd and sync secret
-//! generated into a temporary directory (nothing secret is committed).
+//! `registry_gate_sidecar::run` on `127.0.0.1:0`, with their key, htpasswd, sync secret and
+//! read secret generated into a temporary directory (nothing secret is committed).
 //!
 //! It fails loudly when `redis-server` is missing rather than skipping, and waits for
 //! readiness with deadlines instead of sleeping.
@@ -202,7 +202,10 @@ impl Default for Options {
 /// A running sidecar.
 pub struct Sidecar {
     pub base: String,
+    /// The sync secret (PUT).
     pub secret: String,
+    /// The read secret (`GET /v1/snapshot`).
+    pub read_secret: String,
     pub key: SigningKey,
     pub service: String,
     pub client: reqwest::Client,
@@ -222,6 +225,9 @@ impl Sidecar {
         let secret = format!("sync-secret-{}", key.kid().replace(['-', '_'], "x"));
         let secret_path = dir.path().join("secret");
         std::fs::write(&secret_path, format!("{secret}\n")).unwrap();
+        let read_secret = format!("read-secret-{}", key.kid().replace(['-', '_'], "y"));
+        let read_secret_path = dir.path().join("read-secret");
+        std::fs::write(&read_secret_path, format!("{read_secret}\n")).unwrap();
         let mut argv: Vec<String> = vec![
             "registry-gate-sidecar".into(),
             "serve".into(),
@@ -233,6 +239,8 @@ impl Sidecar {
             key_path.display().to_string(),
             "--sync-secret-file".into(),
             secret_path.display().to_string(),
+            "--read-secret-file".into(),
+            read_secret_path.display().to_string(),
             "--service".into(),
             "test-registry".into(),
             "--issuer".into(),
@@ -274,6 +282,7 @@ impl Sidecar {
         let sidecar = Sidecar {
             base,
             secret,
+            read_secret,
             key,
             service: "test-registry".into(),
             client: reqwest::Client::new(),
@@ -327,9 +336,12 @@ impl Sidecar {
         Reply::from(request.send().await.unwrap()).await
     }
 
-    /// `GET /v1/snapshot` with optional `If-None-Match`.
+    /// `GET /v1/snapshot` with the read secret and optional `If-None-Match`.
     pub async fn get(&self, if_none_match: Option<&str>, query: &str) -> Reply {
-        let mut request = self.client.get(self.url(&format!("/v1/snapshot{query}")));
+        let mut request = self
+            .client
+            .get(self.url(&format!("/v1/snapshot{query}")))
+            .bearer_auth(&self.read_secret);
         if let Some(tag) = if_none_match {
             request = request.header("if-none-match", tag);
         }
