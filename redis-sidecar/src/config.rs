@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use thiserror::Error;
 
 use crate::keys::SigningKey;
+use crate::tls::Tls;
 use crate::token::Htpasswd;
 
 /// registry-gate sidecar: snapshot distribution over Redis, sync API and Docker token endpoint.
@@ -91,6 +92,13 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes.
     #[arg(long, env = "RG_MAX_BODY_BYTES", default_value = "67108864")]
     pub max_body_bytes: String,
+    /// PEM certificate chain (leaf first) for HTTPS; with --tls-key-file the listener serves
+    /// HTTPS only [default: none, plain HTTP].
+    #[arg(long, env = "RG_TLS_CERT_FILE", value_name = "PATH")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert-file.
+    #[arg(long, env = "RG_TLS_KEY_FILE", value_name = "PATH")]
+    pub tls_key_file: Option<PathBuf>,
     /// Log format: `json` (one object per line) or `text`. Verbosity comes from `RUST_LOG`
     /// (default `info`).
     #[arg(long, env = "RG_LOG_FORMAT", default_value = "json")]
@@ -134,6 +142,8 @@ pub struct Config {
     pub keep_generations: u64,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
+    /// When set, the listener serves HTTPS only.
+    pub tls: Option<Tls>,
 }
 
 /// A bearer secret (sync or read); never printed.
@@ -266,6 +276,20 @@ impl Config {
             1024,
             4 * 1024 * 1024 * 1024,
         );
+        let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Tls::load(cert, key)
+                .map_err(|e| problems.push(format!("--tls-cert-file/--tls-key-file: {e}")))
+                .ok(),
+            (Some(_), None) | (None, Some(_)) => {
+                problems.push(
+                    "--tls-cert-file/RG_TLS_CERT_FILE and --tls-key-file/RG_TLS_KEY_FILE go \
+                     together: give both for HTTPS, or neither"
+                        .into(),
+                );
+                None
+            }
+        };
         let log_format = match args.log_format.as_str() {
             "json" => Some(LogFormat::Json),
             "text" => Some(LogFormat::Text),
@@ -314,6 +338,7 @@ impl Config {
                 keep_generations: keep,
                 max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
                 log_format,
+                tls,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -411,6 +436,10 @@ mod tests {
         assert_eq!(config.read_secret.0, b"read-secret-0123456789");
         assert_eq!(format!("{:?}", config.read_secret), "Secret(..)");
         assert_eq!(config.signing_key.kid().len(), 43, "thumbprint kid");
+        assert!(
+            config.tls.is_none(),
+            "plain HTTP unless both TLS files are given"
+        );
     }
 
     #[test]
@@ -484,6 +513,46 @@ mod tests {
     }
 
     #[test]
+    fn tls_needs_both_files_and_usable_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = file(&dir, "key.pem", &SigningKey::generate().unwrap().to_pem());
+        let secret = file(&dir, "secret", "0123456789abcdef0123\n");
+        let not_pem = file(&dir, "not.pem", "not a certificate\n");
+        let base = [
+            "--signing-key",
+            key.as_str(),
+            "--sync-secret-file",
+            secret.as_str(),
+            "--read-secret-file",
+            secret.as_str(),
+        ];
+        let rows: [(&str, &[&str], &str); 3] = [
+            (
+                "certificate without key",
+                &["--tls-cert-file", &not_pem],
+                "go together",
+            ),
+            (
+                "key without certificate",
+                &["--tls-key-file", &not_pem],
+                "go together",
+            ),
+            (
+                "files that hold no certificate",
+                &["--tls-cert-file", &not_pem, "--tls-key-file", &not_pem],
+                "certificate file",
+            ),
+        ];
+        for (case, extra, needle) in rows {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            let error = Config::from_args(&parse(&args)).unwrap_err();
+            assert_eq!(error.problems.len(), 1, "{case}: {error}");
+            assert!(error.problems[0].contains(needle), "{case}: {error}");
+        }
+    }
+
+    #[test]
     fn environment_variables_are_read() {
         // Each flag's env name is declared; check one end to end through clap.
         let command = <Cli as clap::CommandFactory>::command();
@@ -509,6 +578,8 @@ mod tests {
             "RG_KEEP_GENERATIONS",
             "RG_MAX_BODY_BYTES",
             "RG_LOG_FORMAT",
+            "RG_TLS_CERT_FILE",
+            "RG_TLS_KEY_FILE",
         ] {
             assert!(envs.iter().any(|e| e == name), "{name} not declared");
         }
