@@ -5,14 +5,15 @@
 //! |---|---|
 //! | `GET /healthz` | 200 `ok` while the process runs |
 //! | `GET /readyz` | 200 when Redis answers `PING`, else 503 |
-//! | `GET /v1/snapshot[?wait=SECS]` | read secret (or sync secret) as bearer, else 401; 200 envelope + `ETag`; 304 only when `If-None-Match` names exactly the current generation (after long-polling up to `wait` while it stays current); 503 + `Retry-After` before the first publish and after a rewound history started a new epoch |
+//! | `GET /v1/snapshot[?wait=SECS]` | read secret (or sync secret) as bearer, else 401; 200 envelope + `ETag`; 304 only when `If-None-Match` names exactly the current generation (after long-polling up to `wait` while it stays current); 503 + `Retry-After` before the first publish, after a rewound history started a new epoch, and at once when `--max-long-poll-waiters` requests already wait |
 //! | `PUT /v1/snapshot[?allow_empty=true]` | bearer-secret only; 200 `{"epoch","generation","changed"}` + `ETag`; 400 bad body, 401, 409 would empty, 412 stale `If-Match`, 413, 503 Redis |
-//! | `GET /v2/token` | Docker token spec; 200 token, 400 `UNSUPPORTED` (unknown service or malformed scope), 401 `UNAUTHORIZED`, 503 `UNAVAILABLE` |
+//! | `GET /v2/token` | Docker token spec; 200 token, 400 `UNSUPPORTED` (unknown service or malformed scope), 401 `UNAUTHORIZED`, 503 `UNAVAILABLE` + `Retry-After` (no snapshot yet, or no bcrypt slot within `--login-queue-timeout-ms`) |
 //!
 //! Handlers only translate between HTTP and the other modules. They must never leak
 //! internals in an error body (internal errors are logged, the client gets a fixed text),
 //! never log secrets, and never write to Redis from the token endpoint.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -113,6 +114,9 @@ pub enum TokenFailure {
     /// 503 `UNAVAILABLE` + `Retry-After`.
     #[error("no snapshot published yet; try again shortly")]
     NoSnapshot,
+    /// 503 `UNAVAILABLE` + `Retry-After`: no bcrypt slot within the login queue timeout.
+    #[error("too many logins in progress; try again shortly")]
+    Busy,
     /// 500 `UNKNOWN`; logged.
     #[error("token could not be issued")]
     Internal(String),
@@ -154,7 +158,7 @@ impl IntoResponse for ApiError {
                     | TokenFailure::Scope { .. }
                     | TokenFailure::Query(_) => (400, Code::Unsupported),
                     TokenFailure::BadCredentials => (401, Code::Unauthorized),
-                    TokenFailure::NoSnapshot => (503, Code::Unavailable),
+                    TokenFailure::NoSnapshot | TokenFailure::Busy => (503, Code::Unavailable),
                     TokenFailure::Internal(detail) => {
                         tracing::error!(%detail, "token endpoint internal error");
                         (500, Code::Unavailable)
@@ -174,7 +178,7 @@ impl IntoResponse for ApiError {
             | ApiError::NotLoaded
             | ApiError::Store(_)
             | ApiError::Busy(_)
-            | ApiError::Token(TokenFailure::NoSnapshot) => {
+            | ApiError::Token(TokenFailure::NoSnapshot | TokenFailure::Busy) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
             }
             ApiError::SyncUnauthorized => {
@@ -353,6 +357,13 @@ async fn get_snapshot(
     if wait.is_zero() {
         return Ok(not_modified(&held));
     }
+    // Bounded: beyond the cap a request that would wait is refused at once, so idle
+    // long-polls cannot pile up without limit.
+    let Ok(_waiter) = Arc::clone(&state.inner.long_poll_waiters).try_acquire_owned() else {
+        return Err(ApiError::Busy(
+            "too many snapshot long-polls waiting; try again shortly".into(),
+        ));
+    };
     let mut shutdown = state.inner.shutdown.clone();
     let unchanged = |view: &View| view.generation().as_ref() == Some(&held);
     tokio::select! {
@@ -538,6 +549,10 @@ async fn get_token(
             AuthError::BadCredentials => {
                 tracing::info!("login refused: invalid username or password");
                 TokenFailure::BadCredentials
+            }
+            AuthError::Busy => {
+                tracing::warn!("login refused: no bcrypt slot within the login queue timeout");
+                TokenFailure::Busy
             }
             AuthError::Internal(detail) => TokenFailure::Internal(detail),
         })?;

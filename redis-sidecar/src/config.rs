@@ -86,6 +86,17 @@ pub struct ServeArgs {
     /// Longest long-poll a snapshot fetcher may ask for, in seconds (0..=300).
     #[arg(long, env = "RG_LONG_POLL_MAX_SECS", default_value = "30")]
     pub long_poll_max_secs: String,
+    /// Most snapshot long-polls waiting at once; beyond it a request that would wait gets 503
+    /// + Retry-After at once (1..=1000000).
+    #[arg(long, env = "RG_MAX_LONG_POLL_WAITERS", default_value = "1024")]
+    pub max_long_poll_waiters: String,
+    /// Longest a login waits for a bcrypt slot before it gets 503 + Retry-After, in
+    /// milliseconds (1..=60000).
+    #[arg(long, env = "RG_LOGIN_QUEUE_TIMEOUT_MS", default_value = "2000")]
+    pub login_queue_timeout_ms: String,
+    /// bcrypt verifications run at once (1..=1024) [default: the number of CPUs].
+    #[arg(long, env = "RG_LOGIN_CONCURRENCY")]
+    pub login_concurrency: Option<String>,
     /// Generations kept in Redis, the newest included (2..=10000).
     #[arg(long, env = "RG_KEEP_GENERATIONS", default_value = "10")]
     pub keep_generations: String,
@@ -139,6 +150,9 @@ pub struct Config {
     /// Bearer secret for snapshot reads (trailing newline of the file removed).
     pub read_secret: Secret,
     pub long_poll_max: Duration,
+    pub max_long_poll_waiters: usize,
+    pub login_queue_timeout: Duration,
+    pub login_concurrency: usize,
     pub keep_generations: u64,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
@@ -262,6 +276,31 @@ impl Config {
             0,
             300,
         );
+        let waiters = number(
+            &mut problems,
+            "--max-long-poll-waiters/RG_MAX_LONG_POLL_WAITERS",
+            &args.max_long_poll_waiters,
+            1,
+            1_000_000,
+        );
+        let queue_timeout = number(
+            &mut problems,
+            "--login-queue-timeout-ms/RG_LOGIN_QUEUE_TIMEOUT_MS",
+            &args.login_queue_timeout_ms,
+            1,
+            60_000,
+        );
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let login_concurrency = match &args.login_concurrency {
+            None => Some(cpus as u64),
+            Some(text) => number(
+                &mut problems,
+                "--login-concurrency/RG_LOGIN_CONCURRENCY",
+                text,
+                1,
+                1024,
+            ),
+        };
         let keep = number(
             &mut problems,
             "--keep-generations/RG_KEEP_GENERATIONS",
@@ -307,7 +346,7 @@ impl Config {
             signing_key,
             ttl,
             (secret, read_secret),
-            long_poll,
+            (long_poll, waiters, queue_timeout, login_concurrency),
             keep,
             max_body,
             log_format,
@@ -318,7 +357,7 @@ impl Config {
                 Some(signing_key),
                 Some(ttl),
                 (Some(secret), Some(read_secret)),
-                Some(long_poll),
+                (Some(long_poll), Some(waiters), Some(queue_timeout), Some(login_concurrency)),
                 Some(keep),
                 Some(max_body),
                 Some(log_format),
@@ -335,6 +374,9 @@ impl Config {
                 sync_secret: secret,
                 read_secret,
                 long_poll_max: Duration::from_secs(long_poll),
+                max_long_poll_waiters: usize::try_from(waiters).unwrap_or(usize::MAX),
+                login_queue_timeout: Duration::from_millis(queue_timeout),
+                login_concurrency: usize::try_from(login_concurrency).unwrap_or(1),
                 keep_generations: keep,
                 max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
                 log_format,
@@ -430,6 +472,12 @@ mod tests {
         assert_eq!(config.token_ttl, Duration::from_secs(300));
         assert!(config.htpasswd.is_none());
         assert_eq!(config.long_poll_max, Duration::from_secs(30));
+        assert_eq!(config.max_long_poll_waiters, 1024);
+        assert_eq!(config.login_queue_timeout, Duration::from_millis(2000));
+        assert_eq!(
+            config.login_concurrency,
+            std::thread::available_parallelism().unwrap().get()
+        );
         assert_eq!(config.keep_generations, 10);
         assert_eq!(config.max_body_bytes, 67_108_864);
         assert_eq!(config.sync_secret.0, b"0123456789abcdef0123");
@@ -474,6 +522,12 @@ mod tests {
             &read,
             "--long-poll-max-secs",
             "abc",
+            "--max-long-poll-waiters",
+            "0",
+            "--login-queue-timeout-ms",
+            "0",
+            "--login-concurrency",
+            "many",
             "--keep-generations",
             "1",
             "--max-body-bytes",
@@ -493,12 +547,15 @@ mod tests {
             "--sync-secret-file",
             "--read-secret-file",
             "--long-poll-max-secs",
+            "--max-long-poll-waiters",
+            "--login-queue-timeout-ms",
+            "--login-concurrency",
             "--keep-generations",
             "--max-body-bytes",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
-        assert_eq!(error.problems.len(), 13, "{text}");
+        assert_eq!(error.problems.len(), 16, "{text}");
         assert!(!text.contains("short"), "the secret is never echoed");
         assert!(!text.contains("space in it"), "the secret is never echoed");
     }
@@ -575,6 +632,9 @@ mod tests {
             "RG_SYNC_SECRET_FILE",
             "RG_READ_SECRET_FILE",
             "RG_LONG_POLL_MAX_SECS",
+            "RG_MAX_LONG_POLL_WAITERS",
+            "RG_LOGIN_QUEUE_TIMEOUT_MS",
+            "RG_LOGIN_CONCURRENCY",
             "RG_KEEP_GENERATIONS",
             "RG_MAX_BODY_BYTES",
             "RG_LOG_FORMAT",

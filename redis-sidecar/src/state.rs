@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use registry_gate_core::generation::Generation;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::cache::{Cache, View};
 use crate::config::{Config, Secret};
@@ -36,6 +36,8 @@ pub(crate) struct Inner {
     pub sync_secret: Secret,
     pub read_secret: Secret,
     pub long_poll_max: Duration,
+    /// One permit per snapshot long-poll allowed to wait at once.
+    pub long_poll_waiters: Arc<Semaphore>,
     pub max_body_bytes: usize,
     /// The one wall-clock seam (token times, `published_at`).
     pub clock: fn() -> SystemTime,
@@ -60,13 +62,16 @@ impl AppState {
             config.signing_key.key_spec(),
             clock,
         );
-        let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
                 cache,
                 publisher,
-                authenticator: Authenticator::new(config.htpasswd, concurrency),
+                authenticator: Authenticator::new(
+                    config.htpasswd,
+                    config.login_concurrency,
+                    config.login_queue_timeout,
+                ),
                 minter: Minter::new(
                     config.signing_key,
                     config.issuer,
@@ -76,6 +81,7 @@ impl AppState {
                 sync_secret: config.sync_secret,
                 read_secret: config.read_secret,
                 long_poll_max: config.long_poll_max,
+                long_poll_waiters: Arc::new(Semaphore::new(config.max_long_poll_waiters)),
                 max_body_bytes: config.max_body_bytes,
                 clock,
                 shutdown,

@@ -858,3 +858,82 @@ async fn snapshot_reads_need_the_read_secret() {
     assert_eq!(write.status(), StatusCode::UNAUTHORIZED);
     sidecar.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_waiters_are_capped() {
+    let redis = Redis::start();
+    let options = Options {
+        extra: vec!["--max-long-poll-waiters".into(), "2".into()],
+        ..Options::default()
+    };
+    let sidecar = Sidecar::start(&redis, options).await;
+    let first = sidecar
+        .put(&content(&[("a/one", true)], &[]), None, "")
+        .await;
+    let etag = first.etag().unwrap();
+    // Five long-polls at once for the current generation: whatever order they arrive in,
+    // exactly two wait (nothing frees a slot before the publish below) and three are
+    // refused at once.
+    let polls: Vec<_> = (0..5)
+        .map(|_| {
+            let request = sidecar
+                .client
+                .get(sidecar.url("/v1/snapshot?wait=20"))
+                .bearer_auth(&sidecar.read_secret)
+                .header("if-none-match", &etag);
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let reply = harness::Reply::from(request.send().await.unwrap()).await;
+                (started.elapsed(), reply)
+            })
+        })
+        .collect();
+    eventually("three long-polls are refused", || async {
+        polls.iter().filter(|p| p.is_finished()).count() >= 3
+    })
+    .await;
+    let (finished, waiting): (Vec<_>, Vec<_>) = polls.into_iter().partition(|p| p.is_finished());
+    assert_eq!((finished.len(), waiting.len()), (3, 2));
+    for poll in finished {
+        let (elapsed, reply) = poll.await.unwrap();
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            reply.text()
+        );
+        assert!(elapsed < Duration::from_secs(10), "refused without waiting");
+        assert_eq!(reply.header("retry-after").as_deref(), Some("1"));
+        assert!(reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("long-polls"));
+    }
+    // Requests that would not wait are still answered.
+    assert_eq!(sidecar.get(None, "").await.status, StatusCode::OK);
+    assert_eq!(
+        sidecar.get(Some(&etag), "").await.status,
+        StatusCode::NOT_MODIFIED
+    );
+    // A publish wakes the two waiting, which frees their slots.
+    sidecar
+        .put(&content(&[("a/two", true)], &[]), None, "")
+        .await;
+    for poll in waiting {
+        let (_, reply) = tokio::time::timeout(Duration::from_secs(5), poll)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let current = sidecar.get(None, "").await.etag().unwrap();
+    let started = Instant::now();
+    let reply = sidecar.get(Some(&current), "?wait=1").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::NOT_MODIFIED,
+        "a slot is free again"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900), "it waited");
+    sidecar.stop().await;
+}

@@ -182,8 +182,10 @@ fn ping(port: u16) -> bool {
 #[derive(Clone)]
 pub struct Options {
     pub prefix: String,
-    /// `(user, password)` pairs written to an htpasswd file at bcrypt cost 4.
+    /// `(user, password)` pairs written to an htpasswd file at `bcrypt_cost`.
     pub users: Vec<(String, String)>,
+    /// 4 keeps logins fast; raise it to make a bcrypt run take a while.
+    pub bcrypt_cost: u32,
     /// Use this key instead of a fresh one.
     pub key: Option<SigningKey>,
     pub extra: Vec<String>,
@@ -196,6 +198,7 @@ impl Default for Options {
         Options {
             prefix: "rg-test:".into(),
             users: vec![],
+            bcrypt_cost: 4,
             key: None,
             extra: vec![],
             tls: false,
@@ -259,7 +262,7 @@ impl Sidecar {
                 .users
                 .iter()
                 .map(|(user, password)| {
-                    let hash = bcrypt::hash_with_result(password, 4)
+                    let hash = bcrypt::hash_with_result(password, options.bcrypt_cost)
                         .unwrap()
                         .format_for_version(bcrypt::Version::TwoY);
                     format!("{user}:{hash}\n")
