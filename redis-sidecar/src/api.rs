@@ -5,14 +5,15 @@
 //! |---|---|
 //! | `GET /healthz` | 200 `ok` while the process runs |
 //! | `GET /readyz` | 200 when Redis answers `PING`, else 503 |
-//! | `GET /v1/snapshot[?wait=SECS]` | 200 envelope + `ETag`; 304 when `If-None-Match` names the current generation or a newer one of the same epoch (after long-polling up to `wait`); 503 + `Retry-After` before the first publish |
+//! | `GET /v1/snapshot[?wait=SECS]` | read secret (or sync secret) as bearer, else 401; 200 envelope + `ETag`; 304 only when `If-None-Match` names exactly the current generation (after long-polling up to `wait` while it stays current); 503 + `Retry-After` before the first publish, after a rewound history started a new epoch, and at once when `--max-long-poll-waiters` requests already wait |
 //! | `PUT /v1/snapshot[?allow_empty=true]` | bearer-secret only; 200 `{"epoch","generation","changed"}` + `ETag`; 400 bad body, 401, 409 would empty, 412 stale `If-Match`, 413, 503 Redis |
-//! | `GET /v2/token` | Docker token spec; 200 token, 400 `UNSUPPORTED` (unknown service or malformed scope), 401 `UNAUTHORIZED`, 503 `UNAVAILABLE` |
+//! | `GET /v2/token` | Docker token spec; 200 token, 400 `UNSUPPORTED` (unknown service or malformed scope), 401 `UNAUTHORIZED`, 503 `UNAVAILABLE` + `Retry-After` (no snapshot yet, or no bcrypt slot within `--login-queue-timeout-ms`) |
 //!
 //! Handlers only translate between HTTP and the other modules. They must never leak
 //! internals in an error body (internal errors are logged, the client gets a fixed text),
 //! never log secrets, and never write to Redis from the token endpoint.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -25,6 +26,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use registry_gate_core::generation::{Generation, Preconditions};
 use registry_gate_core::reply::{self, Code, Reply};
 use registry_gate_core::scope::{parse_scopes, ResourceScope};
 use registry_gate_core::snapshot::Content;
@@ -32,7 +34,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::cache::{Current, Tag, View};
+use crate::cache::{Current, View};
+use crate::config::Secret;
 use crate::publisher::{PublishError, Request};
 use crate::state::{stopping, AppState};
 use crate::store::StoreError;
@@ -44,6 +47,8 @@ const RETRY_AFTER_SECS: &str = "1";
 const BASIC_REALM: &str = "Basic realm=\"registry-gate\"";
 /// Realm of the bearer challenge on the sync endpoints.
 const SYNC_REALM: &str = "Bearer realm=\"registry-gate-sync\"";
+/// Realm of the bearer challenge on snapshot reads.
+const READ_REALM: &str = "Bearer realm=\"registry-gate-snapshot\"";
 
 /// The router. Tests drive it without a socket; `run` serves it.
 pub fn router(state: AppState) -> Router {
@@ -69,12 +74,14 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error("missing or wrong sync bearer secret")]
     SyncUnauthorized,
+    #[error("missing or wrong snapshot read bearer secret")]
+    ReadUnauthorized,
     #[error("{0}")]
     BadRequest(String),
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
     #[error("the snapshot changed: If-Match does not name the current generation")]
-    PreconditionFailed { current: Option<Tag> },
+    PreconditionFailed { current: Option<Generation> },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -107,6 +114,9 @@ pub enum TokenFailure {
     /// 503 `UNAVAILABLE` + `Retry-After`.
     #[error("no snapshot published yet; try again shortly")]
     NoSnapshot,
+    /// 503 `UNAVAILABLE` + `Retry-After`: no bcrypt slot within the login queue timeout.
+    #[error("too many logins in progress; try again shortly")]
+    Busy,
     /// 500 `UNKNOWN`; logged.
     #[error("token could not be issued")]
     Internal(String),
@@ -128,7 +138,9 @@ impl IntoResponse for ApiError {
                 tracing::warn!(%error, "request failed: snapshot store unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, json_error(&message))
             }
-            ApiError::SyncUnauthorized => (StatusCode::UNAUTHORIZED, json_error(&message)),
+            ApiError::SyncUnauthorized | ApiError::ReadUnauthorized => {
+                (StatusCode::UNAUTHORIZED, json_error(&message))
+            }
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, json_error(&message)),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, json_error(&message)),
             ApiError::PreconditionFailed { .. } => {
@@ -146,7 +158,7 @@ impl IntoResponse for ApiError {
                     | TokenFailure::Scope { .. }
                     | TokenFailure::Query(_) => (400, Code::Unsupported),
                     TokenFailure::BadCredentials => (401, Code::Unauthorized),
-                    TokenFailure::NoSnapshot => (503, Code::Unavailable),
+                    TokenFailure::NoSnapshot | TokenFailure::Busy => (503, Code::Unavailable),
                     TokenFailure::Internal(detail) => {
                         tracing::error!(%detail, "token endpoint internal error");
                         (500, Code::Unavailable)
@@ -166,11 +178,14 @@ impl IntoResponse for ApiError {
             | ApiError::NotLoaded
             | ApiError::Store(_)
             | ApiError::Busy(_)
-            | ApiError::Token(TokenFailure::NoSnapshot) => {
+            | ApiError::Token(TokenFailure::NoSnapshot | TokenFailure::Busy) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
             }
             ApiError::SyncUnauthorized => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(SYNC_REALM));
+            }
+            ApiError::ReadUnauthorized => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(READ_REALM));
             }
             ApiError::Token(TokenFailure::BadCredentials) => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_REALM));
@@ -250,15 +265,15 @@ fn snapshot_response(current: &Current) -> Response {
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if let Ok(etag) = HeaderValue::from_str(&current.tag().etag()) {
+    if let Ok(etag) = HeaderValue::from_str(&current.generation().etag()) {
         headers.insert(ETAG, etag);
     }
     response
 }
 
-fn not_modified(tag: &Tag) -> Response {
+fn not_modified(generation: &Generation) -> Response {
     let mut response = StatusCode::NOT_MODIFIED.into_response();
-    if let Ok(etag) = HeaderValue::from_str(&tag.etag()) {
+    if let Ok(etag) = HeaderValue::from_str(&generation.etag()) {
         response.headers_mut().insert(ETAG, etag);
     }
     response
@@ -275,12 +290,34 @@ fn ready(view: &View) -> Result<std::sync::Arc<Current>, ApiError> {
     }
 }
 
-/// `GET /v1/snapshot[?wait=SECS]`.
+/// The newest generation `known` names in the view's epoch beyond what the view holds (any
+/// number when the epoch has no snapshot here): a fetcher that holds it learnt of it from
+/// another instance, or from a history that has since been rewound.
+fn newer_claim(known: &Preconditions, view: &View) -> Option<Generation> {
+    let Preconditions::Tags(held) = known else {
+        return None;
+    };
+    let epoch = view.epoch()?;
+    let number = view.generation().map_or(0, |current| current.number);
+    held.iter()
+        .filter(|h| h.epoch == epoch && h.number > number)
+        .max_by_key(|h| h.number)
+        .cloned()
+}
+
+/// `GET /v1/snapshot[?wait=SECS]`: 304 only when `If-None-Match` names exactly the current
+/// generation; a long-poll waits only while that stays so.
 async fn get_snapshot(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if !bearer_is_one_of(
+        &headers,
+        &[&state.inner.read_secret, &state.inner.sync_secret],
+    ) {
+        return Err(ApiError::ReadUnauthorized);
+    }
     let wait = match query_param(query.as_deref(), "wait") {
         None => 0,
         Some(text) => text
@@ -288,34 +325,55 @@ async fn get_snapshot(
             .map_err(|_| ApiError::BadRequest(format!("wait={text:?}: expected whole seconds")))?,
     };
     let wait = Duration::from_secs(wait).min(state.inner.long_poll_max);
-    let mut changes = state.inner.cache.subscribe();
+    let known = header_text(&headers, &IF_NONE_MATCH).map(Preconditions::parse);
+    let cache = &state.inner.cache;
+    let mut changes = cache.subscribe();
     if matches!(*changes.borrow(), View::Unknown) {
         // Asked before the poller's first read (just started, or Redis was down): read
         // Redis now rather than answer from ignorance. A failure leaves the view Unknown.
-        if let Err(error) = state.inner.cache.refresh(&state.inner.store).await {
+        if let Err(error) = cache.refresh(&state.inner.store).await {
             tracing::debug!(%error, "snapshot read on demand failed");
         }
     }
+    let claimed = known
+        .as_ref()
+        .and_then(|known| newer_claim(known, &changes.borrow()));
+    if let Some(claimed) = claimed {
+        // Either this instance lags another one's publish, or the store was rewound below
+        // what the fetcher holds; re-reading Redis tells which (and starts a new epoch in
+        // the second case). The rewound content is never served.
+        if let Err(error) = cache.refresh_claimed(&state.inner.store, &claimed).await {
+            tracing::warn!(%error, %claimed, "re-reading the store for a fetcher ahead of this view failed");
+        }
+    }
     let current = ready(&changes.borrow_and_update())?;
-    let Some(known) = header_text(&headers, &IF_NONE_MATCH).map(Tag::parse_list) else {
+    let Some(known) = known else {
         return Ok(snapshot_response(&current));
     };
-    if !known.covers(&current.tag()) {
+    let held = current.generation();
+    if !known.matches(&held) {
         return Ok(snapshot_response(&current));
     }
     if wait.is_zero() {
-        return Ok(not_modified(&current.tag()));
+        return Ok(not_modified(&held));
     }
+    // Bounded: beyond the cap a request that would wait is refused at once, so idle
+    // long-polls cannot pile up without limit.
+    let Ok(_waiter) = Arc::clone(&state.inner.long_poll_waiters).try_acquire_owned() else {
+        return Err(ApiError::Busy(
+            "too many snapshot long-polls waiting; try again shortly".into(),
+        ));
+    };
     let mut shutdown = state.inner.shutdown.clone();
-    let changed = |view: &View| view.tag().is_none_or(|tag| !known.covers(&tag));
+    let unchanged = |view: &View| view.generation().as_ref() == Some(&held);
     tokio::select! {
-        _ = tokio::time::timeout(wait, async { changes.wait_for(changed).await.is_ok() }) => {}
+        _ = tokio::time::timeout(wait, async { changes.wait_for(|view| !unchanged(view)).await.is_ok() }) => {}
         () = stopping(&mut shutdown) => {}
     }
     let view = changes.borrow().clone();
     let latest = ready(&view)?;
-    if known.covers(&latest.tag()) {
-        Ok(not_modified(&latest.tag()))
+    if known.matches(&latest.generation()) {
+        Ok(not_modified(&latest.generation()))
     } else {
         Ok(snapshot_response(&latest))
     }
@@ -328,10 +386,11 @@ struct PublishedBody<'a> {
     changed: bool,
 }
 
-/// Checks `Authorization: Bearer <secret>` in constant time (over SHA-256 digests, so the
-/// comparison does not reveal the secret's length either).
-fn check_sync_secret(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let presented = headers
+/// Whether `Authorization: Bearer <secret>` names one of `accepted`, compared in constant
+/// time (over SHA-256 digests, so the comparison does not reveal a secret's length either,
+/// and against every accepted secret, so it does not reveal which one matched).
+fn bearer_is_one_of(headers: &HeaderMap, accepted: &[&Secret]) -> bool {
+    let Some(presented) = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
@@ -340,10 +399,21 @@ fn check_sync_secret(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErr
                 .eq_ignore_ascii_case("bearer")
                 .then(|| token.trim().as_bytes())
         })
-        .ok_or(ApiError::SyncUnauthorized)?;
-    let expected = Sha256::digest(&state.inner.sync_secret.0);
+    else {
+        return false;
+    };
     let presented = Sha256::digest(presented);
-    if bool::from(expected.ct_eq(&presented)) {
+    let matched = accepted
+        .iter()
+        .fold(subtle::Choice::from(0), |matched, secret| {
+            matched | Sha256::digest(&secret.0).ct_eq(&presented)
+        });
+    bool::from(matched)
+}
+
+/// Sync endpoints accept the sync secret only.
+fn check_sync_secret(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if bearer_is_one_of(headers, &[&state.inner.sync_secret]) {
         Ok(())
     } else {
         Err(ApiError::SyncUnauthorized)
@@ -386,7 +456,7 @@ async fn put_snapshot(
     let if_match = match headers.get(IF_MATCH) {
         None => None,
         Some(value) => {
-            Some(Tag::parse_list(value.to_str().map_err(|_| {
+            Some(Preconditions::parse(value.to_str().map_err(|_| {
                 ApiError::BadRequest("If-Match is not valid text".into())
             })?))
         }
@@ -406,8 +476,8 @@ async fn put_snapshot(
         })
         .await?;
     let body = serde_json::to_vec(&PublishedBody {
-        epoch: &published.tag.epoch,
-        generation: published.tag.generation,
+        epoch: &published.generation.epoch,
+        generation: published.generation.number,
         changed: published.changed,
     })
     .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -415,7 +485,7 @@ async fn put_snapshot(
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Ok(etag) = HeaderValue::from_str(&published.tag.etag()) {
+    if let Ok(etag) = HeaderValue::from_str(&published.generation.etag()) {
         response.headers_mut().insert(ETAG, etag);
     }
     Ok(response)
@@ -479,6 +549,10 @@ async fn get_token(
             AuthError::BadCredentials => {
                 tracing::info!("login refused: invalid username or password");
                 TokenFailure::BadCredentials
+            }
+            AuthError::Busy => {
+                tracing::warn!("login refused: no bcrypt slot within the login queue timeout");
+                TokenFailure::Busy
             }
             AuthError::Internal(detail) => TokenFailure::Internal(detail),
         })?;

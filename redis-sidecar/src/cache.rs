@@ -7,15 +7,29 @@
 //! other sidecar instances and of Redis losing its data. It must never move backwards within
 //! an epoch, never invent a snapshot (no head in Redis means no snapshot, never an empty one)
 //! and never drop the view merely because Redis is unreachable.
+//!
+//! It also notices when the store's history was *rewound* (a backup restored, a failover that
+//! lost acknowledged writes): Redis's head in an epoch is below a generation already seen in
+//! that epoch — by this process, or held by a fetcher ([`Cache::refresh_claimed`]). Serving the
+//! rewound head would hand out an older access state under numbers fetchers may already hold
+//! with other content, so instead the epoch is replaced (a compare-and-set in Redis) and
+//! nothing is served until the next publish, exactly as when Redis lost its data.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use registry_gate_core::generation::Generation;
 use registry_gate_core::index::Index;
 use registry_gate_core::snapshot::{self, Content, Header, SnapshotError};
 use tokio::sync::{watch, Mutex};
 
-use crate::store::{Store, StoreError};
+use crate::store::{HeadState, Restart, Store, StoreError};
+
+/// How many recent epochs [`Seen`] remembers.
+const SEEN_EPOCHS: usize = 8;
+/// How often a rewind is re-examined when the epoch switch loses its compare-and-set.
+const RESTART_ATTEMPTS: u32 = 4;
 
 /// One decoded generation, immutable once built.
 #[derive(Debug)]
@@ -41,83 +55,9 @@ impl Current {
         })
     }
 
-    pub fn tag(&self) -> Tag {
-        Tag {
-            epoch: self.header.epoch.clone(),
-            generation: self.header.generation,
-        }
-    }
-}
-
-/// The identity of a generation: what an ETag names.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Tag {
-    pub epoch: String,
-    pub generation: u64,
-}
-
-impl Tag {
-    /// The quoted ETag form `"<epoch>.<generation>"`.
-    pub fn etag(&self) -> String {
-        format!("\"{}.{}\"", self.epoch, self.generation)
-    }
-
-    /// Parses one entity tag (`"<epoch>.<generation>"`, optionally weak `W/"..."`).
-    pub fn parse(text: &str) -> Option<Tag> {
-        let text = text.trim();
-        let text = text.strip_prefix("W/").unwrap_or(text);
-        let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-        let (epoch, generation) = inner.rsplit_once('.')?;
-        if epoch.is_empty() || epoch.contains('"') {
-            return None;
-        }
-        if generation.is_empty() || !generation.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        Some(Tag {
-            epoch: epoch.to_owned(),
-            generation: generation.parse().ok()?,
-        })
-    }
-
-    /// Parses an `If-None-Match` / `If-Match` list: `*` or comma-separated entity tags.
-    /// Unparseable members are kept as non-matching (they name no generation of ours).
-    pub fn parse_list(header: &str) -> TagList {
-        if header.trim() == "*" {
-            return TagList::Any;
-        }
-        TagList::Tags(header.split(',').filter_map(Tag::parse).collect())
-    }
-}
-
-/// A parsed precondition header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TagList {
-    /// `*`: any current representation.
-    Any,
-    Tags(Vec<Tag>),
-}
-
-impl TagList {
-    /// Whether the list names `tag` exactly (or is `*`): the `If-Match` test.
-    pub fn matches(&self, tag: &Tag) -> bool {
-        match self {
-            TagList::Any => true,
-            TagList::Tags(tags) => tags.iter().any(|t| t == tag),
-        }
-    }
-
-    /// Whether a fetcher holding these tags already has `tag` or something newer in the same
-    /// epoch (or sent `*`): the `If-None-Match` test. Behind a load balancer a fetcher may
-    /// hold a generation this instance has not polled yet; it then waits for a newer one
-    /// instead of being handed an older snapshot it would refuse.
-    pub fn covers(&self, tag: &Tag) -> bool {
-        match self {
-            TagList::Any => true,
-            TagList::Tags(tags) => tags
-                .iter()
-                .any(|t| t.epoch == tag.epoch && t.generation >= tag.generation),
-        }
+    /// The identity this generation is served under (its `ETag`).
+    pub fn generation(&self) -> Generation {
+        Generation::new(self.header.epoch.clone(), self.header.generation)
     }
 }
 
@@ -141,11 +81,12 @@ impl View {
         }
     }
 
-    pub fn tag(&self) -> Option<Tag> {
-        self.current().map(|c| c.tag())
+    pub fn generation(&self) -> Option<Generation> {
+        self.current().map(|c| c.generation())
     }
 
-    fn epoch(&self) -> Option<&str> {
+    /// The epoch the view belongs to, if known.
+    pub fn epoch(&self) -> Option<&str> {
         match self {
             View::Unknown => None,
             View::Empty { epoch } => Some(epoch),
@@ -169,6 +110,44 @@ pub enum RefreshError {
     },
     #[error("decoding task failed: {0}")]
     Task(String),
+    #[error(
+        "the store's history was rewound in epoch {epoch} but the epoch could not be switched \
+         after {attempts} attempts (the head kept moving)"
+    )]
+    RestartContended { epoch: String, attempts: u32 },
+}
+
+/// The highest generation seen in each of the last [`SEEN_EPOCHS`] epochs (newest last). A head
+/// below it in the same epoch means the store's history was rewound.
+#[derive(Debug, Default)]
+struct Seen {
+    highest: VecDeque<Generation>,
+}
+
+impl Seen {
+    /// Raises the mark of `generation`'s epoch to it (remembering the epoch if new).
+    fn record(&mut self, generation: &Generation) {
+        if let Some(held) = self
+            .highest
+            .iter_mut()
+            .find(|held| held.epoch == generation.epoch)
+        {
+            held.number = held.number.max(generation.number);
+            return;
+        }
+        if self.highest.len() >= SEEN_EPOCHS {
+            self.highest.pop_front();
+        }
+        self.highest.push_back(generation.clone());
+    }
+
+    /// The generation seen in `state`'s epoch that its head is below (no head counts as
+    /// below everything), if any: the proof that the history was rewound.
+    fn rewound(&self, state: &HeadState) -> Option<&Generation> {
+        self.highest.iter().find(|held| {
+            held.epoch == state.epoch && state.head.is_none_or(|head| head < held.number)
+        })
+    }
 }
 
 /// The current-snapshot view and its change notifications.
@@ -176,18 +155,19 @@ pub enum RefreshError {
 pub struct Cache {
     tx: watch::Sender<View>,
     /// Serializes "read Redis, then update the view" against installs by local publishes, so
-    /// that a slow refresh can never overwrite a newer generation with an older one.
-    update: Mutex<()>,
+    /// that a slow refresh can never overwrite a newer generation with an older one; guards
+    /// the generations seen, against which every head read is checked for a rewind.
+    update: Mutex<Seen>,
     /// The last (epoch, generation) that failed to decode, so a broken body is reported
     /// once rather than every 100 ms.
-    refused: std::sync::Mutex<Option<Tag>>,
+    refused: std::sync::Mutex<Option<Generation>>,
 }
 
 impl Default for Cache {
     fn default() -> Self {
         Cache {
             tx: watch::Sender::new(View::Unknown),
-            update: Mutex::new(()),
+            update: Mutex::new(Seen::default()),
             refused: std::sync::Mutex::new(None),
         }
     }
@@ -205,7 +185,8 @@ impl Cache {
     /// Installs a generation this process just published, unless the view has meanwhile
     /// moved to another epoch or to a newer generation (the poller saw it first).
     pub async fn install_published(&self, current: Arc<Current>) {
-        let _guard = self.update.lock().await;
+        let mut seen = self.update.lock().await;
+        seen.record(&current.generation());
         self.tx.send_if_modified(|view| {
             let newer = match view {
                 View::Unknown => true,
@@ -223,34 +204,49 @@ impl Cache {
     }
 
     /// Reads epoch and head from Redis and brings the view up to date: a new generation is
-    /// fetched once, decoded and indexed; a missing head empties the view. On error the view
-    /// is kept. Returns the state read, so the caller can log epoch changes.
+    /// fetched once, decoded and indexed; a missing head empties the view; a rewound history
+    /// starts a new epoch (see the module doc). On error the view is kept. Returns the view.
     pub async fn refresh(&self, store: &Store) -> Result<View, RefreshError> {
-        let _guard = self.update.lock().await;
-        let state = store.state().await?;
-        if state.created_epoch {
-            tracing::warn!(
-                epoch = %state.epoch,
-                "Redis had no epoch (first start or data lost): created a new one; \
-                 no snapshot is served until one is published"
-            );
+        self.refresh_with(store, None).await
+    }
+
+    /// [`Cache::refresh`] for a fetcher that holds `claimed`, a generation newer than this
+    /// view in the same epoch: either another instance published it and this one has not
+    /// polled yet (Redis has it: it is installed), or Redis's head is below it and the history
+    /// was rewound (a new epoch starts).
+    pub async fn refresh_claimed(
+        &self,
+        store: &Store,
+        claimed: &Generation,
+    ) -> Result<View, RefreshError> {
+        self.refresh_with(store, Some(claimed)).await
+    }
+
+    /// Epoch and head as the publisher must build on: read from Redis and, if the history
+    /// was rewound, after starting a new epoch.
+    pub async fn store_state(&self, store: &Store) -> Result<HeadState, RefreshError> {
+        let mut seen = self.update.lock().await;
+        let state = reconcile(&mut seen, store, None).await?;
+        if state.head.is_none() {
+            self.empty(state.epoch.clone());
         }
+        Ok(state)
+    }
+
+    async fn refresh_with(
+        &self,
+        store: &Store,
+        claimed: Option<&Generation>,
+    ) -> Result<View, RefreshError> {
+        let mut seen = self.update.lock().await;
+        // Held to the end: the view is updated under the same lock as the read.
+        let state = reconcile(&mut seen, store, claimed).await?;
         let Some(generation) = state.head else {
-            let epoch = state.epoch;
-            self.tx.send_if_modified(|view| match view {
-                View::Empty { epoch: held } if *held == epoch => false,
-                _ => {
-                    *view = View::Empty { epoch };
-                    true
-                }
-            });
+            self.empty(state.epoch);
             return Ok(self.view());
         };
-        let wanted = Tag {
-            epoch: state.epoch.clone(),
-            generation,
-        };
-        if self.view().tag().as_ref() == Some(&wanted) {
+        let wanted = Generation::new(state.epoch.clone(), generation);
+        if self.view().generation().as_ref() == Some(&wanted) {
             return Ok(self.view());
         }
         if self
@@ -294,13 +290,24 @@ impl Cache {
         Ok(self.view())
     }
 
-    fn refuse(&self, tag: Tag, error: SnapshotError) -> RefreshError {
+    /// Empties the view: `epoch` has no snapshot.
+    fn empty(&self, epoch: String) {
+        self.tx.send_if_modified(|view| match view {
+            View::Empty { epoch: held } if *held == epoch => false,
+            _ => {
+                *view = View::Empty { epoch };
+                true
+            }
+        });
+    }
+
+    fn refuse(&self, wanted: Generation, error: SnapshotError) -> RefreshError {
         if let Ok(mut refused) = self.refused.lock() {
-            *refused = Some(tag.clone());
+            *refused = Some(wanted.clone());
         }
         RefreshError::Refused {
-            epoch: tag.epoch,
-            generation: tag.generation,
+            epoch: wanted.epoch,
+            generation: wanted.number,
             error,
         }
     }
@@ -311,86 +318,138 @@ impl Cache {
     }
 }
 
+/// Reads epoch and head and checks them against the generations seen (and `claimed`, one a
+/// fetcher holds): a head below one of them in the same epoch means the history was rewound,
+/// so the epoch is replaced by compare-and-set and the state under the new epoch (no head)
+/// is returned. Otherwise the head is recorded as seen and the state returned as read.
+async fn reconcile(
+    seen: &mut Seen,
+    store: &Store,
+    claimed: Option<&Generation>,
+) -> Result<HeadState, RefreshError> {
+    let mut epoch = String::new();
+    for _ in 0..RESTART_ATTEMPTS {
+        let state = store.state().await?;
+        if state.created_epoch {
+            tracing::warn!(
+                epoch = %state.epoch,
+                "Redis had no epoch (first start or data lost): created a new one; \
+                 no snapshot is served until one is published"
+            );
+        }
+        if let Some(claimed) = claimed.filter(|c| c.epoch == state.epoch) {
+            seen.record(claimed);
+        }
+        let Some(highest) = seen.rewound(&state).cloned() else {
+            if let Some(head) = state.head {
+                seen.record(&Generation::new(state.epoch.clone(), head));
+            }
+            return Ok(state);
+        };
+        match store.restart_epoch(&state.epoch, state.head).await? {
+            Restart::Restarted { epoch } => {
+                tracing::warn!(
+                    old_epoch = %state.epoch,
+                    head = ?state.head,
+                    seen = highest.number,
+                    new_epoch = %epoch,
+                    "the snapshot store's history was rewound (backup restored or writes lost \
+                     in a failover): started a new epoch; no snapshot is served until the \
+                     next publish"
+                );
+                return Ok(HeadState {
+                    epoch,
+                    head: None,
+                    created_epoch: false,
+                });
+            }
+            Restart::Moved => epoch = state.epoch,
+        }
+    }
+    Err(RefreshError::RestartContended {
+        epoch,
+        attempts: RESTART_ATTEMPTS,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn etag_parsing() {
-        type Case<'a> = (&'a str, &'a str, Option<(&'a str, u64)>);
-        let cases: &[Case] = &[
-            ("plain", "\"abc.7\"", Some(("abc", 7))),
-            ("weak", "W/\"abc.7\"", Some(("abc", 7))),
-            ("spaces", "  \"abc.7\" ", Some(("abc", 7))),
-            (
-                "dotted epoch splits on last dot",
-                "\"a.b.3\"",
-                Some(("a.b", 3)),
-            ),
-            ("unquoted", "abc.7", None),
-            ("no generation", "\"abc.\"", None),
-            ("no epoch", "\".7\"", None),
-            ("no dot", "\"abc7\"", None),
-            ("signed generation", "\"abc.+7\"", None),
-            ("non-numeric generation", "\"abc.x\"", None),
-            ("overflow", "\"abc.99999999999999999999999\"", None),
-            ("empty", "", None),
-        ];
-        for (name, text, want) in cases {
-            let got = Tag::parse(text);
-            let want = want.map(|(epoch, generation)| Tag {
-                epoch: epoch.into(),
-                generation,
-            });
-            assert_eq!(got, want, "case {name}");
+    fn state(epoch: &str, head: Option<u64>) -> HeadState {
+        HeadState {
+            epoch: epoch.into(),
+            head,
+            created_epoch: false,
         }
     }
 
     #[test]
-    fn etag_round_trip() {
-        let tag = Tag {
-            epoch: "00ff".into(),
-            generation: 12,
-        };
-        assert_eq!(tag.etag(), "\"00ff.12\"");
-        assert_eq!(Tag::parse(&tag.etag()), Some(tag));
-    }
-
-    #[test]
-    fn tag_lists() {
-        let tag = Tag {
-            epoch: "e".into(),
-            generation: 2,
-        };
-        assert!(Tag::parse_list("*").matches(&tag));
-        assert!(Tag::parse_list("\"e.1\", \"e.2\"").matches(&tag));
-        assert!(Tag::parse_list("garbage, W/\"e.2\"").matches(&tag));
-        assert!(!Tag::parse_list("\"e.1\"").matches(&tag));
-        assert!(!Tag::parse_list("\"f.2\"").matches(&tag));
-        assert!(!Tag::parse_list("").matches(&tag));
-    }
-
-    #[test]
-    fn if_none_match_covers_same_epoch_newer_generations() {
-        let tag = Tag {
-            epoch: "e".into(),
-            generation: 5,
-        };
-        let cases: &[(&str, &str, bool)] = &[
-            ("same", "\"e.5\"", true),
-            ("client ahead of this instance", "\"e.9\"", true),
-            ("client behind", "\"e.4\"", false),
-            ("other epoch", "\"f.9\"", false),
-            ("star", "*", true),
-            ("list with one covering", "\"f.1\", \"e.6\"", true),
-            ("garbage", "nonsense", false),
-        ];
-        for (name, header, want) in cases {
-            assert_eq!(Tag::parse_list(header).covers(&tag), *want, "case {name}");
+    fn a_head_below_a_generation_seen_in_its_epoch_is_a_rewind() {
+        let mut seen = Seen::default();
+        seen.record(&Generation::new("e", 10));
+        seen.record(&Generation::new("e", 7));
+        seen.record(&Generation::new("f", 3));
+        struct Row {
+            case: &'static str,
+            state: HeadState,
+            rewound: bool,
         }
-        assert!(
-            !Tag::parse_list("\"e.9\"").matches(&tag),
-            "If-Match stays exact"
-        );
+        let rows = [
+            Row {
+                case: "same head",
+                state: state("e", Some(10)),
+                rewound: false,
+            },
+            Row {
+                case: "newer head",
+                state: state("e", Some(11)),
+                rewound: false,
+            },
+            Row {
+                case: "older head (a lower record does not lower the mark)",
+                state: state("e", Some(9)),
+                rewound: true,
+            },
+            Row {
+                case: "no head in a seen epoch",
+                state: state("e", None),
+                rewound: true,
+            },
+            Row {
+                case: "an epoch never seen",
+                state: state("g", Some(1)),
+                rewound: false,
+            },
+            Row {
+                case: "no head in an epoch never seen",
+                state: state("g", None),
+                rewound: false,
+            },
+            Row {
+                case: "another seen epoch, below its mark",
+                state: state("f", Some(2)),
+                rewound: true,
+            },
+        ];
+        for row in rows {
+            assert_eq!(
+                seen.rewound(&row.state).is_some(),
+                row.rewound,
+                "{}",
+                row.case
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_last_epochs_are_remembered() {
+        let mut seen = Seen::default();
+        for i in 0..=SEEN_EPOCHS {
+            seen.record(&Generation::new(format!("e{i}"), 5));
+        }
+        assert!(seen.rewound(&state("e0", Some(1))).is_none(), "forgotten");
+        assert!(seen.rewound(&state("e1", Some(1))).is_some());
+        assert_eq!(seen.highest.len(), SEEN_EPOCHS);
     }
 }

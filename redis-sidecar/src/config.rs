@@ -2,7 +2,7 @@
 //! documented default (`--help` shows both), parsed as text by clap and then validated here
 //! into a [`Config`] in one pass that reports every bad setting at once.
 //!
-//! This module owns reading the files the settings name (signing key, htpasswd, sync secret)
+//! This module owns reading the files the settings name (signing key, htpasswd, secrets)
 //! so that a bad file is a startup error, not a runtime surprise. It must never start
 //! anything or touch the network, and never echo a secret in an error.
 
@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use thiserror::Error;
 
 use crate::keys::SigningKey;
+use crate::tls::Tls;
 use crate::token::Htpasswd;
 
 /// registry-gate sidecar: snapshot distribution over Redis, sync API and Docker token endpoint.
@@ -78,15 +79,37 @@ pub struct ServeArgs {
     /// File holding the bearer secret that PUT requests must present. Required.
     #[arg(long, env = "RG_SYNC_SECRET_FILE", value_name = "PATH")]
     pub sync_secret_file: Option<PathBuf>,
+    /// File holding the bearer secret that `GET /v1/snapshot` must present (the snapshot
+    /// fetcher's `authorization`; the sync secret is accepted too). Required.
+    #[arg(long, env = "RG_READ_SECRET_FILE", value_name = "PATH")]
+    pub read_secret_file: Option<PathBuf>,
     /// Longest long-poll a snapshot fetcher may ask for, in seconds (0..=300).
     #[arg(long, env = "RG_LONG_POLL_MAX_SECS", default_value = "30")]
     pub long_poll_max_secs: String,
+    /// Most snapshot long-polls waiting at once; beyond it a request that would wait gets 503
+    /// + Retry-After at once (1..=1000000).
+    #[arg(long, env = "RG_MAX_LONG_POLL_WAITERS", default_value = "1024")]
+    pub max_long_poll_waiters: String,
+    /// Longest a login waits for a bcrypt slot before it gets 503 + Retry-After, in
+    /// milliseconds (1..=60000).
+    #[arg(long, env = "RG_LOGIN_QUEUE_TIMEOUT_MS", default_value = "2000")]
+    pub login_queue_timeout_ms: String,
+    /// bcrypt verifications run at once (1..=1024) [default: the number of CPUs].
+    #[arg(long, env = "RG_LOGIN_CONCURRENCY")]
+    pub login_concurrency: Option<String>,
     /// Generations kept in Redis, the newest included (2..=10000).
     #[arg(long, env = "RG_KEEP_GENERATIONS", default_value = "10")]
     pub keep_generations: String,
     /// Largest accepted request body in bytes.
     #[arg(long, env = "RG_MAX_BODY_BYTES", default_value = "67108864")]
     pub max_body_bytes: String,
+    /// PEM certificate chain (leaf first) for HTTPS; with --tls-key-file the listener serves
+    /// HTTPS only [default: none, plain HTTP].
+    #[arg(long, env = "RG_TLS_CERT_FILE", value_name = "PATH")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert-file.
+    #[arg(long, env = "RG_TLS_KEY_FILE", value_name = "PATH")]
+    pub tls_key_file: Option<PathBuf>,
     /// Log format: `json` (one object per line) or `text`. Verbosity comes from `RUST_LOG`
     /// (default `info`).
     #[arg(long, env = "RG_LOG_FORMAT", default_value = "json")]
@@ -107,7 +130,7 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-/// The shortest sync secret accepted, in bytes.
+/// The shortest secret accepted, in bytes.
 pub const MIN_SECRET_LEN: usize = 16;
 
 /// Validated runtime settings.
@@ -123,20 +146,27 @@ pub struct Config {
     pub token_ttl: Duration,
     pub htpasswd: Option<Htpasswd>,
     /// Bearer secret for PUT endpoints (trailing newline of the file removed).
-    pub sync_secret: SyncSecret,
+    pub sync_secret: Secret,
+    /// Bearer secret for snapshot reads (trailing newline of the file removed).
+    pub read_secret: Secret,
     pub long_poll_max: Duration,
+    pub max_long_poll_waiters: usize,
+    pub login_queue_timeout: Duration,
+    pub login_concurrency: usize,
     pub keep_generations: u64,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
+    /// When set, the listener serves HTTPS only.
+    pub tls: Option<Tls>,
 }
 
-/// The sync bearer secret; never printed.
+/// A bearer secret (sync or read); never printed.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SyncSecret(pub Vec<u8>);
+pub struct Secret(pub Vec<u8>);
 
-impl std::fmt::Debug for SyncSecret {
+impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SyncSecret(..)")
+        f.write_str("Secret(..)")
     }
 }
 
@@ -230,6 +260,15 @@ impl Config {
                 .map_err(|e| problems.push(format!("--sync-secret-file/RG_SYNC_SECRET_FILE {e}")))
                 .ok(),
         };
+        let read_secret = match &args.read_secret_file {
+            None => {
+                problems.push("--read-secret-file/RG_READ_SECRET_FILE is required".into());
+                None
+            }
+            Some(path) => read_secret(path)
+                .map_err(|e| problems.push(format!("--read-secret-file/RG_READ_SECRET_FILE {e}")))
+                .ok(),
+        };
         let long_poll = number(
             &mut problems,
             "--long-poll-max-secs/RG_LONG_POLL_MAX_SECS",
@@ -237,6 +276,31 @@ impl Config {
             0,
             300,
         );
+        let waiters = number(
+            &mut problems,
+            "--max-long-poll-waiters/RG_MAX_LONG_POLL_WAITERS",
+            &args.max_long_poll_waiters,
+            1,
+            1_000_000,
+        );
+        let queue_timeout = number(
+            &mut problems,
+            "--login-queue-timeout-ms/RG_LOGIN_QUEUE_TIMEOUT_MS",
+            &args.login_queue_timeout_ms,
+            1,
+            60_000,
+        );
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let login_concurrency = match &args.login_concurrency {
+            None => Some(cpus as u64),
+            Some(text) => number(
+                &mut problems,
+                "--login-concurrency/RG_LOGIN_CONCURRENCY",
+                text,
+                1,
+                1024,
+            ),
+        };
         let keep = number(
             &mut problems,
             "--keep-generations/RG_KEEP_GENERATIONS",
@@ -251,6 +315,20 @@ impl Config {
             1024,
             4 * 1024 * 1024 * 1024,
         );
+        let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Tls::load(cert, key)
+                .map_err(|e| problems.push(format!("--tls-cert-file/--tls-key-file: {e}")))
+                .ok(),
+            (Some(_), None) | (None, Some(_)) => {
+                problems.push(
+                    "--tls-cert-file/RG_TLS_CERT_FILE and --tls-key-file/RG_TLS_KEY_FILE go \
+                     together: give both for HTTPS, or neither"
+                        .into(),
+                );
+                None
+            }
+        };
         let log_format = match args.log_format.as_str() {
             "json" => Some(LogFormat::Json),
             "text" => Some(LogFormat::Text),
@@ -267,8 +345,8 @@ impl Config {
             pool,
             signing_key,
             ttl,
-            secret,
-            long_poll,
+            (secret, read_secret),
+            (long_poll, waiters, queue_timeout, login_concurrency),
             keep,
             max_body,
             log_format,
@@ -278,8 +356,8 @@ impl Config {
                 Some(pool),
                 Some(signing_key),
                 Some(ttl),
-                Some(secret),
-                Some(long_poll),
+                (Some(secret), Some(read_secret)),
+                (Some(long_poll), Some(waiters), Some(queue_timeout), Some(login_concurrency)),
                 Some(keep),
                 Some(max_body),
                 Some(log_format),
@@ -294,10 +372,15 @@ impl Config {
                 token_ttl: Duration::from_secs(ttl),
                 htpasswd,
                 sync_secret: secret,
+                read_secret,
                 long_poll_max: Duration::from_secs(long_poll),
+                max_long_poll_waiters: usize::try_from(waiters).unwrap_or(usize::MAX),
+                login_queue_timeout: Duration::from_millis(queue_timeout),
+                login_concurrency: usize::try_from(login_concurrency).unwrap_or(1),
                 keep_generations: keep,
                 max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
                 log_format,
+                tls,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -319,7 +402,7 @@ fn number(problems: &mut Vec<String>, flag: &str, text: &str, min: u64, max: u64
     }
 }
 
-fn read_secret(path: &Path) -> Result<SyncSecret, String> {
+fn read_secret(path: &Path) -> Result<Secret, String> {
     let mut bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         bytes.pop();
@@ -339,7 +422,7 @@ fn read_secret(path: &Path) -> Result<SyncSecret, String> {
             path.display()
         ));
     }
-    Ok(SyncSecret(bytes))
+    Ok(Secret(bytes))
 }
 
 #[cfg(test)]
@@ -370,11 +453,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = file(&dir, "key.pem", &SigningKey::generate().unwrap().to_pem());
         let secret = file(&dir, "secret", "0123456789abcdef0123\n");
+        let read = file(&dir, "read", "read-secret-0123456789\r\n");
         let config = Config::from_args(&parse(&[
             "--signing-key",
             &key,
             "--sync-secret-file",
             &secret,
+            "--read-secret-file",
+            &read,
         ]))
         .unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8081");
@@ -386,10 +472,22 @@ mod tests {
         assert_eq!(config.token_ttl, Duration::from_secs(300));
         assert!(config.htpasswd.is_none());
         assert_eq!(config.long_poll_max, Duration::from_secs(30));
+        assert_eq!(config.max_long_poll_waiters, 1024);
+        assert_eq!(config.login_queue_timeout, Duration::from_millis(2000));
+        assert_eq!(
+            config.login_concurrency,
+            std::thread::available_parallelism().unwrap().get()
+        );
         assert_eq!(config.keep_generations, 10);
         assert_eq!(config.max_body_bytes, 67_108_864);
         assert_eq!(config.sync_secret.0, b"0123456789abcdef0123");
+        assert_eq!(config.read_secret.0, b"read-secret-0123456789");
+        assert_eq!(format!("{:?}", config.read_secret), "Secret(..)");
         assert_eq!(config.signing_key.kid().len(), 43, "thumbprint kid");
+        assert!(
+            config.tls.is_none(),
+            "plain HTTP unless both TLS files are given"
+        );
     }
 
     #[test]
@@ -397,6 +495,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = file(&dir, "key.pem", "not a pem");
         let secret = file(&dir, "secret", "short\n");
+        let read = file(&dir, "read", "has a space in it, and long enough\n");
         let htpasswd = file(
             &dir,
             "htpasswd",
@@ -419,8 +518,16 @@ mod tests {
             &htpasswd,
             "--sync-secret-file",
             &secret,
+            "--read-secret-file",
+            &read,
             "--long-poll-max-secs",
             "abc",
+            "--max-long-poll-waiters",
+            "0",
+            "--login-queue-timeout-ms",
+            "0",
+            "--login-concurrency",
+            "many",
             "--keep-generations",
             "1",
             "--max-body-bytes",
@@ -438,14 +545,19 @@ mod tests {
             "line 1",
             "line 3",
             "--sync-secret-file",
+            "--read-secret-file",
             "--long-poll-max-secs",
+            "--max-long-poll-waiters",
+            "--login-queue-timeout-ms",
+            "--login-concurrency",
             "--keep-generations",
             "--max-body-bytes",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
-        assert_eq!(error.problems.len(), 12, "{text}");
+        assert_eq!(error.problems.len(), 16, "{text}");
         assert!(!text.contains("short"), "the secret is never echoed");
+        assert!(!text.contains("space in it"), "the secret is never echoed");
     }
 
     #[test]
@@ -454,6 +566,47 @@ mod tests {
         let text = error.to_string();
         assert!(text.contains("--signing-key/RG_SIGNING_KEY is required"));
         assert!(text.contains("--sync-secret-file/RG_SYNC_SECRET_FILE is required"));
+        assert!(text.contains("--read-secret-file/RG_READ_SECRET_FILE is required"));
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_usable_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = file(&dir, "key.pem", &SigningKey::generate().unwrap().to_pem());
+        let secret = file(&dir, "secret", "0123456789abcdef0123\n");
+        let not_pem = file(&dir, "not.pem", "not a certificate\n");
+        let base = [
+            "--signing-key",
+            key.as_str(),
+            "--sync-secret-file",
+            secret.as_str(),
+            "--read-secret-file",
+            secret.as_str(),
+        ];
+        let rows: [(&str, &[&str], &str); 3] = [
+            (
+                "certificate without key",
+                &["--tls-cert-file", &not_pem],
+                "go together",
+            ),
+            (
+                "key without certificate",
+                &["--tls-key-file", &not_pem],
+                "go together",
+            ),
+            (
+                "files that hold no certificate",
+                &["--tls-cert-file", &not_pem, "--tls-key-file", &not_pem],
+                "certificate file",
+            ),
+        ];
+        for (case, extra, needle) in rows {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            let error = Config::from_args(&parse(&args)).unwrap_err();
+            assert_eq!(error.problems.len(), 1, "{case}: {error}");
+            assert!(error.problems[0].contains(needle), "{case}: {error}");
+        }
     }
 
     #[test]
@@ -477,10 +630,16 @@ mod tests {
             "RG_TOKEN_TTL_SECS",
             "RG_HTPASSWD",
             "RG_SYNC_SECRET_FILE",
+            "RG_READ_SECRET_FILE",
             "RG_LONG_POLL_MAX_SECS",
+            "RG_MAX_LONG_POLL_WAITERS",
+            "RG_LOGIN_QUEUE_TIMEOUT_MS",
+            "RG_LOGIN_CONCURRENCY",
             "RG_KEEP_GENERATIONS",
             "RG_MAX_BODY_BYTES",
             "RG_LOG_FORMAT",
+            "RG_TLS_CERT_FILE",
+            "RG_TLS_KEY_FILE",
         ] {
             assert!(envs.iter().any(|e| e == name), "{name} not declared");
         }

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod publisher;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod token;
 
 use std::future::Future;
@@ -39,28 +40,48 @@ pub fn app(state: AppState) -> Router {
     api::router(state)
 }
 
-/// Serves `listener` until `shutdown` resolves, then stops accepting, wakes long-polls,
-/// finishes in-flight requests and stops the Redis poller.
+/// Serves `listener` (over TLS only, when the configuration has TLS files) until `shutdown`
+/// resolves, then stops accepting, wakes long-polls, finishes in-flight requests and stops
+/// the Redis poller.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let (stop, stopped) = watch::channel(false);
+    let tls = config.tls.clone();
     let state = AppState::new(config, stopped.clone())?;
     let poller = tokio::spawn(state.clone().poll_forever(stopped));
     if let Ok(address) = listener.local_addr() {
-        tracing::info!(%address, "serving");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(%address, scheme, "serving");
     }
-    let served = axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            stop.send_replace(true);
-        })
-        .await;
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        stop.send_replace(true);
+    };
+    let router = app(state);
+    let served = match tls {
+        Some(tls) => serve_on(tls.listen(listener), router, shutdown).await,
+        None => serve_on(listener, router, shutdown).await,
+    };
     if let Err(error) = poller.await {
         tracing::warn!(%error, "snapshot poller ended abnormally");
     }
     served.map_err(RunError::from)
+}
+
+async fn serve_on<L>(
+    listener: L,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -1,6 +1,7 @@
 //! The publish protocol: turns a validated [`Content`] into the next generation in Redis.
 //!
-//! One publish reads epoch + head, compares the new content's checksum with the current
+//! One publish reads epoch + head (through the cache, which first starts a new epoch if the
+//! store's history was rewound), compares the new content's checksum with the current
 //! snapshot's (equal → nothing is written), checks the caller's precondition and the
 //! empty-snapshot guard, encodes the envelope stamped with `head + 1` and advances the head
 //! with the store's compare-and-set. A conditional publish (`If-Match`) that loses the race
@@ -16,13 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
+use registry_gate_core::generation::{Generation, Preconditions};
 use registry_gate_core::index::Index;
 use registry_gate_core::snapshot::{self, Content, Header, SnapshotError, Stamp};
 use registry_gate_core::token::KeySpec;
 use thiserror::Error;
 use tokio::sync::Mutex;
 
-use crate::cache::{Cache, Current, Tag, TagList};
+use crate::cache::{Cache, Current, RefreshError};
 use crate::keys;
 use crate::store::{CasOutcome, Store, StoreError};
 
@@ -32,7 +34,7 @@ const MAX_ATTEMPTS: u32 = 32;
 /// The result of a publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
-    pub tag: Tag,
+    pub generation: Generation,
     /// False when the content equalled the current snapshot and nothing was written.
     pub changed: bool,
 }
@@ -47,7 +49,7 @@ pub enum PublishError {
     )]
     KeyConflict(String),
     #[error("the snapshot changed: If-Match does not name the current generation")]
-    PreconditionFailed { current: Option<Tag> },
+    PreconditionFailed { current: Option<Generation> },
     #[error(
         "refusing to replace a snapshot of {current} repositories with one that has none; \
          add ?allow_empty=true to publish an empty snapshot on purpose"
@@ -66,7 +68,7 @@ pub enum PublishError {
 pub struct Request {
     pub content: Content,
     /// `If-Match`, when given.
-    pub if_match: Option<TagList>,
+    pub if_match: Option<Preconditions>,
     /// Permit replacing a non-empty snapshot with one without repositories.
     pub allow_empty: bool,
 }
@@ -117,24 +119,33 @@ impl Publisher {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let state = self.store.state().await?;
-            let current_tag = state.head.map(|generation| Tag {
-                epoch: state.epoch.clone(),
-                generation,
-            });
+            let state = self
+                .cache
+                .store_state(&self.store)
+                .await
+                .map_err(|e| match e {
+                    RefreshError::Store(store) => PublishError::Store(store),
+                    RefreshError::RestartContended { attempts, .. } => {
+                        PublishError::Contended(attempts)
+                    }
+                    other => PublishError::Internal(other.to_string()),
+                })?;
+            let current_generation = state
+                .head
+                .map(|number| Generation::new(state.epoch.clone(), number));
             if let Some(precondition) = &request.if_match {
-                let holds = current_tag
+                let holds = current_generation
                     .as_ref()
-                    .is_some_and(|tag| precondition.matches(tag));
+                    .is_some_and(|held| precondition.matches(held));
                 if !holds {
                     self.catch_up().await;
                     return Err(PublishError::PreconditionFailed {
-                        current: current_tag,
+                        current: current_generation,
                     });
                 }
             }
-            let current = match &current_tag {
-                Some(tag) => match self.load(tag).await? {
+            let current = match &current_generation {
+                Some(held) => match self.load(held).await? {
                     Some(current) => Some(current),
                     // Trimmed or flushed between the two reads: read again.
                     None => {
@@ -149,7 +160,7 @@ impl Publisher {
             if let Some(current) = &current {
                 if current.header.checksum == checksum {
                     return Ok(Published {
-                        tag: current.tag(),
+                        generation: current.generation(),
                         changed: false,
                     });
                 }
@@ -173,25 +184,27 @@ impl Publisher {
                 .await?
             {
                 CasOutcome::Published => {
-                    let tag = encoded.tag();
+                    let generation = encoded.generation();
                     tracing::info!(
-                        epoch = %tag.epoch,
-                        generation = tag.generation,
+                        epoch = %generation.epoch,
+                        generation = generation.number,
                         repositories = encoded.content.repositories.len(),
                         bytes = encoded.body.len(),
                         "published snapshot"
                     );
                     self.cache.install_published(Arc::new(encoded)).await;
-                    return Ok(Published { tag, changed: true });
+                    return Ok(Published {
+                        generation,
+                        changed: true,
+                    });
                 }
                 CasOutcome::HeadMoved | CasOutcome::EpochChanged if request.if_match.is_some() => {
                     self.catch_up().await;
                     let current = self.store.state().await?;
                     return Err(PublishError::PreconditionFailed {
-                        current: current.head.map(|generation| Tag {
-                            epoch: current.epoch,
-                            generation,
-                        }),
+                        current: current
+                            .head
+                            .map(|number| Generation::new(current.epoch, number)),
                     });
                 }
                 CasOutcome::HeadMoved | CasOutcome::EpochChanged => {
@@ -224,7 +237,7 @@ impl Publisher {
         }
         let request = Request {
             content: current.content.clone(),
-            if_match: Some(TagList::Tags(vec![current.tag()])),
+            if_match: Some(Preconditions::Tags(vec![current.generation()])),
             allow_empty: current.header.allow_empty,
         };
         self.publish(request).await.map(Some)
@@ -238,31 +251,29 @@ impl Publisher {
         }
     }
 
-    /// The decoded generation `tag`, from the cache when it holds it.
-    async fn load(&self, tag: &Tag) -> Result<Option<Arc<Current>>, PublishError> {
+    /// The decoded generation `wanted`, from the cache when it holds it.
+    async fn load(&self, wanted: &Generation) -> Result<Option<Arc<Current>>, PublishError> {
         if let Some(current) = self.cache.view().current() {
-            if current.tag() == *tag {
+            if current.generation() == *wanted {
                 return Ok(Some(Arc::clone(current)));
             }
         }
-        let Some(body) = self.store.body(tag.generation).await? else {
+        let Some(body) = self.store.body(wanted.number).await? else {
             return Ok(None);
         };
         let decoded = tokio::task::spawn_blocking(move || Current::decode(Bytes::from(body)))
             .await
             .map_err(|e| PublishError::Internal(e.to_string()))?;
         match decoded {
-            Ok(current) if current.tag() == *tag => Ok(Some(Arc::new(current))),
+            Ok(current) if current.generation() == *wanted => Ok(Some(Arc::new(current))),
             Ok(current) => Err(PublishError::Internal(format!(
-                "stored generation {} claims to be {}",
-                tag.etag(),
-                current.tag().etag()
+                "stored generation {wanted} claims to be {}",
+                current.generation()
             ))),
             // A current snapshot this sidecar cannot read (e.g. a newer schema major written
             // by an upgraded instance) must not be silently replaced.
             Err(error) => Err(PublishError::Internal(format!(
-                "the current snapshot {} cannot be read: {error}",
-                tag.etag()
+                "the current snapshot {wanted} cannot be read: {error}"
             ))),
         }
     }

@@ -7,10 +7,11 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
+use registry_gate_core::generation::Generation;
+use tokio::sync::{watch, Semaphore};
 
-use crate::cache::{Cache, Tag, View};
-use crate::config::{Config, SyncSecret};
+use crate::cache::{Cache, View};
+use crate::config::{Config, Secret};
 use crate::publisher::Publisher;
 use crate::store::{Store, StoreError};
 use crate::token::{Authenticator, Minter};
@@ -32,8 +33,11 @@ pub(crate) struct Inner {
     pub publisher: Publisher,
     pub authenticator: Authenticator,
     pub minter: Minter,
-    pub sync_secret: SyncSecret,
+    pub sync_secret: Secret,
+    pub read_secret: Secret,
     pub long_poll_max: Duration,
+    /// One permit per snapshot long-poll allowed to wait at once.
+    pub long_poll_waiters: Arc<Semaphore>,
     pub max_body_bytes: usize,
     /// The one wall-clock seam (token times, `published_at`).
     pub clock: fn() -> SystemTime,
@@ -58,13 +62,16 @@ impl AppState {
             config.signing_key.key_spec(),
             clock,
         );
-        let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
                 cache,
                 publisher,
-                authenticator: Authenticator::new(config.htpasswd, concurrency),
+                authenticator: Authenticator::new(
+                    config.htpasswd,
+                    config.login_concurrency,
+                    config.login_queue_timeout,
+                ),
                 minter: Minter::new(
                     config.signing_key,
                     config.issuer,
@@ -72,7 +79,9 @@ impl AppState {
                     config.token_ttl,
                 ),
                 sync_secret: config.sync_secret,
+                read_secret: config.read_secret,
                 long_poll_max: config.long_poll_max,
+                long_poll_waiters: Arc::new(Semaphore::new(config.max_long_poll_waiters)),
                 max_body_bytes: config.max_body_bytes,
                 clock,
                 shutdown,
@@ -96,12 +105,12 @@ impl AppState {
                 health.redis_ok = true;
                 health.last_error = None;
                 if let View::Ready(current) = view {
-                    let tag = current.tag();
-                    if health.key_checked.as_ref() != Some(&tag) {
-                        health.key_checked = Some(tag.clone());
+                    let generation = current.generation();
+                    if health.key_checked.as_ref() != Some(&generation) {
+                        health.key_checked = Some(generation.clone());
                         match self.inner.publisher.ensure_own_key(&current).await {
                             Ok(Some(published)) => tracing::info!(
-                                generation = published.tag.generation,
+                                generation = published.generation.number,
                                 "republished the current snapshot with this sidecar's key"
                             ),
                             Ok(None) => {}
@@ -113,7 +122,7 @@ impl AppState {
                                 }
                                 tracing::warn!(
                                     %error,
-                                    etag = %tag.etag(),
+                                    generation = %generation,
                                     "could not add this sidecar's key to the current snapshot"
                                 );
                             }
@@ -158,5 +167,5 @@ pub struct PollHealth {
     redis_ok: bool,
     last_error: Option<String>,
     /// The generation whose key set was last examined.
-    key_checked: Option<Tag>,
+    key_checked: Option<Generation>,
 }

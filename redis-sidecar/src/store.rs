@@ -4,14 +4,17 @@
 //! Key layout (all under the configured prefix `P`):
 //! - `P epoch` — random hex string, created with `SET NX` whenever it is missing. A missing
 //!   epoch means Redis lost its data (flush, restart without persistence), so generations
-//!   restart at 1 under a new epoch and fetchers accept them because the epoch changed.
+//!   restart at 1 under a new epoch and fetchers accept them because the epoch changed. It is
+//!   also replaced, by [`RESTART_SCRIPT`], when the history was rewound (a backup restored, a
+//!   failover that lost writes): the head is then below a generation already seen.
 //! - `P head` — decimal generation of the current snapshot; advanced only by [`CAS_SCRIPT`].
 //! - `P snapshot:<generation>` — the envelope bytes of that generation, written once and
 //!   never changed; all but the newest `keep` generations are deleted by the same script.
 //!
 //! This module moves opaque bytes: it must never decode or validate a snapshot (that is
-//! `publisher`'s and `cache`'s job), never advance `head` except through the script, and never
-//! panic on a Redis failure — every failure is a [`StoreError`].
+//! `publisher`'s and `cache`'s job), never advance `head` except through the script, never
+//! decide by itself that history was rewound (the cache does), and never panic on a Redis
+//! failure — every failure is a [`StoreError`].
 
 use std::time::Duration;
 
@@ -65,6 +68,29 @@ end
 return 1
 ";
 
+/// Starts a new epoch after the history was rewound, as a compare-and-set: only if the epoch
+/// and the head are still what the caller judged rewound does it replace the epoch, delete
+/// the head (nothing is served under the new epoch until the next publish) and delete the
+/// rewound bodies (walking down from the head until the first missing one). Two sidecars
+/// detecting the same rewind switch the epoch once: the second finds the epoch changed.
+///
+/// KEYS: epoch, head. ARGV: expected epoch, expected head ("" when there is none), new epoch,
+/// body key prefix.
+/// Returns `{epoch now in force, 1 if this call switched it else 0}`.
+pub const RESTART_SCRIPT: &str = r"
+local epoch = redis.call('GET', KEYS[1]) or ''
+local head = redis.call('GET', KEYS[2]) or ''
+if epoch ~= ARGV[1] or head ~= ARGV[2] then return {epoch, 0} end
+redis.call('SET', KEYS[1], ARGV[3])
+redis.call('DEL', KEYS[2])
+local g = tonumber(head)
+while g and g > 0 do
+  if redis.call('DEL', ARGV[4] .. g) == 0 then break end
+  g = g - 1
+end
+return {ARGV[3], 1}
+";
+
 /// A Redis failure, already phrased for an operator.
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -108,6 +134,16 @@ pub enum CasOutcome {
     EpochChanged,
 }
 
+/// Outcome of [`Store::restart_epoch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restart {
+    /// This call replaced the epoch; the new one has no head yet.
+    Restarted { epoch: String },
+    /// The epoch or head had changed since they were read (another sidecar switched first,
+    /// or a publish landed): nothing was written; read the state again.
+    Moved,
+}
+
 /// Redis access for one key prefix through one bounded pool.
 #[derive(Clone)]
 pub struct Store {
@@ -117,6 +153,7 @@ pub struct Store {
     keep: u64,
     state_script: Script,
     cas_script: Script,
+    restart_script: Script,
 }
 
 impl std::fmt::Debug for Store {
@@ -150,6 +187,7 @@ impl Store {
             keep,
             state_script: Script::new(STATE_SCRIPT),
             cas_script: Script::new(CAS_SCRIPT),
+            restart_script: Script::new(RESTART_SCRIPT),
         })
     }
 
@@ -252,6 +290,34 @@ impl Store {
                 detail: format!("compare-and-set script returned {other}"),
             }),
         }
+    }
+
+    /// Replaces `epoch` with a fresh one iff epoch and head are still `epoch` / `head` (see
+    /// [`RESTART_SCRIPT`]).
+    pub async fn restart_epoch(
+        &self,
+        epoch: &str,
+        head: Option<u64>,
+    ) -> Result<Restart, StoreError> {
+        let fresh = random_epoch()?;
+        let head = head.map(|g| g.to_string()).unwrap_or_default();
+        let mut conn = self.connection().await?;
+        let (now, switched): (String, i64) = bounded(
+            self.restart_script
+                .key(self.epoch_key())
+                .key(self.head_key())
+                .arg(epoch)
+                .arg(head)
+                .arg(fresh)
+                .arg(self.body_prefix())
+                .invoke_async(&mut conn),
+        )
+        .await?;
+        Ok(if switched == 1 {
+            Restart::Restarted { epoch: now }
+        } else {
+            Restart::Moved
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -42,7 +43,8 @@ pub struct HtpasswdError {
 pub struct Htpasswd {
     users: HashMap<String, String>,
     /// Verified against for unknown users so that "no such user" and "wrong password" take
-    /// the same time.
+    /// the same time: a hash of a random secret at the highest cost found in the file,
+    /// computed once when the file is loaded.
     dummy: String,
 }
 
@@ -105,10 +107,13 @@ impl Htpasswd {
         if !problems.is_empty() {
             return Err(HtpasswdError { problems });
         }
-        let dummy = bcrypt::hash(b"registry-gate-dummy", max_cost.unwrap_or(DEFAULT_COST))
-            .map_err(|e| HtpasswdError {
-                problems: vec![format!("cannot prepare the dummy hash: {e}")],
-            })?;
+        let dummy_problem = |e: String| HtpasswdError {
+            problems: vec![format!("cannot prepare the dummy hash: {e}")],
+        };
+        let mut secret = [0_u8; 18];
+        getrandom::fill(&mut secret).map_err(|e| dummy_problem(e.to_string()))?;
+        let dummy = bcrypt::hash(hex::encode(secret), max_cost.unwrap_or(DEFAULT_COST))
+            .map_err(|e| dummy_problem(e.to_string()))?;
         Ok(Htpasswd { users, dummy })
     }
 
@@ -128,13 +133,19 @@ impl Htpasswd {
     }
 
     /// Whether `password` is `user`'s. CPU-heavy (bcrypt): call from a blocking thread.
+    /// Known and unknown users take one path: one bcrypt verification against
+    /// [`Htpasswd::hash_for`] (the dummy for an unknown user, at the file's highest cost).
     pub fn verify(&self, user: &str, password: &str) -> bool {
+        let (hash, known) = self.hash_for(user);
+        let matched = bcrypt::verify(password, hash).unwrap_or(false);
+        known & matched
+    }
+
+    /// The hash a login as `user` is verified against, and whether `user` exists.
+    pub fn hash_for(&self, user: &str) -> (&str, bool) {
         match self.users.get(user) {
-            Some(hash) => bcrypt::verify(password, hash).unwrap_or(false),
-            None => {
-                let _ = bcrypt::verify(password, &self.dummy);
-                false
-            }
+            Some(hash) => (hash, true),
+            None => (&self.dummy, false),
         }
     }
 }
@@ -190,6 +201,9 @@ pub fn credentials(header: Option<&[u8]>) -> Option<Credentials> {
 pub enum AuthError {
     #[error("invalid username or password")]
     BadCredentials,
+    /// No bcrypt slot freed up within the login queue timeout.
+    #[error("too many logins in progress")]
+    Busy,
     #[error("password check failed: {0}")]
     Internal(String),
 }
@@ -201,15 +215,31 @@ pub struct Authenticator {
     /// bcrypt is deliberately slow; at most this many run at once so a login storm queues
     /// instead of exhausting the blocking pool.
     permits: Semaphore,
+    /// Longest a login waits for a permit before it is refused as busy, so a storm gets
+    /// prompt 503s instead of piling up requests that time out anyway.
+    queue_timeout: Duration,
+    /// bcrypt verifications run, known and unknown users alike.
+    verifications: AtomicU64,
 }
 
 impl Authenticator {
     /// Without a file, every Basic login is refused (only anonymous tokens are issued).
-    pub fn new(htpasswd: Option<Htpasswd>, concurrency: usize) -> Authenticator {
+    pub fn new(
+        htpasswd: Option<Htpasswd>,
+        concurrency: usize,
+        queue_timeout: Duration,
+    ) -> Authenticator {
         Authenticator {
             htpasswd: htpasswd.map(Arc::new),
             permits: Semaphore::new(concurrency.max(1)),
+            queue_timeout,
+            verifications: AtomicU64::new(0),
         }
+    }
+
+    /// How many bcrypt verifications have run.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// The principal the credentials prove.
@@ -221,11 +251,11 @@ impl Authenticator {
         let Some(htpasswd) = self.htpasswd.clone() else {
             return Err(AuthError::BadCredentials);
         };
-        let _permit = self
-            .permits
-            .acquire()
+        let _permit = tokio::time::timeout(self.queue_timeout, self.permits.acquire())
             .await
+            .map_err(|_| AuthError::Busy)?
             .map_err(|e| AuthError::Internal(e.to_string()))?;
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let (user, ok) = tokio::task::spawn_blocking(move || {
             let ok = htpasswd.verify(&user, &password);
             (user, ok)

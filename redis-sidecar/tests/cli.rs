@@ -56,6 +56,7 @@ fn bad_configuration_exits_2_listing_every_problem() {
         .env("RG_LISTEN", "not-an-address")
         .env_remove("RG_SIGNING_KEY")
         .env_remove("RG_SYNC_SECRET_FILE")
+        .env_remove("RG_READ_SECRET_FILE")
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{output:?}");
@@ -66,6 +67,7 @@ fn bad_configuration_exits_2_listing_every_problem() {
         "RG_LISTEN",
         "RG_SIGNING_KEY is required",
         "RG_SYNC_SECRET_FILE is required",
+        "RG_READ_SECRET_FILE is required",
     ] {
         assert!(stderr.contains(needle), "{needle} missing from:\n{stderr}");
     }
@@ -85,6 +87,8 @@ fn serve_stops_gracefully_on_sigterm() {
         .success());
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "a-long-enough-sync-secret\n").unwrap();
+    let read_secret = dir.path().join("read-secret");
+    std::fs::write(&read_secret, "a-long-enough-read-secret\n").unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -96,6 +100,7 @@ fn serve_stops_gracefully_on_sigterm() {
         .env("RG_REDIS_URL", redis.url())
         .env("RG_SIGNING_KEY", &key)
         .env("RG_SYNC_SECRET_FILE", &secret)
+        .env("RG_READ_SECRET_FILE", &read_secret)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

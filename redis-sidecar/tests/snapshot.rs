@@ -63,6 +63,11 @@ async fn publish_then_get_serves_the_stored_envelope_with_its_etag() {
     let epoch = body["epoch"].as_str().unwrap().to_owned();
     let etag = format!("\"{epoch}.1\"");
     assert_eq!(published.etag().as_deref(), Some(etag.as_str()));
+    assert_eq!(
+        parse_etag(&etag),
+        (epoch.clone(), 1),
+        "the core's Generation parses what the sidecar serves"
+    );
 
     let reply = sidecar.get(None, "").await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -132,9 +137,11 @@ async fn long_poll_wakes_within_a_second_of_a_publish_here_or_on_another_instanc
             let client = waiter.client.clone();
             let url = waiter.url("/v1/snapshot?wait=20");
             let etag = etag.clone();
+            let read_secret = waiter.read_secret.clone();
             tokio::spawn(async move {
                 let response = client
                     .get(url)
+                    .bearer_auth(read_secret)
                     .header("if-none-match", etag)
                     .send()
                     .await
@@ -532,5 +539,401 @@ async fn redis_down_means_not_ready_and_503_on_publish() {
     // The last good snapshot keeps being served from memory.
     let reply = sidecar.get(None, "").await;
     assert_eq!(reply.status, StatusCode::OK);
+    sidecar.stop().await;
+}
+
+/// Publishes generations 1..=`to` of distinct content (`a/gen<N>`), returning the store's
+/// keys as they were right after generation `backup_at`: a backup taken then.
+async fn publish_with_backup(
+    redis: &Redis,
+    sidecar: &Sidecar,
+    to: u64,
+    backup_at: u64,
+) -> Vec<(String, Vec<u8>)> {
+    let mut backup = Vec::new();
+    for generation in 1..=to {
+        let name = format!("a/gen{generation}");
+        let reply = sidecar.put(&content(&[(&name, true)], &[]), None, "").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(reply.json()["generation"], generation);
+        if generation == backup_at {
+            backup = redis.dump();
+        }
+    }
+    backup
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetcher_ahead_of_a_restored_backup_gets_a_new_epoch_never_a_304() {
+    let redis = Redis::start();
+    let writer = Sidecar::start(&redis, Options::default()).await;
+    let backup = publish_with_backup(&redis, &writer, 5, 3).await;
+    let (epoch, held) = parse_etag(&writer.get(None, "").await.etag().unwrap());
+    assert_eq!(held, 5);
+    // The instance that saw generation 5 goes away; Redis is restored to generation 3.
+    writer.stop().await;
+    redis.restore(&backup);
+    assert_eq!(redis.get("rg-test:head").unwrap(), b"3");
+
+    // A sidecar that never saw anything newer than the restored head learns it only from
+    // the fetcher, which holds generation 5 of the same epoch.
+    let sidecar = Sidecar::start(&redis, Options::default()).await;
+    let fetcher_holds = format!("\"{epoch}.{held}\"");
+    let started = Instant::now();
+    let reply = sidecar.get(Some(&fetcher_holds), "?wait=5").await;
+    assert_ne!(
+        reply.status,
+        StatusCode::NOT_MODIFIED,
+        "(a) never confirmed"
+    );
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
+    assert!(reply.header("retry-after").is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered at once, not after the long-poll"
+    );
+
+    // (b) a new epoch, with no head and without the rewound bodies.
+    let new_epoch = String::from_utf8(redis.get("rg-test:epoch").unwrap()).unwrap();
+    assert_ne!(new_epoch, epoch, "(b) the epoch changed");
+    assert!(redis.get("rg-test:head").is_none());
+    for generation in 1..=3 {
+        assert!(
+            redis
+                .get(&format!("rg-test:snapshot:{generation}"))
+                .is_none(),
+            "rewound body {generation} deleted"
+        );
+    }
+    // The rewound generation 3 is never served, to anyone.
+    let reply = sidecar.get(None, "").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
+
+    // (c) the next publish is generation 1 of the new epoch, and it is served.
+    let republished = sidecar
+        .put(&content(&[("a/after", true)], &[]), None, "")
+        .await;
+    assert_eq!(republished.status, StatusCode::OK, "{}", republished.text());
+    assert_eq!(republished.json()["generation"], 1);
+    assert_eq!(republished.json()["epoch"], new_epoch.as_str());
+    let reply = sidecar.get(Some(&fetcher_holds), "?wait=5").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(parse_etag(&reply.etag().unwrap()), (new_epoch, 1));
+    let decoded = snapshot::decode(&reply.body).unwrap();
+    assert_eq!(decoded.content.repositories[0].name, "a/after");
+    sidecar.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_notices_a_rewound_history_by_itself() {
+    let redis = Redis::start();
+    let shared = Options {
+        key: Some(registry_gate_sidecar::keys::SigningKey::generate().unwrap()),
+        ..Options::default()
+    };
+    // Two instances that both saw generation 5 detect the rewind together.
+    let here = Sidecar::start(&redis, shared.clone()).await;
+    let there = Sidecar::start(&redis, shared).await;
+    let backup = publish_with_backup(&redis, &here, 5, 3).await;
+    let latest = here.get(None, "").await.etag().unwrap();
+    eventually("the other instance serves generation 5", || async {
+        there.get(None, "").await.etag() == Some(latest.clone())
+    })
+    .await;
+    let (epoch, _) = parse_etag(&latest);
+
+    redis.restore(&backup);
+    for sidecar in [&here, &there] {
+        eventually("the rewind is noticed without any fetcher", || async {
+            let reply = sidecar.get(None, "").await;
+            if reply.status == StatusCode::OK {
+                // Until then only the last good generation may be served, never the
+                // restored one.
+                assert_eq!(reply.etag(), Some(latest.clone()), "rewound content served");
+                return false;
+            }
+            assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+            true
+        })
+        .await;
+    }
+    let new_epoch = String::from_utf8(redis.get("rg-test:epoch").unwrap()).unwrap();
+    assert_ne!(new_epoch, epoch);
+    assert!(redis.get("rg-test:head").is_none());
+
+    let republished = there
+        .put(&content(&[("a/after", true)], &[]), None, "")
+        .await;
+    assert_eq!(republished.status, StatusCode::OK, "{}", republished.text());
+    assert_eq!(republished.json()["generation"], 1);
+    assert_eq!(
+        republished.json()["epoch"],
+        new_epoch.as_str(),
+        "one epoch switch for both instances"
+    );
+    let served = format!("\"{new_epoch}.1\"");
+    for sidecar in [&here, &there] {
+        eventually(
+            "both instances serve the new epoch's first generation",
+            || async { sidecar.get(None, "").await.etag() == Some(served.clone()) },
+        )
+        .await;
+    }
+    here.stop().await;
+    there.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_epoch_switch_is_a_compare_and_set() {
+    use registry_gate_sidecar::store::{Restart, Store};
+    let redis = Redis::start();
+    let store = Store::new(&redis.url(), 2, "rg-test:", 10).unwrap();
+    let first = store.state().await.unwrap();
+    assert_eq!(first.head, None);
+    assert!(store
+        .compare_and_publish(&first.epoch, None, 1, b"one")
+        .await
+        .unwrap()
+        .eq(&registry_gate_sidecar::store::CasOutcome::Published));
+    // Two detectors read the same (epoch, head 1) and both try to switch.
+    let one = store.restart_epoch(&first.epoch, Some(1)).await.unwrap();
+    let two = store.restart_epoch(&first.epoch, Some(1)).await.unwrap();
+    let Restart::Restarted { epoch: switched } = one else {
+        panic!("the first switch must win: {one:?}");
+    };
+    assert_eq!(
+        two,
+        Restart::Moved,
+        "the second finds the epoch already switched"
+    );
+    let now = store.state().await.unwrap();
+    assert_eq!((now.epoch.as_str(), now.head), (switched.as_str(), None));
+    // A stale head is refused too, and nothing is written.
+    let before = redis.dump();
+    assert_eq!(
+        store.restart_epoch(&switched, Some(7)).await.unwrap(),
+        Restart::Moved
+    );
+    assert_eq!(redis.dump(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_reads_need_the_read_secret() {
+    let redis = Redis::start();
+    let sidecar = Sidecar::start(&redis, Options::default()).await;
+    let published = sidecar
+        .put(&content(&[("team/very-private", true)], &[]), None, "")
+        .await;
+    let etag = published.etag().unwrap();
+    let read = format!("Bearer {}", sidecar.read_secret);
+    let sync = format!("Bearer {}", sidecar.secret);
+    let prefix = format!(
+        "Bearer {}",
+        &sidecar.read_secret[..sidecar.read_secret.len() - 1]
+    );
+    struct Row<'a> {
+        case: &'a str,
+        authorization: Option<&'a str>,
+        long_poll: bool,
+        ok: bool,
+    }
+    let rows = [
+        Row {
+            case: "none",
+            authorization: None,
+            long_poll: false,
+            ok: false,
+        },
+        Row {
+            case: "none, long-poll",
+            authorization: None,
+            long_poll: true,
+            ok: false,
+        },
+        Row {
+            case: "wrong",
+            authorization: Some("Bearer wrong-secret-wrong-secret"),
+            long_poll: false,
+            ok: false,
+        },
+        Row {
+            case: "prefix of the read secret",
+            authorization: Some(&prefix),
+            long_poll: false,
+            ok: false,
+        },
+        Row {
+            case: "read secret as Basic",
+            authorization: Some("Basic cmVhZDpzZWNyZXQ="),
+            long_poll: false,
+            ok: false,
+        },
+        Row {
+            case: "read secret",
+            authorization: Some(&read),
+            long_poll: false,
+            ok: true,
+        },
+        Row {
+            case: "read secret, lower-case scheme",
+            authorization: Some(&read.replacen("Bearer", "bearer", 1)),
+            long_poll: false,
+            ok: true,
+        },
+        Row {
+            case: "sync secret",
+            authorization: Some(&sync),
+            long_poll: false,
+            ok: true,
+        },
+    ];
+    for row in rows {
+        let query = if row.long_poll {
+            "/v1/snapshot?wait=5"
+        } else {
+            "/v1/snapshot"
+        };
+        let mut request = sidecar.client.get(sidecar.url(query));
+        if row.long_poll {
+            request = request.header("if-none-match", &etag);
+        }
+        if let Some(authorization) = row.authorization {
+            request = request.header("authorization", authorization);
+        }
+        let started = Instant::now();
+        let reply = harness::Reply::from(request.send().await.unwrap()).await;
+        if row.ok {
+            assert_eq!(reply.status, StatusCode::OK, "{}", row.case);
+            assert_eq!(reply.etag(), Some(etag.clone()), "{}", row.case);
+            continue;
+        }
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", row.case);
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{}: refused at once",
+            row.case
+        );
+        assert_eq!(
+            reply.json(),
+            json!({"error": "missing or wrong snapshot read bearer secret"}),
+            "{}",
+            row.case
+        );
+        assert_eq!(
+            reply.header("www-authenticate").as_deref(),
+            Some("Bearer realm=\"registry-gate-snapshot\""),
+            "{}",
+            row.case
+        );
+        assert!(
+            reply.etag().is_none(),
+            "{}: no generation revealed",
+            row.case
+        );
+        assert!(
+            !reply.text().contains("very-private"),
+            "{}: no snapshot bytes",
+            row.case
+        );
+    }
+    // The read secret does not open the sync endpoints.
+    let write = sidecar
+        .client
+        .put(sidecar.url("/v1/snapshot"))
+        .header("authorization", &read)
+        .body(serde_json::to_vec(&content(&[("a/x", true)], &[])).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), StatusCode::UNAUTHORIZED);
+    sidecar.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_waiters_are_capped() {
+    let redis = Redis::start();
+    let options = Options {
+        extra: vec!["--max-long-poll-waiters".into(), "2".into()],
+        ..Options::default()
+    };
+    let sidecar = Sidecar::start(&redis, options).await;
+    let first = sidecar
+        .put(&content(&[("a/one", true)], &[]), None, "")
+        .await;
+    let etag = first.etag().unwrap();
+    // Five long-polls at once for the current generation: whatever order they arrive in,
+    // exactly two wait (nothing frees a slot before the publish below) and three are
+    // refused at once.
+    let polls: Vec<_> = (0..5)
+        .map(|_| {
+            let request = sidecar
+                .client
+                .get(sidecar.url("/v1/snapshot?wait=20"))
+                .bearer_auth(&sidecar.read_secret)
+                .header("if-none-match", &etag);
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let reply = harness::Reply::from(request.send().await.unwrap()).await;
+                (started.elapsed(), reply)
+            })
+        })
+        .collect();
+    eventually("three long-polls are refused", || async {
+        polls.iter().filter(|p| p.is_finished()).count() >= 3
+    })
+    .await;
+    let (finished, waiting): (Vec<_>, Vec<_>) = polls.into_iter().partition(|p| p.is_finished());
+    assert_eq!((finished.len(), waiting.len()), (3, 2));
+    for poll in finished {
+        let (elapsed, reply) = poll.await.unwrap();
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            reply.text()
+        );
+        assert!(elapsed < Duration::from_secs(10), "refused without waiting");
+        assert_eq!(reply.header("retry-after").as_deref(), Some("1"));
+        assert!(reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("long-polls"));
+    }
+    // Requests that would not wait are still answered.
+    assert_eq!(sidecar.get(None, "").await.status, StatusCode::OK);
+    assert_eq!(
+        sidecar.get(Some(&etag), "").await.status,
+        StatusCode::NOT_MODIFIED
+    );
+    // A publish wakes the two waiting, which frees their slots.
+    sidecar
+        .put(&content(&[("a/two", true)], &[]), None, "")
+        .await;
+    for poll in waiting {
+        let (_, reply) = tokio::time::timeout(Duration::from_secs(5), poll)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let current = sidecar.get(None, "").await.etag().unwrap();
+    let started = Instant::now();
+    let reply = sidecar.get(Some(&current), "?wait=1").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::NOT_MODIFIED,
+        "a slot is free again"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900), "it waited");
     sidecar.stop().await;
 }

@@ -313,3 +313,64 @@ async fn logins_write_nothing_to_redis() {
     assert_eq!(redis.dump(), before);
     sidecar.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_beyond_the_bcrypt_queue_timeout_get_503_with_retry_after() {
+    let redis = Redis::start();
+    // One bcrypt slot, bcrypt runs of a few hundred milliseconds, and a 1 ms queue: of
+    // logins sent together, the first takes the slot and the others cannot wait for it.
+    let options = Options {
+        users: vec![("alice".into(), "alice-pw".into())],
+        bcrypt_cost: 12,
+        extra: vec![
+            "--login-concurrency".into(),
+            "1".into(),
+            "--login-queue-timeout-ms".into(),
+            "1".into(),
+        ],
+        ..Options::default()
+    };
+    let sidecar = Sidecar::start(&redis, options).await;
+    publish(&sidecar).await;
+    let query = [("service", sidecar.service.as_str())];
+    let logins: Vec<_> = (0..6)
+        .map(|_| {
+            let request = sidecar
+                .client
+                .get(sidecar.url("/v2/token"))
+                .query(&query)
+                .basic_auth("alice", Some("alice-pw"));
+            tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for login in logins {
+        replies.push(login.await.unwrap());
+    }
+    let ok = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    let busy: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert_eq!(ok + busy.len(), replies.len(), "only 200s and 503s");
+    assert!(ok >= 1, "the login holding the slot succeeds");
+    assert!(
+        !busy.is_empty(),
+        "the others are refused instead of queueing"
+    );
+    for reply in busy {
+        assert_eq!(reply.header("retry-after").as_deref(), Some("1"));
+        assert_eq!(
+            reply.header("docker-distribution-api-version").as_deref(),
+            Some("registry/2.0")
+        );
+        assert_eq!(reply.json()["errors"][0]["code"], "UNAVAILABLE");
+    }
+    // With the storm over, the same login succeeds.
+    let again = token(&sidecar, &query, Some(("alice", "alice-pw"))).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    sidecar.stop().await;
+}

@@ -67,15 +67,17 @@ pub fn filter_config(listen_port: u16, access_log_state: bool) -> String {
     .to_string()
 }
 
-/// The snapshot fetcher's configuration.
-pub fn fetcher_config() -> String {
+/// The snapshot fetcher's configuration; `authorization` is the sidecar's read secret (the
+/// fetcher sends `Authorization: Bearer <it>`).
+pub fn fetcher_config(authorization: &str) -> String {
     json!({
         "cluster": "registry_gate_sidecar",
         "authority": "registry-gate-sidecar",
         "path": "/v1/snapshot",
         "wait_secs": 20,
         "timeout_ms": 25000,
-        "retry_ms": 250
+        "retry_ms": 250,
+        "authorization": authorization
     })
     .to_string()
 }
@@ -93,6 +95,8 @@ pub struct EnvoyParams {
     /// The filter writes identity and decision filter state for the access log (the local
     /// stack's log names both; the benchmark measures the default, without).
     pub access_log_state: bool,
+    /// The sidecar's snapshot read secret, rendered into the fetcher's `authorization`.
+    pub snapshot_read_secret: String,
 }
 
 impl EnvoyParams {
@@ -109,7 +113,7 @@ impl EnvoyParams {
                 "FILTER_CONFIG",
                 filter_config(self.listen_port, self.access_log_state),
             ),
-            ("FETCHER_CONFIG", fetcher_config()),
+            ("FETCHER_CONFIG", fetcher_config(&self.snapshot_read_secret)),
         ])
     }
 }

@@ -1,9 +1,9 @@
-//! registry-gate-sidecar as a process: its key, htpasswd and sync-secret files, `serve`, and
-//! the native publish API (`PUT /v1/snapshot`).
+//! registry-gate-sidecar as a process: its key, htpasswd, sync-secret and read-secret files,
+//! `serve`, and the native publish API (`PUT /v1/snapshot`).
 //!
 //! The files are generated per scenario: the Ed25519 signing key by the sidecar's own
 //! `keygen`, the htpasswd with bcrypt (`$2y$`, as `htpasswd -B` writes it), the sync secret
-//! from the OS RNG. The signing key's path is exposed so tests can mint tokens with the real
+//! and the snapshot read secret (the fetcher's `authorization`) from the OS RNG. The signing key's path is exposed so tests can mint tokens with the real
 //! key (expired, wrong audience) — nothing else reads it.
 
 use std::collections::BTreeMap;
@@ -25,6 +25,9 @@ pub struct SidecarFiles {
     pub htpasswd: PathBuf,
     pub sync_secret_file: PathBuf,
     pub sync_secret: String,
+    /// Bearer secret of `GET /v1/snapshot`: the Envoy fetcher's `authorization`.
+    pub read_secret_file: PathBuf,
+    pub read_secret: String,
 }
 
 /// What `PUT /v1/snapshot` answered.
@@ -87,7 +90,7 @@ pub fn keygen(bin: &Path, out: &Path) {
 }
 
 impl Sidecar {
-    /// Prepares the files (key, htpasswd for `users`, sync secret) under `dir`.
+    /// Prepares the files (key, htpasswd for `users`, sync and read secrets) under `dir`.
     pub fn prepare(dir: &Path, users: &BTreeMap<String, String>, bcrypt_cost: u32) -> SidecarFiles {
         let bin = crate::paths::sidecar();
         let files = SidecarFiles {
@@ -95,11 +98,15 @@ impl Sidecar {
             htpasswd: dir.join("htpasswd"),
             sync_secret_file: dir.join("sync-secret"),
             sync_secret: random_hex(32),
+            read_secret_file: dir.join("snapshot-read-secret"),
+            read_secret: random_hex(32),
         };
         keygen(&bin, &files.signing_key);
         write_htpasswd(&files.htpasswd, users, bcrypt_cost);
         std::fs::write(&files.sync_secret_file, &files.sync_secret)
             .unwrap_or_else(|err| panic!("write {}: {err}", files.sync_secret_file.display()));
+        std::fs::write(&files.read_secret_file, &files.read_secret)
+            .unwrap_or_else(|err| panic!("write {}: {err}", files.read_secret_file.display()));
         files
     }
 
@@ -117,6 +124,8 @@ impl Sidecar {
             .arg(&files.htpasswd)
             .arg("--sync-secret-file")
             .arg(&files.sync_secret_file)
+            .arg("--read-secret-file")
+            .arg(&files.read_secret_file)
             .arg("--service")
             .arg(SERVICE)
             .arg("--issuer")
@@ -164,10 +173,10 @@ impl Sidecar {
         parse_published(&resp)
     }
 
-    /// `GET /v1/snapshot` (no long-poll), the raw response.
+    /// `GET /v1/snapshot` (no long-poll) with the read secret, the raw response.
     pub fn get_snapshot(&self) -> Result<Response, String> {
         Request::get(format!("{}/v1/snapshot", self.url()))
-            .auth(Auth::Bearer(&self.files.sync_secret))
+            .auth(Auth::Bearer(&self.files.read_secret))
             .timeout(Duration::from_secs(5))
             .send()
     }

@@ -162,6 +162,7 @@ impl Stack {
             tls_key: tls.server_key.clone(),
             wasm,
             access_log_state: true,
+            snapshot_read_secret: sidecar.files.read_secret.clone(),
         };
         let mut envoy = Envoy::start(&dir, &crate::paths::local_envoy_template(), params);
         if options.snapshot.is_some() {

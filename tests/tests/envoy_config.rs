@@ -34,6 +34,7 @@ fn every_envoy_config_in_the_tree_validates() {
         tls_key: tls.server_key.clone(),
         wasm,
         access_log_state: true,
+        snapshot_read_secret: registry_gate_tests::sidecar::random_hex(32),
     };
     let mut vars: BTreeMap<&str, String> = params.vars();
     // The request benchmark's no-op-filter config (envoy/bench/envoy-request-noop.yaml).

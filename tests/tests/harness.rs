@@ -128,8 +128,13 @@ fn render_fills_every_placeholder_and_refuses_gaps() {
         tls_key: "/k".into(),
         wasm: "/w.wasm".into(),
         access_log_state: true,
+        snapshot_read_secret: "0123456789abcdef".into(),
     };
     let rendered = envoy::render(&template, &params.vars()).unwrap();
     assert!(!rendered.contains("{{"), "placeholders left:\n{rendered}");
     assert!(rendered.contains(r#""realm":"https://127.0.0.1:1/v2/token""#));
+    assert!(
+        rendered.contains(r#""authorization":"0123456789abcdef""#),
+        "the fetcher carries the sidecar's read secret:\n{rendered}"
+    );
 }

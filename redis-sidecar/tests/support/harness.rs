@@ -1,6 +1,6 @@
 //! Test harness: a real `redis-server` on a free loopback port and sidecars started through
-//! `registry_gate_sidecar::run` on `127.0.0.1:0`, with their key, htpasswd and sync secret
-//! generated into a temporary directory (nothing secret is committed).
+//! `registry_gate_sidecar::run` on `127.0.0.1:0`, with their key, htpasswd, sync secret and
+//! read secret generated into a temporary directory (nothing secret is committed).
 //!
 //! It fails loudly when `redis-server` is missing rather than skipping, and waits for
 //! readiness with deadlines instead of sleeping.
@@ -22,10 +22,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use registry_gate_core::generation::Generation;
 use registry_gate_core::snapshot::{self, Content, Repository, Snapshot};
 use registry_gate_sidecar::keys::SigningKey;
 use registry_gate_sidecar::{Cli, Command as SidecarCommand, Config};
 use reqwest::StatusCode;
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -131,6 +133,17 @@ impl Redis {
             .unwrap()
     }
 
+    /// Replaces everything in Redis with `keys` in one transaction, as restoring a backup
+    /// (a `dump`) does: no client ever sees the store half restored.
+    pub fn restore(&self, keys: &[(String, Vec<u8>)]) {
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("FLUSHALL").ignore();
+        for (key, value) in keys {
+            pipe.cmd("SET").arg(key).arg(value).ignore();
+        }
+        let _: () = pipe.query(&mut self.connection()).unwrap();
+    }
+
     /// Every key and its value (all keys are strings in our layout).
     pub fn dump(&self) -> Vec<(String, Vec<u8>)> {
         let mut conn = self.connection();
@@ -169,11 +182,15 @@ fn ping(port: u16) -> bool {
 #[derive(Clone)]
 pub struct Options {
     pub prefix: String,
-    /// `(user, password)` pairs written to an htpasswd file at bcrypt cost 4.
+    /// `(user, password)` pairs written to an htpasswd file at `bcrypt_cost`.
     pub users: Vec<(String, String)>,
+    /// 4 keeps logins fast; raise it to make a bcrypt run take a while.
+    pub bcrypt_cost: u32,
     /// Use this key instead of a fresh one.
     pub key: Option<SigningKey>,
     pub extra: Vec<String>,
+    /// Serve HTTPS with a certificate generated for `127.0.0.1` by a generated CA.
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -181,8 +198,10 @@ impl Default for Options {
         Options {
             prefix: "rg-test:".into(),
             users: vec![],
+            bcrypt_cost: 4,
             key: None,
             extra: vec![],
+            tls: false,
         }
     }
 }
@@ -190,10 +209,15 @@ impl Default for Options {
 /// A running sidecar.
 pub struct Sidecar {
     pub base: String,
+    /// The sync secret (PUT).
     pub secret: String,
+    /// The read secret (`GET /v1/snapshot`).
+    pub read_secret: String,
     pub key: SigningKey,
     pub service: String,
     pub client: reqwest::Client,
+    /// The CA that signed the HTTPS certificate, when started with `tls`.
+    pub ca: Option<CertificateDer<'static>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -210,6 +234,9 @@ impl Sidecar {
         let secret = format!("sync-secret-{}", key.kid().replace(['-', '_'], "x"));
         let secret_path = dir.path().join("secret");
         std::fs::write(&secret_path, format!("{secret}\n")).unwrap();
+        let read_secret = format!("read-secret-{}", key.kid().replace(['-', '_'], "y"));
+        let read_secret_path = dir.path().join("read-secret");
+        std::fs::write(&read_secret_path, format!("{read_secret}\n")).unwrap();
         let mut argv: Vec<String> = vec![
             "registry-gate-sidecar".into(),
             "serve".into(),
@@ -221,6 +248,8 @@ impl Sidecar {
             key_path.display().to_string(),
             "--sync-secret-file".into(),
             secret_path.display().to_string(),
+            "--read-secret-file".into(),
+            read_secret_path.display().to_string(),
             "--service".into(),
             "test-registry".into(),
             "--issuer".into(),
@@ -233,7 +262,7 @@ impl Sidecar {
                 .users
                 .iter()
                 .map(|(user, password)| {
-                    let hash = bcrypt::hash_with_result(password, 4)
+                    let hash = bcrypt::hash_with_result(password, options.bcrypt_cost)
                         .unwrap()
                         .format_for_version(bcrypt::Version::TwoY);
                     format!("{user}:{hash}\n")
@@ -244,13 +273,26 @@ impl Sidecar {
             argv.push("--htpasswd".into());
             argv.push(path.display().to_string());
         }
+        let ca = options.tls.then(|| {
+            let (ca, cert, key) = generate_tls();
+            let cert_path = dir.path().join("server.crt");
+            let key_path = dir.path().join("server.key");
+            std::fs::write(&cert_path, cert).unwrap();
+            std::fs::write(&key_path, key).unwrap();
+            argv.push("--tls-cert-file".into());
+            argv.push(cert_path.display().to_string());
+            argv.push("--tls-key-file".into());
+            argv.push(key_path.display().to_string());
+            ca
+        });
         argv.extend(options.extra);
         let SidecarCommand::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
             unreachable!()
         };
         let config = Config::from_args(&args).unwrap_or_else(|e| panic!("{e}"));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if ca.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             registry_gate_sidecar::run(listener, config, async {
@@ -262,14 +304,19 @@ impl Sidecar {
         let sidecar = Sidecar {
             base,
             secret,
+            read_secret,
             key,
             service: "test-registry".into(),
             client: reqwest::Client::new(),
+            ca,
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
         };
         eventually("sidecar answers /readyz", || async {
+            if sidecar.ca.is_some() {
+                return matches!(sidecar.https("GET /readyz", &[]).await, Ok(r) if r.status == 200);
+            }
             matches!(
                 sidecar.client.get(sidecar.url("/readyz")).send().await,
                 Ok(r) if r.status() == StatusCode::OK
@@ -281,6 +328,26 @@ impl Sidecar {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// `host:port` of the listener.
+    pub fn address(&self) -> &str {
+        self.base.split_once("://").unwrap().1
+    }
+
+    /// One HTTP/1.1 request over TLS to this sidecar (see [`https`]).
+    pub async fn https(
+        &self,
+        request_line: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<RawReply, String> {
+        https(
+            self.address(),
+            self.ca.as_ref().expect("started without tls"),
+            request_line,
+            headers,
+        )
+        .await
     }
 
     /// Stops the server and waits for it (graceful shutdown).
@@ -315,9 +382,12 @@ impl Sidecar {
         Reply::from(request.send().await.unwrap()).await
     }
 
-    /// `GET /v1/snapshot` with optional `If-None-Match`.
+    /// `GET /v1/snapshot` with the read secret and optional `If-None-Match`.
     pub async fn get(&self, if_none_match: Option<&str>, query: &str) -> Reply {
-        let mut request = self.client.get(self.url(&format!("/v1/snapshot{query}")));
+        let mut request = self
+            .client
+            .get(self.url(&format!("/v1/snapshot{query}")))
+            .bearer_auth(&self.read_secret);
         if let Some(tag) = if_none_match {
             request = request.header("if-none-match", tag);
         }
@@ -341,6 +411,120 @@ impl Drop for Sidecar {
             let _ = stop.send(());
         }
     }
+}
+
+/// One HTTP/1.1 request over TLS to `address`, trusting only `ca` (and checking that the
+/// certificate names `127.0.0.1`): `request_line` is e.g. `GET /healthz`.
+pub async fn https(
+    address: &str,
+    ca: &CertificateDer<'static>,
+    request_line: &str,
+    headers: &[(&str, &str)],
+) -> Result<RawReply, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    let mut request =
+        format!("{request_line} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut response = Vec::new();
+    tls.read_to_end(&mut response)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    RawReply::parse(&response)
+}
+
+/// An HTTP/1.1 response read from a raw connection (`Connection: close`, no chunking).
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawReply {
+    fn parse(bytes: &[u8]) -> Result<RawReply, String> {
+        let split = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| format!("no HTTP response: {:?}", String::from_utf8_lossy(bytes)))?;
+        let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let status = status_line
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+        let headers = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+            .collect();
+        Ok(RawReply {
+            status,
+            headers,
+            body: bytes[split + 4..].to_vec(),
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A CA certificate (DER), and a server certificate for `127.0.0.1` and `localhost` signed by
+/// it with its key (both PEM).
+pub fn generate_tls() -> (CertificateDer<'static>, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose, SanType,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::default();
+    let mut ca_name = DistinguishedName::new();
+    ca_name.push(DnType::CommonName, "registry-gate sidecar test CA");
+    ca_params.distinguished_name = ca_name;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = vec![
+        SanType::DnsName("localhost".to_owned().try_into().unwrap()),
+        SanType::IpAddress(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    (ca.der().clone(), cert.pem(), key.serialize_pem())
 }
 
 /// A response read whole.
@@ -425,9 +609,10 @@ pub fn content(repositories: &[(&str, bool)], users: &[(&str, &[&str])]) -> Valu
     serde_json::to_value(content).unwrap()
 }
 
-/// `(epoch, generation)` of an ETag.
+/// `(epoch, generation)` of an ETag, parsed by the core's one definition (so every test
+/// also checks that what the sidecar serves is what the filter's fetcher can parse).
 pub fn parse_etag(etag: &str) -> (String, u64) {
-    let inner = etag.trim_matches('"');
-    let (epoch, generation) = inner.rsplit_once('.').unwrap();
-    (epoch.to_owned(), generation.parse().unwrap())
+    let generation = Generation::parse(etag)
+        .unwrap_or_else(|| panic!("{etag:?} is not a generation entity tag"));
+    (generation.epoch, generation.number)
 }

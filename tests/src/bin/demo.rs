@@ -63,8 +63,9 @@ fn main() {
         stack.admin_port()
     );
     println!(
-        "  sidecar:                           {}",
-        stack.sidecar.url()
+        "  sidecar:                           {} (GET /v1/snapshot needs the bearer secret in {})",
+        stack.sidecar.url(),
+        stack.sidecar.files.read_secret_file.display()
     );
     println!(
         "  upstream registry (direct):        http://{}",

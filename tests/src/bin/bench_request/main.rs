@@ -406,6 +406,7 @@ fn run() -> Result<(), String> {
             tls_key: PathBuf::new(),
             wasm: wasm.clone(),
             access_log_state: false,
+            snapshot_read_secret: sidecar.files.read_secret.clone(),
         };
         let launch = Launch {
             name: config.name().to_owned(),
