@@ -246,6 +246,9 @@ impl Content {
 
 /// Encodes a content (canonicalized, validated) under a stamp into envelope bytes.
 pub fn encode(content: &Content, stamp: &Stamp) -> Result<Vec<u8>, SnapshotError> {
+    if !is_valid_epoch(&stamp.epoch) {
+        return Err(bad_epoch(&stamp.epoch));
+    }
     let mut canonical = content.clone();
     canonical.canonicalize();
     canonical.validate()?;
@@ -288,10 +291,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
         allow_empty: envelope.allow_empty,
     };
     if !is_valid_epoch(&header.epoch) {
-        return Err(SnapshotError::Malformed(format!(
-            "epoch {:?} is not 1 to 64 visible ASCII characters without '\"'",
-            header.epoch
-        )));
+        return Err(bad_epoch(&header.epoch));
     }
     if header.schema.major != SCHEMA_MAJOR {
         return Err(SnapshotError::UnsupportedSchema(header.schema.major));
@@ -377,6 +377,12 @@ struct Envelope {
     #[serde(default)]
     allow_empty: bool,
     content: Box<RawValue>,
+}
+
+fn bad_epoch(epoch: &str) -> SnapshotError {
+    SnapshotError::Malformed(format!(
+        "epoch {epoch:?} is not 1 to 64 visible ASCII characters without '\"'"
+    ))
 }
 
 fn to_json(content: &Content) -> Result<Vec<u8>, SnapshotError> {
