@@ -141,12 +141,13 @@ async fn right_password_gets_a_verifiable_token_with_requested_and_granted_acces
     let now = chrono::Utc::now().timestamp();
     assert!((now - iat).abs() < 60);
     // team/app: pull only (push dropped); team/secret: not granted to alice; public/base:
-    // open to all; the catalog: never.
+    // open to all; the catalog: granted (its listing is filtered to what the caller may pull).
     assert_eq!(
         access(&claims),
         json!([
             {"type": "repository", "name": "team/app", "actions": ["pull"]},
             {"type": "repository", "name": "public/base", "actions": ["pull"]},
+            {"type": "registry", "name": "catalog", "actions": ["*"]},
         ])
     );
 
