@@ -83,6 +83,18 @@ fn counted<T>(result: T) -> T {
     result
 }
 
+/// A value that may be absent: `NOT_FOUND` is `None`, any other failure is logged and `None`.
+fn optional(status: u32, bytes: Vec<u8>, call: &'static str) -> Option<Vec<u8>> {
+    match status {
+        OK => Some(bytes),
+        NOT_FOUND => None,
+        status => {
+            failed(HostError { call, status });
+            None
+        }
+    }
+}
+
 fn check(call: &'static str, status: u32) -> Result<(), HostError> {
     if status == OK {
         Ok(())
@@ -293,17 +305,7 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
             size
         )))
     });
-    match status {
-        OK => Some(bytes),
-        NOT_FOUND => None,
-        status => {
-            failed(HostError {
-                call: "get_property",
-                status,
-            });
-            None
-        }
-    }
+    optional(status, bytes, "get_property")
 }
 
 /// Writes a filter-state value (`wasm.<name>` in access logs).
@@ -442,17 +444,7 @@ pub fn call_response_header(name: &str) -> Option<Vec<u8>> {
             size
         )))
     });
-    match status {
-        OK => Some(bytes),
-        NOT_FOUND => None,
-        status => {
-            failed(HostError {
-                call: "get_header_map_value(call response)",
-                status,
-            });
-            None
-        }
-    }
+    optional(status, bytes, "get_header_map_value(call response)")
 }
 
 /// Sends a local reply.
