@@ -56,6 +56,11 @@ pub struct FilterConfig {
     /// Keep the client's `Authorization` header on forwarded requests.
     #[serde(default)]
     pub forward_authorization: bool,
+    /// Every route this filter forwards to an upstream removes `Authorization` itself
+    /// (`request_headers_to_remove`), so the filter need not: one header mutation fewer per
+    /// request. The token route must not remove it.
+    #[serde(default)]
+    pub authorization_removed_by_route: bool,
     #[serde(default)]
     pub allow_push: bool,
     #[serde(default = "defaults::catalog_default_page")]
@@ -138,6 +143,7 @@ pub struct Settings {
     /// Lower-case header name.
     pub identity_header: String,
     pub forward_authorization: bool,
+    pub authorization_removed_by_route: bool,
     pub snapshot_check_ms: u64,
     pub access_log_state: bool,
 }
@@ -212,6 +218,12 @@ impl TryFrom<FilterConfig> for Settings {
                 config.identity_header
             ));
         }
+        if config.forward_authorization && config.authorization_removed_by_route {
+            problems.push(
+                "forward_authorization and authorization_removed_by_route contradict each other"
+                    .to_string(),
+            );
+        }
         if config.identity_header.eq_ignore_ascii_case("authorization") {
             problems.push("identity_header must not be authorization".to_string());
         }
@@ -262,6 +274,7 @@ impl TryFrom<FilterConfig> for Settings {
                 retry_after_secs: config.retry_after_secs,
                 identity_header: config.identity_header.to_ascii_lowercase(),
                 forward_authorization: config.forward_authorization,
+                authorization_removed_by_route: config.authorization_removed_by_route,
                 snapshot_check_ms: config.snapshot_check_ms,
                 access_log_state: config.access_log_state,
             }),

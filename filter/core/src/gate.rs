@@ -99,7 +99,8 @@ pub struct Forward<'g> {
     /// The client sent its own identity header: remove it before setting ours (setting
     /// replaces a single copy, but removing first also drops repeated ones).
     pub remove_identity: bool,
-    /// Remove the client's `Authorization` header (it must not reach the upstream).
+    /// Remove the client's `Authorization` header (it must not reach the upstream), unless
+    /// configured to forward it or to leave its removal to the route.
     pub remove_authorization: bool,
 }
 
@@ -454,7 +455,8 @@ impl<'g> Request<'g> {
                     Some(Cow::Owned(caller)) => Cow::Owned(caller.label),
                 },
                 remove_identity,
-                remove_authorization: !self.settings.forward_authorization,
+                remove_authorization: !(self.settings.forward_authorization
+                    || self.settings.authorization_removed_by_route),
             }),
             Decision::Answer(reply) => Err(Answer::Content(reply)),
             Decision::Refuse(denial) => Err(Refusal::Denied(denial).into()),

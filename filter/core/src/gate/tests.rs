@@ -459,6 +459,19 @@ fn forward_strips_what_the_upstream_must_not_see() {
     };
     assert!(!forward.remove_authorization);
     assert!(matches!(forward.identity, Cow::Borrowed("user:alice")));
+
+    let mut routed = ready_gate(json!({"authorization_removed_by_route": true}));
+    let Verdict::Forward(forward) = routed.check(&head("GET", private, &headers), NOW) else {
+        panic!("granted pull must be forwarded");
+    };
+    assert!(!forward.remove_authorization, "the route removes it");
+    assert!(
+        Settings::from_json(
+            br#"{"issuer":"i","service":"s","realm":"https://r","forward_authorization":true,"authorization_removed_by_route":true}"#
+        )
+        .is_err(),
+        "keeping and removing by route contradict"
+    );
 }
 
 #[test]
