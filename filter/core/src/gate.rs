@@ -415,7 +415,8 @@ impl<'g> Request<'g> {
                 return Err(self.token_refusal(&request, TokenError::BadFormat));
             }
             Credential::Bearer(token) => {
-                if callers.get(token, now).is_none() {
+                let hash = callers.hash(token);
+                if callers.get_hashed(hash, token, now).is_none() {
                     let verified = verify(&self.settings.verifier, &installed.keys, token, now)
                         .map_err(|error| self.token_refusal(&request, error))?;
                     let caller = Caller::new(verified, self.settings.verifier.leeway_secs);
@@ -423,7 +424,7 @@ impl<'g> Request<'g> {
                     fresh = Some(caller);
                 }
                 let callers: &'g TokenCache<Caller> = callers;
-                callers.get(token, now)
+                callers.get_hashed(hash, token, now)
             }
         };
         // A token just verified that the cache did not keep (it never happens with a

@@ -24,7 +24,9 @@ use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hashbrown::HashMap;
+use core::hash::BuildHasher as _;
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa, RsaPublicKey, StrongAlg, StrongKey};
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm as JwsAlgorithm, AlgorithmSignature as _, Claims};
@@ -815,27 +817,29 @@ impl Expiring for Verified {
 ///
 /// Keys are the full token text (compared in full on every hit) hashed with hashbrown's
 /// randomly seeded hasher: a lookup costs one fast hash of the token and one comparison, with
-/// no digest computed and nothing allocated or cloned. Only verified tokens are ever stored,
-/// so an attacker cannot fill the cache without valid tokens. Bounded by `capacity`. An entry
-/// past its `expires_at` is a miss. When an insert finds the cache full it first sweeps out
-/// expired entries (at most one sweep per clock second, so a full cache of live tokens costs
-/// O(1) per insert), then evicts in insertion (FIFO) order. The cache does not know which
-/// keys or settings verified an entry, so its owner must [`TokenCache::clear`] it whenever
-/// either changes.
+/// no digest computed and nothing allocated or cloned; [`TokenCache::hash`] lets a caller
+/// that looks twice hash once. Only verified tokens are ever stored, so an attacker cannot
+/// fill the cache without valid tokens. Bounded by `capacity`. An entry past its `expires_at`
+/// is a miss. When an insert finds the cache full it first sweeps out expired entries (at
+/// most one sweep per clock second, so a full cache of live tokens costs O(1) per insert),
+/// then evicts in insertion (FIFO) order. The cache does not know which keys or settings
+/// verified an entry, so its owner must [`TokenCache::clear`] it whenever either changes.
 pub struct TokenCache<V> {
     capacity: usize,
-    /// Each entry carries the sequence number of its slot in `order`.
-    entries: HashMap<Box<str>, CacheEntry<V>>,
-    /// Insertion order for FIFO eviction. A slot whose entry was dropped or replaced by a
-    /// newer one (different sequence number) is stale and skipped; stale slots are compacted
-    /// away once they outnumber live ones, keeping this within `2 × capacity`.
-    order: VecDeque<(Box<str>, u64)>,
+    entries: HashTable<Slot<V>>,
+    hasher: DefaultHashBuilder,
+    /// Insertion order for FIFO eviction, as (hash, sequence number). A slot whose entry was
+    /// dropped (no entry with that sequence number) is stale and skipped; stale slots are
+    /// compacted away once they outnumber live ones, keeping this within `2 × capacity`.
+    order: VecDeque<(u64, u64)>,
     next_seq: u64,
     /// Clock second of the last expiry sweep.
     last_sweep: Option<u64>,
 }
 
-struct CacheEntry<V> {
+struct Slot<V> {
+    token: Box<str>,
+    hash: u64,
     seq: u64,
     value: V,
 }
@@ -854,18 +858,29 @@ impl<V: Expiring> TokenCache<V> {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            entries: HashMap::new(),
+            entries: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
             order: VecDeque::new(),
             next_seq: 0,
             last_sweep: None,
         }
     }
 
+    /// The hash [`TokenCache::get_hashed`] takes for `token`.
+    pub fn hash(&self, token: &str) -> u64 {
+        self.hasher.hash_one(token)
+    }
+
     /// The value cached for `token`, unless absent or past its `expires_at`.
     pub fn get(&self, token: &str, now: u64) -> Option<&V> {
+        self.get_hashed(self.hash(token), token, now)
+    }
+
+    /// [`TokenCache::get`] with the token's [`TokenCache::hash`] already computed.
+    pub fn get_hashed(&self, hash: u64, token: &str, now: u64) -> Option<&V> {
         self.entries
-            .get(token)
-            .map(|entry| &entry.value)
+            .find(hash, |slot| &*slot.token == token)
+            .map(|slot| &slot.value)
             .filter(|value| value.expires_at() >= now)
     }
 
@@ -875,8 +890,9 @@ impl<V: Expiring> TokenCache<V> {
         if self.capacity == 0 || value.expires_at() < now {
             return;
         }
-        if let Some(entry) = self.entries.get_mut(token) {
-            entry.value = value;
+        let hash = self.hash(token);
+        if let Some(slot) = self.entries.find_mut(hash, |slot| &*slot.token == token) {
+            slot.value = value;
             return;
         }
         if self.entries.len() >= self.capacity {
@@ -884,9 +900,17 @@ impl<V: Expiring> TokenCache<V> {
         }
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        let key: Box<str> = token.into();
-        self.order.push_back((key.clone(), seq));
-        self.entries.insert(key, CacheEntry { seq, value });
+        self.order.push_back((hash, seq));
+        self.entries.insert_unique(
+            hash,
+            Slot {
+                token: token.into(),
+                hash,
+                seq,
+                value,
+            },
+            |slot| slot.hash,
+        );
         if self.order.len() > self.capacity.saturating_mul(2) {
             self.compact_order();
         }
@@ -909,18 +933,17 @@ impl<V: Expiring> TokenCache<V> {
     fn make_room(&mut self, now: u64) {
         if self.last_sweep != Some(now) {
             self.last_sweep = Some(now);
-            self.entries
-                .retain(|_, entry| entry.value.expires_at() >= now);
+            self.entries.retain(|slot| slot.value.expires_at() >= now);
             self.compact_order();
         }
         while self.entries.len() >= self.capacity {
-            let Some((key, seq)) = self.order.pop_front() else {
+            let Some((hash, seq)) = self.order.pop_front() else {
                 // Unreachable while every entry owns a slot; stay bounded regardless.
                 self.entries.clear();
                 break;
             };
-            if self.entries.get(&key).is_some_and(|entry| entry.seq == seq) {
-                self.entries.remove(&key);
+            if let Ok(entry) = self.entries.find_entry(hash, |slot| slot.seq == seq) {
+                entry.remove();
             }
         }
     }
@@ -928,7 +951,7 @@ impl<V: Expiring> TokenCache<V> {
     fn compact_order(&mut self) {
         let entries = &self.entries;
         self.order
-            .retain(|(key, seq)| entries.get(key).is_some_and(|entry| entry.seq == *seq));
+            .retain(|(hash, seq)| entries.find(*hash, |slot| slot.seq == *seq).is_some());
     }
 }
 
