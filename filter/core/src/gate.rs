@@ -202,10 +202,6 @@ impl Gate {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     pub fn counts(&self) -> &Counts {
         &self.counts
     }

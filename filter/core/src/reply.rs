@@ -179,12 +179,6 @@ pub fn token_error(challenge: &Challenge, scope: Option<&str>, err: &TokenError)
     )
 }
 
-/// 503 while no usable snapshot is installed.
-pub fn unavailable(retry_after_secs: u64, message: &str) -> Reply {
-    error(503, Code::Unavailable, message, None)
-        .with_header("retry-after", retry_after_secs.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
@@ -290,12 +284,5 @@ mod tests {
             .header("www-authenticate")
             .unwrap()
             .ends_with(r#"error="invalid_token""#));
-    }
-
-    #[test]
-    fn unavailable_has_retry_after() {
-        let reply = unavailable(5, "no snapshot yet");
-        assert_eq!(reply.status, 503);
-        assert_eq!(reply.header("retry-after"), Some("5"));
     }
 }

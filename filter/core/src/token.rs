@@ -399,11 +399,6 @@ impl KeyRing {
     pub fn len(&self) -> usize {
         self.keys.len()
     }
-
-    /// The source specs, sorted by `kid`.
-    pub fn specs(&self) -> &[KeySpec] {
-        &self.specs
-    }
 }
 
 fn parse_key(spec: &KeySpec) -> Result<VerifyingKey, KeyError> {

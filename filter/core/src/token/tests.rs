@@ -2016,7 +2016,7 @@ fn key_ring_equality_follows_the_specs() {
     let mut renamed = keys.specs.clone();
     renamed[0].kid = "ed-2".to_owned();
     assert_ne!(KeyRing::from_specs(&renamed).unwrap(), keys.ring);
-    assert_eq!(keys.ring.specs().len(), 4);
+    assert_eq!(keys.ring.len(), 4);
     let debug = format!("{:?}", keys.ring);
     assert!(
         debug.contains("hs-1") && !debug.contains(&b64(&keys.hs)),
