@@ -54,9 +54,13 @@ pub enum Answer<'a> {
 
 /// What the glue must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Write the fetched body to shared data, then this announcement; poll again at once.
-    Publish(Announcement),
+pub enum Step<'a> {
+    /// Write `body` (the fetched snapshot) to shared data, then `announcement`; poll again
+    /// at once.
+    Publish {
+        body: &'a [u8],
+        announcement: Announcement,
+    },
     /// Write this announcement only (same generation, newer confirmation); poll again at once.
     Confirm(Announcement),
     /// The body was refused: count it and poll again after the retry pause. Nothing is
@@ -94,7 +98,7 @@ impl Fetch {
     }
 
     /// Handles one answer received at unix second `now`.
-    pub fn answer(&mut self, answer: Answer<'_>, now: u64) -> Step {
+    pub fn answer<'a>(&mut self, answer: Answer<'a>, now: u64) -> Step<'a> {
         match answer {
             Answer::Snapshot(body) => self.offer(body, now),
             Answer::NotModified { etag } => {
@@ -112,7 +116,7 @@ impl Fetch {
         }
     }
 
-    fn offer(&mut self, body: &[u8], now: u64) -> Step {
+    fn offer<'a>(&mut self, body: &'a [u8], now: u64) -> Step<'a> {
         let decoded = match snapshot::decode(body) {
             Ok(decoded) => decoded,
             Err(err) => return Step::Refused(err),
@@ -125,9 +129,11 @@ impl Fetch {
         if let Err(err) = snapshot::admit(self.held.as_ref(), &decoded) {
             return Step::Refused(err);
         }
-        let step = Step::Publish(announce(&offered, now));
         self.held = Some(Held::of(&decoded));
-        step
+        Step::Publish {
+            body,
+            announcement: announce(&offered, now),
+        }
     }
 }
 

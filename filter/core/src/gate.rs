@@ -242,14 +242,12 @@ impl Gate {
         &mut self,
         bytes: &[u8],
         announcement: &Announcement,
-    ) -> Result<&Generation, SnapshotError> {
+    ) -> Result<Generation, SnapshotError> {
         match self.install(bytes, announcement) {
-            Ok(()) => {
+            Ok(generation) => {
                 self.counts.installed = self.counts.installed.saturating_add(1);
                 self.refused = None;
-                self.generation().ok_or(SnapshotError::Malformed(
-                    "installed snapshot vanished".into(),
-                ))
+                Ok(generation)
             }
             Err(err) => {
                 bump(&mut self.counts.rejected, err.reason());
@@ -259,7 +257,11 @@ impl Gate {
         }
     }
 
-    fn install(&mut self, bytes: &[u8], announcement: &Announcement) -> Result<(), SnapshotError> {
+    fn install(
+        &mut self,
+        bytes: &[u8],
+        announcement: &Announcement,
+    ) -> Result<Generation, SnapshotError> {
         let decoded = snapshot::decode(bytes)?;
         snapshot::admit(self.installed.as_ref().map(|i| &i.held), &decoded)?;
         let generation = decoded.header.generation();
@@ -285,17 +287,21 @@ impl Gate {
             index: Index::build(&decoded.content),
             keys,
         });
-        Ok(())
+        Ok(generation)
     }
 
     /// Whether requests can be decided at `now`.
     pub fn readiness(&self, now: u64) -> Readiness {
-        readiness(
-            self.installed.is_some(),
+        match ready(
+            self.installed.as_ref(),
             self.confirmed_at,
             &self.settings,
             now,
-        )
+        ) {
+            Ok(_) => Readiness::Ready,
+            Err(Refusal::Stale { unconfirmed_secs }) => Readiness::Stale { unconfirmed_secs },
+            Err(_) => Readiness::NoSnapshot,
+        }
     }
 
     /// Decides one request at unix second `now`.
@@ -379,21 +385,7 @@ impl<'g> Request<'g> {
                 remove_authorization: false,
             });
         }
-        match readiness(
-            self.installed.is_some(),
-            self.confirmed_at,
-            self.settings,
-            now,
-        ) {
-            Readiness::Ready => {}
-            Readiness::NoSnapshot => return Err(Refusal::NoSnapshot.into()),
-            Readiness::Stale { unconfirmed_secs } => {
-                return Err(Refusal::Stale { unconfirmed_secs }.into())
-            }
-        }
-        let Some(installed) = self.installed else {
-            return Err(Refusal::NoSnapshot.into());
-        };
+        let installed = ready(self.installed, self.confirmed_at, self.settings, now)?;
         let anonymous = Identity::anonymous();
         let mut fresh = None;
         let credential = if head.repeated_authorization {
@@ -482,16 +474,20 @@ impl From<Refusal> for Answer {
     }
 }
 
-fn readiness(installed: bool, confirmed_at: u64, settings: &Settings, now: u64) -> Readiness {
-    if !installed {
-        return Readiness::NoSnapshot;
-    }
+/// The installed snapshot, if there is one and its generation was confirmed within
+/// `max_staleness_secs`; otherwise the refusal that says which is missing.
+fn ready<'a>(
+    installed: Option<&'a Installed>,
+    confirmed_at: u64,
+    settings: &Settings,
+    now: u64,
+) -> Result<&'a Installed, Refusal> {
+    let installed = installed.ok_or(Refusal::NoSnapshot)?;
     let unconfirmed_secs = now.saturating_sub(confirmed_at);
     if unconfirmed_secs > settings.max_staleness_secs {
-        Readiness::Stale { unconfirmed_secs }
-    } else {
-        Readiness::Ready
+        return Err(Refusal::Stale { unconfirmed_secs });
     }
+    Ok(installed)
 }
 
 /// A pseudo-header as text.

@@ -149,18 +149,9 @@ impl Fetcher {
                 Answer::Failed { status }
             }
         };
-        let published = match answer {
-            Answer::Snapshot(bytes) => Some(bytes),
-            _ => None,
-        };
         match self.fetch.answer(answer, now) {
-            Step::Publish(announcement) => {
-                let written = published
-                    .ok_or(HostError {
-                        call: "publish without a body",
-                        status: 0,
-                    })
-                    .and_then(|bytes| host::set_shared_data(SNAPSHOT_KEY, bytes))
+            Step::Publish { body, announcement } => {
+                let written = host::set_shared_data(SNAPSHOT_KEY, body)
                     .and_then(|()| announce(&announcement));
                 match written {
                     Ok(()) => {

@@ -26,7 +26,7 @@ fn body(epoch: &str, generation: u64, repositories: usize) -> Vec<u8> {
     encode(&content, &stamp).unwrap()
 }
 
-fn confirmed(epoch: &str, generation: u64, at: u64) -> Step {
+fn confirmed(epoch: &str, generation: u64, at: u64) -> Step<'static> {
     Step::Confirm(Announcement {
         epoch: epoch.into(),
         generation,
@@ -34,12 +34,15 @@ fn confirmed(epoch: &str, generation: u64, at: u64) -> Step {
     })
 }
 
-fn published(epoch: &str, generation: u64, at: u64) -> Step {
-    Step::Publish(Announcement {
-        epoch: epoch.into(),
-        generation,
-        confirmed_at: at,
-    })
+fn published<'a>(body: &'a [u8], epoch: &str, generation: u64, at: u64) -> Step<'a> {
+    Step::Publish {
+        body,
+        announcement: Announcement {
+            epoch: epoch.into(),
+            generation,
+            confirmed_at: at,
+        },
+    }
 }
 
 #[test]
@@ -49,14 +52,14 @@ fn publishes_newer_and_confirms_only_exact_matches() {
     let ten = body("e", 10, 2);
     assert_eq!(
         fetch.answer(Answer::Snapshot(&ten), NOW),
-        published("e", 10, NOW)
+        published(&ten, "e", 10, NOW)
     );
     assert_eq!(fetch.if_none_match().as_deref(), Some("\"e.10\""));
 
     struct Row {
         case: &'static str,
         answer: Answer<'static>,
-        want: Step,
+        want: Step<'static>,
     }
     let rows = [
         Row {
@@ -119,7 +122,7 @@ fn publishes_newer_and_confirms_only_exact_matches() {
     let new_epoch = body("f", 1, 2);
     assert_eq!(
         fetch.answer(Answer::Snapshot(&new_epoch), NOW + 4),
-        published("f", 1, NOW + 4)
+        published(&new_epoch, "f", 1, NOW + 4)
     );
     let Step::Refused(err) = fetch.answer(Answer::Snapshot(b"{}"), NOW + 5) else {
         panic!("garbage is refused");
