@@ -224,13 +224,19 @@ impl Gate {
     }
 
     /// Takes note of the fetcher's announcement. Returns whether the announced generation is
-    /// one to [`Gate::offer`] (neither installed nor already refused); a confirmation counts
-    /// only for the generation installed.
+    /// one to [`Gate::offer`] (newer than the installed one and not already refused); a
+    /// confirmation counts only for the generation installed.
     pub fn announced(&mut self, announcement: &Announcement) -> bool {
         let announced = announcement.generation();
-        if self.generation() == Some(&announced) {
-            self.confirmed_at = self.confirmed_at.max(announcement.confirmed_at);
-            return false;
+        if let Some(installed) = self.generation() {
+            if *installed == announced {
+                self.confirmed_at = self.confirmed_at.max(announcement.confirmed_at);
+                return false;
+            }
+            if !announced.supersedes(installed) {
+                // Already past it (the bytes were read ahead of their announcement).
+                return false;
+            }
         }
         self.refused.as_ref() != Some(&announced)
     }
@@ -274,13 +280,10 @@ impl Gate {
         if self.installed.as_ref().is_some_and(|i| i.keys != keys) {
             self.callers.clear();
         }
-        self.confirmed_at = if announcement.generation() == generation {
-            announcement.confirmed_at
-        } else {
-            // Shared data moved on between the announcement and the read: this generation
-            // has not been confirmed to us yet.
-            0
-        };
+        // Usually the announcement names these very bytes. If shared data moved on between
+        // the two reads, the bytes are a newer generation the fetcher fetched after that
+        // confirmation, so they are at least that fresh; the next tick reads their own.
+        self.confirmed_at = announcement.confirmed_at;
         self.installed = Some(Installed {
             held: Held::of(&decoded),
             published_at: decoded.header.published_at,

@@ -538,6 +538,31 @@ fn staleness_counts_only_confirmations_of_the_installed_generation() {
 }
 
 #[test]
+fn bytes_newer_than_their_announcement_are_as_fresh_as_it() {
+    // The fetcher wrote generation 2 between the worker's read of the announcement (still
+    // naming 1, confirmed at NOW) and its read of the snapshot bytes.
+    let mut gate = Gate::new(settings(json!({})));
+    let announced = announcement(1, NOW);
+    assert!(gate.announced(&announced));
+    assert_eq!(
+        gate.offer(&snapshot().bytes(2), &announced).unwrap(),
+        Generation::new("e1", 2)
+    );
+    assert_eq!(
+        gate.readiness(NOW + 10),
+        Readiness::Ready,
+        "no 503 in between"
+    );
+    assert!(
+        !gate.announced(&announcement(1, NOW + 5)),
+        "already past 1: nothing to read"
+    );
+    assert!(gate.counts().rejected.is_empty(), "and nothing refused");
+    assert!(!gate.announced(&announcement(2, NOW + 20)));
+    assert_eq!(gate.unconfirmed_secs(NOW + 20), 0);
+}
+
+#[test]
 fn a_new_generation_revokes_at_once_even_for_cached_tokens() {
     let mut gate = ready_gate(json!({}));
     let alice = format!("Bearer {}", token("alice"));
