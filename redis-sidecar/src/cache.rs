@@ -57,7 +57,7 @@ impl Current {
 
     /// The identity this generation is served under (its `ETag`).
     pub fn generation(&self) -> Generation {
-        Generation::new(self.header.epoch.clone(), self.header.generation)
+        self.header.generation()
     }
 }
 

@@ -117,13 +117,7 @@ async fn publish_then_get_serves_the_stored_envelope_with_its_etag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_poll_wakes_within_a_second_of_a_publish_here_or_on_another_instance() {
     let redis = Redis::start();
-    // Two instances of one deployment share the signing key.
-    let shared = Options {
-        key: Some(registry_gate_sidecar::keys::SigningKey::generate().unwrap()),
-        ..Options::default()
-    };
-    let here = Sidecar::start(&redis, shared.clone()).await;
-    let there = Sidecar::start(&redis, shared).await;
+    let (here, there) = Sidecar::pair(&redis).await;
     let first = here.put(&content(&[("a/one", true)], &[]), None, "").await;
     let mut etag = first.etag().unwrap();
     eventually("the other instance serves the snapshot", || async {
@@ -637,13 +631,8 @@ async fn a_fetcher_ahead_of_a_restored_backup_gets_a_new_epoch_never_a_304() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_poller_notices_a_rewound_history_by_itself() {
     let redis = Redis::start();
-    let shared = Options {
-        key: Some(registry_gate_sidecar::keys::SigningKey::generate().unwrap()),
-        ..Options::default()
-    };
     // Two instances that both saw generation 5 detect the rewind together.
-    let here = Sidecar::start(&redis, shared.clone()).await;
-    let there = Sidecar::start(&redis, shared).await;
+    let (here, there) = Sidecar::pair(&redis).await;
     let backup = publish_with_backup(&redis, &here, 5, 3).await;
     let latest = here.get(None, "").await.etag().unwrap();
     eventually("the other instance serves generation 5", || async {

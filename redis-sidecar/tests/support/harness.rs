@@ -224,6 +224,17 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
+    /// Two instances of one deployment on `redis`: they share the signing key.
+    pub async fn pair(redis: &Redis) -> (Sidecar, Sidecar) {
+        let shared = Options {
+            key: Some(registry_gate_sidecar::keys::SigningKey::generate().unwrap()),
+            ..Options::default()
+        };
+        let here = Sidecar::start(redis, shared.clone()).await;
+        let there = Sidecar::start(redis, shared).await;
+        (here, there)
+    }
+
     pub async fn start(redis: &Redis, options: Options) -> Sidecar {
         let dir = tempfile::tempdir().unwrap();
         let key = options
