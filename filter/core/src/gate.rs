@@ -104,14 +104,6 @@ pub struct Forward<'g> {
     pub remove_authorization: bool,
 }
 
-/// Whether the gate can decide requests now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Readiness {
-    Ready,
-    NoSnapshot,
-    Stale { unconfirmed_secs: u64 },
-}
-
 /// A caller established from one verified token, cached until the token expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Caller {
@@ -293,18 +285,16 @@ impl Gate {
         Ok(generation)
     }
 
-    /// Whether requests can be decided at `now`.
-    pub fn readiness(&self, now: u64) -> Readiness {
-        match ready(
+    /// Whether requests can be decided at `now`: `Ok`, or the refusal every request gets
+    /// (no snapshot yet, or the installed one is stale).
+    pub fn readiness(&self, now: u64) -> Result<(), Refusal> {
+        ready(
             self.installed.as_ref(),
             self.confirmed_at,
             &self.settings,
             now,
-        ) {
-            Ok(_) => Readiness::Ready,
-            Err(Refusal::Stale { unconfirmed_secs }) => Readiness::Stale { unconfirmed_secs },
-            Err(_) => Readiness::NoSnapshot,
-        }
+        )
+        .map(|_| ())
     }
 
     /// Decides one request at unix second `now`.

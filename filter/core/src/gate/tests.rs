@@ -488,7 +488,7 @@ fn no_snapshot_then_stale_then_confirmed() {
         }
     };
     assert_eq!(status(gate.check(&public, NOW)), 503, "nothing installed");
-    assert_eq!(gate.readiness(NOW), Readiness::NoSnapshot);
+    assert_eq!(gate.readiness(NOW), Err(Refusal::NoSnapshot));
     let first = announcement(1, NOW);
     gate.offer(&snapshot().bytes(1), &first).unwrap();
     assert_eq!(
@@ -498,9 +498,9 @@ fn no_snapshot_then_stale_then_confirmed() {
     );
     assert_eq!(
         gate.readiness(NOW + 601),
-        Readiness::Stale {
+        Err(Refusal::Stale {
             unconfirmed_secs: 601
-        }
+        })
     );
     assert_eq!(
         status(gate.check(&public, NOW + 601)),
@@ -529,9 +529,9 @@ fn staleness_counts_only_confirmations_of_the_installed_generation() {
         !gate.announced(&announcement(2, NOW + 590)),
         "refused once, not re-read"
     );
-    assert_eq!(gate.readiness(NOW + 600), Readiness::Ready);
+    assert_eq!(gate.readiness(NOW + 600), Ok(()));
     assert!(
-        matches!(gate.readiness(NOW + 601), Readiness::Stale { .. }),
+        matches!(gate.readiness(NOW + 601), Err(Refusal::Stale { .. })),
         "generation 1 was last confirmed at NOW"
     );
     assert_eq!(gate.counts().rejected, vec![("invalid", 1)]);
@@ -548,11 +548,7 @@ fn bytes_newer_than_their_announcement_are_as_fresh_as_it() {
         gate.offer(&snapshot().bytes(2), &announced).unwrap(),
         Generation::new("e1", 2)
     );
-    assert_eq!(
-        gate.readiness(NOW + 10),
-        Readiness::Ready,
-        "no 503 in between"
-    );
+    assert_eq!(gate.readiness(NOW + 10), Ok(()), "no 503 in between");
     assert!(
         !gate.announced(&announcement(1, NOW + 5)),
         "already past 1: nothing to read"
