@@ -7,6 +7,8 @@
 //! | `GET /readyz` | 200 when Redis answers `PING`, else 503 |
 //! | `GET /v1/snapshot[?wait=SECS]` | read secret (or sync secret) as bearer, else 401; 200 envelope + `ETag`; 304 only when `If-None-Match` names exactly the current generation (after long-polling up to `wait` while it stays current); 503 + `Retry-After` before the first publish, after a rewound history started a new epoch, and at once when `--max-long-poll-waiters` requests already wait |
 //! | `PUT /v1/snapshot[?allow_empty=true]` | bearer-secret only; 200 `{"epoch","generation","changed"}` + `ETag`; 400 bad body, 401, 409 would empty, 412 stale `If-Match`, 413, 503 Redis |
+//! | `PUT /container_gateway/<part>[/]` | Katello's sync calls (`katello` submodule): sync secret as bearer, or a TLS client certificate with an allowed CN (403 otherwise); 200 empty body; 400 with the problems, 404 unknown part, 413, 503 Redis |
+//! | `GET /container_gateway/users[/]` | same callers; 200 `{"users":[...]}` |
 //! | `GET /v2/token` | Docker token spec; 200 token, 400 `UNSUPPORTED` (unknown service or malformed scope), 401 `UNAUTHORIZED`, 503 `UNAVAILABLE` + `Retry-After` (no snapshot yet, or no bcrypt slot within `--login-queue-timeout-ms`) |
 //!
 //! Handlers only translate between HTTP and the other modules. They must never leak
@@ -36,10 +38,12 @@ use subtle::ConstantTimeEq;
 
 use crate::cache::{Current, View};
 use crate::config::Secret;
-use crate::publisher::{PublishError, Request};
+use crate::publisher::{PublishError, Request, Source};
 use crate::state::{stopping, AppState};
 use crate::store::StoreError;
 use crate::token::{self, AuthError, MintError};
+
+mod katello;
 
 /// Seconds a client is told to wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "1";
@@ -57,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/snapshot", get(get_snapshot).put(put_snapshot))
         .route("/v2/token", get(get_token))
+        .merge(katello::routes())
         .with_state(state)
 }
 
@@ -76,6 +81,10 @@ pub enum ApiError {
     SyncUnauthorized,
     #[error("missing or wrong snapshot read bearer secret")]
     ReadUnauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("request body exceeds {0} bytes")]
@@ -141,6 +150,8 @@ impl IntoResponse for ApiError {
             ApiError::SyncUnauthorized | ApiError::ReadUnauthorized => {
                 (StatusCode::UNAUTHORIZED, json_error(&message))
             }
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, json_error(&message)),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, json_error(&message)),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, json_error(&message)),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, json_error(&message)),
             ApiError::PreconditionFailed { .. } => {
@@ -470,7 +481,7 @@ async fn put_snapshot(
         .inner
         .publisher
         .publish(Request {
-            content,
+            source: Source::Whole(content),
             if_match,
             allow_empty,
         })

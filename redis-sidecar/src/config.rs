@@ -110,6 +110,15 @@ pub struct ServeArgs {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert-file.
     #[arg(long, env = "RG_TLS_KEY_FILE", value_name = "PATH")]
     pub tls_key_file: Option<PathBuf>,
+    /// PEM CA bundle that client certificates are verified against (needs the TLS files and
+    /// --sync-client-subjects) [default: none, no client certificates].
+    #[arg(long, env = "RG_SYNC_CLIENT_CA_FILE", value_name = "PATH")]
+    pub sync_client_ca_file: Option<PathBuf>,
+    /// Comma-separated subject CNs whose verified client certificates may call the Katello
+    /// sync API without the sync secret (compared case-insensitively, like smart-proxy's
+    /// `:trusted_hosts:`), e.g. `foreman.example.com`.
+    #[arg(long, env = "RG_SYNC_CLIENT_SUBJECTS", value_name = "CN,...")]
+    pub sync_client_subjects: Option<String>,
     /// Log format: `json` (one object per line) or `text`. Verbosity comes from `RUST_LOG`
     /// (default `info`).
     #[arg(long, env = "RG_LOG_FORMAT", default_value = "json")]
@@ -158,6 +167,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// When set, the listener serves HTTPS only.
     pub tls: Option<Tls>,
+    /// Lowercased subject CNs whose verified client certificates may call the sync API.
+    pub sync_client_subjects: Vec<String>,
 }
 
 /// A bearer secret (sync or read); never printed.
@@ -315,9 +326,30 @@ impl Config {
             1024,
             4 * 1024 * 1024 * 1024,
         );
+        let sync_client_subjects = subjects(args.sync_client_subjects.as_deref());
+        match (&args.sync_client_ca_file, sync_client_subjects.is_empty()) {
+            (Some(_), true) => problems.push(
+                "--sync-client-ca-file/RG_SYNC_CLIENT_CA_FILE needs \
+                 --sync-client-subjects/RG_SYNC_CLIENT_SUBJECTS: the CNs allowed to sync"
+                    .into(),
+            ),
+            (None, false) => problems.push(
+                "--sync-client-subjects/RG_SYNC_CLIENT_SUBJECTS needs \
+                 --sync-client-ca-file/RG_SYNC_CLIENT_CA_FILE to verify certificates against"
+                    .into(),
+            ),
+            _ => {}
+        }
+        if args.sync_client_ca_file.is_some() && args.tls_cert_file.is_none() {
+            problems.push(
+                "--sync-client-ca-file/RG_SYNC_CLIENT_CA_FILE needs HTTPS \
+                 (--tls-cert-file and --tls-key-file)"
+                    .into(),
+            );
+        }
         let tls = match (&args.tls_cert_file, &args.tls_key_file) {
             (None, None) => None,
-            (Some(cert), Some(key)) => Tls::load(cert, key)
+            (Some(cert), Some(key)) => Tls::load(cert, key, args.sync_client_ca_file.as_deref())
                 .map_err(|e| problems.push(format!("--tls-cert-file/--tls-key-file: {e}")))
                 .ok(),
             (Some(_), None) | (None, Some(_)) => {
@@ -381,10 +413,20 @@ impl Config {
                 max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
                 log_format,
                 tls,
+                sync_client_subjects,
             }),
             _ => Err(ConfigError { problems }),
         }
     }
+}
+
+/// The allow-list's CNs: comma-separated, trimmed, lowercased, empty items dropped.
+fn subjects(text: Option<&str>) -> Vec<String> {
+    text.unwrap_or("")
+        .split(',')
+        .map(|cn| cn.trim().to_lowercase())
+        .filter(|cn| !cn.is_empty())
+        .collect()
 }
 
 /// Parses an integer setting within `min..=max`, recording a problem otherwise.

@@ -19,9 +19,13 @@ pub mod token;
 
 use std::future::Future;
 
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use crate::tls::ClientCertificate;
 
 pub use crate::config::{Cli, Command, Config, ConfigError, ServeArgs};
 pub use crate::state::AppState;
@@ -80,8 +84,12 @@ async fn serve_on<L>(
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
+    for<'a> ClientCertificate: Connected<IncomingStream<'a, L>>,
 {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<ClientCertificate>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -1,7 +1,9 @@
 //! The publish protocol: turns a validated [`Content`] into the next generation in Redis.
 //!
 //! One publish reads epoch + head (through the cache, which first starts a new epoch if the
-//! store's history was rewound), compares the new content's checksum with the current
+//! store's history was rewound), builds the new content (a whole document as given, or a
+//! [`Source::Change`] applied to the current content — re-applied on every attempt, so writers
+//! of different parts never lose each other's), compares its checksum with the current
 //! snapshot's (equal → nothing is written), checks the caller's precondition and the
 //! empty-snapshot guard, encodes the envelope stamped with `head + 1` and advances the head
 //! with the store's compare-and-set. A conditional publish (`If-Match`) that loses the race
@@ -63,10 +65,39 @@ pub enum PublishError {
     Internal(String),
 }
 
+/// A change to the current content: it must return the whole new content and may be
+/// called more than once (once per attempt).
+pub type Change = Arc<dyn Fn(&Content) -> Content + Send + Sync>;
+
+/// Where the published content comes from.
+#[derive(Clone)]
+pub enum Source {
+    /// A whole document (`PUT /v1/snapshot`, re-keying).
+    Whole(Content),
+    /// One part replaced on whatever is current when the publish runs (the Katello sync API,
+    /// login refreshes); before the first publish it applies to an empty content.
+    Change(Change),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Whole(content) => f.debug_tuple("Whole").field(content).finish(),
+            Source::Change(_) => f.write_str("Change(..)"),
+        }
+    }
+}
+
+/// A source made ready to publish: a whole document is prepared once, outside the lock.
+enum Build {
+    Ready(Content, String),
+    Change(Change),
+}
+
 /// What a caller asks to publish.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub content: Content,
+    pub source: Source,
     /// `If-Match`, when given.
     pub if_match: Option<Preconditions>,
     /// Permit replacing a non-empty snapshot with one without repositories.
@@ -105,16 +136,20 @@ impl Publisher {
 
     /// Publishes a request (see the module doc for the protocol).
     pub async fn publish(&self, request: Request) -> Result<Published, PublishError> {
-        let own_key = self.own_key.clone();
-        let (content, checksum) = tokio::task::spawn_blocking(move || {
-            let content = prepare(&own_key, request.content)?;
-            let checksum = content
-                .checksum()
-                .map_err(|e| PublishError::Internal(e.to_string()))?;
-            Ok::<_, PublishError>((content, checksum))
-        })
-        .await
-        .map_err(|e| PublishError::Internal(e.to_string()))??;
+        // A whole document is prepared once, outside the lock; a change needs the current
+        // content, so it is prepared on every attempt.
+        let Request {
+            source,
+            if_match,
+            allow_empty,
+        } = request;
+        let build = match source {
+            Source::Whole(content) => {
+                let (content, checksum) = self.prepared(content).await?;
+                Build::Ready(content, checksum)
+            }
+            Source::Change(change) => Build::Change(change),
+        };
         let _serial = self.lock.lock().await;
         let mut attempt = 0;
         loop {
@@ -133,7 +168,7 @@ impl Publisher {
             let current_generation = state
                 .head
                 .map(|number| Generation::new(state.epoch.clone(), number));
-            if let Some(precondition) = &request.if_match {
+            if let Some(precondition) = &if_match {
                 let holds = current_generation
                     .as_ref()
                     .is_some_and(|held| precondition.matches(held));
@@ -157,6 +192,14 @@ impl Publisher {
                 },
                 None => None,
             };
+            let (content, checksum) = match &build {
+                Build::Ready(content, checksum) => (content.clone(), checksum.clone()),
+                Build::Change(change) => {
+                    let empty = Content::default();
+                    let base = current.as_ref().map_or(&empty, |c| &c.content);
+                    self.prepared(change(base)).await?
+                }
+            };
             if let Some(current) = &current {
                 if current.header.checksum == checksum {
                     return Ok(Published {
@@ -165,7 +208,7 @@ impl Publisher {
                     });
                 }
                 let held = current.content.repositories.len();
-                if content.repositories.is_empty() && held > 0 && !request.allow_empty {
+                if content.repositories.is_empty() && held > 0 && !allow_empty {
                     return Err(PublishError::WouldEmpty { current: held });
                 }
             }
@@ -175,7 +218,7 @@ impl Publisher {
                 generation,
                 published_at: unix_seconds((self.clock)()),
                 producer: self.producer.clone(),
-                allow_empty: request.allow_empty,
+                allow_empty,
             };
             let (body, encoded) = encode(content.clone(), stamp).await?;
             match self
@@ -198,7 +241,7 @@ impl Publisher {
                         changed: true,
                     });
                 }
-                CasOutcome::HeadMoved | CasOutcome::EpochChanged if request.if_match.is_some() => {
+                CasOutcome::HeadMoved | CasOutcome::EpochChanged if if_match.is_some() => {
                     self.catch_up().await;
                     let current = self.store.state().await?;
                     return Err(PublishError::PreconditionFailed {
@@ -236,11 +279,26 @@ impl Publisher {
             None => {}
         }
         let request = Request {
-            content: current.content.clone(),
+            source: Source::Whole(current.content.clone()),
             if_match: Some(Preconditions::Tags(vec![current.generation()])),
             allow_empty: current.header.allow_empty,
         };
         self.publish(request).await.map(Some)
+    }
+
+    /// The content with this sidecar's key, validated and canonical, and its checksum
+    /// (CPU-bound, so off the async runtime).
+    async fn prepared(&self, content: Content) -> Result<(Content, String), PublishError> {
+        let own_key = self.own_key.clone();
+        tokio::task::spawn_blocking(move || {
+            let content = prepare(&own_key, content)?;
+            let checksum = content
+                .checksum()
+                .map_err(|e| PublishError::Internal(e.to_string()))?;
+            Ok::<_, PublishError>((content, checksum))
+        })
+        .await
+        .map_err(|e| PublishError::Internal(e.to_string()))?
     }
 
     /// After losing a race, brings the cache up to date at once (rather than at the next

@@ -12,6 +12,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::cache::{Cache, View};
 use crate::config::{Config, Secret};
+use crate::katello::form::FormLimits;
 use crate::publisher::Publisher;
 use crate::store::{Store, StoreError};
 use crate::token::{Authenticator, Minter};
@@ -34,6 +35,10 @@ pub(crate) struct Inner {
     pub authenticator: Authenticator,
     pub minter: Minter,
     pub sync_secret: Secret,
+    /// Lowercased CNs of client certificates allowed to call the Katello sync API.
+    pub sync_client_subjects: Vec<String>,
+    /// Limits on Katello's form-encoded bodies.
+    pub form_limits: FormLimits,
     pub read_secret: Secret,
     pub long_poll_max: Duration,
     /// One permit per snapshot long-poll allowed to wait at once.
@@ -79,6 +84,8 @@ impl AppState {
                     config.token_ttl,
                 ),
                 sync_secret: config.sync_secret,
+                sync_client_subjects: config.sync_client_subjects,
+                form_limits: FormLimits::default(),
                 read_secret: config.read_secret,
                 long_poll_max: config.long_poll_max,
                 long_poll_waiters: Arc::new(Semaphore::new(config.max_long_poll_waiters)),

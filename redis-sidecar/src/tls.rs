@@ -2,6 +2,11 @@
 //! into a rustls server configuration (ring provider, TLS 1.2 and 1.3, ALPN `http/1.1`), and a
 //! [`TlsListener`] that axum serves exactly like a plain `TcpListener`.
 //!
+//! With a client CA, clients may present a certificate (as smart-proxy's listener does, a
+//! client without one still connects); a presented certificate must chain to that CA or the
+//! handshake fails. The subject CN of a verified certificate reaches handlers as
+//! [`ClientCertificate`]; deciding what it may do is the API's business.
+//!
 //! Handshakes run in their own tasks, each bounded by [`HANDSHAKE_TIMEOUT`], so a slow or
 //! silent client never holds up accepting others; a connection that does not complete a TLS
 //! handshake (plain HTTP included) is closed without an HTTP answer. This module must never
@@ -13,6 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
+use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -35,6 +43,8 @@ pub enum TlsError {
     Certificate { path: PathBuf, reason: String },
     #[error("key file {path}: {reason}")]
     Key { path: PathBuf, reason: String },
+    #[error("client CA file {path}: {reason}")]
+    ClientCa { path: PathBuf, reason: String },
     #[error("certificate and key do not make a TLS configuration: {0}")]
     Config(#[from] rustls::Error),
 }
@@ -54,8 +64,13 @@ impl std::fmt::Debug for Tls {
 
 impl Tls {
     /// Reads a PEM certificate chain (leaf first) and a PEM private key (PKCS#8, PKCS#1 or
-    /// SEC1) and checks that they belong together.
-    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Tls, TlsError> {
+    /// SEC1) and checks that they belong together; with `client_ca`, client certificates
+    /// chaining to one of its PEM certificates are verified and their subjects passed on.
+    pub fn load(
+        cert_file: &Path,
+        key_file: &Path,
+        client_ca: Option<&Path>,
+    ) -> Result<Tls, TlsError> {
         let certificate = |reason: String| TlsError::Certificate {
             path: cert_file.to_path_buf(),
             reason,
@@ -72,10 +87,13 @@ impl Tls {
             reason: e.to_string(),
         })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?;
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()?;
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(path) => builder.with_client_cert_verifier(client_verifier(path, provider)?),
+        };
+        let mut config = builder.with_single_cert(chain, key)?;
         // The server speaks HTTP/1.1 only.
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Tls {
@@ -91,6 +109,70 @@ impl Tls {
         let (tx, rx) = mpsc::channel(ACCEPTED_BACKLOG);
         let task = tokio::spawn(accept_loop(listener, acceptor, tx));
         TlsListener { rx, local, task }
+    }
+}
+
+/// Verifies client certificates against the CA bundle at `path`; clients without one are
+/// let through to the application, which decides (smart-proxy's listener does the same).
+fn client_verifier(
+    path: &Path,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let problem = |reason: String| TlsError::ClientCa {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(path).map_err(|e| problem(e.to_string()))? {
+        roots
+            .add(certificate.map_err(|e| problem(e.to_string()))?)
+            .map_err(|e| problem(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(problem("no PEM certificate in the file".into()));
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| problem(e.to_string()))
+}
+
+/// The subject common name of the verified client certificate of a connection, if the client
+/// presented one (only TLS connections with a configured client CA ever carry one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientCertificate(pub Option<String>);
+
+impl ClientCertificate {
+    /// The first CN of a DER certificate's subject; `None` when it has none or does not parse
+    /// (the handshake already verified it, so that only happens for CN-less certificates).
+    fn of(certificate: &CertificateDer<'_>) -> ClientCertificate {
+        let cn = x509_parser::parse_x509_certificate(certificate.as_ref())
+            .ok()
+            .and_then(|(_, parsed)| {
+                parsed
+                    .subject()
+                    .iter_common_name()
+                    .next()
+                    .and_then(|cn| cn.as_str().ok().map(str::to_owned))
+            });
+        ClientCertificate(cn)
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for ClientCertificate {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        let (_, session) = stream.io().get_ref();
+        session
+            .peer_certificates()
+            .and_then(<[CertificateDer<'_>]>::first)
+            .map(ClientCertificate::of)
+            .unwrap_or_default()
+    }
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for ClientCertificate {
+    fn connect_info(_: IncomingStream<'_, TcpListener>) -> Self {
+        ClientCertificate(None)
     }
 }
 
