@@ -12,6 +12,7 @@ pub mod cache;
 pub mod config;
 pub mod keys;
 pub mod publisher;
+pub mod refresh;
 pub mod state;
 pub mod store;
 pub mod tls;

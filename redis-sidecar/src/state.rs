@@ -1,4 +1,4 @@
-//! The running sidecar's shared state — store, snapshot cache, publisher, authenticator,
+//! The running sidecar's shared state — store, snapshot cache, publisher, login refresher, authenticator,
 //! minter and settings — and the background task that keeps the cache in step with Redis.
 //!
 //! It wires parts together and owns no policy of its own: it must never decide access, encode
@@ -14,6 +14,7 @@ use crate::cache::{Cache, View};
 use crate::config::{Config, Secret};
 use crate::katello::form::FormLimits;
 use crate::publisher::Publisher;
+use crate::refresh::Refresher;
 use crate::store::{Store, StoreError};
 use crate::token::{Authenticator, Minter};
 
@@ -31,7 +32,9 @@ pub struct AppState {
 pub(crate) struct Inner {
     pub store: Store,
     pub cache: Arc<Cache>,
-    pub publisher: Publisher,
+    pub publisher: Arc<Publisher>,
+    /// Coalesces the grant refreshes of logins into few publishes.
+    pub refresher: Refresher,
     pub authenticator: Authenticator,
     pub minter: Minter,
     pub sync_secret: Secret,
@@ -51,7 +54,8 @@ pub(crate) struct Inner {
 }
 
 impl AppState {
-    /// Builds the state from validated settings. Nothing is contacted yet.
+    /// Builds the state from validated settings and starts the login refresher (so it must run
+    /// inside the tokio runtime). Nothing is contacted yet.
     pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Result<AppState, StoreError> {
         let store = Store::new(
             &config.redis_url,
@@ -61,17 +65,19 @@ impl AppState {
         )?;
         let cache = Arc::new(Cache::default());
         let clock: fn() -> SystemTime = SystemTime::now;
-        let publisher = Publisher::new(
+        let publisher = Arc::new(Publisher::new(
             store.clone(),
             Arc::clone(&cache),
             config.signing_key.key_spec(),
             clock,
-        );
+        ));
+        let refresher = Refresher::start(Arc::clone(&publisher));
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
                 cache,
                 publisher,
+                refresher,
                 authenticator: Authenticator::new(
                     config.htpasswd,
                     config.login_concurrency,
