@@ -27,7 +27,8 @@ CARGO ?= cargo
 CARGO_HOME ?= $(HOME)/.cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-APT_PACKAGES := redis-server docker-registry skopeo podman curl openssl ca-certificates wrk
+APT_PACKAGES := redis-server docker-registry skopeo podman curl openssl ca-certificates wrk \
+	ruby ruby-rest-client ruby-sinatra ruby-rack ruby-webrick
 RUST_TARGETS := wasm32-wasip1 wasm32-unknown-unknown
 RUST_COMPONENTS := clippy rustfmt
 

@@ -1,6 +1,8 @@
 //! registry-gate end-to-end harness: starts the real pieces as plain processes on loopback
 //! (docker-registry, Redis, registry-gate-sidecar, Envoy running the built filter `.wasm`) and
-//! drives them with real clients (skopeo, curl over HTTP/1.1 and HTTP/2).
+//! drives them with real clients (skopeo, curl over HTTP/1.1 and HTTP/2). For Katello's side it
+//! runs the smart-proxy plugin in a smart-proxy stand-in and calls it the way Katello does
+//! (`smart_proxy`, `katello_sync`, `capture`).
 //!
 //! Used by the scenarios in `tests/tests/*.rs` and by the `demo` binary (`make run`).
 //!
@@ -20,9 +22,11 @@
     reason = "a test harness reports failure by panicking with a precise message"
 )]
 
+pub mod capture;
 pub mod envoy;
 pub mod expect;
 pub mod http;
+pub mod katello_sync;
 pub mod oci;
 pub mod paths;
 pub mod ports;
@@ -32,6 +36,7 @@ pub mod registry;
 pub mod scenario;
 pub mod sidecar;
 pub mod skopeo;
+pub mod smart_proxy;
 pub mod stack;
 pub mod tls;
 pub mod tokens;

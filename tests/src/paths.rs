@@ -222,3 +222,65 @@ pub fn local_envoy_template() -> PathBuf {
     assert!(path.is_file(), "Envoy template missing: {}", path.display());
     path
 }
+
+/// Debian's `ruby` with the libraries the smart-proxy plugin's tests load (`ruby-rest-client`,
+/// `ruby-sinatra`, `ruby-rack`, `ruby-webrick`; all from `make deps`). Checked once per test
+/// binary by requiring them, so a missing library fails here with its name rather than in a
+/// Ruby backtrace.
+pub fn ruby_with_plugin_libs() -> PathBuf {
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHECKED.get_or_init(check_ruby_libs).clone()
+}
+
+fn check_ruby_libs() -> PathBuf {
+    let ruby = locate(
+        Requirement {
+            what: "ruby",
+            env: "RUBY_BIN",
+            provided_by: "make deps",
+        },
+        PathBuf::from("/usr/bin/ruby"),
+    );
+    let libs = [
+        "rest-client",
+        "sinatra/base",
+        "rack",
+        "webrick",
+        "webrick/https",
+    ];
+    let script: String = libs
+        .iter()
+        .map(|lib| format!("begin; require '{lib}'; rescue LoadError => e; abort \"missing Ruby library {lib}: #{{e.message}}\"; end\n"))
+        .collect();
+    let output = std::process::Command::new(&ruby)
+        .arg("-e")
+        .arg(&script)
+        .output()
+        .unwrap_or_else(|err| panic!("run {}: {err}", ruby.display()));
+    assert!(
+        output.status.success(),
+        "{} cannot load the plugin tests' libraries ({}); run `make deps` (apt: ruby-rest-client ruby-sinatra ruby-rack ruby-webrick): {}",
+        ruby.display(),
+        libs.join(", "),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    ruby
+}
+
+/// The smart-proxy plugin's library directory (`<repo>/smart-proxy-plugin/lib`).
+pub fn smart_proxy_plugin_lib() -> PathBuf {
+    let path = repo_root().join("smart-proxy-plugin/lib");
+    assert!(
+        path.join("smart_proxy_registry_gate.rb").is_file(),
+        "smart-proxy plugin missing: {}",
+        path.display()
+    );
+    path
+}
+
+/// A Ruby script of the harness (`<repo>/tests/ruby/<name>`).
+pub fn ruby_script(name: &str) -> PathBuf {
+    let path = repo_root().join("tests/ruby").join(name);
+    assert!(path.is_file(), "Ruby script missing: {}", path.display());
+    path
+}

@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Lines of log printed when a test fails.
@@ -31,11 +31,36 @@ impl Process {
         let err = out
             .try_clone()
             .unwrap_or_else(|err| panic!("dup log handle {}: {err}", log.display()));
-        let command_line = format!("{command:?}");
         command
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
+        Process::start(name, command, log)
+    }
+
+    /// Starts a driver that speaks a line protocol: its stdin and stdout are the caller's,
+    /// only its stderr goes to `<log_dir>/<name>.log`.
+    pub fn spawn_piped(
+        name: &str,
+        mut command: Command,
+        log_dir: &Path,
+    ) -> (Process, ChildStdin, ChildStdout) {
+        let log = log_dir.join(format!("{name}.log"));
+        let err =
+            File::create(&log).unwrap_or_else(|err| panic!("create {}: {err}", log.display()));
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(err));
+        let mut process = Process::start(name, command, log);
+        let child = process.child.as_mut().expect("just started");
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        (process, stdin, stdout)
+    }
+
+    fn start(name: &str, mut command: Command, log: PathBuf) -> Process {
+        let command_line = format!("{command:?}");
         let child = command
             .spawn()
             .unwrap_or_else(|err| panic!("start {name}: {command_line}: {err}"));

@@ -1,0 +1,1 @@
+gem 'smart_proxy_registry_gate'
