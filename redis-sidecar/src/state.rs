@@ -12,7 +12,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::cache::{Cache, View};
 use crate::config::{Config, Secret};
-use crate::katello::form::FormLimits;
+use crate::katello::form::{self, FormLimits};
 use crate::publisher::Publisher;
 use crate::refresh::Refresher;
 use crate::store::{Store, StoreError};
@@ -21,6 +21,14 @@ use crate::token::{Authenticator, Minter};
 /// How often the head key is polled to learn of other instances' publishes and of Redis
 /// losing its data.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Limits on Katello's form bodies. Rack's 4096-parameter default would refuse a user mapping
+/// of 50 users × 41 repositories, so the parameter count is bounded far higher; the body size
+/// (`--max-body-bytes`) is what bounds the work.
+const SYNC_FORM_LIMITS: FormLimits = FormLimits {
+    max_params: 4_000_000,
+    max_depth: form::DEFAULT_MAX_DEPTH,
+};
 
 /// Everything a request handler needs, cheap to clone.
 #[derive(Debug, Clone)]
@@ -91,7 +99,7 @@ impl AppState {
                 ),
                 sync_secret: config.sync_secret,
                 sync_client_subjects: config.sync_client_subjects,
-                form_limits: FormLimits::default(),
+                form_limits: SYNC_FORM_LIMITS,
                 read_secret: config.read_secret,
                 long_poll_max: config.long_poll_max,
                 long_poll_waiters: Arc::new(Semaphore::new(config.max_long_poll_waiters)),

@@ -106,6 +106,15 @@ pub enum Change {
     SomeHostGrants(BTreeMap<String, Vec<String>>),
 }
 
+impl Change {
+    /// Whether this is an explicitly empty repository list: Katello's way of saying the
+    /// proxy serves no container repository any more, published even over a non-empty
+    /// snapshot (a missing list is an error, never this).
+    pub fn empties_repositories(&self) -> bool {
+        matches!(self, Change::Repositories(list) if list.is_empty())
+    }
+}
+
 /// How many problems a [`SyncError::Invalid`] lists.
 pub const SHOWN_PROBLEMS: usize = 20;
 
