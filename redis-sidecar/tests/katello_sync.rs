@@ -55,7 +55,14 @@ async fn each_call_replaces_its_part_in_one_publish() {
     let users = sync(&sidecar, "GET", "users", "", true).await;
     assert_eq!(users.json(), serde_json::json!({"users": []}));
 
-    let reply = sync(&sidecar, "PUT", "user_repository_mapping/", USER_MAPPING, true).await;
+    let reply = sync(
+        &sidecar,
+        "PUT",
+        "user_repository_mapping/",
+        USER_MAPPING,
+        true,
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let (_, snapshot) = sidecar.snapshot().await;
     assert_eq!(snapshot.header.generation, 2);
@@ -74,7 +81,14 @@ async fn each_call_replaces_its_part_in_one_publish() {
     );
 
     // The same push again publishes nothing.
-    let reply = sync(&sidecar, "PUT", "user_repository_mapping", USER_MAPPING, true).await;
+    let reply = sync(
+        &sidecar,
+        "PUT",
+        "user_repository_mapping",
+        USER_MAPPING,
+        true,
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(generation(&sidecar).await, 2);
 

@@ -38,6 +38,15 @@ pub struct Published {
     pub changed: bool,
 }
 
+/// Settings beyond the ones every sidecar of a scenario shares.
+#[derive(Debug, Clone, Default)]
+pub struct SidecarExtra {
+    /// More `serve` flags. With `--katello-url` among them, no `--htpasswd` is passed.
+    pub args: Vec<String>,
+    /// The CA of the sidecar's HTTPS certificate, when `args` turn HTTPS on.
+    pub https: Option<PathBuf>,
+}
+
 #[derive(Debug)]
 pub struct Sidecar {
     pub process: Process,
@@ -112,6 +121,26 @@ impl Sidecar {
 
     /// Starts `serve` on `port` and waits for `GET /healthz` = 200.
     pub fn start(dir: &Path, port: u16, redis_url: &str, files: SidecarFiles) -> Sidecar {
+        Sidecar::start_with(
+            dir,
+            "sidecar",
+            port,
+            redis_url,
+            files,
+            &SidecarExtra::default(),
+        )
+    }
+
+    /// [`Sidecar::start`] as process `name`, with `extra` settings (over HTTPS when
+    /// `extra.https` is set, ready once `GET /healthz` = 200 with that CA).
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        port: u16,
+        redis_url: &str,
+        files: SidecarFiles,
+        extra: &SidecarExtra,
+    ) -> Sidecar {
         let mut cmd = Command::new(crate::paths::sidecar());
         cmd.arg("serve")
             .arg("--listen")
@@ -120,8 +149,6 @@ impl Sidecar {
             .arg(redis_url)
             .arg("--signing-key")
             .arg(&files.signing_key)
-            .arg("--htpasswd")
-            .arg(&files.htpasswd)
             .arg("--sync-secret-file")
             .arg(&files.sync_secret_file)
             .arg("--read-secret-file")
@@ -132,12 +159,33 @@ impl Sidecar {
             .arg(ISSUER)
             .arg("--token-ttl-secs")
             .arg("300");
+        if !extra.args.iter().any(|a| a == "--katello-url") {
+            cmd.arg("--htpasswd").arg(&files.htpasswd);
+        }
+        cmd.args(&extra.args);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
-        let mut process = Process::spawn("sidecar", cmd, dir);
+        let mut process = Process::spawn(name, cmd, dir);
+        let scheme = if extra.https.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         process.wait_ready("GET /healthz = 200", Duration::from_secs(20), || {
-            crate::wait::http_ok(port, "/healthz")
+            crate::wait::tcp_accepts(std::net::SocketAddr::from((
+                std::net::Ipv4Addr::LOCALHOST,
+                port,
+            )))?;
+            let mut request = Request::get(format!("{scheme}://127.0.0.1:{port}/healthz"))
+                .timeout(Duration::from_secs(2));
+            if let Some(ca) = &extra.https {
+                request = request.cacert(ca);
+            }
+            match request.send()? {
+                resp if resp.status == 200 => Ok(()),
+                resp => Err(resp.summary()),
+            }
         });
         Sidecar {
             process,

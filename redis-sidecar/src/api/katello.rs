@@ -49,7 +49,14 @@ fn authorize(
         return Ok(());
     }
     match client.and_then(|c| c.0.as_deref()) {
-        Some(cn) if state.inner.sync_client_subjects.contains(&cn.to_lowercase()) => Ok(()),
+        Some(cn)
+            if state
+                .inner
+                .sync_client_subjects
+                .contains(&cn.to_lowercase()) =>
+        {
+            Ok(())
+        }
         Some(cn) => Err(ApiError::Forbidden(format!(
             "untrusted client {cn:?}: its certificate's CN is not in --sync-client-subjects"
         ))),
