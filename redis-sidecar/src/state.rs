@@ -11,14 +11,27 @@ use registry_gate_core::generation::Generation;
 use tokio::sync::{watch, Semaphore};
 
 use crate::cache::{Cache, View};
-use crate::config::{Config, Secret};
+use crate::config::{Config, LoginBackend, Secret};
+use crate::katello::{KatelloClient, KatelloError};
+use crate::login::{AuthError, Authenticator, Backend, HtpasswdSource, LoginSettings};
 use crate::publisher::Publisher;
 use crate::store::{Store, StoreError};
-use crate::token::{Authenticator, Minter};
+use crate::token::Minter;
 
 /// How often the head key is polled to learn of other instances' publishes and of Redis
 /// losing its data.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Why the state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build the Katello client: {0}")]
+    Katello(#[from] KatelloError),
+    #[error("cannot build the authenticator: {0}")]
+    Login(#[from] AuthError),
+}
 
 /// Everything a request handler needs, cheap to clone.
 #[derive(Debug, Clone)]
@@ -47,7 +60,7 @@ pub(crate) struct Inner {
 
 impl AppState {
     /// Builds the state from validated settings. Nothing is contacted yet.
-    pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Result<AppState, StoreError> {
+    pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Result<AppState, StateError> {
         let store = Store::new(
             &config.redis_url,
             config.redis_pool_size,
@@ -62,16 +75,30 @@ impl AppState {
             config.signing_key.key_spec(),
             clock,
         );
+        let backend = match config.login {
+            LoginBackend::None => Backend::None,
+            LoginBackend::Htpasswd { path, file } => {
+                Backend::Htpasswd(HtpasswdSource::new(path, file))
+            }
+            LoginBackend::Katello(settings) => Backend::Katello(Arc::new(KatelloClient::new(
+                &settings,
+                config.login_queue_timeout,
+            )?)),
+        };
+        let authenticator = Authenticator::new(
+            backend,
+            LoginSettings {
+                concurrency: config.login_concurrency,
+                queue_timeout: config.login_queue_timeout,
+                cache_ttl: config.login_cache_ttl,
+            },
+        )?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
                 cache,
                 publisher,
-                authenticator: Authenticator::new(
-                    config.htpasswd,
-                    config.login_concurrency,
-                    config.login_queue_timeout,
-                ),
+                authenticator,
                 minter: Minter::new(
                     config.signing_key,
                     config.issuer,
