@@ -23,6 +23,7 @@
 pub mod envoy;
 pub mod expect;
 pub mod http;
+pub mod katello;
 pub mod oci;
 pub mod paths;
 pub mod ports;

@@ -1,5 +1,6 @@
-//! Runtime TLS material: a throwaway CA and a server certificate for `127.0.0.1` and
-//! `localhost`, signed by it.
+//! Runtime TLS material: a throwaway CA, a server certificate for `127.0.0.1` and
+//! `localhost` and a client certificate (for mutual TLS, e.g. the sidecar calling the Katello
+//! stand-in), both signed by it.
 //!
 //! The CA certificate is written as `ca.crt` into a directory of its own, the layout that
 //! `skopeo --src-cert-dir`, `podman --cert-dir` (containers/image: `*.crt` are CAs) and
@@ -23,14 +24,18 @@ pub struct Tls {
     pub server_cert: PathBuf,
     /// PEM PKCS#8 server key for Envoy.
     pub server_key: PathBuf,
+    /// PEM client certificate (leaf, `clientAuth`, CN `registry-gate-sidecar`).
+    pub client_cert: PathBuf,
+    /// PEM PKCS#8 key of `client_cert`.
+    pub client_key: PathBuf,
 }
 
 fn write(path: &Path, contents: &str) {
     std::fs::write(path, contents).unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
 }
 
-/// Generates the CA and the server certificate under `dir` (`dir/certs/ca.crt`,
-/// `dir/server.crt`, `dir/server.key`).
+/// Generates the CA, the server and the client certificate under `dir` (`dir/certs/ca.crt`,
+/// `dir/server.crt`, `dir/server.key`, `dir/client.crt`, `dir/client.key`).
 pub fn generate(dir: &Path) -> Tls {
     let cert_dir = dir.join("certs");
     std::fs::create_dir_all(&cert_dir)
@@ -74,14 +79,29 @@ pub fn generate(dir: &Path) -> Tls {
         .signed_by(&server_key, &ca_cert, &ca_key)
         .unwrap_or_else(|err| panic!("sign server certificate: {err}"));
 
+    let client_key = KeyPair::generate().unwrap_or_else(|err| panic!("client key: {err}"));
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, "registry-gate-sidecar");
+    params.distinguished_name = name;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = params
+        .signed_by(&client_key, &ca_cert, &ca_key)
+        .unwrap_or_else(|err| panic!("sign client certificate: {err}"));
+
     let tls = Tls {
         ca_cert: cert_dir.join("ca.crt"),
         cert_dir,
         server_cert: dir.join("server.crt"),
         server_key: dir.join("server.key"),
+        client_cert: dir.join("client.crt"),
+        client_key: dir.join("client.key"),
     };
     write(&tls.ca_cert, &ca_cert.pem());
     write(&tls.server_cert, &server_cert.pem());
     write(&tls.server_key, &server_key.serialize_pem());
+    write(&tls.client_cert, &client_cert.pem());
+    write(&tls.client_key, &client_key.serialize_pem());
     tls
 }
