@@ -2,9 +2,10 @@
 //! documented default (`--help` shows both), parsed as text by clap and then validated here
 //! into a [`Config`] in one pass that reports every bad setting at once.
 //!
-//! This module owns reading the files the settings name (signing key, htpasswd, secrets)
-//! so that a bad file is a startup error, not a runtime surprise. It must never start
-//! anything or touch the network, and never echo a secret in an error.
+//! This module owns reading the files the settings name (signing key, htpasswd, secrets,
+//! Katello CA and client certificate) so that a bad file is a startup error, not a runtime
+//! surprise. It must never start anything or touch the network, and never echo a secret in
+//! an error.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -750,6 +751,73 @@ mod tests {
             assert_eq!(error.problems.len(), 1, "{case}: {error}");
             assert!(error.problems[0].contains(needle), "{case}: {error}");
         }
+    }
+
+    #[test]
+    fn login_backends_are_one_of_htpasswd_and_katello() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = file(&dir, "key.pem", &SigningKey::generate().unwrap().to_pem());
+        let secret = file(&dir, "secret", "0123456789abcdef0123\n");
+        let htpasswd = file(&dir, "htpasswd", "# nobody yet\n");
+        let pem = file(&dir, "any.pem", "not a certificate\n");
+        let base = [
+            "--signing-key",
+            key.as_str(),
+            "--sync-secret-file",
+            secret.as_str(),
+            "--read-secret-file",
+            secret.as_str(),
+        ];
+        let url = "https://foreman.example.com";
+        let rows: [(&str, &[&str], &[&str]); 4] = [
+            (
+                "both backends",
+                &["--htpasswd", &htpasswd, "--katello-url", url],
+                &["--htpasswd/RG_HTPASSWD and --katello-url/RG_KATELLO_URL"],
+            ),
+            (
+                "Katello files without a URL",
+                &["--katello-ca-file", &pem, "--katello-client-key-file", &pem],
+                &["--katello-ca-file", "--katello-client-key-file"],
+            ),
+            (
+                "certificate without key",
+                &["--katello-url", url, "--katello-client-cert-file", &pem],
+                &["go together"],
+            ),
+            (
+                "bad numbers",
+                &[
+                    "--katello-url",
+                    url,
+                    "--katello-timeout-ms",
+                    "0",
+                    "--katello-max-connections",
+                    "x",
+                    "--login-cache-ttl-secs",
+                    "3601",
+                ],
+                &[
+                    "--katello-timeout-ms",
+                    "--katello-max-connections",
+                    "--login-cache-ttl-secs",
+                ],
+            ),
+        ];
+        for (case, extra, needles) in rows {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            let error = Config::from_args(&parse(&args)).unwrap_err();
+            assert_eq!(error.problems.len(), needles.len(), "{case}: {error}");
+            for (problem, needle) in error.problems.iter().zip(needles) {
+                assert!(problem.contains(needle), "{case}: {error}");
+            }
+        }
+        let mut args = base.to_vec();
+        args.extend_from_slice(&["--htpasswd", &htpasswd, "--login-cache-ttl-secs", "0"]);
+        let config = Config::from_args(&parse(&args)).unwrap();
+        assert!(matches!(config.login, LoginBackend::Htpasswd { .. }));
+        assert_eq!(config.login_cache_ttl, Duration::ZERO);
     }
 
     #[test]
