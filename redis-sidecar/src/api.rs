@@ -9,7 +9,7 @@
 //! | `PUT /v1/snapshot[?allow_empty=true]` | bearer-secret only; 200 `{"epoch","generation","changed"}` + `ETag`; 400 bad body, 401, 409 would empty, 412 stale `If-Match`, 413, 503 Redis |
 //! | `PUT /container_gateway/<part>[/]` | Katello's sync calls (`katello` submodule): sync secret as bearer, or a TLS client certificate with an allowed CN (403 otherwise); 200 empty body; 400 with the problems, 404 unknown part, 413, 503 Redis |
 //! | `GET /container_gateway/users[/]` | same callers; 200 `{"users":[...]}` |
-//! | `GET /v2/token` | Docker token spec; 200 token, 400 `UNSUPPORTED` (unknown service or malformed scope), 401 `UNAUTHORIZED`, 503 `UNAVAILABLE` + `Retry-After` (no snapshot yet, or no bcrypt slot within `--login-queue-timeout-ms`) |
+//! | `GET /v2/token` | Docker token spec; 200 token, 400 `UNSUPPORTED` (unknown service or malformed scope), 401 `UNAUTHORIZED`, 503 `UNAVAILABLE` + `Retry-After` (no snapshot yet, no bcrypt slot or Katello connection within `--login-queue-timeout-ms`, Katello unreachable or too slow); with Katello: Katello's own 4xx/5xx status with a fixed registry error body, 502 for a malformed Katello answer |
 //!
 //! Handlers only translate between HTTP and the other modules. They must never leak
 //! internals in an error body (internal errors are logged, the client gets a fixed text),
@@ -29,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use registry_gate_core::generation::{Generation, Preconditions};
+use registry_gate_core::identity::Principal;
 use registry_gate_core::reply::{self, Code, Reply};
 use registry_gate_core::scope::{parse_scopes, ResourceScope};
 use registry_gate_core::snapshot::Content;
@@ -38,10 +39,13 @@ use subtle::ConstantTimeEq;
 
 use crate::cache::{Current, View};
 use crate::config::Secret;
+use crate::katello::KatelloError;
+use crate::login::{AuthError, LoginRequest};
 use crate::publisher::{PublishError, Request, Source};
+use crate::refresh::Outcome;
 use crate::state::{stopping, AppState};
 use crate::store::StoreError;
-use crate::token::{self, AuthError, MintError};
+use crate::token::{self, MintError};
 
 mod katello;
 
@@ -123,9 +127,20 @@ pub enum TokenFailure {
     /// 503 `UNAVAILABLE` + `Retry-After`.
     #[error("no snapshot published yet; try again shortly")]
     NoSnapshot,
-    /// 503 `UNAVAILABLE` + `Retry-After`: no bcrypt slot within the login queue timeout.
+    /// 503 `UNAVAILABLE` + `Retry-After`: no bcrypt slot or Katello connection within the
+    /// login queue timeout.
     #[error("too many logins in progress; try again shortly")]
     Busy,
+    /// 503 `UNAVAILABLE` + `Retry-After`: Katello could not be reached in time; logged.
+    #[error("the login service is unreachable; try again shortly")]
+    LoginUnreachable(String),
+    /// Katello's own error status, passed on with a fixed text: Katello's body may hold
+    /// internals (Rails messages, host names), so it is logged by size only, never relayed.
+    #[error("the login service refused the request ({status})")]
+    LoginStatus { status: u16 },
+    /// 502 `UNKNOWN`: Katello's answer could not be read; logged.
+    #[error("the login service gave an answer that cannot be read")]
+    LoginMalformed(String),
     /// 500 `UNKNOWN`; logged.
     #[error("token could not be issued")]
     Internal(String),
@@ -169,7 +184,11 @@ impl IntoResponse for ApiError {
                     | TokenFailure::Scope { .. }
                     | TokenFailure::Query(_) => (400, Code::Unsupported),
                     TokenFailure::BadCredentials => (401, Code::Unauthorized),
-                    TokenFailure::NoSnapshot | TokenFailure::Busy => (503, Code::Unavailable),
+                    TokenFailure::NoSnapshot
+                    | TokenFailure::Busy
+                    | TokenFailure::LoginUnreachable(_) => (503, Code::Unavailable),
+                    TokenFailure::LoginStatus { status } => (*status, login_status_code(*status)),
+                    TokenFailure::LoginMalformed(_) => (502, Code::Unknown),
                     TokenFailure::Internal(detail) => {
                         tracing::error!(%detail, "token endpoint internal error");
                         (500, Code::Unavailable)
@@ -189,7 +208,12 @@ impl IntoResponse for ApiError {
             | ApiError::NotLoaded
             | ApiError::Store(_)
             | ApiError::Busy(_)
-            | ApiError::Token(TokenFailure::NoSnapshot | TokenFailure::Busy) => {
+            | ApiError::Token(
+                TokenFailure::NoSnapshot
+                | TokenFailure::Busy
+                | TokenFailure::LoginUnreachable(_)
+                | TokenFailure::LoginStatus { status: 429 | 503 },
+            ) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
             }
             ApiError::SyncUnauthorized => {
@@ -227,6 +251,45 @@ impl From<PublishError> for ApiError {
             PublishError::Contended(_) => ApiError::Busy(error.to_string()),
             PublishError::Store(store) => ApiError::Store(store),
             PublishError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+/// The registry error code that goes with a status Katello answered.
+fn login_status_code(status: u16) -> Code {
+    match status {
+        401 => Code::Unauthorized,
+        403 => Code::Denied,
+        404 => Code::NotFound,
+        429 | 502..=504 => Code::Unavailable,
+        _ => Code::Unknown,
+    }
+}
+
+impl From<AuthError> for TokenFailure {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::BadCredentials => {
+                tracing::info!("login refused: invalid username or password");
+                TokenFailure::BadCredentials
+            }
+            AuthError::Busy | AuthError::Katello(KatelloError::Busy) => {
+                tracing::warn!("login refused: no login slot within the login queue timeout");
+                TokenFailure::Busy
+            }
+            AuthError::Katello(KatelloError::Unreachable(detail)) => {
+                tracing::warn!(%detail, "login failed: Katello unreachable");
+                TokenFailure::LoginUnreachable(detail)
+            }
+            AuthError::Katello(KatelloError::Status(status)) => {
+                tracing::warn!(status, "login failed: Katello answered an error status");
+                TokenFailure::LoginStatus { status }
+            }
+            AuthError::Katello(KatelloError::Malformed(detail)) => {
+                tracing::warn!(%detail, "login failed: Katello's answer is malformed");
+                TokenFailure::LoginMalformed(detail)
+            }
+            AuthError::Internal(detail) => TokenFailure::Internal(detail),
         }
     }
 }
@@ -510,11 +573,19 @@ struct TokenBody<'a> {
     issued_at: &'a str,
 }
 
+/// The parsed scopes of a token request, and their text as sent (Katello gets that).
+#[derive(Debug)]
+struct TokenRequest {
+    scopes: Vec<ResourceScope>,
+    raw_scopes: Vec<String>,
+}
+
 /// The `service` and scopes of a token request. `account` is deliberately not read:
 /// identity comes from the verified credentials alone.
-fn token_request(query: Option<&str>, service: &str) -> Result<Vec<ResourceScope>, TokenFailure> {
+fn token_request(query: Option<&str>, service: &str) -> Result<TokenRequest, TokenFailure> {
     let mut services = Vec::new();
     let mut scopes = Vec::new();
+    let mut raw_scopes = Vec::new();
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*key {
             "service" => services.push(value.into_owned()),
@@ -524,12 +595,13 @@ fn token_request(query: Option<&str>, service: &str) -> Result<Vec<ResourceScope
                     reason: e.to_string(),
                 })?;
                 scopes.extend(parsed);
+                raw_scopes.push(value.into_owned());
             }
             _ => {}
         }
     }
     match services.as_slice() {
-        [one] if one == service => Ok(scopes),
+        [one] if one == service => Ok(TokenRequest { scopes, raw_scopes }),
         _ => Err(TokenFailure::Service {
             expected: service.to_owned(),
         }),
@@ -543,30 +615,45 @@ async fn get_token(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let inner = &state.inner;
-    let requested = token_request(query.as_deref(), inner.minter.service())?;
-    let credentials = token::credentials(headers.get(AUTHORIZATION).map(HeaderValue::as_bytes))
+    let request = token_request(query.as_deref(), inner.minter.service())?;
+    let authorization = headers.get(AUTHORIZATION);
+    let credentials = token::credentials(authorization.map(HeaderValue::as_bytes))
         .ok_or(TokenFailure::BadCredentials)?;
+    // Refuse at once before the first snapshot, before anyone is asked about credentials.
+    inner
+        .cache
+        .view()
+        .current()
+        .ok_or(TokenFailure::NoSnapshot)?;
+    let login = inner
+        .authenticator
+        .authenticate(LoginRequest {
+            credentials: &credentials,
+            authorization,
+            scopes: &request.raw_scopes,
+        })
+        .await
+        .map_err(TokenFailure::from)?;
+    if let (Some(catalog), Principal::User(user), true) =
+        (&login.catalog, &login.principal, inner.refresh_on_login)
+    {
+        let outcome = inner.refresher.after_login(user, catalog).await;
+        match &outcome {
+            Outcome::Failed(error) => {
+                tracing::warn!(%error, "login refresh failed; the user keeps its grants");
+            }
+            other => tracing::debug!(outcome = ?other, "login refresh"),
+        }
+    }
+    let principal = login.principal;
+    // Read after the refresh: a refresh that published is in the cache by now.
     let current = inner
         .cache
         .view()
         .current()
         .cloned()
         .ok_or(TokenFailure::NoSnapshot)?;
-    let principal = inner
-        .authenticator
-        .authenticate(credentials)
-        .await
-        .map_err(|e| match e {
-            AuthError::BadCredentials => {
-                tracing::info!("login refused: invalid username or password");
-                TokenFailure::BadCredentials
-            }
-            AuthError::Busy => {
-                tracing::warn!("login refused: no bcrypt slot within the login queue timeout");
-                TokenFailure::Busy
-            }
-            AuthError::Internal(detail) => TokenFailure::Internal(detail),
-        })?;
+    let requested = request.scopes;
     let access = token::grant(&requested, &principal, &current.index);
     let granted = access.len();
     let minted = inner

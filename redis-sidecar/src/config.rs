@@ -2,9 +2,10 @@
 //! documented default (`--help` shows both), parsed as text by clap and then validated here
 //! into a [`Config`] in one pass that reports every bad setting at once.
 //!
-//! This module owns reading the files the settings name (signing key, htpasswd, secrets)
-//! so that a bad file is a startup error, not a runtime surprise. It must never start
-//! anything or touch the network, and never echo a secret in an error.
+//! This module owns reading the files the settings name (signing key, htpasswd, secrets,
+//! Katello CA and client certificate) so that a bad file is a startup error, not a runtime
+//! surprise. It must never start anything or touch the network, and never echo a secret in
+//! an error.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use thiserror::Error;
 
+use crate::katello::{ClientIdentity, KatelloSettings};
 use crate::keys::SigningKey;
 use crate::tls::Tls;
 use crate::token::Htpasswd;
@@ -72,10 +74,46 @@ pub struct ServeArgs {
     /// Lifetime of minted tokens in seconds (60..=86400).
     #[arg(long, env = "RG_TOKEN_TTL_SECS", default_value = "300")]
     pub token_ttl_secs: String,
-    /// htpasswd file with bcrypt entries for Basic logins [default: none, so only anonymous
-    /// tokens are issued].
+    /// htpasswd file with bcrypt entries for Basic logins, re-read when it changes [default:
+    /// none]. Excludes --katello-url; with neither, only anonymous tokens are issued.
     #[arg(long, env = "RG_HTPASSWD", value_name = "PATH")]
     pub htpasswd: Option<PathBuf>,
+    /// Katello (Foreman) base URL whose `/v2/token` checks Basic logins, e.g.
+    /// https://foreman.example.com [default: none]. Excludes --htpasswd.
+    #[arg(long, env = "RG_KATELLO_URL", value_name = "URL")]
+    pub katello_url: Option<String>,
+    /// PEM CA certificate(s) that Katello's server certificate must chain to [default: the
+    /// system trust store].
+    #[arg(long, env = "RG_KATELLO_CA_FILE", value_name = "PATH")]
+    pub katello_ca_file: Option<PathBuf>,
+    /// PEM client certificate chain presented to Katello [default: none].
+    #[arg(long, env = "RG_KATELLO_CLIENT_CERT_FILE", value_name = "PATH")]
+    pub katello_client_cert_file: Option<PathBuf>,
+    /// PEM private key of --katello-client-cert-file.
+    #[arg(long, env = "RG_KATELLO_CLIENT_KEY_FILE", value_name = "PATH")]
+    pub katello_client_key_file: Option<PathBuf>,
+    /// Bound on connecting to Katello and on each whole Katello request, in milliseconds
+    /// (1..=60000); past it a login gets 503 + Retry-After.
+    #[arg(long, env = "RG_KATELLO_TIMEOUT_MS", default_value = "5000")]
+    pub katello_timeout_ms: String,
+    /// Katello requests in flight at once (and idle connections kept); more logins queue for
+    /// up to --login-queue-timeout-ms (1..=1024).
+    #[arg(long, env = "RG_KATELLO_MAX_CONNECTIONS", default_value = "16")]
+    pub katello_max_connections: String,
+    /// How long a successful Basic login is remembered in memory, so a burst of logins by
+    /// one user costs one check, in seconds (0 disables, ..=3600).
+    #[arg(long, env = "RG_LOGIN_CACHE_TTL_SECS", default_value = "30")]
+    pub login_cache_ttl_secs: String,
+    /// With the Katello backend, re-read a user's repositories from Katello's `/v2/_catalog`
+    /// at login (as the old container gateway did) and publish them when they changed;
+    /// `false` leaves grants to the sync API alone.
+    #[arg(
+        long,
+        env = "RG_REFRESH_REPOSITORIES_ON_LOGIN",
+        default_value = "true",
+        value_name = "BOOL"
+    )]
+    pub refresh_repositories_on_login: String,
     /// File holding the bearer secret that PUT requests must present. Required.
     #[arg(long, env = "RG_SYNC_SECRET_FILE", value_name = "PATH")]
     pub sync_secret_file: Option<PathBuf>,
@@ -90,8 +128,8 @@ pub struct ServeArgs {
     /// + Retry-After at once (1..=1000000).
     #[arg(long, env = "RG_MAX_LONG_POLL_WAITERS", default_value = "1024")]
     pub max_long_poll_waiters: String,
-    /// Longest a login waits for a bcrypt slot before it gets 503 + Retry-After, in
-    /// milliseconds (1..=60000).
+    /// Longest a login waits for a bcrypt slot or a Katello connection before it gets 503 +
+    /// Retry-After, in milliseconds (1..=60000).
     #[arg(long, env = "RG_LOGIN_QUEUE_TIMEOUT_MS", default_value = "2000")]
     pub login_queue_timeout_ms: String,
     /// bcrypt verifications run at once (1..=1024) [default: the number of CPUs].
@@ -142,6 +180,19 @@ pub struct ConfigError {
 /// The shortest secret accepted, in bytes.
 pub const MIN_SECRET_LEN: usize = 16;
 
+/// Where Basic logins are checked.
+#[derive(Debug, Clone)]
+pub enum LoginBackend {
+    /// Every Basic login is refused; only anonymous tokens are issued.
+    None,
+    /// The file as read at startup, and its path to re-read it when it changes.
+    Htpasswd {
+        path: PathBuf,
+        file: Htpasswd,
+    },
+    Katello(KatelloSettings),
+}
+
 /// Validated runtime settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -153,7 +204,11 @@ pub struct Config {
     pub issuer: String,
     pub service: String,
     pub token_ttl: Duration,
-    pub htpasswd: Option<Htpasswd>,
+    pub login: LoginBackend,
+    /// Zero disables the login cache.
+    pub login_cache_ttl: Duration,
+    /// Katello logins refresh the user's grants from Katello's catalog.
+    pub refresh_repositories_on_login: bool,
     /// Bearer secret for PUT endpoints (trailing newline of the file removed).
     pub sync_secret: Secret,
     /// Bearer secret for snapshot reads (trailing newline of the file removed).
@@ -247,21 +302,39 @@ impl Config {
             60,
             86_400,
         );
-        let htpasswd = match &args.htpasswd {
-            None => None,
-            Some(path) => match Htpasswd::load(path) {
-                Ok(file) => Some(file),
-                Err(e) => {
-                    for problem in e.problems {
-                        problems.push(format!(
-                            "--htpasswd/RG_HTPASSWD {}: {problem}",
-                            path.display()
-                        ));
-                    }
-                    None
-                }
-            },
+        let katello_timeout = number(
+            &mut problems,
+            "--katello-timeout-ms/RG_KATELLO_TIMEOUT_MS",
+            &args.katello_timeout_ms,
+            1,
+            60_000,
+        );
+        let katello_connections = number(
+            &mut problems,
+            "--katello-max-connections/RG_KATELLO_MAX_CONNECTIONS",
+            &args.katello_max_connections,
+            1,
+            1024,
+        );
+        let refresh_repositories_on_login = match args.refresh_repositories_on_login.as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                problems.push(format!(
+                    "--refresh-repositories-on-login/RG_REFRESH_REPOSITORIES_ON_LOGIN {other:?}: \
+                     expected true or false"
+                ));
+                false
+            }
         };
+        let login_cache_ttl = number(
+            &mut problems,
+            "--login-cache-ttl-secs/RG_LOGIN_CACHE_TTL_SECS",
+            &args.login_cache_ttl_secs,
+            0,
+            3600,
+        );
+        let login = login_backend(args, &mut problems, katello_timeout, katello_connections);
         let secret = match &args.sync_secret_file {
             None => {
                 problems.push("--sync-secret-file/RG_SYNC_SECRET_FILE is required".into());
@@ -376,7 +449,7 @@ impl Config {
             listen,
             pool,
             signing_key,
-            ttl,
+            (ttl, login_cache_ttl),
             (secret, read_secret),
             (long_poll, waiters, queue_timeout, login_concurrency),
             keep,
@@ -387,7 +460,7 @@ impl Config {
                 Some(listen),
                 Some(pool),
                 Some(signing_key),
-                Some(ttl),
+                (Some(ttl), Some(login_cache_ttl)),
                 (Some(secret), Some(read_secret)),
                 (Some(long_poll), Some(waiters), Some(queue_timeout), Some(login_concurrency)),
                 Some(keep),
@@ -402,7 +475,9 @@ impl Config {
                 issuer: args.issuer.clone(),
                 service: args.service.clone(),
                 token_ttl: Duration::from_secs(ttl),
-                htpasswd,
+                login,
+                login_cache_ttl: Duration::from_secs(login_cache_ttl),
+                refresh_repositories_on_login,
                 sync_secret: secret,
                 read_secret,
                 long_poll_max: Duration::from_secs(long_poll),
@@ -427,6 +502,98 @@ fn subjects(text: Option<&str>) -> Vec<String> {
         .map(|cn| cn.trim().to_lowercase())
         .filter(|cn| !cn.is_empty())
         .collect()
+}
+
+/// The login backend: htpasswd, Katello or none (anonymous only); both is a problem.
+fn login_backend(
+    args: &ServeArgs,
+    problems: &mut Vec<String>,
+    timeout_ms: Option<u64>,
+    max_connections: Option<u64>,
+) -> LoginBackend {
+    let katello_files = [
+        (
+            "--katello-ca-file/RG_KATELLO_CA_FILE",
+            &args.katello_ca_file,
+        ),
+        (
+            "--katello-client-cert-file/RG_KATELLO_CLIENT_CERT_FILE",
+            &args.katello_client_cert_file,
+        ),
+        (
+            "--katello-client-key-file/RG_KATELLO_CLIENT_KEY_FILE",
+            &args.katello_client_key_file,
+        ),
+    ];
+    if args.katello_url.is_none() {
+        for (flag, value) in katello_files {
+            if value.is_some() {
+                problems.push(format!("{flag} needs --katello-url/RG_KATELLO_URL"));
+            }
+        }
+    }
+    match (&args.htpasswd, &args.katello_url) {
+        (None, None) => LoginBackend::None,
+        (Some(_), Some(_)) => {
+            problems.push(
+                "--htpasswd/RG_HTPASSWD and --katello-url/RG_KATELLO_URL exclude each other: \
+                 choose one login backend"
+                    .into(),
+            );
+            LoginBackend::None
+        }
+        (Some(path), None) => match Htpasswd::load(path) {
+            Ok(file) => LoginBackend::Htpasswd {
+                path: path.clone(),
+                file,
+            },
+            Err(e) => {
+                for problem in e.problems {
+                    problems.push(format!(
+                        "--htpasswd/RG_HTPASSWD {}: {problem}",
+                        path.display()
+                    ));
+                }
+                LoginBackend::None
+            }
+        },
+        (None, Some(url)) => {
+            let identity = match (
+                &args.katello_client_cert_file,
+                &args.katello_client_key_file,
+            ) {
+                (None, None) => None,
+                (Some(cert_file), Some(key_file)) => Some(ClientIdentity {
+                    cert_file,
+                    key_file,
+                }),
+                _ => {
+                    problems.push(
+                        "--katello-client-cert-file/RG_KATELLO_CLIENT_CERT_FILE and \
+                         --katello-client-key-file/RG_KATELLO_CLIENT_KEY_FILE go together"
+                            .into(),
+                    );
+                    return LoginBackend::None;
+                }
+            };
+            let (Some(timeout), Some(max)) = (timeout_ms, max_connections) else {
+                return LoginBackend::None;
+            };
+            match KatelloSettings::load(
+                url,
+                args.katello_ca_file.as_deref(),
+                identity,
+                Duration::from_millis(timeout),
+                usize::try_from(max).unwrap_or(1),
+            ) {
+                Ok(settings) => LoginBackend::Katello(settings),
+                Err(errors) => {
+                    problems.extend(errors.iter().map(ToString::to_string));
+                    LoginBackend::None
+                }
+            }
+        }
+    }
 }
 
 /// Parses an integer setting within `min..=max`, recording a problem otherwise.
@@ -512,7 +679,8 @@ mod tests {
         assert_eq!(config.issuer, "registry-gate");
         assert_eq!(config.service, "registry-gate");
         assert_eq!(config.token_ttl, Duration::from_secs(300));
-        assert!(config.htpasswd.is_none());
+        assert!(matches!(config.login, LoginBackend::None));
+        assert_eq!(config.login_cache_ttl, Duration::from_secs(30));
         assert_eq!(config.long_poll_max, Duration::from_secs(30));
         assert_eq!(config.max_long_poll_waiters, 1024);
         assert_eq!(config.login_queue_timeout, Duration::from_millis(2000));
@@ -652,6 +820,73 @@ mod tests {
     }
 
     #[test]
+    fn login_backends_are_one_of_htpasswd_and_katello() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = file(&dir, "key.pem", &SigningKey::generate().unwrap().to_pem());
+        let secret = file(&dir, "secret", "0123456789abcdef0123\n");
+        let htpasswd = file(&dir, "htpasswd", "# nobody yet\n");
+        let pem = file(&dir, "any.pem", "not a certificate\n");
+        let base = [
+            "--signing-key",
+            key.as_str(),
+            "--sync-secret-file",
+            secret.as_str(),
+            "--read-secret-file",
+            secret.as_str(),
+        ];
+        let url = "https://foreman.example.com";
+        let rows: [(&str, &[&str], &[&str]); 4] = [
+            (
+                "both backends",
+                &["--htpasswd", &htpasswd, "--katello-url", url],
+                &["--htpasswd/RG_HTPASSWD and --katello-url/RG_KATELLO_URL"],
+            ),
+            (
+                "Katello files without a URL",
+                &["--katello-ca-file", &pem, "--katello-client-key-file", &pem],
+                &["--katello-ca-file", "--katello-client-key-file"],
+            ),
+            (
+                "certificate without key",
+                &["--katello-url", url, "--katello-client-cert-file", &pem],
+                &["go together"],
+            ),
+            (
+                "bad numbers",
+                &[
+                    "--katello-url",
+                    url,
+                    "--katello-timeout-ms",
+                    "0",
+                    "--katello-max-connections",
+                    "x",
+                    "--login-cache-ttl-secs",
+                    "3601",
+                ],
+                &[
+                    "--katello-timeout-ms",
+                    "--katello-max-connections",
+                    "--login-cache-ttl-secs",
+                ],
+            ),
+        ];
+        for (case, extra, needles) in rows {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            let error = Config::from_args(&parse(&args)).unwrap_err();
+            assert_eq!(error.problems.len(), needles.len(), "{case}: {error}");
+            for (problem, needle) in error.problems.iter().zip(needles) {
+                assert!(problem.contains(needle), "{case}: {error}");
+            }
+        }
+        let mut args = base.to_vec();
+        args.extend_from_slice(&["--htpasswd", &htpasswd, "--login-cache-ttl-secs", "0"]);
+        let config = Config::from_args(&parse(&args)).unwrap();
+        assert!(matches!(config.login, LoginBackend::Htpasswd { .. }));
+        assert_eq!(config.login_cache_ttl, Duration::ZERO);
+    }
+
+    #[test]
     fn environment_variables_are_read() {
         // Each flag's env name is declared; check one end to end through clap.
         let command = <Cli as clap::CommandFactory>::command();
@@ -671,6 +906,13 @@ mod tests {
             "RG_SERVICE",
             "RG_TOKEN_TTL_SECS",
             "RG_HTPASSWD",
+            "RG_KATELLO_URL",
+            "RG_KATELLO_CA_FILE",
+            "RG_KATELLO_CLIENT_CERT_FILE",
+            "RG_KATELLO_CLIENT_KEY_FILE",
+            "RG_KATELLO_TIMEOUT_MS",
+            "RG_KATELLO_MAX_CONNECTIONS",
+            "RG_LOGIN_CACHE_TTL_SECS",
             "RG_SYNC_SECRET_FILE",
             "RG_READ_SECRET_FILE",
             "RG_LONG_POLL_MAX_SECS",

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod config;
 pub mod katello;
 pub mod keys;
+pub mod login;
 pub mod publisher;
 pub mod refresh;
 pub mod state;
@@ -36,7 +37,7 @@ pub use crate::state::AppState;
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Store(#[from] store::StoreError),
+    State(#[from] state::StateError),
     #[error("server failed: {0}")]
     Serve(#[from] std::io::Error),
 }

@@ -2,24 +2,49 @@
 //! (as the old gateway did), and the refreshes of a burst of logins are coalesced into one
 //! publish, so a login storm never becomes a publish storm.
 //!
-//! One task owns the queue. It takes every refresh waiting, publishes them together as one
-//! change on the current content (each user's grants replaced by the catalog's names that
-//! the snapshot knows), answers every waiting login with the one result, and goes back for
-//! more — refreshes that arrive while a publish runs make up the next one. A refresh that
-//! changes nothing publishes nothing (the publisher skips equal content). This module must
-//! never grant a repository the snapshot does not list, and never block a login beyond the
-//! caller's own timeout.
+//! Per user, one catalog call at a time: concurrent logins of one user share it, and a user
+//! refreshed less than the login cache's lifetime ago is not asked about again (the cache
+//! answers those logins without Katello too). A catalog that matches the user's current
+//! grants publishes nothing.
+//!
+//! One task owns the publish queue. It takes every refresh waiting, publishes them together
+//! as one change on the current content (each user's grants replaced by the catalog's names
+//! that the snapshot knows), answers every waiting login with the one result, and goes back
+//! for more — refreshes that arrive while a publish runs make up the next one. This module
+//! must never grant a repository the snapshot does not list, and a failed refresh never fails
+//! the login: the user keeps the grants the snapshot already has.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use registry_gate_core::snapshot::Content;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OnceCell};
 
+use crate::cache::Cache;
+use crate::login::CatalogRefresh;
 use crate::publisher::{PublishError, Published, Publisher, Request, Source};
 
 /// Refreshes waiting to be published, at most.
 const QUEUE: usize = 4096;
+/// Users remembered as recently refreshed, at most (older entries are pruned first).
+const RECENT: usize = 10_000;
+
+/// One user's catalog refresh in progress, shared by the logins that wait for it.
+type Flight = Arc<OnceCell<Outcome>>;
+
+/// What a login learns of its refresh (logged, never returned to the client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Refreshed within the login cache's lifetime already: no call.
+    Recent,
+    /// Katello's catalog matches the user's grants: nothing published.
+    Unchanged,
+    /// The user's grants changed and this generation carries them.
+    Published(u64),
+    /// The catalog call or the publish failed; the user keeps the grants it had.
+    Failed(String),
+}
 
 /// One user's repositories as Katello listed them at login.
 #[derive(Debug)]
@@ -40,23 +65,103 @@ pub enum RefreshError {
     Publish(String),
 }
 
-/// The handle logins submit refreshes through; cheap to clone.
-#[derive(Debug, Clone)]
+/// The handle logins refresh through.
+#[derive(Debug)]
 pub struct Refresher {
     queue: mpsc::Sender<Refresh>,
+    cache: Arc<Cache>,
+    /// How long a refreshed user is not asked about again (the login cache's lifetime).
+    fresh_for: Duration,
+    users: Mutex<Users>,
+}
+
+#[derive(Debug, Default)]
+struct Users {
+    flights: HashMap<String, Flight>,
+    recent: HashMap<String, Instant>,
 }
 
 impl Refresher {
-    /// Starts the task that publishes refreshes with `publisher`.
-    pub fn start(publisher: Arc<Publisher>) -> Refresher {
+    /// Starts the task that publishes refreshes with `publisher`; grants are compared with
+    /// the snapshot in `cache`.
+    pub fn start(publisher: Arc<Publisher>, cache: Arc<Cache>, fresh_for: Duration) -> Refresher {
         let (queue, receiver) = mpsc::channel(QUEUE);
         tokio::spawn(run(publisher, receiver));
-        Refresher { queue }
+        Refresher {
+            queue,
+            cache,
+            fresh_for,
+            users: Mutex::default(),
+        }
+    }
+
+    fn users(&self) -> std::sync::MutexGuard<'_, Users> {
+        self.users.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// After `user` logged in through Katello: reads its catalog and publishes its grants if
+    /// they changed, once per user at a time and at most once per `fresh_for`.
+    pub async fn after_login(&self, user: &str, catalog: &CatalogRefresh) -> Outcome {
+        let flight = {
+            let mut users = self.users();
+            if let Some(at) = users.recent.get(user) {
+                if at.elapsed() < self.fresh_for {
+                    return Outcome::Recent;
+                }
+            }
+            Arc::clone(users.flights.entry(user.to_owned()).or_default())
+        };
+        flight
+            .get_or_init(|| async {
+                let outcome = self.refresh_catalog(user, catalog).await;
+                let mut users = self.users();
+                if users
+                    .flights
+                    .get(user)
+                    .is_some_and(|current| Arc::ptr_eq(current, &flight))
+                {
+                    users.flights.remove(user);
+                }
+                if !matches!(outcome, Outcome::Failed(_)) && !self.fresh_for.is_zero() {
+                    if users.recent.len() >= RECENT {
+                        let fresh_for = self.fresh_for;
+                        users.recent.retain(|_, at| at.elapsed() < fresh_for);
+                    }
+                    if users.recent.len() < RECENT {
+                        users.recent.insert(user.to_owned(), Instant::now());
+                    }
+                }
+                outcome
+            })
+            .await
+            .clone()
+    }
+
+    /// One catalog call and, when the grants differ, the coalesced publish.
+    async fn refresh_catalog(&self, user: &str, catalog: &CatalogRefresh) -> Outcome {
+        let names: BTreeSet<String> = match catalog.run().await {
+            Ok(names) => names.into_iter().collect(),
+            Err(error) => return Outcome::Failed(format!("catalog: {error}")),
+        };
+        let unchanged = self.cache.view().current().is_some_and(|current| {
+            let wanted = with_grants(
+                &current.content,
+                &BTreeMap::from([(user.to_owned(), names.clone())]),
+            );
+            wanted.users.get(user) == current.content.users.get(user)
+        });
+        if unchanged {
+            return Outcome::Unchanged;
+        }
+        match self.refresh(user.to_owned(), names).await {
+            Ok(published) => Outcome::Published(published.generation.number),
+            Err(error) => Outcome::Failed(error.to_string()),
+        }
     }
 
     /// Replaces `user`'s grants with `repositories` (those the snapshot lists) and waits for
     /// the publish that carries it, coalesced with every other refresh waiting.
-    pub async fn refresh(
+    async fn refresh(
         &self,
         user: String,
         repositories: BTreeSet<String>,
@@ -116,11 +221,14 @@ async fn run(publisher: Arc<Publisher>, mut receiver: mpsc::Receiver<Refresh>) {
     }
 }
 
-/// `current` with each user's grants replaced by the repositories of `grants` that it lists.
+/// `current` with each user's grants replaced by the repositories of `grants` that it lists
+/// as needing a grant (Katello's catalog also names public repositories; as the old gateway
+/// did, those are not recorded as grants).
 pub fn with_grants(current: &Content, grants: &BTreeMap<String, BTreeSet<String>>) -> Content {
     let known: BTreeSet<&str> = current
         .repositories
         .iter()
+        .filter(|r| r.auth_required)
         .map(|r| r.name.as_str())
         .collect();
     let mut next = current.clone();
@@ -163,11 +271,14 @@ mod tests {
                 "alice".to_owned(),
                 BTreeSet::from(["org/b".to_owned(), "org/gone".to_owned()]),
             ),
+            ("bob".to_owned(), BTreeSet::from(["org/a".to_owned()])),
             ("new@example.com".to_owned(), BTreeSet::new()),
         ]);
         let next = with_grants(&current, &grants);
-        assert_eq!(next.users["alice"], vec!["org/b".to_owned()]);
+        // org/b is public: no grant needed, none recorded.
+        assert!(next.users["alice"].is_empty());
         assert_eq!(next.users["keep"], vec!["org/a".to_owned()]);
+        assert_eq!(next.users["bob"], vec!["org/a".to_owned()]);
         assert!(next.users["new@example.com"].is_empty());
         assert_eq!(next.repositories, current.repositories);
         next.validate().expect("still valid");

@@ -11,12 +11,14 @@ use registry_gate_core::generation::Generation;
 use tokio::sync::{watch, Semaphore};
 
 use crate::cache::{Cache, View};
-use crate::config::{Config, Secret};
+use crate::config::{Config, LoginBackend, Secret};
 use crate::katello::form::{self, FormLimits};
+use crate::katello::{KatelloClient, KatelloError};
+use crate::login::{AuthError, Authenticator, Backend, HtpasswdSource, LoginSettings};
 use crate::publisher::Publisher;
 use crate::refresh::Refresher;
 use crate::store::{Store, StoreError};
-use crate::token::{Authenticator, Minter};
+use crate::token::Minter;
 
 /// How often the head key is polled to learn of other instances' publishes and of Redis
 /// losing its data.
@@ -29,6 +31,17 @@ const SYNC_FORM_LIMITS: FormLimits = FormLimits {
     max_params: 4_000_000,
     max_depth: form::DEFAULT_MAX_DEPTH,
 };
+
+/// Why the state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build the Katello client: {0}")]
+    Katello(#[from] KatelloError),
+    #[error("cannot build the authenticator: {0}")]
+    Login(#[from] AuthError),
+}
 
 /// Everything a request handler needs, cheap to clone.
 #[derive(Debug, Clone)]
@@ -43,6 +56,8 @@ pub(crate) struct Inner {
     pub publisher: Arc<Publisher>,
     /// Coalesces the grant refreshes of logins into few publishes.
     pub refresher: Refresher,
+    /// Katello logins refresh the user's grants (`--refresh-repositories-on-login`).
+    pub refresh_on_login: bool,
     pub authenticator: Authenticator,
     pub minter: Minter,
     pub sync_secret: Secret,
@@ -64,7 +79,7 @@ pub(crate) struct Inner {
 impl AppState {
     /// Builds the state from validated settings and starts the login refresher (so it must run
     /// inside the tokio runtime). Nothing is contacted yet.
-    pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Result<AppState, StoreError> {
+    pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Result<AppState, StateError> {
         let store = Store::new(
             &config.redis_url,
             config.redis_pool_size,
@@ -79,18 +94,37 @@ impl AppState {
             config.signing_key.key_spec(),
             clock,
         ));
-        let refresher = Refresher::start(Arc::clone(&publisher));
+        let refresher = Refresher::start(
+            Arc::clone(&publisher),
+            Arc::clone(&cache),
+            config.login_cache_ttl,
+        );
+        let backend = match config.login {
+            LoginBackend::None => Backend::None,
+            LoginBackend::Htpasswd { path, file } => {
+                Backend::Htpasswd(HtpasswdSource::new(path, file))
+            }
+            LoginBackend::Katello(settings) => Backend::Katello(Arc::new(KatelloClient::new(
+                &settings,
+                config.login_queue_timeout,
+            )?)),
+        };
+        let authenticator = Authenticator::new(
+            backend,
+            LoginSettings {
+                concurrency: config.login_concurrency,
+                queue_timeout: config.login_queue_timeout,
+                cache_ttl: config.login_cache_ttl,
+            },
+        )?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
                 cache,
                 publisher,
                 refresher,
-                authenticator: Authenticator::new(
-                    config.htpasswd,
-                    config.login_concurrency,
-                    config.login_queue_timeout,
-                ),
+                refresh_on_login: config.refresh_repositories_on_login,
+                authenticator,
                 minter: Minter::new(
                     config.signing_key,
                     config.issuer,

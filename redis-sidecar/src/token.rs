@@ -1,16 +1,14 @@
-//! Registry tokens: who the caller is (HTTP Basic against an htpasswd-bcrypt file), what
-//! they may have (requested scopes ∩ snapshot grants) and the signed JWT that says so.
+//! Registry tokens: the credentials a token request carries and the htpasswd-bcrypt file
+//! format (checked by [`crate::login`]), what the caller may have (requested scopes ∩
+//! snapshot grants) and the signed JWT that says so.
 //!
-//! Identity is only ever the user whose password verified — never `account` or any other
-//! client-supplied value — and an absent `Authorization` header means anonymous. In this
-//! slice only `repository` scopes and only `pull` are ever granted. This module must never
-//! write anything anywhere (a login is read-only), never log a password or a token, and never
-//! run bcrypt on the async runtime's threads.
+//! An absent `Authorization` header means anonymous. In this slice only `repository` scopes
+//! and only `pull` are ever granted. This module must never write anything anywhere (a login
+//! is read-only), never log a password or a token, and never run bcrypt on the async
+//! runtime's threads.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::STANDARD;
@@ -24,7 +22,6 @@ use registry_gate_core::route::Action;
 use registry_gate_core::scope::{AccessEntry, ResourceScope};
 use registry_gate_core::token::{Audience, RegistryClaims};
 use thiserror::Error;
-use tokio::sync::Semaphore;
 
 use crate::keys::SigningKey;
 
@@ -194,80 +191,6 @@ pub fn credentials(header: Option<&[u8]>) -> Option<Credentials> {
         user: user.to_owned(),
         password: password.to_owned(),
     })
-}
-
-/// Why a login was refused or could not be checked.
-#[derive(Debug, Error)]
-pub enum AuthError {
-    #[error("invalid username or password")]
-    BadCredentials,
-    /// No bcrypt slot freed up within the login queue timeout.
-    #[error("too many logins in progress")]
-    Busy,
-    #[error("password check failed: {0}")]
-    Internal(String),
-}
-
-/// Checks Basic credentials against the htpasswd file, a bounded number at a time.
-#[derive(Debug)]
-pub struct Authenticator {
-    htpasswd: Option<Arc<Htpasswd>>,
-    /// bcrypt is deliberately slow; at most this many run at once so a login storm queues
-    /// instead of exhausting the blocking pool.
-    permits: Semaphore,
-    /// Longest a login waits for a permit before it is refused as busy, so a storm gets
-    /// prompt 503s instead of piling up requests that time out anyway.
-    queue_timeout: Duration,
-    /// bcrypt verifications run, known and unknown users alike.
-    verifications: AtomicU64,
-}
-
-impl Authenticator {
-    /// Without a file, every Basic login is refused (only anonymous tokens are issued).
-    pub fn new(
-        htpasswd: Option<Htpasswd>,
-        concurrency: usize,
-        queue_timeout: Duration,
-    ) -> Authenticator {
-        Authenticator {
-            htpasswd: htpasswd.map(Arc::new),
-            permits: Semaphore::new(concurrency.max(1)),
-            queue_timeout,
-            verifications: AtomicU64::new(0),
-        }
-    }
-
-    /// How many bcrypt verifications have run.
-    pub fn verifications(&self) -> u64 {
-        self.verifications.load(Ordering::Relaxed)
-    }
-
-    /// The principal the credentials prove.
-    pub async fn authenticate(&self, credentials: Credentials) -> Result<Principal, AuthError> {
-        let (user, password) = match credentials {
-            Credentials::Anonymous => return Ok(Principal::Anonymous),
-            Credentials::Basic { user, password } => (user, password),
-        };
-        let Some(htpasswd) = self.htpasswd.clone() else {
-            return Err(AuthError::BadCredentials);
-        };
-        let _permit = tokio::time::timeout(self.queue_timeout, self.permits.acquire())
-            .await
-            .map_err(|_| AuthError::Busy)?
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
-        self.verifications.fetch_add(1, Ordering::Relaxed);
-        let (user, ok) = tokio::task::spawn_blocking(move || {
-            let ok = htpasswd.verify(&user, &password);
-            (user, ok)
-        })
-        .await
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
-        if ok {
-            Ok(Principal::User(user))
-        } else {
-            Err(AuthError::BadCredentials)
-        }
-    }
 }
 
 /// `access` = requested ∩ granted. Only `repository` scopes with `pull`, and the catalog

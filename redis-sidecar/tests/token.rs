@@ -320,8 +320,13 @@ async fn logins_beyond_the_bcrypt_queue_timeout_get_503_with_retry_after() {
     let redis = Redis::start();
     // One bcrypt slot, bcrypt runs of a few hundred milliseconds, and a 1 ms queue: of
     // logins sent together, the first takes the slot and the others cannot wait for it.
+    // Six different users: identical logins would share one check (single flight).
+    let users = ["alice", "bob", "carol", "dave", "erin", "frank"];
     let options = Options {
-        users: vec![("alice".into(), "alice-pw".into())],
+        users: users
+            .iter()
+            .map(|user| ((*user).to_owned(), format!("{user}-pw")))
+            .collect(),
         bcrypt_cost: 12,
         extra: vec![
             "--login-concurrency".into(),
@@ -334,13 +339,14 @@ async fn logins_beyond_the_bcrypt_queue_timeout_get_503_with_retry_after() {
     let sidecar = Sidecar::start(&redis, options).await;
     publish(&sidecar).await;
     let query = [("service", sidecar.service.as_str())];
-    let logins: Vec<_> = (0..6)
-        .map(|_| {
+    let logins: Vec<_> = users
+        .iter()
+        .map(|user| {
             let request = sidecar
                 .client
                 .get(sidecar.url("/v2/token"))
                 .query(&query)
-                .basic_auth("alice", Some("alice-pw"));
+                .basic_auth(user, Some(format!("{user}-pw")));
             tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await })
         })
         .collect();

@@ -26,6 +26,7 @@ pub mod capture;
 pub mod envoy;
 pub mod expect;
 pub mod http;
+pub mod katello;
 pub mod katello_sync;
 pub mod oci;
 pub mod paths;

@@ -1,5 +1,6 @@
-//! Runtime TLS material: a throwaway CA and a server certificate for `127.0.0.1` and
-//! `localhost`, signed by it.
+//! Runtime TLS material: a throwaway CA, a server certificate for `127.0.0.1` and
+//! `localhost` and a client certificate (for mutual TLS, e.g. the sidecar calling the Katello
+//! stand-in), both signed by it.
 //!
 //! The CA certificate is written as `ca.crt` into a directory of its own, the layout that
 //! `skopeo --src-cert-dir`, `podman --cert-dir` (containers/image: `*.crt` are CAs) and

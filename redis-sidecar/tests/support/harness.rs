@@ -206,6 +206,14 @@ impl Default for Options {
     }
 }
 
+/// A reqwest client for the sidecar's plain-HTTP API. The sidecar builds reqwest with
+/// `rustls-no-provider` (ring, not aws-lc), so reqwest needs a process-wide rustls provider
+/// even for plain HTTP; installing one more than once is harmless.
+pub fn plain_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// A running sidecar.
 pub struct Sidecar {
     pub base: String,
@@ -318,7 +326,7 @@ impl Sidecar {
             read_secret,
             key,
             service: "test-registry".into(),
-            client: reqwest::Client::new(),
+            client: plain_client(),
             ca,
             stop: Some(stop),
             task: Some(task),
