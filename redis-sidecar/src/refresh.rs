@@ -7,7 +7,8 @@
 //! answers those logins without Katello too). A catalog that matches the user's current
 //! grants publishes nothing.
 //!
-//! One task owns the publish queue. It takes every refresh waiting, publishes them together
+//! One task owns the publish queue. It takes every refresh waiting (the first one lingers a
+//! moment for others to join), publishes them together
 //! as one change on the current content (each user's grants replaced by the catalog's names
 //! that the snapshot knows), answers every waiting login with the one result, and goes back
 //! for more — refreshes that arrive while a publish runs make up the next one. This module
@@ -27,6 +28,9 @@ use crate::publisher::{PublishError, Published, Publisher, Request, Source};
 
 /// Refreshes waiting to be published, at most.
 const QUEUE: usize = 4096;
+/// How long the first refresh of a batch waits for others to join it: a burst of logins
+/// arrives over tens of milliseconds, and each publish re-encodes the whole snapshot.
+const LINGER: Duration = Duration::from_millis(50);
 /// Users remembered as recently refreshed, at most (older entries are pruned first).
 const RECENT: usize = 10_000;
 
@@ -187,6 +191,7 @@ impl Refresher {
 /// The task: one publish per batch of waiting refreshes.
 async fn run(publisher: Arc<Publisher>, mut receiver: mpsc::Receiver<Refresh>) {
     while let Some(first) = receiver.recv().await {
+        tokio::time::sleep(LINGER).await;
         let mut batch = vec![first];
         while let Ok(more) = receiver.try_recv() {
             batch.push(more);

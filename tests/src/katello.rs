@@ -5,7 +5,8 @@
 //! It answers as Katello's `Api::Registry::RegistryProxiesController` does (read from
 //! Katello's public code, not copied):
 //! - `/v2/token` without `scope` and without `account` → 200 `{"token":"unauthenticated"}`
-//!   (3 minutes), credentials or not; likewise when the `scope` names a public repository
+//!   (3 minutes), credentials or not; likewise, without checking the credentials, when the
+//!   `scope` (the last one, as Rails keeps it) names a public repository
 //!   (`repository:<name>:pull`, Katello's "unauthenticated pull").
 //! - otherwise Basic credentials must be a known user's: 200 `{"token","expires_in",
 //!   "issued_at"}` (a fresh random token, `expires_in` 360, RFC 3339 `issued_at`); bad or
@@ -343,7 +344,8 @@ async fn token(
         .map(|(_, v)| v.as_str())
         .collect();
     let has_account = pairs.iter().any(|(k, v)| k == "account" && !v.is_empty());
-    let public_scope = scopes.iter().any(|scope| {
+    // Rails keeps only the last of repeated `scope` parameters: that one decides.
+    let public_scope = scopes.last().is_some_and(|scope| {
         let mut parts = scope.splitn(3, ':');
         matches!(
             (parts.next(), parts.next(), parts.next()),

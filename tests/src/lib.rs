@@ -39,6 +39,7 @@ pub mod sidecar;
 pub mod skopeo;
 pub mod smart_proxy;
 pub mod stack;
+pub mod storm;
 pub mod tls;
 pub mod tokens;
 pub mod wait;

@@ -114,6 +114,18 @@ pub fn skopeo() -> PathBuf {
     )
 }
 
+/// `podman` from Debian's `podman` package.
+pub fn podman() -> PathBuf {
+    locate(
+        Requirement {
+            what: "podman",
+            env: "PODMAN_BIN",
+            provided_by: "make deps",
+        },
+        PathBuf::from("/usr/bin/podman"),
+    )
+}
+
 /// `curl` (with HTTP/2) from Debian's `curl` package.
 pub fn curl() -> PathBuf {
     locate(

@@ -19,7 +19,7 @@ use crate::oci::OciImage;
 use crate::redis::Redis;
 use crate::registry::Registry;
 use crate::scenario::Scenario;
-use crate::sidecar::{Published, Sidecar};
+use crate::sidecar::{Published, Sidecar, SidecarExtra};
 use crate::skopeo::{Skopeo, SkopeoRun};
 use crate::tls::Tls;
 
@@ -57,6 +57,8 @@ pub struct StackOptions {
     /// bcrypt cost of the htpasswd entries (4 keeps test logins fast).
     pub bcrypt_cost: u32,
     pub ports: PreferredPorts,
+    /// Sidecar settings beyond the shared ones (e.g. the Katello login backend).
+    pub sidecar: SidecarExtra,
 }
 
 /// The snapshot every scenario starts from unless it says otherwise: one public repository,
@@ -85,6 +87,7 @@ impl StackOptions {
             snapshot: Some(default_snapshot()),
             bcrypt_cost: 4,
             ports: PreferredPorts::default(),
+            sidecar: SidecarExtra::default(),
         }
     }
 }
@@ -143,7 +146,14 @@ impl Stack {
             .map(|u| (u.clone(), crate::sidecar::random_hex(12)))
             .collect();
         let files = Sidecar::prepare(&dir, &passwords, options.bcrypt_cost);
-        let mut sidecar = Sidecar::start(&dir, port(options.ports.sidecar), &redis.url(), files);
+        let mut sidecar = Sidecar::start_with(
+            &dir,
+            "sidecar",
+            port(options.ports.sidecar),
+            &redis.url(),
+            files,
+            &options.sidecar,
+        );
         let published = match &options.snapshot {
             Some(content) => sidecar.publish(content),
             None => Published {

@@ -37,7 +37,7 @@ use super::form::{parse_nested_query, FormError, FormLimits};
 pub enum Endpoint {
     /// `PUT repository_list`: every repository and whether it needs a grant.
     RepositoryList,
-    /// `PUT user_repository_mapping`: every user's repositories.
+    /// `PUT user_repository_mapping`: the repositories of the users `GET users` listed.
     UserRepositoryMapping,
     /// `PUT update_hosts`: the set of known content hosts.
     UpdateHosts,
@@ -422,7 +422,9 @@ pub struct Applied {
 /// - `Repositories`: replaces the list; every grant (users, hosts, writers) on a repository
 ///   that remains is kept, grants on repositories that disappeared are dropped (the principals
 ///   stay, possibly with no grants);
-/// - `Users`: replaces the users map; grants on repositories not listed are dropped;
+/// - `Users`: each named user gets exactly its listed (known) repositories; users it does not
+///   name keep theirs (they logged in after Katello read `GET users`, and their login's
+///   refresh granted them);
 /// - `Hosts`: replaces the set of hosts: listed hosts keep their grants (new ones start with
 ///   none), unlisted hosts are removed;
 /// - `HostGrants`: every listed host gets exactly its listed (known) repositories, known hosts
@@ -448,8 +450,13 @@ pub fn apply(change: &Change, current: &Content) -> Applied {
             }
         }
         Change::Users(users) => {
+            // Logins it does not name keep their grants: Katello names the logins `GET users`
+            // returned, and a login that arrived after that read was granted by its own
+            // refresh; wiping it would lose that login until its next refresh.
             let known = names(&current.repositories);
-            content.users = known_grants(users, &known, &mut dropped).collect();
+            content
+                .users
+                .extend(known_grants(users, &known, &mut dropped));
         }
         Change::Hosts(hosts) => {
             content.hosts = hosts

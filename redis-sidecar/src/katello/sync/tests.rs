@@ -575,10 +575,10 @@ fn applies_table() {
             dropped: 7,
         },
         Applies {
-            case: "user_repository_mapping replaces the users, drops unknown repositories",
+            case: "user_repository_mapping replaces the named users' grants, keeps the others, drops unknown repositories",
             change: Change::Users(grants(&[("alice", &["b", "zzz"]), ("carol", &[])])),
             want: Content {
-                users: grants(&[("alice", &["b"]), ("carol", &[])]),
+                users: grants(&[("alice", &["b"]), ("bob", &["c"]), ("carol", &[])]),
                 ..current()
             },
             dropped: 1,

@@ -1,0 +1,127 @@
+//! Login storms: many `podman login`s at once against a stack, and the latency figures they
+//! leave behind — each client's own wall time and the gateway's time to answer `/v2/token`
+//! (Envoy's access-log `duration_ms`, which excludes the clients' own start-up).
+//!
+//! Shared by the storm test (correctness under load) and `bench_login` (the figures side by
+//! side). It only runs clients and reads logs; what a storm must achieve is the caller's to
+//! assert.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::stack::Stack;
+
+/// One `podman login`.
+#[derive(Debug, Clone)]
+pub struct LoginRun {
+    pub user: String,
+    pub ok: bool,
+    pub wall: Duration,
+    /// podman's stderr when it failed.
+    pub error: String,
+}
+
+/// Runs one `podman login` per `(user, password)`, all at once, each with its own auth file
+/// and runtime directory under `dir`, trusting the stack's CA. The clients run at the lowest
+/// CPU priority (`nice -n 19`): on a real site they run on other machines, and here a hundred
+/// of them would otherwise starve the gateway they measure of the machine's two cores.
+pub fn podman_logins(stack: &Stack, dir: &Path, logins: &[(String, String)]) -> Vec<LoginRun> {
+    let podman = crate::paths::podman();
+    let host = stack.host();
+    let cert_dir = stack.cert_dir().to_path_buf();
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = logins
+            .iter()
+            .enumerate()
+            .map(|(i, (user, password))| {
+                let (podman, host, cert_dir) = (&podman, &host, &cert_dir);
+                scope.spawn(move || {
+                    let run_dir = dir.join(format!("podman-{i}"));
+                    std::fs::create_dir_all(&run_dir)
+                        .unwrap_or_else(|err| panic!("create {}: {err}", run_dir.display()));
+                    let started = Instant::now();
+                    let output = Command::new("nice")
+                        .args(["-n", "19"])
+                        .arg(podman)
+                        .arg("login")
+                        .arg("--cert-dir")
+                        .arg(cert_dir)
+                        .arg("--authfile")
+                        .arg(run_dir.join("auth.json"))
+                        .arg("--username")
+                        .arg(user)
+                        .arg("--password-stdin")
+                        .arg(host)
+                        .env("XDG_RUNTIME_DIR", &run_dir)
+                        .stdin(std::process::Stdio::piped())
+                        .stdout(std::process::Stdio::piped())
+                        .stderr(std::process::Stdio::piped())
+                        .spawn()
+                        .and_then(|mut child| {
+                            if let Some(mut stdin) = child.stdin.take() {
+                                use std::io::Write as _;
+                                stdin.write_all(password.as_bytes())?;
+                            }
+                            child.wait_with_output()
+                        })
+                        .unwrap_or_else(|err| panic!("run {}: {err}", podman.display()));
+                    LoginRun {
+                        user: user.clone(),
+                        ok: output.status.success(),
+                        wall: started.elapsed(),
+                        error: String::from_utf8_lossy(&output.stderr).into_owned(),
+                    }
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|run| {
+                run.join()
+                    .unwrap_or_else(|_| panic!("a podman login thread panicked"))
+            })
+            .collect()
+    })
+}
+
+/// Envoy's `duration_ms` of every `/v2/token` request in the access log after the first
+/// `skip` lines, with its status.
+pub fn token_durations(stack: &Stack, skip: usize) -> Vec<(u16, Duration)> {
+    stack
+        .envoy
+        .access_log()
+        .iter()
+        .skip(skip)
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            words.find(|word| *word == "/v2/token" || word.starts_with("/v2/token?"))?;
+            let status = words.next()?.parse::<u16>().ok()?;
+            let millis = line
+                .rsplit("duration_ms=")
+                .next()?
+                .trim()
+                .parse::<u64>()
+                .ok()?;
+            Some((status, Duration::from_millis(millis)))
+        })
+        .collect()
+}
+
+/// The `p`-th percentile (0..=100, nearest rank) of `values`; zero when there are none.
+pub fn percentile(values: &[Duration], p: u32) -> Duration {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    let rank = (sorted.len() * p as usize).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied().unwrap_or_default()
+}
+
+/// `p50 / p99 / max` in milliseconds, for a report line.
+pub fn summary(values: &[Duration]) -> String {
+    format!(
+        "p50 {} ms, p99 {} ms, max {} ms (n={})",
+        percentile(values, 50).as_millis(),
+        percentile(values, 99).as_millis(),
+        percentile(values, 100).as_millis(),
+        values.len()
+    )
+}
