@@ -12,6 +12,9 @@
 #                writes bench/results/latest.md
 #   make bench-pull  deps + build, then pull cost through the gateway vs. straight from the
 #                registry (tests/src/bin/bench_pull.rs; BENCH_ITERATIONS, BENCH_REQUESTS)
+#   make bench-login  deps + build, then a login storm (podman) against htpasswd without and
+#                with the positive login cache, and against Katello (tests/src/bin/bench_login.rs;
+#                BENCH_LOGINS, BENCH_USERS)
 #   make fuzz    the core's property tests (filter/core/tests/properties) with FUZZ_CASES cases
 #                each instead of the short CI count, in a release build
 #
@@ -52,7 +55,7 @@ NOOP_WASM := $(TARGET_DIR)/wasm32-wasip1/release/registry_gate_bench_noop.wasm
 E2E_TEST_THREADS ?= 2
 
 .PHONY: deps deps-apt deps-rust deps-envoy deps-wasm-bindgen build fmt lint \
-	test test-native test-wasm test-e2e run bench bench-pull fuzz
+	test test-native test-wasm test-e2e run bench bench-pull bench-login fuzz
 
 ## deps ----------------------------------------------------------------------------------
 
@@ -152,6 +155,9 @@ bench: deps build
 
 bench-pull: deps build
 	$(CARGO) run -p registry-gate-tests --bin bench_pull
+
+bench-login: deps build
+	$(CARGO) run -p registry-gate-tests --bin bench_login
 
 ## fuzz -----------------------------------------------------------------------------------
 

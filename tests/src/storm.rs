@@ -6,10 +6,14 @@
 //! side). It only runs clients and reads logs; what a storm must achieve is the caller's to
 //! assert.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::katello::{KatelloOptions, KatelloStandIn, KatelloUser, Refusal};
+use crate::scenario::Scenario;
+use crate::sidecar::SidecarExtra;
 use crate::stack::Stack;
 
 /// One `podman login`.
@@ -124,4 +128,57 @@ pub fn summary(values: &[Duration]) -> String {
         percentile(values, 100).as_millis(),
         values.len()
     )
+}
+
+/// A Katello stand-in over mutual TLS and the sidecar settings that make it the login backend.
+#[derive(Debug)]
+pub struct KatelloSite {
+    pub katello: KatelloStandIn,
+    /// Add to [`crate::stack::StackOptions::sidecar`].
+    pub sidecar: SidecarExtra,
+    /// Holds the stand-in's certificates; dropped last.
+    _dir: Scenario,
+}
+
+impl KatelloSite {
+    /// Katello knowing `users` and `public` repositories, answering after `delay` (a real one
+    /// takes a while), with the sidecar's client certificate issued by Katello's CA.
+    pub fn start(
+        name: &str,
+        users: &BTreeMap<String, KatelloUser>,
+        public: &[String],
+        delay: Duration,
+    ) -> KatelloSite {
+        let dir = Scenario::new(&format!("{name}-katello"));
+        let (tls, mut clients) =
+            crate::tls::generate_with_clients(dir.path(), &["capsule.example.com"]);
+        let capsule = clients.remove(0);
+        let katello = KatelloStandIn::start(KatelloOptions {
+            users: users.clone(),
+            public_repositories: public.to_vec(),
+            server_cert: tls.server_cert.clone(),
+            server_key: tls.server_key.clone(),
+            client_ca: Some(tls.ca_cert.clone()),
+            refusal: Refusal::Status401,
+        });
+        katello.delay(delay);
+        let args = [
+            "--katello-url".to_owned(),
+            katello.url(),
+            "--katello-ca-file".to_owned(),
+            tls.ca_cert.display().to_string(),
+            "--katello-client-cert-file".to_owned(),
+            capsule.cert.display().to_string(),
+            "--katello-client-key-file".to_owned(),
+            capsule.key.display().to_string(),
+        ];
+        KatelloSite {
+            katello,
+            sidecar: SidecarExtra {
+                args: args.to_vec(),
+                https: None,
+            },
+            _dir: dir,
+        }
+    }
 }

@@ -22,12 +22,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use registry_gate_tests::http::{Auth, HttpVersion};
-use registry_gate_tests::katello::{KatelloOptions, KatelloStandIn, KatelloUser, Refusal};
+use registry_gate_tests::katello::KatelloUser;
 use registry_gate_tests::katello_sync::KatelloSync;
-use registry_gate_tests::sidecar::{random_hex, SidecarExtra};
+use registry_gate_tests::sidecar::random_hex;
 use registry_gate_tests::smart_proxy::{SmartProxy, SmartProxyOptions};
 use registry_gate_tests::stack::{Stack, StackOptions, INSTALL_TIMEOUT};
-use registry_gate_tests::{storm, tls, Scenario};
+use registry_gate_tests::{storm, tls};
 use serde_json::{json, Value};
 
 const USERS: usize = 50;
@@ -116,10 +116,6 @@ fn token_for(stack: &Stack, user: &str, password: &str) -> String {
 #[test]
 fn login_storm_under_sync() {
     // Katello: the users, their passwords and what each may read.
-    let katello_dir = Scenario::new("login_storm-katello");
-    let (katello_tls, mut clients) =
-        tls::generate_with_clients(katello_dir.path(), &["capsule.example.com"]);
-    let capsule = clients.remove(0);
     let mut truth: BTreeMap<String, KatelloUser> = (0..USERS)
         .map(|i| {
             (
@@ -138,16 +134,13 @@ fn login_storm_under_sync() {
             repositories: vec![app(0)],
         },
     );
-    let katello = KatelloStandIn::start(KatelloOptions {
-        users: truth.clone(),
-        public_repositories: vec![PUBLIC.to_owned()],
-        server_cert: katello_tls.server_cert.clone(),
-        server_key: katello_tls.server_key.clone(),
-        client_ca: Some(katello_tls.ca_cert.clone()),
-        refusal: Refusal::Status401,
-    });
-    // A Katello answer takes a little while, as a real one does.
-    katello.delay(Duration::from_millis(20));
+    let site = storm::KatelloSite::start(
+        "login_storm",
+        &truth,
+        &[PUBLIC.to_owned()],
+        Duration::from_millis(20),
+    );
+    let katello = &site.katello;
 
     let mut options = StackOptions::new("login_storm_under_sync");
     options.images = (0..APPS)
@@ -161,22 +154,7 @@ fn login_storm_under_sync() {
             .chain([json!({"name": PUBLIC, "auth_required": false})])
             .collect::<Vec<_>>(),
     }));
-    options.sidecar = SidecarExtra {
-        args: [
-            "--katello-url",
-            &katello.url(),
-            "--katello-ca-file",
-            &katello_tls.ca_cert.display().to_string(),
-            "--katello-client-cert-file",
-            &capsule.cert.display().to_string(),
-            "--katello-client-key-file",
-            &capsule.key.display().to_string(),
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect(),
-        https: None,
-    };
+    options.sidecar = site.sidecar.clone();
     let mut stack = Stack::start_with(options);
 
     // Katello's sync path: rest-client → smart-proxy plugin → sidecar.

@@ -82,7 +82,7 @@ async fn put_part(
     authorize(&state, &headers, client.as_ref().map(|c| &c.0 .0))?;
     let bytes = read_body(body, &headers, state.inner.max_body_bytes).await?;
     let content_type = header_text(&headers, &CONTENT_TYPE).map(str::to_owned);
-    let limits = state.inner.form_limits.clone();
+    let limits = state.inner.form_limits;
     let change = tokio::task::spawn_blocking(move || {
         sync::decode(endpoint, &bytes, content_type.as_deref(), &limits)
     })
