@@ -192,7 +192,13 @@ fn login_storm_under_sync() {
     stack
         .envoy
         .wait_for_generation(generation_before, INSTALL_TIMEOUT);
-    assert_eq!(manifest_status(&stack, &checker_token, &app(0)), 200);
+    // (Each Envoy worker installs it on its own: wait until the one answering has.)
+    registry_gate_tests::wait::wait_until("the checker's grant in Envoy", INSTALL_TIMEOUT, || {
+        match manifest_status(&stack, &checker_token, &app(0)) {
+            200 => Ok(()),
+            status => Err(format!("got {status}")),
+        }
+    });
     let access_lines_before = stack.envoy.access_log().len();
     let token_calls_before = katello.token_calls();
     let catalog_calls_before = katello.catalog_calls();
