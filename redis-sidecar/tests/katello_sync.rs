@@ -23,13 +23,32 @@ const USER_MAPPING: &str = "users[][admin][][repository]=acme_corp%2Fcontainers%
 const HOST: &str = "6f1e0a8c-3b7d-4f2a-9c55-0d2e8b1a7f34";
 
 async fn sync(sidecar: &Sidecar, method: &str, path: &str, body: &str, bearer: bool) -> Reply {
+    sync_as(
+        sidecar,
+        method,
+        path,
+        body,
+        bearer,
+        "application/x-www-form-urlencoded",
+    )
+    .await
+}
+
+async fn sync_as(
+    sidecar: &Sidecar,
+    method: &str,
+    path: &str,
+    body: &str,
+    bearer: bool,
+    content_type: &str,
+) -> Reply {
     let mut request = sidecar
         .client
         .request(
             method.parse().unwrap(),
             sidecar.url(&format!("/container_gateway/{path}")),
         )
-        .header("content-type", "application/x-www-form-urlencoded")
+        .header("content-type", content_type)
         .body(body.to_owned());
     if bearer {
         request = request.bearer_auth(&sidecar.secret);
