@@ -886,7 +886,16 @@ fn check_cert_rows(extra: Value, rows: Vec<CertRow>) {
             ) => {
                 assert_eq!(reply.status, status, "{}: {reply:?}", row.case);
                 let body: Value = serde_json::from_str(&reply.body).unwrap();
-                assert_eq!(body["errors"][0]["code"], code.unwrap(), "{}", row.case);
+                match code {
+                    Some(code) => assert_eq!(body["errors"][0]["code"], code, "{}", row.case),
+                    // The catalog: the host's grants and the public repositories.
+                    None => assert_eq!(
+                        body["repositories"],
+                        json!(["library/public", "team/private"]),
+                        "{}",
+                        row.case
+                    ),
+                }
                 if let Some(fragment) = challenge {
                     let header = reply.header("www-authenticate").unwrap_or_default();
                     assert!(header.contains(fragment), "{}: {header}", row.case);
@@ -923,6 +932,12 @@ fn content_hosts_by_connection_certificate() {
             .peer(HOST_DN),
             cert_row("host, public repository", PUBLIC, Want::Forward(HOST_LABEL)).peer(HOST_DN),
             cert_row("host, ping", "/v2/", Want::Forward(HOST_LABEL)).peer(HOST_DN),
+            cert_row(
+                "host, catalog: its grants and public",
+                "/v2/_catalog",
+                answered(),
+            )
+            .peer(HOST_DN),
             cert_row(
                 "unknown host: no grants until the next sync",
                 PRIVATE,
