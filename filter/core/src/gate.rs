@@ -189,6 +189,10 @@ pub struct Counts {
     pub outcomes: [u64; Outcome::ALL.len()],
     /// By [`TokenError::reason`].
     pub token_failures: Vec<(&'static str, u64)>,
+    /// Client-certificate subjects that named no host, by
+    /// [`crate::certificate::CertificateError::reason`] (a front proxy sending another DN
+    /// format shows here, not as silent anonymity).
+    pub certificate_failures: Vec<(&'static str, u64)>,
     pub installed: u64,
     /// By [`SnapshotError::reason`].
     pub rejected: Vec<(&'static str, u64)>,
@@ -344,6 +348,7 @@ impl Gate {
             installed: installed.as_ref(),
             confirmed_at: *confirmed_at,
             token_failures: &mut counts.token_failures,
+            certificate_failures: &mut counts.certificate_failures,
         };
         let (verdict, outcome) = match request.run(callers, head, now) {
             Ok(forward) => (Verdict::Forward(forward), Outcome::Allowed),
@@ -395,6 +400,7 @@ struct Request<'g> {
     installed: Option<&'g Installed>,
     confirmed_at: u64,
     token_failures: &'g mut Vec<(&'static str, u64)>,
+    certificate_failures: &'g mut Vec<(&'static str, u64)>,
 }
 
 impl<'g> Request<'g> {
@@ -502,16 +508,20 @@ impl<'g> Request<'g> {
     /// The content host a verified client certificate names, from the configured source
     /// only. A subject that names no host with certainty (not text, no or several CNs, a CN
     /// that is not a host UUID) is no certificate: the request is anonymous.
-    fn host(&self, head: &RequestHead<'_>) -> Option<Principal> {
+    fn host(&mut self, head: &RequestHead<'_>) -> Option<Principal> {
         let subject = match self.settings.client_certificate {
             CertificateSource::None => None,
             CertificateSource::Connection => head.peer_certificate,
             CertificateSource::TrustedHeader if head.repeated_client_certificate_header => None,
             CertificateSource::TrustedHeader => head.client_certificate_header,
         }?;
-        host_from_subject(subject)
-            .ok()
-            .map(|host| Principal::Host(host.to_owned()))
+        match host_from_subject(subject) {
+            Ok(host) => Some(Principal::Host(host.to_owned())),
+            Err(error) => {
+                bump(self.certificate_failures, error.reason());
+                None
+            }
+        }
     }
 
     fn token_refusal(&mut self, request: &RegistryRequest, error: TokenError) -> Answer {

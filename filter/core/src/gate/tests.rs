@@ -1084,3 +1084,18 @@ fn the_certificate_path_refusal_says_unauthorized() {
     assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED");
     assert_eq!(body["errors"][0]["message"], "unauthorized");
 }
+
+#[test]
+fn unreadable_subjects_are_counted() {
+    let mut gate = host_gate(json!({"client_certificate_from_connection": true}));
+    for subject in [&b"O=ACME"[..], b"CN=a,CN=b", b"O=ACME", HOST_DN] {
+        let pairs: [(&[u8], &[u8]); 2] = [(b":method", b"GET"), (b":path", PUBLIC.as_bytes())];
+        let mut head = RequestHead::from_pairs(pairs, "x-registry-gate-identity");
+        head.peer_certificate = Some(subject);
+        assert!(matches!(gate.check(&head, NOW), Verdict::Forward(_)));
+    }
+    assert_eq!(
+        gate.counts().certificate_failures,
+        [("no_cn", 2), ("many_cn", 1)]
+    );
+}
