@@ -435,7 +435,8 @@ impl<'g> Request<'g> {
             credential(head.authorization)
         };
         let caller = match credential {
-            // No token: a verified client certificate may name a content host.
+            // No token: a verified client certificate may name a content host. Never cached
+            // (nothing to verify: Envoy or the front proxy did), so `expires_at` is moot.
             Credential::None => self.host(head).map(|host| {
                 Cow::Owned(Caller {
                     label: host.label(),
