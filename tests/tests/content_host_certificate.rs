@@ -8,7 +8,10 @@
 //! certificate path's 401 `unauthorized` but still reads public repositories; a certificate
 //! from another CA fails the handshake; and the upstream (an echo server behind a second
 //! Envoy) sees `host:<uuid>` as the identity, never a client-sent `ssl-client-s-dn`, and a
-//! token still beats the certificate.
+//! token still beats the certificate. Then a capsule's layout (a third Envoy, configured with
+//! `trust_client_certificate_header`): the subject DN comes from the trusted front proxy's
+//! `ssl-client-s-dn` (RFC 2253 or legacy form), a malformed one is no certificate, the header
+//! never reaches the upstream, and the connection's own certificate is not read.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -21,7 +24,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
-use registry_gate_tests::envoy::{Envoy, EnvoyParams};
+use registry_gate_tests::envoy::{Envoy, EnvoyParams, Launch};
 use registry_gate_tests::http::Request;
 use registry_gate_tests::stack::{default_snapshot, StackOptions, INSTALL_TIMEOUT};
 use registry_gate_tests::tls::ClientCert;
@@ -178,10 +181,11 @@ fn content_hosts_pull_with_their_verified_certificate() {
     );
 
     // What the upstream sees.
+    let echo_port = echo_server();
     let params = EnvoyParams {
         listen_port: ports::free_port(),
         admin_port: ports::free_port(),
-        registry_port: echo_server(),
+        registry_port: echo_port,
         ..stack.envoy.params.clone()
     };
     let mut envoy = Envoy::start(
@@ -222,5 +226,128 @@ fn content_hosts_pull_with_their_verified_certificate() {
             ["x-registry-gate-identity: user:alice"],
             "{version}"
         );
+    }
+
+    // A capsule's layout: Apache terminates TLS and passes the verified subject in
+    // `ssl-client-s-dn`; the listener accepts only Apache, so the header is trusted (here the
+    // test client plays Apache). The connection's own certificate is then not read.
+    let mut filter_config: serde_json::Value =
+        serde_json::from_str(&registry_gate_tests::envoy::filter_config(0, false)).unwrap();
+    let filter = filter_config.as_object_mut().unwrap();
+    filter.remove("client_certificate_from_connection");
+    filter.insert("trust_client_certificate_header".into(), true.into());
+    let params = EnvoyParams {
+        listen_port: ports::free_port(),
+        admin_port: ports::free_port(),
+        registry_port: echo_port,
+        ..stack.envoy.params.clone()
+    };
+    let mut capsule = Envoy::start_with(
+        &stack.scenario.subdir("envoy-capsule"),
+        &registry_gate_tests::paths::local_envoy_template(),
+        params,
+        &Launch {
+            name: "envoy-capsule".to_owned(),
+            extra_vars: vec![("FILTER_CONFIG", filter_config.to_string())],
+            ..Launch::default()
+        },
+    );
+    capsule.wait_for_generation(stack.generation(), INSTALL_TIMEOUT);
+    let capsule_base = format!("https://127.0.0.1:{}", capsule.params.listen_port);
+    let granted_dn = format!("O=ACME,CN={GRANTED}");
+    let legacy_dn = format!("/O=ACME/CN={GRANTED}");
+    let ungranted_dn = format!("CN={UNGRANTED},O=ACME");
+    let alice = stack.token(
+        Some("alice"),
+        &["repository:team/private:pull"],
+        HttpVersion::Http1,
+    );
+    for (case, path, dn, cert, token, want) in [
+        (
+            "trusted subject, granted",
+            "team/private",
+            Some(granted_dn.as_str()),
+            None,
+            None,
+            Ok("host:GRANTED"),
+        ),
+        (
+            "legacy DN form",
+            "team/private",
+            Some(legacy_dn.as_str()),
+            None,
+            None,
+            Ok("host:GRANTED"),
+        ),
+        (
+            "trusted subject, not granted",
+            "team/private",
+            Some(ungranted_dn.as_str()),
+            None,
+            None,
+            Err(401),
+        ),
+        (
+            "token beats the subject",
+            "team/private",
+            Some(ungranted_dn.as_str()),
+            None,
+            Some(alice.as_str()),
+            Ok("user:alice"),
+        ),
+        (
+            "malformed subject: anonymous",
+            "library/public",
+            Some("garbage"),
+            None,
+            None,
+            Ok("anonymous"),
+        ),
+        (
+            "malformed subject, private",
+            "team/private",
+            Some("garbage"),
+            None,
+            None,
+            Err(401),
+        ),
+        (
+            "connection certificate not read",
+            "team/private",
+            None,
+            Some(&granted),
+            None,
+            Err(401),
+        ),
+    ] {
+        let mut request = Request::get(format!("{capsule_base}/v2/{path}/manifests/latest"))
+            .cacert(stack.ca_cert());
+        if let Some(dn) = dn {
+            request = request.header("ssl-client-s-dn", dn);
+        }
+        if let Some(cert) = cert {
+            request = request.client_cert(&cert.cert, &cert.key);
+        }
+        if let Some(token) = token {
+            request = request.auth(Auth::Bearer(token));
+        }
+        let resp = request.send_ok();
+        match want {
+            Ok(identity) => {
+                assert_eq!(resp.status, 200, "{case}: {}", resp.summary());
+                let head = resp.text();
+                let identity = identity.replace("GRANTED", GRANTED);
+                assert_eq!(
+                    header_lines(&head, "x-registry-gate-identity"),
+                    [format!("x-registry-gate-identity: {identity}").as_str()],
+                    "{case}: {head}"
+                );
+                assert!(
+                    header_lines(&head, "ssl-client-s-dn").is_empty(),
+                    "{case}: the subject header reached the upstream: {head}"
+                );
+            }
+            Err(status) => assert_eq!(resp.status, status, "{case}: {}", resp.summary()),
+        }
     }
 }
