@@ -64,7 +64,11 @@ pub fn filter_config(listen_port: u16, access_log_state: bool) -> String {
         "retry_after_secs": 2,
         "access_log_state": access_log_state,
         // envoy/local/envoy.yaml's registry route removes `Authorization`.
-        "authorization_removed_by_route": true
+        "authorization_removed_by_route": true,
+        // The listener verifies client certificates against CLIENT_CA: their CN names a
+        // content host. A front proxy's subject header is not trusted here, only removed.
+        "client_certificate_from_connection": true,
+        "client_certificate_header": "ssl-client-s-dn"
     })
     .to_string()
 }
@@ -93,6 +97,8 @@ pub struct EnvoyParams {
     pub registry_port: u16,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    /// CA of the client certificates the listener accepts (content hosts).
+    pub client_ca: PathBuf,
     pub wasm: PathBuf,
     /// The filter writes identity and decision filter state for the access log (the local
     /// stack's log names both; the benchmark measures the default, without).
@@ -110,6 +116,7 @@ impl EnvoyParams {
             ("REGISTRY_PORT", self.registry_port.to_string()),
             ("TLS_CERT", self.tls_cert.display().to_string()),
             ("TLS_KEY", self.tls_key.display().to_string()),
+            ("CLIENT_CA", self.client_ca.display().to_string()),
             ("WASM_PATH", self.wasm.display().to_string()),
             (
                 "FILTER_CONFIG",

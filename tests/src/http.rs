@@ -63,6 +63,8 @@ pub struct Request {
     headers: Vec<(String, Vec<u8>)>,
     body: Option<Vec<u8>>,
     cacert: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    client_cert: Option<(PathBuf, PathBuf)>,
     path_as_is: bool,
     timeout: Duration,
 }
@@ -80,6 +82,7 @@ impl Request {
             headers: Vec::new(),
             body: None,
             cacert: None,
+            client_cert: None,
             path_as_is: false,
             timeout: Duration::from_secs(30),
         }
@@ -123,6 +126,12 @@ impl Request {
         self
     }
 
+    /// Present this client certificate (`--cert`, `--key`).
+    pub fn client_cert(mut self, cert: &Path, key: &Path) -> Request {
+        self.client_cert = Some((cert.to_path_buf(), key.to_path_buf()));
+        self
+    }
+
     /// Send `..` and `//` exactly as written (curl squashes dot segments by default).
     pub fn path_as_is(mut self) -> Request {
         self.path_as_is = true;
@@ -157,6 +166,9 @@ impl Request {
         }
         if let Some(cacert) = &self.cacert {
             cmd.arg("--cacert").arg(cacert);
+        }
+        if let Some((cert, key)) = &self.client_cert {
+            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
         }
         if self.path_as_is {
             cmd.arg("--path-as-is");

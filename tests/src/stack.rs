@@ -21,7 +21,7 @@ use crate::registry::Registry;
 use crate::scenario::Scenario;
 use crate::sidecar::{Published, Sidecar, SidecarExtra};
 use crate::skopeo::{Skopeo, SkopeoRun};
-use crate::tls::Tls;
+use crate::tls::{ClientCert, Tls};
 
 /// How long Envoy gets to install a generation the sidecar has published.
 pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,6 +59,9 @@ pub struct StackOptions {
     pub ports: PreferredPorts,
     /// Sidecar settings beyond the shared ones (e.g. the Katello login backend).
     pub sidecar: SidecarExtra,
+    /// CNs of client certificates to issue from the scenario CA (content hosts), in
+    /// [`Stack::clients`].
+    pub client_cns: Vec<String>,
 }
 
 /// The snapshot every scenario starts from unless it says otherwise: one public repository,
@@ -88,6 +91,7 @@ impl StackOptions {
             bcrypt_cost: 4,
             ports: PreferredPorts::default(),
             sidecar: SidecarExtra::default(),
+            client_cns: Vec::new(),
         }
     }
 }
@@ -100,6 +104,8 @@ pub struct Stack {
     pub redis: Redis,
     pub registry: Registry,
     pub tls: Tls,
+    /// Client certificates issued by the scenario CA ([`StackOptions::client_cns`]).
+    pub clients: Vec<ClientCert>,
     pub skopeo: Skopeo,
     images: BTreeMap<String, OciImage>,
     passwords: BTreeMap<String, String>,
@@ -126,7 +132,9 @@ impl Stack {
 
         let scenario = Scenario::new(&options.name);
         let dir = scenario.path().to_path_buf();
-        let tls = crate::tls::generate(&scenario.subdir("tls"));
+        let client_cns: Vec<&str> = options.client_cns.iter().map(String::as_str).collect();
+        let (tls, clients) =
+            crate::tls::generate_with_clients(&scenario.subdir("tls"), &client_cns);
         let skopeo = Skopeo::new(&dir);
 
         let registry = Registry::start(&dir, port(options.ports.registry));
@@ -170,6 +178,7 @@ impl Stack {
             registry_port: registry.port,
             tls_cert: tls.server_cert.clone(),
             tls_key: tls.server_key.clone(),
+            client_ca: tls.ca_cert.clone(),
             wasm,
             access_log_state: true,
             snapshot_read_secret: sidecar.files.read_secret.clone(),
@@ -194,6 +203,7 @@ impl Stack {
             redis,
             registry,
             tls,
+            clients,
             skopeo,
             images,
             passwords,

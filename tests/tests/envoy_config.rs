@@ -32,6 +32,7 @@ fn every_envoy_config_in_the_tree_validates() {
         registry_port: ports::free_port(),
         tls_cert: tls.server_cert.clone(),
         tls_key: tls.server_key.clone(),
+        client_ca: tls.ca_cert.clone(),
         wasm,
         access_log_state: true,
         snapshot_read_secret: registry_gate_tests::sidecar::random_hex(32),

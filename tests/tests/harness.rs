@@ -126,6 +126,7 @@ fn render_fills_every_placeholder_and_refuses_gaps() {
         registry_port: 4,
         tls_cert: "/c".into(),
         tls_key: "/k".into(),
+        client_ca: "/ca".into(),
         wasm: "/w.wasm".into(),
         access_log_state: true,
         snapshot_read_secret: "0123456789abcdef".into(),

@@ -75,6 +75,21 @@ pub struct FilterConfig {
     /// forwarded identity header instead.
     #[serde(default)]
     pub access_log_state: bool,
+    /// Read the subject of the downstream connection's client certificate, which Envoy
+    /// exposes only after the listener's validation context verified it
+    /// (`connection.subject_peer_certificate`), for requests without `Authorization`: its CN
+    /// names a content host. One host call more for such requests; none for token requests.
+    #[serde(default)]
+    pub client_certificate_from_connection: bool,
+    /// Request header in which a TLS-terminating front proxy (a capsule's Apache:
+    /// `ssl-client-s-dn`) passes the verified client certificate's subject DN. Always
+    /// removed before forwarding; read only with `trust_client_certificate_header`.
+    #[serde(default)]
+    pub client_certificate_header: Option<String>,
+    /// The listener accepts connections only from the front proxy that sets
+    /// `client_certificate_header`, so the header's value is that proxy's verification.
+    #[serde(default)]
+    pub trust_client_certificate_header: bool,
 }
 
 /// Named defaults, so documentation and code agree.
@@ -146,6 +161,27 @@ pub struct Settings {
     pub authorization_removed_by_route: bool,
     pub snapshot_check_ms: u64,
     pub access_log_state: bool,
+    /// Where a verified client certificate's subject comes from, if anywhere.
+    pub client_certificate: CertificateSource,
+    /// Lower-case `client_certificate_header`: removed from every forwarded request, trusted
+    /// or not, so no client can pass a subject to the upstream.
+    pub client_certificate_header: Option<String>,
+}
+
+/// Where the gate reads a verified client certificate's subject DN from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateSource {
+    /// Client certificates identify no one.
+    None,
+    /// Envoy's own TLS listener verified it (`connection.subject_peer_certificate`).
+    Connection,
+    /// The trusted front proxy verified it and put its subject in `client_certificate_header`.
+    TrustedHeader,
+}
+
+/// Whether `name` is a plain (token-character, lower-case-able) header name.
+fn plain_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 impl Settings {
@@ -242,6 +278,38 @@ impl TryFrom<FilterConfig> for Settings {
                 config.snapshot_check_ms
             ));
         }
+        let certificate_header = config
+            .client_certificate_header
+            .as_deref()
+            .map(str::to_ascii_lowercase);
+        if let Some(header) = &certificate_header {
+            if !plain_header_name(header)
+                || header == "authorization"
+                || *header == config.identity_header.to_ascii_lowercase()
+            {
+                problems.push(format!(
+                    "client_certificate_header {header:?} must be a plain header name other than authorization and identity_header"
+                ));
+            }
+        }
+        if config.trust_client_certificate_header && certificate_header.is_none() {
+            problems.push(
+                "trust_client_certificate_header needs client_certificate_header".to_string(),
+            );
+        }
+        if config.trust_client_certificate_header && config.client_certificate_from_connection {
+            problems.push(
+                "client_certificate_from_connection and trust_client_certificate_header contradict each other (behind a trusted front proxy the connection's certificate is the proxy's)"
+                    .to_string(),
+            );
+        }
+        let client_certificate = if config.trust_client_certificate_header {
+            CertificateSource::TrustedHeader
+        } else if config.client_certificate_from_connection {
+            CertificateSource::Connection
+        } else {
+            CertificateSource::None
+        };
         let static_keys = match KeyRing::from_specs(&config.keys) {
             Ok(keys) => Some(keys),
             Err(err) => {
@@ -277,6 +345,8 @@ impl TryFrom<FilterConfig> for Settings {
                 authorization_removed_by_route: config.authorization_removed_by_route,
                 snapshot_check_ms: config.snapshot_check_ms,
                 access_log_state: config.access_log_state,
+                client_certificate,
+                client_certificate_header: certificate_header,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -412,6 +482,69 @@ mod tests {
         ];
         for (case, json) in rows {
             assert!(Settings::from_json(json.as_bytes()).is_err(), "{case}");
+        }
+    }
+
+    #[test]
+    fn client_certificate_settings() {
+        let with = |extra: &str| {
+            Settings::from_json(
+                format!(r#"{{"issuer":"i","service":"s","realm":"https://r"{extra}}}"#).as_bytes(),
+            )
+        };
+        let rows = [
+            ("default: none", "", Some((CertificateSource::None, None))),
+            (
+                "connection",
+                r#","client_certificate_from_connection":true"#,
+                Some((CertificateSource::Connection, None)),
+            ),
+            (
+                "untrusted header is only stripped",
+                r#","client_certificate_header":"SSL-Client-S-DN""#,
+                Some((CertificateSource::None, Some("ssl-client-s-dn"))),
+            ),
+            (
+                "trusted header",
+                r#","client_certificate_header":"ssl-client-s-dn","trust_client_certificate_header":true"#,
+                Some((CertificateSource::TrustedHeader, Some("ssl-client-s-dn"))),
+            ),
+            (
+                "trust without a header",
+                r#","trust_client_certificate_header":true"#,
+                None,
+            ),
+            (
+                "trusted header and connection",
+                r#","client_certificate_header":"ssl-client-s-dn","trust_client_certificate_header":true,"client_certificate_from_connection":true"#,
+                None,
+            ),
+            (
+                "header is authorization",
+                r#","client_certificate_header":"Authorization""#,
+                None,
+            ),
+            (
+                "header is the identity header",
+                r#","client_certificate_header":"x-registry-gate-identity""#,
+                None,
+            ),
+            (
+                "header is not a plain name",
+                r#","client_certificate_header":"ssl client""#,
+                None,
+            ),
+        ];
+        for (case, extra, want) in rows {
+            let got = with(extra)
+                .ok()
+                .map(|s| (s.client_certificate, s.client_certificate_header));
+            assert_eq!(
+                got.as_ref()
+                    .map(|(source, header)| (*source, header.as_deref())),
+                want,
+                "{case}"
+            );
         }
     }
 

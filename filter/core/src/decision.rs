@@ -48,6 +48,9 @@ pub enum Denial {
     InsufficientScope { scope: String },
     /// Unknown or not granted: indistinguishable on purpose.
     NameUnknown,
+    /// A content host (client certificate) without a pull grant for the repository, unknown
+    /// or not: the old gateway's certificate-path `401 unauthorized`, whatever the repository.
+    HostUnauthorized { scope: String },
     /// Pulls are granted but this write is not.
     Denied,
     /// Not an endpoint this gateway serves to this client.
@@ -148,6 +151,11 @@ fn decide_repository(
     if !index.permits(&identity.principal, name, action) {
         if action != Action::Pull && index.permits(&identity.principal, name, Action::Pull) {
             return Decision::Refuse(Denial::Denied);
+        }
+        if matches!(identity.principal, Principal::Host(_)) {
+            return Decision::Refuse(Denial::HostUnauthorized {
+                scope: scope_for(name, action),
+            });
         }
         return Decision::Refuse(Denial::NameUnknown);
     }

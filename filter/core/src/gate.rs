@@ -11,7 +11,8 @@
 
 use std::borrow::Cow;
 
-use crate::config::Settings;
+use crate::certificate::host_from_subject;
+use crate::config::{CertificateSource, Settings};
 use crate::decision::{decide, request_scope, Decision, Facts};
 use crate::fetch::Announcement;
 use crate::generation::Generation;
@@ -46,6 +47,15 @@ pub struct RequestHead<'a> {
     pub method_override: Option<&'static str>,
     /// Whether the client sent its own copy of the identity header.
     pub identity_header: bool,
+    /// The configured `client_certificate_header` (a front proxy's verified subject DN, or a
+    /// client's forgery: only the settings say which).
+    pub client_certificate_header: Option<&'a [u8]>,
+    /// More than one `client_certificate_header`: never a certificate.
+    pub repeated_client_certificate_header: bool,
+    /// The subject DN of the connection's verified client certificate
+    /// (`connection.subject_peer_certificate`), when the glue read it because
+    /// [`Gate::wants_peer_certificate`] said so.
+    pub peer_certificate: Option<&'a [u8]>,
 }
 
 impl<'a> RequestHead<'a> {
@@ -55,6 +65,20 @@ impl<'a> RequestHead<'a> {
     where
         I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
     {
+        RequestHead::from_pairs_with(pairs, identity_header, None)
+    }
+
+    /// [`RequestHead::from_pairs`], also picking out the (lower-case) client-certificate
+    /// header when one is configured.
+    pub fn from_pairs_with<I>(
+        pairs: I,
+        identity_header: &str,
+        certificate_header: Option<&str>,
+    ) -> RequestHead<'a>
+    where
+        I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    {
+        let certificate_header = certificate_header.map(str::as_bytes);
         let mut head = RequestHead::default();
         for (name, value) in pairs {
             match name {
@@ -66,6 +90,11 @@ impl<'a> RequestHead<'a> {
                 }
                 b"docker-distribution-api-version" => head.api_version = Some(value),
                 name if name == identity_header.as_bytes() => head.identity_header = true,
+                name if Some(name) == certificate_header => {
+                    head.repeated_client_certificate_header |=
+                        head.client_certificate_header.is_some();
+                    head.client_certificate_header = Some(value);
+                }
                 name => {
                     if head.method_override.is_none() {
                         head.method_override = METHOD_OVERRIDE_HEADERS
@@ -102,6 +131,9 @@ pub struct Forward<'g> {
     /// Remove the client's `Authorization` header (it must not reach the upstream), unless
     /// configured to forward it or to leave its removal to the route.
     pub remove_authorization: bool,
+    /// The client (or the front proxy) sent the configured `client_certificate_header`:
+    /// remove every copy, trusted or not, so the upstream never sees one.
+    pub remove_client_certificate_header: bool,
 }
 
 /// A caller established from one verified token, cached until the token expires.
@@ -157,6 +189,10 @@ pub struct Counts {
     pub outcomes: [u64; Outcome::ALL.len()],
     /// By [`TokenError::reason`].
     pub token_failures: Vec<(&'static str, u64)>,
+    /// Client-certificate subjects that named no host, by
+    /// [`crate::certificate::CertificateError::reason`] (a front proxy sending another DN
+    /// format shows here, not as silent anonymity).
+    pub certificate_failures: Vec<(&'static str, u64)>,
     pub installed: u64,
     /// By [`SnapshotError::reason`].
     pub rejected: Vec<(&'static str, u64)>,
@@ -312,6 +348,7 @@ impl Gate {
             installed: installed.as_ref(),
             confirmed_at: *confirmed_at,
             token_failures: &mut counts.token_failures,
+            certificate_failures: &mut counts.certificate_failures,
         };
         let (verdict, outcome) = match request.run(callers, head, now) {
             Ok(forward) => (Verdict::Forward(forward), Outcome::Allowed),
@@ -334,6 +371,15 @@ impl Gate {
         verdict
     }
 
+    /// Whether the glue should read the connection's verified client certificate subject into
+    /// [`RequestHead::peer_certificate`]: only when configured and only for requests without
+    /// `Authorization` (a token decides when present), so token requests cost no host call
+    /// more.
+    pub fn wants_peer_certificate(&self, head: &RequestHead<'_>) -> bool {
+        self.settings.client_certificate == CertificateSource::Connection
+            && head.authorization.is_none()
+    }
+
     /// Records that the glue could not carry out a verdict, and what to answer instead.
     pub fn internal_error(&mut self, what: &'static str) -> Reply {
         let refusal = Refusal::Internal(what);
@@ -354,6 +400,7 @@ struct Request<'g> {
     installed: Option<&'g Installed>,
     confirmed_at: u64,
     token_failures: &'g mut Vec<(&'static str, u64)>,
+    certificate_failures: &'g mut Vec<(&'static str, u64)>,
 }
 
 impl<'g> Request<'g> {
@@ -370,24 +417,37 @@ impl<'g> Request<'g> {
             return Err(Refusal::Head(HeadError::MethodOverride(header)).into());
         }
         let remove_identity = head.identity_header;
+        let remove_client_certificate_header = head.client_certificate_header.is_some();
         if request.route == Route::Token {
             // A login: its credentials go to the token endpoint untouched.
             return Ok(Forward {
                 identity: Cow::Borrowed(ANONYMOUS_LABEL),
                 remove_identity,
                 remove_authorization: false,
+                remove_client_certificate_header,
             });
         }
         let installed = ready(self.installed, self.confirmed_at, self.settings, now)?;
         let anonymous = Identity::anonymous();
-        let mut fresh = None;
         let credential = if head.repeated_authorization {
             Credential::Invalid
         } else {
             credential(head.authorization)
         };
         let caller = match credential {
-            Credential::None => None,
+            // No token: a verified client certificate may name a content host. Never cached
+            // (nothing to verify: Envoy or the front proxy did), so `expires_at` is moot.
+            Credential::None => self.host(head).map(|host| {
+                Cow::Owned(Caller {
+                    label: host.label(),
+                    identity: Identity {
+                        principal: host,
+                        access: None,
+                        credentialed: true,
+                    },
+                    expires_at: now,
+                })
+            }),
             // Clients logged in with `docker login` send Basic credentials to `/v1/search`;
             // that endpoint serves the anonymous view (the token endpoint is the only place a
             // password is checked).
@@ -397,6 +457,7 @@ impl<'g> Request<'g> {
             }
             Credential::Bearer(token) => {
                 let hash = callers.hash(token);
+                let mut fresh = None;
                 if callers.get_hashed(hash, token, now).is_none() {
                     let verified = verify(&self.settings.verifier, &installed.keys, token, now)
                         .map_err(|error| self.token_refusal(&request, error))?;
@@ -405,15 +466,14 @@ impl<'g> Request<'g> {
                     fresh = Some(caller);
                 }
                 let callers: &'g TokenCache<Caller> = callers;
-                callers.get_hashed(hash, token, now)
+                // A token just verified that the cache did not keep (it never happens with a
+                // positive capacity, but the decision must not depend on the cache).
+                match (callers.get_hashed(hash, token, now), fresh) {
+                    (Some(cached), _) => Some(Cow::Borrowed(cached)),
+                    (None, Some(fresh)) => Some(Cow::Owned(fresh)),
+                    (None, None) => None,
+                }
             }
-        };
-        // A token just verified that the cache did not keep (it never happens with a
-        // positive capacity, but the decision must not depend on the cache).
-        let caller: Option<Cow<'g, Caller>> = match (caller, fresh) {
-            (Some(cached), _) => Some(Cow::Borrowed(cached)),
-            (None, Some(fresh)) => Some(Cow::Owned(fresh)),
-            (None, None) => None,
         };
         let identity = caller
             .as_deref()
@@ -439,9 +499,29 @@ impl<'g> Request<'g> {
                 remove_identity,
                 remove_authorization: !(self.settings.forward_authorization
                     || self.settings.authorization_removed_by_route),
+                remove_client_certificate_header,
             }),
             Decision::Answer(reply) => Err(Answer::Content(reply)),
             Decision::Refuse(denial) => Err(Refusal::Denied(denial).into()),
+        }
+    }
+
+    /// The content host a verified client certificate names, from the configured source
+    /// only. A subject that names no host with certainty (not text, no or several CNs, a CN
+    /// that is not a host UUID) is no certificate: the request is anonymous.
+    fn host(&mut self, head: &RequestHead<'_>) -> Option<Principal> {
+        let subject = match self.settings.client_certificate {
+            CertificateSource::None => None,
+            CertificateSource::Connection => head.peer_certificate,
+            CertificateSource::TrustedHeader if head.repeated_client_certificate_header => None,
+            CertificateSource::TrustedHeader => head.client_certificate_header,
+        }?;
+        match host_from_subject(subject) {
+            Ok(host) => Some(Principal::Host(host.to_owned())),
+            Err(error) => {
+                bump(self.certificate_failures, error.reason());
+                None
+            }
         }
     }
 

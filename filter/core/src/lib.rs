@@ -6,6 +6,7 @@
 //! bytes between Envoy and these functions, and the sidecar uses the same snapshot format.
 
 pub mod catalog;
+pub mod certificate;
 pub mod config;
 pub mod decision;
 pub mod fetch;

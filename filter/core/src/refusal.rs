@@ -122,9 +122,9 @@ impl Refusal {
             Refusal::Route(_) => Outcome::Invalid,
             Refusal::Token { .. } => Outcome::Unauthorized,
             Refusal::Denied(denial) => match denial {
-                Denial::Unauthenticated { .. } | Denial::InsufficientScope { .. } => {
-                    Outcome::Unauthorized
-                }
+                Denial::Unauthenticated { .. }
+                | Denial::InsufficientScope { .. }
+                | Denial::HostUnauthorized { .. } => Outcome::Unauthorized,
                 Denial::NameUnknown | Denial::NotFound => Outcome::NotFound,
                 Denial::Denied => Outcome::Denied,
                 Denial::WritesUnsupported => Outcome::Unsupported,
@@ -171,6 +171,11 @@ fn denied(challenge: &Challenge, denial: &Denial) -> Reply {
             ChallengeError::InsufficientScope,
             "token does not cover the requested access",
         ),
+        // The old gateway answered a content host's refused request `401 unauthorized`; here
+        // in the registry error format, with the challenge every 401 carries.
+        Denial::HostUnauthorized { scope } => {
+            challenge.unauthorized(Some(scope), ChallengeError::None, "unauthorized")
+        }
         Denial::NameUnknown => reply::error(
             404,
             Code::NameUnknown,

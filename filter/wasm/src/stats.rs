@@ -2,7 +2,8 @@
 //! counters, and the root context's timer turns their growth into metric increments.
 //!
 //! Names (Envoy may prefix them, e.g. `wasmcustom.`): `registry_gate.decisions.<outcome>`,
-//! `registry_gate.token_failures.<reason>`, `registry_gate.snapshot.installed`,
+//! `registry_gate.token_failures.<reason>`, `registry_gate.certificate_failures.<reason>`,
+//! `registry_gate.snapshot.installed`,
 //! `registry_gate.snapshot.rejected.<reason>`, `registry_gate.snapshot.generation`,
 //! `registry_gate.snapshot.age_seconds`, `registry_gate.snapshot.unconfirmed_seconds`,
 //! `registry_gate.snapshot.fetch_failures`, `registry_gate.host_calls`,
@@ -70,6 +71,9 @@ impl Stats {
         }
         self.grown("token_failures", &counts.token_failures, |r| {
             &r.token_failures
+        });
+        self.grown("certificate_failures", &counts.certificate_failures, |r| {
+            &r.certificate_failures
         });
         self.grown("snapshot.rejected", &counts.rejected, |r| &r.rejected);
         let installed = counts.installed.saturating_sub(self.reported.installed);

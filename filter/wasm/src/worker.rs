@@ -26,7 +26,14 @@ pub struct Worker {
     identity_header: String,
     /// `settings.access_log_state`.
     log_state: bool,
+    /// `settings.client_certificate_header`: picked out of every request, removed from
+    /// every forwarded one.
+    certificate_header: Option<String>,
 }
+
+/// Envoy's attribute holding the subject DN of the downstream connection's client
+/// certificate; present only once the listener's validation context verified it.
+const PEER_CERTIFICATE_SUBJECT: [&str; 2] = ["connection", "subject_peer_certificate"];
 
 impl Worker {
     pub fn new(settings: Settings) -> Worker {
@@ -36,6 +43,7 @@ impl Worker {
         Worker {
             identity_header: settings.identity_header.clone(),
             log_state: settings.access_log_state,
+            certificate_header: settings.client_certificate_header.clone(),
             gate: Gate::new(settings),
             stats,
         }
@@ -93,9 +101,24 @@ impl Worker {
         }
         let now = host::now_secs();
         let log_state = self.log_state;
-        let head = RequestHead::from_pairs(headers.pairs(), &self.identity_header);
+        let peer_certificate: Option<Vec<u8>>;
+        let mut head = RequestHead::from_pairs_with(
+            headers.pairs(),
+            &self.identity_header,
+            self.certificate_header.as_deref(),
+        );
+        // Only when configured and only without `Authorization`: token requests make no
+        // host call more.
+        if self.gate.wants_peer_certificate(&head) {
+            peer_certificate = host::property(&PEER_CERTIFICATE_SUBJECT);
+            head.peer_certificate = peer_certificate.as_deref();
+        }
         match self.gate.check(&head, now) {
-            Verdict::Forward(forward) => match apply(&forward, &self.identity_header) {
+            Verdict::Forward(forward) => match apply(
+                &forward,
+                &self.identity_header,
+                self.certificate_header.as_deref(),
+            ) {
                 Ok(()) => {
                     if log_state {
                         record(&forward.identity, Outcome::Allowed);
@@ -122,7 +145,14 @@ impl Worker {
 }
 
 /// Carries out a forward verdict on the request headers.
-fn apply(forward: &Forward<'_>, identity_header: &str) -> Result<(), HostError> {
+fn apply(
+    forward: &Forward<'_>,
+    identity_header: &str,
+    certificate_header: Option<&str>,
+) -> Result<(), HostError> {
+    if let (true, Some(name)) = (forward.remove_client_certificate_header, certificate_header) {
+        host::remove_request_header(name)?;
+    }
     if forward.remove_identity {
         host::remove_request_header(identity_header)?;
     }

@@ -233,13 +233,14 @@ fn behaviour_table() {
             None,
         ),
         (
+            // The old gateway's certificate path: `401 unauthorized`, not `NAME_UNKNOWN`.
             "host without grant",
             host("host-1"),
             manifest("team/app", Action::Pull),
             false,
-            404,
-            Some("NAME_UNKNOWN"),
-            None,
+            401,
+            Some("UNAUTHORIZED"),
+            Some("scope=\"repository:team/app:pull\""),
         ),
         (
             "push refused when writes are off",

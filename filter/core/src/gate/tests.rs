@@ -778,3 +778,324 @@ fn pseudo_headers_that_are_not_text_are_refused() {
         assert_eq!((reply.status, outcome), (400, Outcome::Invalid), "{case}");
     }
 }
+
+const HOST: &str = "8f2b6c3e-1d2a-4c5b-9e7f-0a1b2c3d4e5f";
+const HOST_DN: &[u8] = b"O=ACME,CN=8f2b6c3e-1d2a-4c5b-9e7f-0a1b2c3d4e5f";
+const OTHER_HOST_DN: &[u8] = b"CN=0000aaaa-1d2a-4c5b-9e7f-0a1b2c3d4e5f,O=ACME";
+const DN_HEADER: &str = "ssl-client-s-dn";
+
+/// A gate whose snapshot grants [`HOST`] `team/private`; `extra` configures the certificate
+/// source.
+fn host_gate(extra: Value) -> Gate {
+    let mut fixture = snapshot();
+    fixture
+        .content
+        .hosts
+        .insert(HOST.to_string(), vec!["team/private".to_string()]);
+    let mut gate = Gate::new(settings(extra));
+    let announced = announcement(1, NOW);
+    assert!(gate.announced(&announced));
+    gate.offer(&fixture.bytes(1), &announced).unwrap();
+    gate
+}
+
+struct CertRow {
+    case: &'static str,
+    path: &'static str,
+    authorization: Option<Vec<u8>>,
+    /// Copies of the `ssl-client-s-dn` header the request carries.
+    dn_headers: Vec<&'static [u8]>,
+    /// What Envoy's `connection.subject_peer_certificate` holds.
+    peer: Option<&'static [u8]>,
+    want: Want,
+}
+
+fn cert_row(case: &'static str, path: &'static str, want: Want) -> CertRow {
+    CertRow {
+        case,
+        path,
+        authorization: None,
+        dn_headers: vec![],
+        peer: None,
+        want,
+    }
+}
+
+impl CertRow {
+    fn dn(mut self, value: &'static [u8]) -> CertRow {
+        self.dn_headers.push(value);
+        self
+    }
+    fn peer(mut self, value: &'static [u8]) -> CertRow {
+        self.peer = Some(value);
+        self
+    }
+    fn auth(mut self, authorization: Option<Vec<u8>>) -> CertRow {
+        self.authorization = authorization;
+        self
+    }
+}
+
+/// Runs `rows` through a gate configured by `extra`: the verdict, that every forwarded
+/// request drops the DN header it carried, and that the glue is asked to read the peer
+/// certificate only for requests without `Authorization` on the connection source.
+fn check_cert_rows(extra: Value, rows: Vec<CertRow>) {
+    let mut gate = host_gate(extra);
+    let connection = gate.settings.client_certificate == CertificateSource::Connection;
+    for row in rows {
+        let mut pairs: Vec<(&[u8], &[u8])> =
+            vec![(b":method", b"GET"), (b":path", row.path.as_bytes())];
+        if let Some(authorization) = &row.authorization {
+            pairs.push((b"authorization", authorization));
+        }
+        for value in &row.dn_headers {
+            pairs.push((DN_HEADER.as_bytes(), value));
+        }
+        let certificate_header = gate.settings.client_certificate_header.clone();
+        let mut head = RequestHead::from_pairs_with(
+            pairs,
+            "x-registry-gate-identity",
+            certificate_header.as_deref(),
+        );
+        assert_eq!(
+            gate.wants_peer_certificate(&head),
+            connection && row.authorization.is_none(),
+            "{}: peer certificate read",
+            row.case
+        );
+        if gate.wants_peer_certificate(&head) {
+            head.peer_certificate = row.peer;
+        }
+        match (row.want, gate.check(&head, NOW)) {
+            (Want::Forward(identity), Verdict::Forward(forward)) => {
+                assert_eq!(forward.identity, identity, "{}", row.case);
+                assert_eq!(
+                    forward.remove_client_certificate_header,
+                    !row.dn_headers.is_empty() && certificate_header.is_some(),
+                    "{}: DN header stripped",
+                    row.case
+                );
+            }
+            (
+                Want::Reply {
+                    status,
+                    code,
+                    challenge,
+                },
+                Verdict::Respond { reply, .. },
+            ) => {
+                assert_eq!(reply.status, status, "{}: {reply:?}", row.case);
+                let body: Value = serde_json::from_str(&reply.body).unwrap();
+                match code {
+                    Some(code) => assert_eq!(body["errors"][0]["code"], code, "{}", row.case),
+                    // The catalog: the host's grants and the public repositories.
+                    None => assert_eq!(
+                        body["repositories"],
+                        json!(["library/public", "team/private"]),
+                        "{}",
+                        row.case
+                    ),
+                }
+                if let Some(fragment) = challenge {
+                    let header = reply.header("www-authenticate").unwrap_or_default();
+                    assert!(header.contains(fragment), "{}: {header}", row.case);
+                }
+            }
+            (want, got) => panic!("{}: wanted {want:?}, got {got:?}", row.case),
+        }
+    }
+}
+
+/// The certificate path's refusal: 401 `unauthorized` with the usual challenge.
+fn host_unauthorized(scope: &'static str) -> Want {
+    challenge(scope)
+}
+
+const HOST_LABEL: &str = "host:8f2b6c3e-1d2a-4c5b-9e7f-0a1b2c3d4e5f";
+const PRIVATE: &str = "/v2/team/private/manifests/latest";
+const OTHER: &str = "/v2/team/other/manifests/latest";
+const PUBLIC: &str = "/v2/library/public/manifests/latest";
+
+#[test]
+fn content_hosts_by_connection_certificate() {
+    let alice = token("alice");
+    let bob = token("bob");
+    check_cert_rows(
+        json!({"client_certificate_from_connection": true}),
+        vec![
+            cert_row("host granted", PRIVATE, Want::Forward(HOST_LABEL)).peer(HOST_DN),
+            cert_row(
+                "host not granted",
+                OTHER,
+                host_unauthorized("repository:team/other:pull"),
+            )
+            .peer(HOST_DN),
+            cert_row("host, public repository", PUBLIC, Want::Forward(HOST_LABEL)).peer(HOST_DN),
+            cert_row("host, ping", "/v2/", Want::Forward(HOST_LABEL)).peer(HOST_DN),
+            cert_row(
+                "host, catalog: its grants and public",
+                "/v2/_catalog",
+                answered(),
+            )
+            .peer(HOST_DN),
+            cert_row(
+                "unknown host: no grants until the next sync",
+                PRIVATE,
+                host_unauthorized("repository:team/private:pull"),
+            )
+            .peer(OTHER_HOST_DN),
+            cert_row(
+                "unknown host, public repository",
+                PUBLIC,
+                Want::Forward("host:0000aaaa-1d2a-4c5b-9e7f-0a1b2c3d4e5f"),
+            )
+            .peer(OTHER_HOST_DN),
+            cert_row(
+                "token beats certificate",
+                PRIVATE,
+                Want::Forward("user:alice"),
+            )
+            .peer(HOST_DN)
+            .auth(bearer(&alice)),
+            cert_row(
+                "token beats certificate, also when refused",
+                PRIVATE,
+                reply(404, "NAME_UNKNOWN"),
+            )
+            .peer(HOST_DN)
+            .auth(bearer(&bob)),
+            cert_row(
+                "no certificate: anonymous",
+                PRIVATE,
+                challenge("repository:team/private:pull"),
+            ),
+            cert_row(
+                "malformed DN: no certificate",
+                PRIVATE,
+                challenge("repository:team/private:pull"),
+            )
+            .peer(b"O=ACME"),
+            cert_row(
+                "malformed DN, public repository",
+                PUBLIC,
+                Want::Forward("anonymous"),
+            )
+            .peer(b"CN=a,CN=b"),
+            cert_row(
+                "DN header ignored without trust",
+                PRIVATE,
+                challenge("repository:team/private:pull"),
+            )
+            .dn(HOST_DN),
+        ],
+    );
+}
+
+#[test]
+fn content_hosts_by_trusted_header() {
+    let alice = token("alice");
+    check_cert_rows(
+        json!({"client_certificate_header": "SSL-Client-S-DN", "trust_client_certificate_header": true}),
+        vec![
+            cert_row("trusted header used", PRIVATE, Want::Forward(HOST_LABEL)).dn(HOST_DN),
+            cert_row("legacy DN form", PRIVATE, Want::Forward(HOST_LABEL))
+                .dn(b"/O=ACME/CN=8f2b6c3e-1d2a-4c5b-9e7f-0a1b2c3d4e5f"),
+            cert_row(
+                "host not granted",
+                OTHER,
+                host_unauthorized("repository:team/other:pull"),
+            )
+            .dn(HOST_DN),
+            cert_row("token beats header", PRIVATE, Want::Forward("user:alice"))
+                .dn(OTHER_HOST_DN)
+                .auth(bearer(&alice)),
+            cert_row(
+                "token route strips the header",
+                "/v2/token",
+                Want::Forward("anonymous"),
+            )
+            .dn(HOST_DN),
+            cert_row(
+                "non-UTF-8 DN: no certificate",
+                PRIVATE,
+                challenge("repository:team/private:pull"),
+            )
+            .dn(b"CN=\xff"),
+            cert_row(
+                "repeated header: no certificate",
+                PRIVATE,
+                challenge("repository:team/private:pull"),
+            )
+            .dn(HOST_DN)
+            .dn(HOST_DN),
+            cert_row(
+                "malformed DN, public repository, stripped",
+                PUBLIC,
+                Want::Forward("anonymous"),
+            )
+            .dn(b"garbage"),
+            cert_row(
+                "peer certificate is not this source",
+                PRIVATE,
+                challenge("repository:team/private:pull"),
+            )
+            .peer(HOST_DN),
+        ],
+    );
+}
+
+#[test]
+fn untrusted_certificate_header_is_stripped_and_ignored() {
+    check_cert_rows(
+        json!({"client_certificate_header": "ssl-client-s-dn"}),
+        vec![
+            cert_row(
+                "untrusted header ignored",
+                PRIVATE,
+                challenge("repository:team/private:pull"),
+            )
+            .dn(HOST_DN),
+            cert_row(
+                "untrusted header stripped",
+                PUBLIC,
+                Want::Forward("anonymous"),
+            )
+            .dn(HOST_DN),
+            cert_row(
+                "no header: nothing to strip",
+                PUBLIC,
+                Want::Forward("anonymous"),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn the_certificate_path_refusal_says_unauthorized() {
+    let mut gate = host_gate(json!({"client_certificate_from_connection": true}));
+    let pairs: [(&[u8], &[u8]); 2] = [(b":method", b"GET"), (b":path", OTHER.as_bytes())];
+    let mut head = RequestHead::from_pairs(pairs, "x-registry-gate-identity");
+    head.peer_certificate = Some(HOST_DN);
+    let Verdict::Respond { reply, outcome } = gate.check(&head, NOW) else {
+        panic!("must be refused");
+    };
+    assert_eq!((reply.status, outcome), (401, Outcome::Unauthorized));
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED");
+    assert_eq!(body["errors"][0]["message"], "unauthorized");
+}
+
+#[test]
+fn unreadable_subjects_are_counted() {
+    let mut gate = host_gate(json!({"client_certificate_from_connection": true}));
+    for subject in [&b"O=ACME"[..], b"CN=a,CN=b", b"O=ACME", HOST_DN] {
+        let pairs: [(&[u8], &[u8]); 2] = [(b":method", b"GET"), (b":path", PUBLIC.as_bytes())];
+        let mut head = RequestHead::from_pairs(pairs, "x-registry-gate-identity");
+        head.peer_certificate = Some(subject);
+        assert!(matches!(gate.check(&head, NOW), Verdict::Forward(_)));
+    }
+    assert_eq!(
+        gate.counts().certificate_failures,
+        [("no_cn", 2), ("many_cn", 1)]
+    );
+}

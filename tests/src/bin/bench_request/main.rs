@@ -404,6 +404,7 @@ fn run() -> Result<(), String> {
             registry_port: 0,
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
+            client_ca: PathBuf::new(),
             wasm: wasm.clone(),
             access_log_state: false,
             snapshot_read_secret: sidecar.files.read_secret.clone(),
