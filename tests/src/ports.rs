@@ -44,3 +44,23 @@ pub fn preferred_or_free(preferred: u16) -> u16 {
 pub fn port_is_free(port: u16) -> bool {
     TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
 }
+
+/// A port that is free now, below Linux's default ephemeral range (32768-60999) so that no
+/// outgoing connection is given it meanwhile, and not yet handed out — nor marked handed out:
+/// pass it to [`preferred_or_free`] (e.g. `PreferredPorts::listen`) when the server that binds
+/// it starts. For a port that must be known long before that (Pulp's `CONTENT_ORIGIN` names
+/// the Envoy listener a minute before Envoy starts).
+pub fn free_port_for_later() -> u16 {
+    const FIRST: u16 = 20000;
+    const COUNT: u16 = 12000;
+    let offset = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default()
+        % u32::from(COUNT);
+    let taken = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    (0..COUNT)
+        .map(|i| FIRST + u16::try_from((offset + u32::from(i)) % u32::from(COUNT)).unwrap_or(0))
+        .find(|port| !taken.contains(port) && port_is_free(*port))
+        .unwrap_or_else(|| panic!("no free loopback port in {FIRST}..{}", FIRST + COUNT))
+}

@@ -20,6 +20,9 @@ pub struct Process {
     child: Option<Child>,
     log: PathBuf,
     command_line: String,
+    /// Started as the leader of its own process group: signals go to the whole group (a
+    /// forking server such as gunicorn, so no worker outlives its master).
+    group: bool,
 }
 
 impl Process {
@@ -36,6 +39,16 @@ impl Process {
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
         Process::start(name, command, log)
+    }
+
+    /// Like [`Process::spawn`], but as the leader of a new process group (`setsid`-like), so
+    /// stopping it signals every process it forked.
+    pub fn spawn_group(name: &str, mut command: Command, log_dir: &Path) -> Process {
+        use std::os::unix::process::CommandExt as _;
+        command.process_group(0);
+        let mut process = Process::spawn(name, command, log_dir);
+        process.group = true;
+        process
     }
 
     /// Starts a driver that speaks a line protocol: its stdin and stdout are the caller's,
@@ -74,6 +87,7 @@ impl Process {
             child: Some(child),
             log,
             command_line,
+            group: false,
         }
     }
 
@@ -157,6 +171,9 @@ impl Process {
     /// SIGKILL, no grace: a crash as far as the rest of the stack can tell.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if self.group {
+                signal_group("-KILL", child.id());
+            }
             let _ = child.kill();
             let _ = child.wait();
             eprintln!("[harness] killed {} (SIGKILL)", self.name);
@@ -169,23 +186,33 @@ impl Process {
             return;
         };
         if let Ok(None) = child.try_wait() {
-            // std has no SIGTERM and this workspace forbids `unsafe`: use kill(1).
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            if self.group {
+                signal_group("-TERM", child.id());
+            } else {
+                // std has no SIGTERM and this workspace forbids `unsafe`: use kill(1).
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(child.id().to_string())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
             let deadline = Instant::now() + STOP_GRACE;
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
-                    return;
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = child.kill();
+            if !matches!(child.try_wait(), Ok(Some(_))) {
+                let _ = child.kill();
+            }
         }
         let _ = child.wait();
+        if self.group {
+            // Whatever the leader left behind (workers finishing their requests).
+            signal_group("-KILL", child.id());
+        }
     }
 
     /// Prints the log tail to stderr (what a failing test shows).
@@ -198,6 +225,17 @@ impl Process {
             self.name
         );
     }
+}
+
+/// `kill <signal> -- -<pgid>`: the whole process group led by `leader`.
+fn signal_group(signal: &str, leader: u32) {
+    let _ = Command::new("kill")
+        .arg(signal)
+        .arg("--")
+        .arg(format!("-{leader}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 impl Drop for Process {

@@ -1,5 +1,7 @@
 //! The whole local gateway for one scenario: docker-registry with seeded images, Redis, the
 //! sidecar with a published snapshot, and Envoy running the built filter, all on loopback.
+//! With [`Upstream::Pulp`] Envoy fronts a Pulp the caller started (`crate::pulp`) through the
+//! capsule template (`envoy/capsule/envoy.yaml`) instead, and no docker-registry runs.
 //!
 //! `Stack::start()` returns only when Envoy is ready *and* the filter reports the published
 //! generation, so a scenario can assert at once. Client helpers (curl, skopeo, tokens) talk
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::envoy::{Envoy, EnvoyParams};
+use crate::envoy::{Envoy, EnvoyParams, Launch};
 use crate::http::{Auth, HttpVersion, Request, Response};
 use crate::oci::OciImage;
 use crate::redis::Redis;
@@ -43,6 +45,23 @@ fn port(preferred: Option<u16>) -> u16 {
     }
 }
 
+/// What Envoy fronts.
+#[derive(Debug, Clone, Default)]
+pub enum Upstream {
+    /// distribution's docker-registry, seeded with [`StackOptions::images`], through
+    /// `envoy/local/envoy.yaml`.
+    #[default]
+    DockerRegistry,
+    /// A running Pulp (API app over TLS, content app), through `envoy/capsule/envoy.yaml`.
+    /// Its images are the caller's to push; [`StackOptions::images`] must be empty.
+    Pulp {
+        api_port: u16,
+        content_port: u16,
+        /// CA of the API app's certificate.
+        api_ca: PathBuf,
+    },
+}
+
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     /// Scenario name (directory prefix).
@@ -62,6 +81,7 @@ pub struct StackOptions {
     /// CNs of client certificates to issue from the scenario CA (content hosts), in
     /// [`Stack::clients`].
     pub client_cns: Vec<String>,
+    pub upstream: Upstream,
 }
 
 /// The snapshot every scenario starts from unless it says otherwise: one public repository,
@@ -92,6 +112,7 @@ impl StackOptions {
             ports: PreferredPorts::default(),
             sidecar: SidecarExtra::default(),
             client_cns: Vec::new(),
+            upstream: Upstream::DockerRegistry,
         }
     }
 }
@@ -102,7 +123,8 @@ pub struct Stack {
     pub envoy: Envoy,
     pub sidecar: Sidecar,
     pub redis: Redis,
-    pub registry: Registry,
+    /// `None` when Envoy fronts Pulp (see [`Stack::registry`]).
+    registry: Option<Registry>,
     pub tls: Tls,
     /// Client certificates issued by the scenario CA ([`StackOptions::client_cns`]).
     pub clients: Vec<ClientCert>,
@@ -137,14 +159,29 @@ impl Stack {
             crate::tls::generate_with_clients(&scenario.subdir("tls"), &client_cns);
         let skopeo = Skopeo::new(&dir);
 
-        let registry = Registry::start(&dir, port(options.ports.registry));
         let mut images = BTreeMap::new();
-        for (name, tag) in &options.images {
-            let layout = scenario.subdir(&format!("images/{}-{tag}", name.replace('/', "_")));
-            let image = crate::oci::build_layout(&layout, name, tag);
-            registry.push(&skopeo, &image);
-            images.insert(image.reference(), image);
-        }
+        let (registry, upstream_port) = match &options.upstream {
+            Upstream::DockerRegistry => {
+                let registry = Registry::start(&dir, port(options.ports.registry));
+                for (name, tag) in &options.images {
+                    let layout =
+                        scenario.subdir(&format!("images/{}-{tag}", name.replace('/', "_")));
+                    let image = crate::oci::build_layout(&layout, name, tag);
+                    registry.push(&skopeo, &image);
+                    images.insert(image.reference(), image);
+                }
+                let port = registry.port;
+                (Some(registry), port)
+            }
+            Upstream::Pulp { api_port, .. } => {
+                assert!(
+                    options.images.is_empty(),
+                    "a stack in front of Pulp seeds no images (push them to Pulp): {:?}",
+                    options.images
+                );
+                (None, *api_port)
+            }
+        };
 
         let redis = Redis::start(&dir, port(options.ports.redis));
 
@@ -175,7 +212,7 @@ impl Stack {
             listen_port: port(options.ports.listen),
             admin_port: port(options.ports.admin),
             sidecar_port: sidecar.port,
-            registry_port: registry.port,
+            registry_port: upstream_port,
             tls_cert: tls.server_cert.clone(),
             tls_key: tls.server_key.clone(),
             client_ca: tls.ca_cert.clone(),
@@ -183,17 +220,41 @@ impl Stack {
             access_log_state: true,
             snapshot_read_secret: sidecar.files.read_secret.clone(),
         };
-        let mut envoy = Envoy::start(&dir, &crate::paths::local_envoy_template(), params);
+        let mut envoy = match &options.upstream {
+            Upstream::DockerRegistry => {
+                Envoy::start(&dir, &crate::paths::local_envoy_template(), params)
+            }
+            Upstream::Pulp {
+                content_port,
+                api_ca,
+                ..
+            } => {
+                let launch = Launch {
+                    extra_vars: vec![
+                        ("CLIENT_CA", tls.ca_cert.display().to_string()),
+                        ("PULP_CA", api_ca.display().to_string()),
+                        ("PULP_CONTENT_PORT", content_port.to_string()),
+                    ],
+                    ..Launch::default()
+                };
+                Envoy::start_with(
+                    &dir,
+                    &crate::paths::capsule_envoy_template(),
+                    params,
+                    &launch,
+                )
+            }
+        };
         if options.snapshot.is_some() {
             envoy.wait_for_generation(published.generation, INSTALL_TIMEOUT);
         }
         eprintln!(
-            "[harness] stack up in {:.1?}: envoy https://127.0.0.1:{} (admin {}), sidecar {}, registry {}, redis {}; generation {}",
+            "[harness] stack up in {:.1?}: envoy https://127.0.0.1:{} (admin {}), sidecar {}, upstream {}, redis {}; generation {}",
             started.elapsed(),
             envoy.params.listen_port,
             envoy.params.admin_port,
             sidecar.port,
-            registry.port,
+            envoy.params.registry_port,
             redis.port,
             published.generation
         );
@@ -210,6 +271,13 @@ impl Stack {
             published,
             scenario,
         }
+    }
+
+    /// The docker-registry behind Envoy; panics for a stack in front of Pulp.
+    pub fn registry(&self) -> &Registry {
+        self.registry
+            .as_ref()
+            .unwrap_or_else(|| panic!("this stack fronts Pulp: it has no docker-registry"))
     }
 
     pub fn dir(&self) -> &Path {
@@ -395,7 +463,9 @@ impl Stack {
     pub fn print_logs(&self) {
         self.envoy.process.print_tail();
         self.sidecar.process.print_tail();
-        self.registry.process.print_tail();
+        if let Some(registry) = &self.registry {
+            registry.process.print_tail();
+        }
         self.redis.process.print_tail();
     }
 }

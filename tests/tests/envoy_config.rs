@@ -40,6 +40,11 @@ fn every_envoy_config_in_the_tree_validates() {
     let mut vars: BTreeMap<&str, String> = params.vars();
     // The request benchmark's no-op-filter config (envoy/bench/envoy-request-noop.yaml).
     vars.insert("NOOP_WASM_PATH", paths::noop_wasm().display().to_string());
+    // The capsule config (envoy/capsule/envoy.yaml): client-certificate CA, Pulp's API CA and
+    // content app.
+    vars.insert("CLIENT_CA", tls.ca_cert.display().to_string());
+    vars.insert("PULP_CA", tls.ca_cert.display().to_string());
+    vars.insert("PULP_CONTENT_PORT", ports::free_port().to_string());
     let mut failures = Vec::new();
     for (i, template) in configs.iter().enumerate() {
         let rendered = scenario.file(&format!("rendered-{i}.yaml"));

@@ -306,7 +306,7 @@ impl Rig {
     /// `host:port` an arm's clients connect to.
     fn host(&self, arm: Arm) -> String {
         match arm {
-            Arm::Direct => self.stack.registry.host(),
+            Arm::Direct => self.stack.registry().host(),
             Arm::NoFilter => format!("127.0.0.1:{}", self.bare.params.listen_port),
             Arm::Gateway => self.stack.host(),
         }
@@ -449,7 +449,7 @@ impl RigCpu {
             envoy: read(rig.stack.envoy.process.pid(), "gateway envoy"),
             bare: read(rig.bare.process.pid(), "no-filter envoy"),
             sidecar: read(rig.stack.sidecar.process.pid(), "sidecar"),
-            registry: read(rig.stack.registry.process.pid(), "registry"),
+            registry: read(rig.stack.registry().process.pid(), "registry"),
         }
     }
 
@@ -1438,7 +1438,7 @@ fn main() -> ExitCode {
     let layout = rig.stack.scenario.subdir("images/team_private-big");
     let big = oci::build_layout_with_payload(&layout, REPOSITORY, BIG_TAG, &payload);
     drop(payload);
-    rig.stack.registry.push(&rig.stack.skopeo, &big);
+    rig.stack.registry().push(&rig.stack.skopeo, &big);
     let small = rig.stack.image(&format!("{REPOSITORY}:latest")).clone();
 
     let mut failures = Vec::new();

@@ -69,7 +69,7 @@ fn main() {
     );
     println!(
         "  upstream registry (direct):        http://{}",
-        stack.registry.host()
+        stack.registry().host()
     );
     println!("  CA certificate dir:                {cert_dir}");
     println!("  logs and state:                    {dir}");

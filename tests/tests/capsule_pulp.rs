@@ -1,0 +1,561 @@
+//! registry-gate in front of REAL Pulp, as on a Katello capsule (`envoy/capsule/envoy.yaml`):
+//! one Pulp (pulpcore + pulp-container, `TOKEN_AUTH_DISABLED`) for the whole binary, since its
+//! start-up (PostgreSQL, `migrate`) is the expensive part, and the scenarios in sequence with
+//! real clients through Envoy: skopeo, podman (login against the Katello stand-in, pull),
+//! curl; Katello's sync (rest-client through the smart-proxy plugin) granting a pull.
+//!
+//! Pulp not installed is a failure naming `make deps`, never a skip.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests fail by panicking"
+)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use registry_gate_tests::expect;
+use registry_gate_tests::http::{Auth, HttpVersion, Request};
+use registry_gate_tests::katello::KatelloUser;
+use registry_gate_tests::katello_sync::KatelloSync;
+use registry_gate_tests::pulp::{Pulp, PulpOptions};
+use registry_gate_tests::sidecar::random_hex;
+use registry_gate_tests::smart_proxy::{SmartProxy, SmartProxyOptions};
+use registry_gate_tests::stack::{PreferredPorts, Stack, StackOptions, Upstream};
+use registry_gate_tests::storm::KatelloSite;
+use registry_gate_tests::{oci, ports, tls, OciImage};
+use serde_json::json;
+
+const PUBLIC: &str = "library/public";
+const PRIVATE: &str = "team/private";
+const OTHER: &str = "team/other";
+/// Granted `team/private` by Katello.
+const ALICE: &str = "alice";
+/// A valid Katello user granted nothing.
+const BOB: &str = "bob";
+/// Granted `team/other` by Katello's sync during the test (Katello's login answer lists
+/// nothing for her).
+const CAROL: &str = "carol";
+/// How soon a Katello sync grant must let the user pull.
+const GRANT_DEADLINE: Duration = Duration::from_secs(1);
+
+struct Capsule {
+    stack: Stack,
+    /// The Katello stand-in the sidecar logs users in against; kept running.
+    _site: KatelloSite,
+    pulp: Pulp,
+    images: BTreeMap<&'static str, OciImage>,
+}
+
+impl Capsule {
+    fn password(&self, user: &str) -> String {
+        users()[user].password.clone()
+    }
+
+    /// A token for `user` from `/v2/token` through Envoy (the sidecar asks Katello).
+    fn token(&self, user: &str, repository: &str) -> String {
+        self.token_for_scope(user, &format!("repository:{repository}:pull"))
+    }
+
+    fn token_for_scope(&self, user: &str, scope: &str) -> String {
+        let password = self.password(user);
+        let resp = self
+            .stack
+            .token_response(Some((user, &password)), &[scope], HttpVersion::Http1);
+        assert_eq!(resp.status, 200, "login {user}: {}", resp.summary());
+        resp.json()["token"].as_str().unwrap().to_owned()
+    }
+
+    fn manifest_status(&self, token: &str, repository: &str) -> u16 {
+        expect::get_manifest(
+            &self.stack,
+            repository,
+            "latest",
+            HttpVersion::Http1,
+            Auth::Bearer(token),
+        )
+        .status
+    }
+
+    fn content_requests(&self) -> Vec<String> {
+        self.stack
+            .envoy
+            .access_log()
+            .into_iter()
+            .filter(|l| l.contains(" /pulp/container/"))
+            .collect()
+    }
+}
+
+/// The Katello users (fixed passwords per binary run: generated once).
+fn users() -> BTreeMap<String, KatelloUser> {
+    static USERS: std::sync::OnceLock<BTreeMap<String, KatelloUser>> = std::sync::OnceLock::new();
+    USERS
+        .get_or_init(|| {
+            [(ALICE, vec![PRIVATE]), (BOB, vec![]), (CAROL, vec![])]
+                .into_iter()
+                .map(|(user, repos)| {
+                    (
+                        user.to_owned(),
+                        KatelloUser {
+                            password: random_hex(12),
+                            repositories: repos.into_iter().map(str::to_owned).collect(),
+                        },
+                    )
+                })
+                .collect()
+        })
+        .clone()
+}
+
+fn start() -> Capsule {
+    let listen = ports::free_port_for_later();
+    let pulp_started = Instant::now();
+    let pulp = Pulp::start(PulpOptions {
+        postgres_port: ports::free_port(),
+        api_port: ports::free_port(),
+        content_port: ports::free_port(),
+        content_origin: format!("https://127.0.0.1:{listen}"),
+    });
+    let mut images = BTreeMap::new();
+    for name in [PUBLIC, PRIVATE, OTHER] {
+        images.insert(name, pulp.push_new_image(name, "latest"));
+    }
+    eprintln!(
+        "[capsule] Pulp set up in {:.1?} (with 3 pushes)",
+        pulp_started.elapsed()
+    );
+
+    let site = KatelloSite::start(
+        "capsule_pulp",
+        &users(),
+        &[PUBLIC.to_owned()],
+        Duration::ZERO,
+    );
+    let mut options = StackOptions::new("capsule_pulp");
+    options.images = Vec::new();
+    options.users = Vec::new();
+    options.snapshot = Some(json!({
+        "repositories": [
+            {"name": PUBLIC, "auth_required": false},
+            {"name": PRIVATE, "auth_required": true},
+            {"name": OTHER, "auth_required": true}
+        ]
+    }));
+    options.sidecar = site.sidecar.clone();
+    options.ports = PreferredPorts {
+        listen: Some(listen),
+        ..PreferredPorts::default()
+    };
+    options.upstream = Upstream::Pulp {
+        api_port: pulp.options.api_port,
+        content_port: pulp.options.content_port,
+        api_ca: pulp.tls.ca_cert.clone(),
+    };
+    let stack = Stack::start_with(options);
+    assert_eq!(
+        stack.listen_port(),
+        listen,
+        "Envoy must listen where Pulp's CONTENT_ORIGIN points"
+    );
+    Capsule {
+        stack,
+        _site: site,
+        pulp,
+        images,
+    }
+}
+
+#[test]
+fn capsule_pulp() {
+    let started = Instant::now();
+    let capsule = start();
+    let setup = started.elapsed();
+    let mut steps: Vec<(&str, Duration)> = Vec::new();
+    let mut run = |name: &'static str, scenario: &dyn Fn(&Capsule)| {
+        let t = Instant::now();
+        eprintln!("[capsule] --- {name}");
+        scenario(&capsule);
+        steps.push((name, t.elapsed()));
+    };
+    run(
+        "anonymous skopeo pull of a public repository",
+        &anonymous_public_pull,
+    );
+    run(
+        "anonymous refused a private repository",
+        &anonymous_private_refused,
+    );
+    run(
+        "blobs through Pulp's 302 to the content app",
+        &blob_redirect,
+    );
+    run(
+        "podman login and pull of a granted repository",
+        &podman_login_and_pull,
+    );
+    run(
+        "a user without a grant gets NAME_UNKNOWN",
+        &no_grant_name_unknown,
+    );
+    run("catalog filtered to the caller", &catalog_filtered);
+    run("Katello sync grant lets the user pull", &katello_sync_grant);
+    for (name, took) in &steps {
+        eprintln!("[capsule] {took:>10.1?}  {name}");
+    }
+    eprintln!(
+        "[capsule] Pulp {:?}; setup (Pulp + pushes + Katello + stack) {setup:.1?}; whole test {:.1?}",
+        capsule
+            .pulp
+            .timings
+            .iter()
+            .map(|(w, t)| format!("{w} {t:.1?}"))
+            .collect::<Vec<_>>(),
+        started.elapsed()
+    );
+}
+
+fn anonymous_public_pull(c: &Capsule) {
+    let before = c.content_requests().len();
+    let (run, dest) = c
+        .stack
+        .skopeo_pull(&format!("{PUBLIC}:latest"), Auth::Anonymous);
+    run.assert_success();
+    oci::layout_has_image(&dest, &c.images[PUBLIC]).unwrap();
+    // The blobs came from the content app, through Envoy.
+    let content = c.content_requests();
+    assert!(
+        content.len() > before,
+        "no /pulp/container/ request in Envoy's access log: {content:?}"
+    );
+}
+
+fn anonymous_private_refused(c: &Capsule) {
+    let resp = expect::get_manifest(
+        &c.stack,
+        PRIVATE,
+        "latest",
+        HttpVersion::Http1,
+        Auth::Anonymous,
+    );
+    expect::assert_challenge(
+        &c.stack,
+        &resp,
+        PRIVATE,
+        "anonymous manifest of a private repository",
+    );
+    let (run, _) = c
+        .stack
+        .skopeo_pull(&format!("{PRIVATE}:latest"), Auth::Anonymous);
+    run.assert_failure();
+}
+
+fn blob_redirect(c: &Capsule) {
+    let image = &c.images[PRIVATE];
+    let token = c.token(ALICE, PRIVATE);
+    for version in [HttpVersion::Http1, HttpVersion::Http2] {
+        // alice's grant came with her login (the sidecar's refresh from Katello): each
+        // Envoy worker installs it on its own, so the first answers may still be 404.
+        let path = format!("/v2/{PRIVATE}/blobs/{}", image.layer_digest);
+        let resp = registry_gate_tests::wait::wait_until(
+            "alice's grant in the answering Envoy worker",
+            Duration::from_secs(10),
+            || match c.stack.get(&path, version, Auth::Bearer(&token)) {
+                resp if resp.status == 404 => Err(resp.summary()),
+                resp => Ok(resp),
+            },
+        );
+        assert_eq!(
+            resp.status,
+            302,
+            "blob GET over {version}: {}",
+            resp.summary()
+        );
+        let location = resp.header("location").unwrap().to_owned();
+        let prefix = format!("{}/pulp/container/{PRIVATE}/blobs/", c.stack.base_url());
+        assert!(
+            location.starts_with(&prefix) && location.contains("validate_token="),
+            "Location {location} is not {prefix}...?validate_token=..."
+        );
+        // The redirect, followed without credentials, is served by the content app.
+        let blob = Request::get(&location)
+            .version(version)
+            .cacert(c.stack.ca_cert())
+            .send_ok();
+        assert_eq!(
+            blob.status,
+            200,
+            "content app over {version}: {}",
+            blob.summary()
+        );
+        let layer = std::fs::read(
+            image
+                .layout_dir
+                .join("blobs/sha256")
+                .join(image.layer_digest.trim_start_matches("sha256:")),
+        )
+        .unwrap();
+        assert_eq!(
+            blob.body,
+            layer,
+            "the blob is not {}'s layer",
+            image.reference()
+        );
+        // Without Pulp's signature the content app refuses: the filter is off on this route,
+        // so this is the check that keeps content behind the gate.
+        let unsigned = location.split('?').next().unwrap();
+        let refused = Request::get(unsigned)
+            .version(version)
+            .cacert(c.stack.ca_cert())
+            .send_ok();
+        assert_eq!(
+            refused.status,
+            403,
+            "unsigned content URL: {}",
+            refused.summary()
+        );
+        let forged = format!("{unsigned}?expires=9999999999&validate_token=0000:1111");
+        let refused = Request::get(&forged)
+            .version(version)
+            .cacert(c.stack.ca_cert())
+            .send_ok();
+        assert_eq!(
+            refused.status,
+            403,
+            "forged content URL: {}",
+            refused.summary()
+        );
+    }
+}
+
+/// podman with its storage under `dir` (vfs: no overlay mounts needed) and its run root in
+/// `runroot` (podman refuses one longer than 50 characters, so it cannot live in `dir`).
+fn podman(dir: &Path, runroot: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let podman = registry_gate_tests::paths::podman();
+    let mut cmd = Command::new(&podman);
+    cmd.arg("--root")
+        .arg(dir.join("root"))
+        .arg("--runroot")
+        .arg(runroot)
+        .arg("--storage-driver")
+        .arg("vfs")
+        .args(args)
+        .env("XDG_RUNTIME_DIR", dir)
+        .env("CONTAINERS_REGISTRIES_CONF", dir.join("registries.conf"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(mut input) = child.stdin.take() {
+        if let Some(text) = stdin {
+            use std::io::Write as _;
+            input.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn podman_login_and_pull(c: &Capsule) {
+    let dir = c.stack.scenario.subdir("podman-alice");
+    let runroot = tempfile::Builder::new()
+        .prefix("rg-podman-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::write(
+        dir.join("registries.conf"),
+        "unqualified-search-registries = []\n",
+    )
+    .unwrap();
+    let cert_dir = c.stack.cert_dir().display().to_string();
+    let authfile = dir.join("auth.json").display().to_string();
+    let host = c.stack.host();
+    let password = c.password(ALICE);
+    let t = Instant::now();
+    let login = podman(
+        &dir,
+        runroot.path(),
+        &[
+            "login",
+            "--cert-dir",
+            &cert_dir,
+            "--authfile",
+            &authfile,
+            "--username",
+            ALICE,
+            "--password-stdin",
+            &host,
+        ],
+        Some(&password),
+    );
+    assert!(
+        login.status.success(),
+        "podman login: {}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    eprintln!("[capsule] podman login in {:.1?}", t.elapsed());
+    let reference = format!("{host}/{PRIVATE}:latest");
+    let pull_from = |reference: &str| {
+        podman(
+            &dir,
+            runroot.path(),
+            &[
+                "pull",
+                "--cert-dir",
+                &cert_dir,
+                "--authfile",
+                &authfile,
+                "--quiet",
+                reference,
+            ],
+            None,
+        )
+    };
+    let t = Instant::now();
+    let pull = registry_gate_tests::wait::wait_until(
+        "alice's grant (login refresh) in every Envoy worker",
+        Duration::from_secs(10),
+        || {
+            let out = pull_from(&reference);
+            if out.status.success() {
+                Ok(out)
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        },
+    );
+    eprintln!("[capsule] podman pull in {:.1?}", t.elapsed());
+    let image_id = String::from_utf8_lossy(&pull.stdout).trim().to_owned();
+    assert!(!image_id.is_empty(), "podman pull printed no image id");
+    // podman stored the very image Pulp holds (its config digest is the image id).
+    assert_eq!(
+        format!("sha256:{image_id}"),
+        c.images[PRIVATE].config_digest,
+        "podman pulled another image"
+    );
+    // The same login may not pull what alice is not granted.
+    let refused = pull_from(&format!("{host}/{OTHER}:latest"));
+    assert!(!refused.status.success(), "alice pulled {OTHER}");
+}
+
+fn no_grant_name_unknown(c: &Capsule) {
+    let token = c.token(BOB, PRIVATE);
+    let resp = expect::get_manifest(
+        &c.stack,
+        PRIVATE,
+        "latest",
+        HttpVersion::Http1,
+        Auth::Bearer(&token),
+    );
+    expect::assert_registry_error(&resp, 404, "NAME_UNKNOWN", "bob's manifest GET");
+    let password = c.password(BOB);
+    let (run, _) = c
+        .stack
+        .skopeo_pull(&format!("{PRIVATE}:latest"), Auth::Basic(BOB, &password));
+    run.assert_failure();
+}
+
+fn catalog(c: &Capsule, auth: Auth<'_>) -> Vec<String> {
+    let resp = c.stack.get("/v2/_catalog", HttpVersion::Http1, auth);
+    let mut names = expect::catalog_names(&resp, "catalog");
+    names.sort();
+    names
+}
+
+fn catalog_filtered(c: &Capsule) {
+    let token = c.token_for_scope(ALICE, "registry:catalog:*");
+    assert_eq!(
+        catalog(c, Auth::Bearer(&token)),
+        vec![PUBLIC.to_owned(), PRIVATE.to_owned()],
+        "alice's catalog"
+    );
+    let token = c.token_for_scope(BOB, "registry:catalog:*");
+    assert_eq!(
+        catalog(c, Auth::Bearer(&token)),
+        vec![PUBLIC.to_owned()],
+        "bob's catalog"
+    );
+    // Pulp itself lists all three (what the filter narrowed).
+    let all = c.pulp.admin_get("/v2/_catalog");
+    assert_eq!(all.status, 200, "{}", all.summary());
+    assert_eq!(
+        all.json()["repositories"].as_array().unwrap().len(),
+        3,
+        "{}",
+        all.summary()
+    );
+}
+
+fn katello_sync_grant(c: &Capsule) {
+    let (proxy_tls, mut foreman) = tls::generate_with_clients(
+        &c.stack.scenario.subdir("proxy-tls"),
+        &["foreman.example.com"],
+    );
+    let proxy = SmartProxy::start(
+        &c.stack.scenario,
+        "smart-proxy",
+        &proxy_tls,
+        &SmartProxyOptions {
+            trusted_hosts: Some(vec!["foreman.example.com".to_owned()]),
+            sidecar_url: c.stack.sidecar.url(),
+            sync_secret_file: c.stack.sidecar.files.sync_secret_file.clone(),
+            sidecar_read_timeout: None,
+        },
+    );
+    let sync = KatelloSync::start(
+        &c.stack.scenario,
+        "katello-sync",
+        &proxy.url(),
+        &proxy_tls.ca_cert,
+        Some(&foreman.remove(0)),
+    );
+    let repo = |name: &str, auth: bool| json!({"repository": name, "auth_required": auth});
+    let answer = sync.call(
+        "repository_list",
+        json!({"repositories": [repo(PUBLIC, false), repo(PRIVATE, true), repo(OTHER, true)]}),
+    );
+    assert_eq!(answer.status, 200, "repository_list: {answer:?}");
+
+    // carol logs in before her grant: a valid token, and the gate refuses her.
+    let before = c.token(CAROL, OTHER);
+    assert_eq!(
+        c.manifest_status(&before, OTHER),
+        404,
+        "carol before her grant"
+    );
+    let answer = sync.call(
+        "user_repository_mapping",
+        json!({"users": [
+            {(ALICE): [repo(PRIVATE, true)]},
+            {(CAROL): [repo(OTHER, true)]},
+        ]}),
+    );
+    assert_eq!(answer.status, 200, "user_repository_mapping: {answer:?}");
+    // Within a second she pulls: a client refused with 401 (her old token does not cover
+    // the now-granted repository) logs in again, and the new token is honoured.
+    let (token, took) = registry_gate_tests::wait::poll(GRANT_DEADLINE, || {
+        let token = c.token(CAROL, OTHER);
+        match c.manifest_status(&token, OTHER) {
+            200 => Ok(token),
+            status => Err(format!("got {status}")),
+        }
+    })
+    .unwrap_or_else(|err| {
+        panic!("Katello sync grant did not reach Envoy within {GRANT_DEADLINE:?}: {err}")
+    });
+    eprintln!("[capsule] Katello sync grant: carol pulls {took:.1?} after the sync answered");
+    let token = token.as_str();
+    // The whole pull, with the same token.
+    registry_gate_tests::wait::wait_until("carol's skopeo pull", Duration::from_secs(5), || {
+        let (run, dest) = c
+            .stack
+            .skopeo_pull(&format!("{OTHER}:latest"), Auth::Bearer(token));
+        if !run.success {
+            return Err(run.stderr.clone());
+        }
+        oci::layout_has_image(&dest, &c.images[OTHER])
+    });
+}
