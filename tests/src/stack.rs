@@ -449,6 +449,48 @@ impl Stack {
         (self.skopeo.run(&args), dest)
     }
 
+    /// A containers/image cert dir for content host `cn` (one of [`StackOptions::client_cns`]):
+    /// the CA as `ca.crt`, the client certificate and key as `<cn>.cert` and `<cn>.key`.
+    pub fn host_cert_dir(&self, cn: &str) -> PathBuf {
+        let client = self
+            .clients
+            .iter()
+            .find(|c| c.cn == cn)
+            .unwrap_or_else(|| panic!("no client certificate {cn} (add it to client_cns)"));
+        let dir = self.scenario.subdir(&format!("host-certs/{cn}"));
+        for (from, to) in [
+            (self.ca_cert().to_path_buf(), dir.join("ca.crt")),
+            (client.cert.clone(), dir.join(format!("{cn}.cert"))),
+            (client.key.clone(), dir.join(format!("{cn}.key"))),
+        ] {
+            std::fs::copy(&from, &to)
+                .unwrap_or_else(|err| panic!("copy {} to {}: {err}", from.display(), to.display()));
+        }
+        dir
+    }
+
+    /// `skopeo copy` of `reference` through Envoy as the content host whose cert dir is
+    /// `cert_dir` (see [`Stack::host_cert_dir`]), with no credentials.
+    pub fn skopeo_pull_as_host(&self, reference: &str, cert_dir: &Path) -> SkopeoRun {
+        let dest = self.scenario.subdir(&format!(
+            "pulls/{}-{}",
+            reference.replace(['/', ':'], "_"),
+            crate::sidecar::random_hex(4)
+        ));
+        let src = format!("docker://{}/{reference}", self.host());
+        let dest_ref = format!("oci:{}:latest", dest.display());
+        let cert_dir = cert_dir.display().to_string();
+        self.skopeo.run(&[
+            "copy",
+            "--preserve-digests",
+            "--src-cert-dir",
+            &cert_dir,
+            "--src-no-creds",
+            &src,
+            &dest_ref,
+        ])
+    }
+
     /// Requests Envoy has sent to the registry so far.
     pub fn upstream_requests(&mut self) -> u64 {
         self.envoy.upstream_registry_requests()

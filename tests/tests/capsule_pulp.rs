@@ -41,6 +41,9 @@ const BOB: &str = "bob";
 /// nothing for her).
 const CAROL: &str = "carol";
 /// How soon a Katello sync grant must let the user pull.
+/// Content hosts (RHSM certificate CN = the host's subscription UUID).
+const HOST_GRANTED: &str = "6f1e0a8c-3b7d-4f2a-9c55-0d2e8b1a7f34";
+const HOST_UNGRANTED: &str = "0b7c2d9e-5a41-4c6f-8e3d-2f9a6b1c4d70";
 const GRANT_DEADLINE: Duration = Duration::from_secs(1);
 
 struct Capsule {
@@ -144,8 +147,10 @@ fn start() -> Capsule {
             {"name": PUBLIC, "auth_required": false},
             {"name": PRIVATE, "auth_required": true},
             {"name": OTHER, "auth_required": true}
-        ]
+        ],
+        "hosts": {(HOST_GRANTED): [PRIVATE], (HOST_UNGRANTED): []}
     }));
+    options.client_cns = vec![HOST_GRANTED.to_owned(), HOST_UNGRANTED.to_owned()];
     options.sidecar = site.sidecar.clone();
     options.ports = PreferredPorts {
         listen: Some(listen),
@@ -201,6 +206,10 @@ fn capsule_pulp() {
     run(
         "a user without a grant gets NAME_UNKNOWN",
         &no_grant_name_unknown,
+    );
+    run(
+        "a content host pulls with its client certificate",
+        &content_host_pulls,
     );
     run("catalog filtered to the caller", &catalog_filtered);
     run("Katello sync grant lets the user pull", &katello_sync_grant);
@@ -439,6 +448,23 @@ fn podman_login_and_pull(c: &Capsule) {
     // The same login may not pull what alice is not granted.
     let refused = pull_from(&format!("{host}/{OTHER}:latest"));
     assert!(!refused.status.success(), "alice pulled {OTHER}");
+}
+
+fn content_host_pulls(c: &Capsule) {
+    let granted = c.stack.host_cert_dir(HOST_GRANTED);
+    c.stack
+        .skopeo_pull_as_host(&format!("{PRIVATE}:latest"), &granted)
+        .assert_success();
+    c.stack
+        .skopeo_pull_as_host(&format!("{PUBLIC}:latest"), &granted)
+        .assert_success();
+    let ungranted = c.stack.host_cert_dir(HOST_UNGRANTED);
+    c.stack
+        .skopeo_pull_as_host(&format!("{PRIVATE}:latest"), &ungranted)
+        .assert_failure();
+    c.stack
+        .skopeo_pull_as_host(&format!("{PUBLIC}:latest"), &ungranted)
+        .assert_success();
 }
 
 fn no_grant_name_unknown(c: &Capsule) {

@@ -22,7 +22,6 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 
 use registry_gate_tests::envoy::{Envoy, EnvoyParams, Launch};
 use registry_gate_tests::http::Request;
@@ -67,39 +66,6 @@ fn header_lines<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// A containers/image cert dir for `client`: the CA as `ca.crt`, the client certificate and
-/// key as `<cn>.cert` and `<cn>.key`.
-fn cert_dir(stack: &Stack, client: &ClientCert) -> PathBuf {
-    let dir = stack.scenario.subdir(&format!("host-certs/{}", client.cn));
-    std::fs::copy(stack.ca_cert(), dir.join("ca.crt")).unwrap();
-    std::fs::copy(&client.cert, dir.join(format!("{}.cert", client.cn))).unwrap();
-    std::fs::copy(&client.key, dir.join(format!("{}.key", client.cn))).unwrap();
-    dir
-}
-
-/// `skopeo copy` of `reference` through the stack's Envoy with `cert_dir`, no credentials.
-fn skopeo_pull(
-    stack: &Stack,
-    cert_dir: &Path,
-    reference: &str,
-) -> registry_gate_tests::skopeo::SkopeoRun {
-    let dest = stack
-        .scenario
-        .subdir(&format!("pulls/{}", reference.replace(['/', ':'], "_")));
-    let src = format!("docker://{}/{reference}", stack.host());
-    let dest_ref = format!("oci:{}:latest", dest.display());
-    let cert_dir = cert_dir.display().to_string();
-    stack.skopeo.run(&[
-        "copy",
-        "--preserve-digests",
-        "--src-cert-dir",
-        &cert_dir,
-        "--src-no-creds",
-        &src,
-        &dest_ref,
-    ])
-}
-
 fn client(stack: &Stack, cn: &str) -> ClientCert {
     stack.clients.iter().find(|c| c.cn == cn).unwrap().clone()
 }
@@ -116,12 +82,16 @@ fn content_hosts_pull_with_their_verified_certificate() {
     let ungranted = client(&stack, UNGRANTED);
 
     // A granted host pulls a private repository with its certificate alone.
-    let granted_dir = cert_dir(&stack, &granted);
-    skopeo_pull(&stack, &granted_dir, "team/private:latest").assert_success();
+    let granted_dir = stack.host_cert_dir(GRANTED);
+    stack
+        .skopeo_pull_as_host("team/private:latest", &granted_dir)
+        .assert_success();
 
     // An ungranted host is refused on the certificate path.
-    let ungranted_dir = cert_dir(&stack, &ungranted);
-    skopeo_pull(&stack, &ungranted_dir, "team/private:latest").assert_failure();
+    let ungranted_dir = stack.host_cert_dir(UNGRANTED);
+    stack
+        .skopeo_pull_as_host("team/private:latest", &ungranted_dir)
+        .assert_failure();
     let base = stack.base_url();
     let ca = stack.ca_cert().to_path_buf();
     let manifest = |name: &str, cert: &ClientCert| {
