@@ -5,7 +5,8 @@
 //! principal, and the token's `access` claim (when present) must cover the request too (for
 //! the catalog: `registry:catalog:*`, as distribution requires); authenticated callers see
 //! unknown and forbidden repositories alike; anonymous callers get a challenge naming the
-//! exact scope. It never verifies tokens (that is `token`), never builds error replies (that
+//! exact scope. The Flatpak index is open to anyone and filtered to what the caller may pull
+//! ([`may_pull`]). It never verifies tokens (that is `token`), never builds error replies (that
 //! is `refusal`) and never forwards anything itself: it returns what should happen.
 
 use crate::catalog;
@@ -29,6 +30,9 @@ pub struct Facts {
 pub enum Decision {
     /// Let it through to the upstream.
     Forward,
+    /// Let it through, and cut the upstream's answer down to the repositories the caller
+    /// may pull ([`may_pull`]): the Flatpak index, which anyone may ask for.
+    ForwardFiltered,
     /// Answer it locally with content (catalog, search, `/v1/_ping`).
     Answer(Reply),
     /// Refuse it.
@@ -109,6 +113,7 @@ pub fn decide(
             }
             Decision::Answer(catalog::catalog(index, &identity.principal, page, policy))
         }
+        Route::FlatpakIndex => Decision::ForwardFiltered,
         Route::V1Search { .. } if facts.v2_client => Decision::Refuse(Denial::NotFound),
         Route::V1Search { query, n } => Decision::Answer(catalog::search(
             index,
@@ -122,6 +127,13 @@ pub fn decide(
             None => Decision::Refuse(Denial::NotFound),
         },
     }
+}
+
+/// Whether `identity` may pull `name`: exactly when a pull of it would be forwarded (public,
+/// or granted and covered by the token's `access` claim). Lists of repositories filtered for
+/// a caller, like the Flatpak index, show these and nothing else.
+pub fn may_pull(index: &Index, policy: &Policy, identity: &Identity, name: &str) -> bool {
+    decide_repository(index, policy, identity, name, Action::Pull) == Decision::Forward
 }
 
 fn decide_repository(

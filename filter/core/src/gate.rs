@@ -12,8 +12,9 @@
 use std::borrow::Cow;
 
 use crate::config::Settings;
-use crate::decision::{decide, request_scope, Decision, Facts};
+use crate::decision::{decide, may_pull, request_scope, Decision, Facts};
 use crate::fetch::Announcement;
+use crate::flatpak::{self, FlatpakError, Plan};
 use crate::generation::Generation;
 use crate::identity::{credential, Credential, Identity, Principal, ANONYMOUS_LABEL};
 use crate::index::Index;
@@ -102,7 +103,26 @@ pub struct Forward<'g> {
     /// Remove the client's `Authorization` header (it must not reach the upstream), unless
     /// configured to forward it or to leave its removal to the route.
     pub remove_authorization: bool,
+    /// The Flatpak index: the caller whose repositories the upstream's answer must be cut
+    /// down to ([`Gate::flatpak_response_head`], [`Gate::filter_flatpak_index`]). The glue
+    /// also removes [`FLATPAK_INDEX_REQUEST_HEADERS`] so the answer comes whole and plain.
+    pub filter_for: Option<Identity>,
 }
+
+/// Request headers removed from a Flatpak index request: the body must come unencoded (to be
+/// read) and whole (a `304` or a range would leave the client with bytes not filtered for
+/// it).
+pub const FLATPAK_INDEX_REQUEST_HEADERS: [&str; 5] = [
+    "accept-encoding",
+    "if-none-match",
+    "if-modified-since",
+    "range",
+    "if-range",
+];
+
+/// Response headers removed from a filtered Flatpak index: they describe the unfiltered body.
+pub const FLATPAK_INDEX_RESPONSE_HEADERS: [&str; 4] =
+    ["content-length", "etag", "last-modified", "content-md5"];
 
 /// A caller established from one verified token, cached until the token expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +180,8 @@ pub struct Counts {
     pub installed: u64,
     /// By [`SnapshotError::reason`].
     pub rejected: Vec<(&'static str, u64)>,
+    /// Flatpak index answers: `filtered`, `passed_through`, or a [`FlatpakError::reason`].
+    pub flatpak_index: Vec<(&'static str, u64)>,
 }
 
 fn bump(counters: &mut Vec<(&'static str, u64)>, reason: &'static str) {
@@ -347,6 +369,78 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// The upstream's response head to a forwarded Flatpak index request (`:status` and
+    /// `Content-Encoding`): pass it through or buffer and filter it, or the reply to send
+    /// instead.
+    pub fn flatpak_response_head(
+        &mut self,
+        status: Option<&[u8]>,
+        content_encoding: Option<&[u8]>,
+    ) -> Result<Plan, Reply> {
+        match flatpak::plan(status, content_encoding) {
+            Ok(plan) => {
+                if plan == Plan::PassThrough {
+                    bump(&mut self.counts.flatpak_index, "passed_through");
+                }
+                Ok(plan)
+            }
+            Err(error) => Err(self.flatpak_refused(&error)),
+        }
+    }
+
+    /// Checks the size of the Flatpak index buffered so far against the configured bound.
+    pub fn flatpak_buffered(&mut self, size: usize) -> Result<(), Reply> {
+        let limit = self.settings.flatpak_index_max_bytes;
+        if size > limit {
+            return Err(self.flatpak_refused(&FlatpakError::TooLarge { limit }));
+        }
+        Ok(())
+    }
+
+    /// The whole Flatpak index `body` cut down to what `caller` may pull, by the snapshot
+    /// installed now; or the reply to send instead (503 if no snapshot is fit to decide
+    /// from, 502 if the body is no index). Never the body unfiltered.
+    pub fn filter_flatpak_index(
+        &mut self,
+        caller: &Identity,
+        body: &[u8],
+        now: u64,
+    ) -> Result<Vec<u8>, Reply> {
+        let installed = match ready(
+            self.installed.as_ref(),
+            self.confirmed_at,
+            &self.settings,
+            now,
+        ) {
+            Ok(installed) => installed,
+            Err(refusal) => {
+                bump(&mut self.counts.flatpak_index, "unready");
+                return Err(refusal.reply(
+                    &self.settings.policy.challenge,
+                    self.settings.retry_after_secs,
+                ));
+            }
+        };
+        let policy = &self.settings.policy;
+        let filtered = flatpak::filter_index(body, self.settings.flatpak_index_max_bytes, |name| {
+            may_pull(&installed.index, policy, caller, name)
+        });
+        match filtered {
+            Ok(filtered) => {
+                bump(&mut self.counts.flatpak_index, "filtered");
+                Ok(filtered)
+            }
+            Err(error) => Err(self.flatpak_refused(&error)),
+        }
+    }
+
+    fn flatpak_refused(&mut self, error: &FlatpakError) -> Reply {
+        bump(&mut self.counts.flatpak_index, error.reason());
+        error.reply()
+    }
+}
+
 /// The parts of a gate one request reads, borrowed apart from the token cache so that the
 /// forwarded identity can borrow from the cache while the outcome is counted.
 struct Request<'g> {
@@ -376,6 +470,7 @@ impl<'g> Request<'g> {
                 identity: Cow::Borrowed(ANONYMOUS_LABEL),
                 remove_identity,
                 remove_authorization: false,
+                filter_for: None,
             });
         }
         let installed = ready(self.installed, self.confirmed_at, self.settings, now)?;
@@ -423,14 +518,19 @@ impl<'g> Request<'g> {
                 .api_version
                 .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"registry/2.0")),
         };
-        match decide(
+        let decision = decide(
             &installed.index,
             &self.settings.policy,
             identity,
             &request,
             facts,
-        ) {
-            Decision::Forward => Ok(Forward {
+        );
+        let filter_for = match decision {
+            Decision::ForwardFiltered => Some(identity.clone()),
+            _ => None,
+        };
+        match decision {
+            Decision::Forward | Decision::ForwardFiltered => Ok(Forward {
                 identity: match caller {
                     None => Cow::Borrowed(ANONYMOUS_LABEL),
                     Some(Cow::Borrowed(caller)) => Cow::Borrowed(caller.label.as_str()),
@@ -439,6 +539,7 @@ impl<'g> Request<'g> {
                 remove_identity,
                 remove_authorization: !(self.settings.forward_authorization
                     || self.settings.authorization_removed_by_route),
+                filter_for,
             }),
             Decision::Answer(reply) => Err(Answer::Content(reply)),
             Decision::Refuse(denial) => Err(Refusal::Denied(denial).into()),

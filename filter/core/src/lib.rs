@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod config;
 pub mod decision;
 pub mod fetch;
+pub mod flatpak;
 pub mod gate;
 pub mod generation;
 pub mod identity;
