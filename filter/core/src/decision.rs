@@ -6,7 +6,7 @@
 //! the catalog: `registry:catalog:*`, as distribution requires); authenticated callers see
 //! unknown and forbidden repositories alike; anonymous callers get a challenge naming the
 //! exact scope. The Flatpak index is open to anyone and filtered to what the caller may pull
-//! ([`may_pull`]). It never verifies tokens (that is `token`), never builds error replies (that
+//! or, with a catalog-scoped token, list ([`may_list`]). It never verifies tokens (that is `token`), never builds error replies (that
 //! is `refusal`) and never forwards anything itself: it returns what should happen.
 
 use crate::catalog;
@@ -31,7 +31,7 @@ pub enum Decision {
     /// Let it through to the upstream.
     Forward,
     /// Let it through, and cut the upstream's answer down to the repositories the caller
-    /// may pull ([`may_pull`]): the Flatpak index, which anyone may ask for.
+    /// may list ([`may_list`]): the Flatpak index, which anyone may ask for.
     ForwardFiltered,
     /// Answer it locally with content (catalog, search, `/v1/_ping`).
     Answer(Reply),
@@ -134,6 +134,19 @@ pub fn decide(
 /// a caller, like the Flatpak index, show these and nothing else.
 pub fn may_pull(index: &Index, policy: &Policy, identity: &Identity, name: &str) -> bool {
     decide_repository(index, policy, identity, name, Action::Pull) == Decision::Forward
+}
+
+/// Whether `name` appears in a list of repositories filtered for `identity` (the Flatpak
+/// index): what it [`may_pull`], and, for a token whose `access` claim covers the catalog
+/// (`registry:catalog:*`), every repository the catalog lists for it: its grants and the
+/// public ones.
+pub fn may_list(index: &Index, policy: &Policy, identity: &Identity, name: &str) -> bool {
+    may_pull(index, policy, identity, name)
+        || (identity
+            .access
+            .as_deref()
+            .is_some_and(access_covers_catalog)
+            && index.permits(&identity.principal, name, Action::Pull))
 }
 
 fn decide_repository(

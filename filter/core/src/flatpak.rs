@@ -7,7 +7,7 @@
 //! through ([`plan`]), and the filter itself ([`filter_index`]), which keeps every field but
 //! `Results` as sent (the bytes, never a re-encoding) and keeps a `Results` entry only if its
 //! `Name` passes. It never decides
-//! who may pull what (the caller passes that in, from `decision::may_pull`) and never lets an
+//! who may pull what (the caller passes that in, from `decision::may_list`) and never lets an
 //! unfiltered body through: anything it cannot read is an error, and errors are answered 502.
 
 use std::collections::BTreeMap;
@@ -105,6 +105,46 @@ pub fn filter_index(
     limit: usize,
     may_pull: impl Fn(&str) -> bool,
 ) -> Result<Vec<u8>, FlatpakError> {
+    filter_to_text(body, limit, may_pull).map(String::into_bytes)
+}
+
+/// Upstream response headers a filtered index keeps; every other one is dropped (length,
+/// encoding and validators describe the unfiltered body; hop-by-hop headers are Envoy's).
+pub const KEPT_HEADERS: [&str; 4] = ["content-type", "cache-control", "expires", "vary"];
+
+/// The filtered index as the complete reply the client gets: `200`, the upstream's
+/// [`KEPT_HEADERS`] (given as (lower-case name, value) pairs; values that are not text are
+/// dropped), `content-type: application/json` if the upstream sent none.
+pub fn filtered_reply<'a>(
+    body: &[u8],
+    limit: usize,
+    may_pull: impl Fn(&str) -> bool,
+    upstream_headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<Reply, FlatpakError> {
+    let body = filter_to_text(body, limit, may_pull)?;
+    let mut headers: Vec<(String, String)> = upstream_headers
+        .into_iter()
+        .filter(|(name, _)| KEPT_HEADERS.contains(name))
+        .filter_map(|(name, value)| {
+            let value = core::str::from_utf8(value).ok()?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect();
+    if !headers.iter().any(|(name, _)| name == "content-type") {
+        headers.push(("content-type".to_owned(), "application/json".to_owned()));
+    }
+    Ok(Reply {
+        status: 200,
+        headers,
+        body,
+    })
+}
+
+fn filter_to_text(
+    body: &[u8],
+    limit: usize,
+    may_pull: impl Fn(&str) -> bool,
+) -> Result<String, FlatpakError> {
     if body.len() > limit {
         return Err(FlatpakError::TooLarge { limit });
     }
@@ -123,7 +163,7 @@ pub fn filter_index(
         .and_then(RawValue::from_string)
         .map_err(FlatpakError::NotJson)?;
     index.insert("Results".to_owned(), kept);
-    serde_json::to_vec(&index).map_err(FlatpakError::NotJson)
+    serde_json::to_string(&index).map_err(FlatpakError::NotJson)
 }
 
 /// What the filter reads of a `Results` entry: its `Name` (unescaped). Only a JSON object

@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use crate::config::Settings;
-use crate::decision::{decide, may_pull, request_scope, Decision, Facts};
+use crate::decision::{decide, may_list, request_scope, Decision, Facts};
 use crate::fetch::Announcement;
 use crate::flatpak::{self, FlatpakError, Plan};
 use crate::generation::Generation;
@@ -104,8 +104,9 @@ pub struct Forward<'g> {
     /// configured to forward it or to leave its removal to the route.
     pub remove_authorization: bool,
     /// The Flatpak index: the caller whose repositories the upstream's answer must be cut
-    /// down to ([`Gate::flatpak_response_head`], [`Gate::filter_flatpak_index`]). The glue
-    /// also removes [`FLATPAK_INDEX_REQUEST_HEADERS`] so the answer comes whole and plain.
+    /// down to ([`Gate::flatpak_response_head`], [`Gate::flatpak_buffered`],
+    /// [`Gate::filter_flatpak_index`]). The glue also removes
+    /// [`FLATPAK_INDEX_REQUEST_HEADERS`] so the answer comes whole and plain.
     pub filter_for: Option<Identity>,
 }
 
@@ -120,7 +121,8 @@ pub const FLATPAK_INDEX_REQUEST_HEADERS: [&str; 5] = [
     "if-range",
 ];
 
-/// Response headers removed from a filtered Flatpak index: they describe the unfiltered body.
+/// Response headers removed from a Flatpak index answer that has no body to filter (`HEAD`):
+/// they describe the unfiltered body. An answer with a body is replaced whole.
 pub const FLATPAK_INDEX_RESPONSE_HEADERS: [&str; 4] =
     ["content-length", "etag", "last-modified", "content-md5"];
 
@@ -370,20 +372,29 @@ impl Gate {
 }
 
 impl Gate {
-    /// The upstream's response head to a forwarded Flatpak index request (`:status` and
-    /// `Content-Encoding`): pass it through or buffer and filter it, or the reply to send
-    /// instead.
+    /// The upstream's response head to a forwarded Flatpak index request (`:status`,
+    /// `Content-Encoding`, `Content-Length`): pass it through or buffer and filter it, or the
+    /// reply to send instead. A declared length over the bound is refused before any of the
+    /// body is buffered.
     pub fn flatpak_response_head(
         &mut self,
         status: Option<&[u8]>,
         content_encoding: Option<&[u8]>,
+        content_length: Option<&[u8]>,
     ) -> Result<Plan, Reply> {
         match flatpak::plan(status, content_encoding) {
-            Ok(plan) => {
-                if plan == Plan::PassThrough {
-                    bump(&mut self.counts.flatpak_index, "passed_through");
+            Ok(Plan::PassThrough) => {
+                bump(&mut self.counts.flatpak_index, "passed_through");
+                Ok(Plan::PassThrough)
+            }
+            Ok(Plan::Filter) => {
+                let declared = content_length
+                    .and_then(|v| core::str::from_utf8(v).ok())
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                match declared {
+                    Some(length) => self.flatpak_buffered(length).map(|()| Plan::Filter),
+                    None => Ok(Plan::Filter),
                 }
-                Ok(plan)
             }
             Err(error) => Err(self.flatpak_refused(&error)),
         }
@@ -398,15 +409,18 @@ impl Gate {
         Ok(())
     }
 
-    /// The whole Flatpak index `body` cut down to what `caller` may pull, by the snapshot
-    /// installed now; or the reply to send instead (503 if no snapshot is fit to decide
-    /// from, 502 if the body is no index). Never the body unfiltered.
-    pub fn filter_flatpak_index(
+    /// The reply that replaces the upstream's answer to a Flatpak index request: the whole
+    /// index `body` cut down to what `caller` may list by the snapshot installed now, with
+    /// the upstream's [`flatpak::KEPT_HEADERS`] among `upstream_headers`; or, instead, 503 if
+    /// no snapshot is fit to decide from and 502 if the body is no index. Never the body
+    /// unfiltered.
+    pub fn filter_flatpak_index<'h>(
         &mut self,
         caller: &Identity,
         body: &[u8],
+        upstream_headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
         now: u64,
-    ) -> Result<Vec<u8>, Reply> {
+    ) -> Reply {
         let installed = match ready(
             self.installed.as_ref(),
             self.confirmed_at,
@@ -416,22 +430,25 @@ impl Gate {
             Ok(installed) => installed,
             Err(refusal) => {
                 bump(&mut self.counts.flatpak_index, "unready");
-                return Err(refusal.reply(
+                return refusal.reply(
                     &self.settings.policy.challenge,
                     self.settings.retry_after_secs,
-                ));
+                );
             }
         };
         let policy = &self.settings.policy;
-        let filtered = flatpak::filter_index(body, self.settings.flatpak_index_max_bytes, |name| {
-            may_pull(&installed.index, policy, caller, name)
-        });
+        let filtered = flatpak::filtered_reply(
+            body,
+            self.settings.flatpak_index_max_bytes,
+            |name| may_list(&installed.index, policy, caller, name),
+            upstream_headers,
+        );
         match filtered {
-            Ok(filtered) => {
+            Ok(reply) => {
                 bump(&mut self.counts.flatpak_index, "filtered");
-                Ok(filtered)
+                reply
             }
-            Err(error) => Err(self.flatpak_refused(&error)),
+            Err(error) => self.flatpak_refused(&error),
         }
     }
 

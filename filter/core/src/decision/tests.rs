@@ -539,6 +539,57 @@ fn may_pull_is_what_a_pull_would_be_forwarded_for() {
 }
 
 #[test]
+fn may_list_adds_the_catalog_to_a_catalog_scoped_token() {
+    let catalog = || {
+        Some(vec![AccessEntry {
+            resource_type: "registry".into(),
+            name: "catalog".into(),
+            actions: vec!["*".into()],
+        }])
+    };
+    let anonymous_catalog = Identity {
+        principal: Principal::Anonymous,
+        access: catalog(),
+        credentialed: true,
+    };
+    let rows: [(&str, Identity, &[&str]); 5] = [
+        (
+            "catalog scope lists every grant",
+            user("alice", catalog()),
+            &["library/public", "team/app"],
+        ),
+        (
+            "catalog scope cannot widen the grants",
+            user("bob", catalog()),
+            &["library/public"],
+        ),
+        (
+            "anonymous with catalog scope",
+            anonymous_catalog,
+            &["library/public"],
+        ),
+        (
+            "no access claim: what alice may pull",
+            user("alice", None),
+            &["library/public", "team/app"],
+        ),
+        (
+            "another repository's scope lists no grant",
+            user("alice", access("team/other", &["pull"])),
+            &["library/public"],
+        ),
+    ];
+    let index = index();
+    for (case, identity, expected) in rows {
+        let visible: Vec<&str> = ["library/public", "team/app", "team/other", "unknown/repo"]
+            .into_iter()
+            .filter(|name| may_list(&index, &policy(false), &identity, name))
+            .collect();
+        assert_eq!(visible, expected, "{case}");
+    }
+}
+
+#[test]
 fn catalog_lists_only_pullable() {
     let decision = decide(
         &index(),

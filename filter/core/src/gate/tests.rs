@@ -838,14 +838,29 @@ fn the_flatpak_index_is_filtered_to_the_caller() {
     for (case, authorization, visible) in rows {
         let caller = flatpak_caller(&mut gate, authorization);
         assert_eq!(
-            gate.flatpak_response_head(Some(b"200"), None),
+            gate.flatpak_response_head(Some(b"200"), None, Some(b"100")),
             Ok(Plan::Filter),
             "{case}"
         );
-        let body = gate
-            .filter_flatpak_index(&caller, &flatpak_index_body(), NOW)
-            .unwrap();
-        assert_eq!(names(&body), *visible, "{case}");
+        let upstream: [(&str, &[u8]); 3] = [
+            ("content-type", b"application/json; charset=utf-8"),
+            ("etag", b"\"unfiltered\""),
+            ("cache-control", b"max-age=60"),
+        ];
+        let reply = gate.filter_flatpak_index(&caller, &flatpak_index_body(), upstream, NOW);
+        assert_eq!(reply.status, 200, "{case}");
+        assert_eq!(names(reply.body.as_bytes()), *visible, "{case}");
+        assert_eq!(
+            reply.headers,
+            [
+                (
+                    "content-type".to_string(),
+                    "application/json; charset=utf-8".to_string()
+                ),
+                ("cache-control".to_string(), "max-age=60".to_string())
+            ],
+            "{case}: the upstream's kept headers, no validator"
+        );
     }
     assert_eq!(
         gate.counts().flatpak_index,
@@ -870,29 +885,34 @@ fn flatpak_answers_that_cannot_be_filtered_fail_closed() {
     let mut gate = ready_gate(json!({"flatpak_index_max_bytes": 2048}));
     let caller = flatpak_caller(&mut gate, None);
     assert_eq!(
-        gate.flatpak_response_head(Some(b"404"), None),
+        gate.flatpak_response_head(Some(b"404"), None, Some(b"999999")),
         Ok(Plan::PassThrough),
         "upstream errors pass"
     );
     let status = |result: Result<Plan, Reply>| result.map_err(|reply| reply.status);
     assert_eq!(
-        status(gate.flatpak_response_head(Some(b"200"), Some(b"gzip"))),
+        status(gate.flatpak_response_head(Some(b"200"), Some(b"gzip"), None)),
         Err(502)
     );
     assert_eq!(
-        status(gate.flatpak_response_head(Some(b"304"), None)),
+        status(gate.flatpak_response_head(Some(b"304"), None, None)),
         Err(502)
+    );
+    assert_eq!(
+        status(gate.flatpak_response_head(Some(b"200"), None, Some(b"2049"))),
+        Err(502),
+        "a declared length over the bound"
+    );
+    assert_eq!(
+        gate.flatpak_response_head(Some(b"200"), None, Some(b"2048")),
+        Ok(Plan::Filter)
     );
     assert_eq!(gate.flatpak_buffered(2048), Ok(()));
     assert_eq!(gate.flatpak_buffered(2049).map_err(|r| r.status), Err(502));
-    let no_results = gate.filter_flatpak_index(&caller, br#"{"Registry":"x"}"#, NOW);
-    assert_eq!(no_results.map_err(|r| r.status), Err(502));
-    let stale = gate.filter_flatpak_index(&caller, &flatpak_index_body(), NOW + 601);
-    assert_eq!(
-        stale.map_err(|r| r.status),
-        Err(503),
-        "no fit snapshot: no index"
-    );
+    let no_results = gate.filter_flatpak_index(&caller, br#"{"Registry":"x"}"#, [], NOW);
+    assert_eq!(no_results.status, 502);
+    let stale = gate.filter_flatpak_index(&caller, &flatpak_index_body(), [], NOW + 601);
+    assert_eq!(stale.status, 503, "no fit snapshot: no index");
     let mut counts = gate.counts().flatpak_index.clone();
     counts.sort_unstable();
     assert_eq!(
@@ -901,7 +921,7 @@ fn flatpak_answers_that_cannot_be_filtered_fail_closed() {
             ("encoded", 1),
             ("no_results", 1),
             ("passed_through", 1),
-            ("too_large", 1),
+            ("too_large", 2),
             ("unexpected_status", 1),
             ("unready", 1),
         ]
@@ -920,8 +940,11 @@ fn a_revocation_between_request_and_answer_applies_to_the_answer() {
         &second,
     )
     .unwrap();
-    let body = gate
-        .filter_flatpak_index(&caller, &flatpak_index_body(), NOW)
-        .unwrap();
-    assert_eq!(names(&body), ["library/public"]);
+    let reply = gate.filter_flatpak_index(&caller, &flatpak_index_body(), [], NOW);
+    assert_eq!(names(reply.body.as_bytes()), ["library/public"]);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/json"),
+        "the default type"
+    );
 }
