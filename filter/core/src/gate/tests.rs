@@ -393,6 +393,10 @@ fn the_readme_request_table() {
         row("search from a v2 client", "GET", "/v1/search?q=team", reply(404, "NOT_FOUND"))
             .header("docker-distribution-api-version", b"registry/2.0"),
         row("v1 ping", "GET", "/v1/_ping", answered()),
+        row("flatpak index, no token", "GET", "/index/static?label:org.flatpak.ref:exists=1", Want::Forward("anonymous")),
+        row("flatpak index, user", "HEAD", "/index/static", Want::Forward("user:alice")).auth(bearer(&alice)),
+        row("flatpak index, bad token", "GET", "/index/static", challenge("error=\"invalid_token\"")).auth(bearer(&forged)),
+        row("flatpak index is read-only", "POST", "/index/static", reply(405, "UNSUPPORTED")),
         row("path bytes that are not text", "GET", "/v2/\u{ff}", reply(400, "NAME_INVALID")),
         row("repeated authorization", "GET", private, challenge("error=\"invalid_token\""))
             .auth(bearer(&alice))
