@@ -94,6 +94,11 @@ impl HttpContext for Request {
         };
         self.advance(step, caller, held)
     }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers end the body: filter what was held, never release it unfiltered.
+        self.on_http_response_body(0, true)
+    }
 }
 
 impl Request {
@@ -118,6 +123,14 @@ pub struct Refuse;
 impl Context for Refuse {}
 
 impl HttpContext for Refuse {
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        Action::Pause
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        Action::Pause
+    }
+
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         respond(
             &reply::error(
