@@ -90,7 +90,16 @@ pub struct FilterConfig {
     /// `client_certificate_header`, so the header's value is that proxy's verification.
     #[serde(default)]
     pub trust_client_certificate_header: bool,
+    /// Largest Flatpak index (`/index/static`) body the filter buffers to filter; a larger
+    /// one is answered 502. Envoy's own buffer limit (`per_connection_buffer_limit_bytes`,
+    /// 1 MiB by default) must be at least this, or Envoy answers first.
+    #[serde(default = "defaults::flatpak_index_max_bytes")]
+    pub flatpak_index_max_bytes: usize,
 }
+
+/// Upper bound of `flatpak_index_max_bytes`: the filtered copy is built beside the buffered
+/// one in the worker's VM memory.
+pub const MAX_FLATPAK_INDEX_BYTES: usize = 128 * 1024 * 1024;
 
 /// Named defaults, so documentation and code agree.
 pub mod defaults {
@@ -129,6 +138,9 @@ pub mod defaults {
     pub const fn snapshot_check_ms() -> u64 {
         100
     }
+    pub const fn flatpak_index_max_bytes() -> usize {
+        16 * 1024 * 1024
+    }
     pub fn path() -> String {
         "/v1/snapshot".into()
     }
@@ -161,6 +173,7 @@ pub struct Settings {
     pub authorization_removed_by_route: bool,
     pub snapshot_check_ms: u64,
     pub access_log_state: bool,
+    pub flatpak_index_max_bytes: usize,
     /// Where a verified client certificate's subject comes from, if anywhere.
     pub client_certificate: CertificateSource,
     /// Lower-case `client_certificate_header`: removed from every forwarded request, trusted
@@ -310,6 +323,12 @@ impl TryFrom<FilterConfig> for Settings {
         } else {
             CertificateSource::None
         };
+        if !(1024..=MAX_FLATPAK_INDEX_BYTES).contains(&config.flatpak_index_max_bytes) {
+            problems.push(format!(
+                "flatpak_index_max_bytes {} must be between 1024 and {MAX_FLATPAK_INDEX_BYTES}",
+                config.flatpak_index_max_bytes
+            ));
+        }
         let static_keys = match KeyRing::from_specs(&config.keys) {
             Ok(keys) => Some(keys),
             Err(err) => {
@@ -347,6 +366,7 @@ impl TryFrom<FilterConfig> for Settings {
                 access_log_state: config.access_log_state,
                 client_certificate,
                 client_certificate_header: certificate_header,
+                flatpak_index_max_bytes: config.flatpak_index_max_bytes,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -440,13 +460,17 @@ mod tests {
             "https://gw.example/v2/token"
         );
         assert!(!settings.policy.allow_push);
+        assert_eq!(
+            settings.flatpak_index_max_bytes,
+            defaults::flatpak_index_max_bytes()
+        );
     }
 
     #[test]
     fn every_bad_field_is_reported_at_once() {
         let json = r#"{"issuer":"","service":"svc","realm":"ftp://x","algorithms":[],
             "leeway_secs":999,"max_token_bytes":10,"catalog_default_page":5000,
-            "identity_header":"x bad"}"#;
+            "identity_header":"x bad","flatpak_index_max_bytes":0}"#;
         let err = Settings::from_json(json.as_bytes()).unwrap_err();
         let rows = [
             ("empty issuer", "issuer"),
@@ -456,6 +480,7 @@ mod tests {
             ("token cap too small", "max_token_bytes"),
             ("page sizes", "catalog_default_page"),
             ("identity header", "identity_header"),
+            ("flatpak index bound", "flatpak_index_max_bytes"),
         ];
         for (case, field) in rows {
             assert!(

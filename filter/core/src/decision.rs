@@ -5,7 +5,8 @@
 //! principal, and the token's `access` claim (when present) must cover the request too (for
 //! the catalog: `registry:catalog:*`, as distribution requires); authenticated callers see
 //! unknown and forbidden repositories alike; anonymous callers get a challenge naming the
-//! exact scope. It never verifies tokens (that is `token`), never builds error replies (that
+//! exact scope. The Flatpak index is open to anyone and filtered to what the caller may pull
+//! or, with a catalog-scoped token, list ([`may_list`]). It never verifies tokens (that is `token`), never builds error replies (that
 //! is `refusal`) and never forwards anything itself: it returns what should happen.
 
 use crate::catalog;
@@ -29,6 +30,9 @@ pub struct Facts {
 pub enum Decision {
     /// Let it through to the upstream.
     Forward,
+    /// Let it through, and cut the upstream's answer down to the repositories the caller
+    /// may list ([`may_list`]): the Flatpak index, which anyone may ask for.
+    ForwardFiltered,
     /// Answer it locally with content (catalog, search, `/v1/_ping`).
     Answer(Reply),
     /// Refuse it.
@@ -112,6 +116,7 @@ pub fn decide(
             }
             Decision::Answer(catalog::catalog(index, &identity.principal, page, policy))
         }
+        Route::FlatpakIndex => Decision::ForwardFiltered,
         Route::V1Search { .. } if facts.v2_client => Decision::Refuse(Denial::NotFound),
         Route::V1Search { query, n } => Decision::Answer(catalog::search(
             index,
@@ -125,6 +130,26 @@ pub fn decide(
             None => Decision::Refuse(Denial::NotFound),
         },
     }
+}
+
+/// Whether `identity` may pull `name`: exactly when a pull of it would be forwarded (public,
+/// or granted and covered by the token's `access` claim). Lists of repositories filtered for
+/// a caller, like the Flatpak index, show these and nothing else.
+pub fn may_pull(index: &Index, policy: &Policy, identity: &Identity, name: &str) -> bool {
+    decide_repository(index, policy, identity, name, Action::Pull) == Decision::Forward
+}
+
+/// Whether `name` appears in a list of repositories filtered for `identity` (the Flatpak
+/// index): what it [`may_pull`], and, for a token whose `access` claim covers the catalog
+/// (`registry:catalog:*`), every repository the catalog lists for it: its grants and the
+/// public ones.
+pub fn may_list(index: &Index, policy: &Policy, identity: &Identity, name: &str) -> bool {
+    may_pull(index, policy, identity, name)
+        || (identity
+            .access
+            .as_deref()
+            .is_some_and(access_covers_catalog)
+            && index.permits(&identity.principal, name, Action::Pull))
 }
 
 fn decide_repository(

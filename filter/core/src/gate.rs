@@ -13,8 +13,9 @@ use std::borrow::Cow;
 
 use crate::certificate::host_from_subject;
 use crate::config::{CertificateSource, Settings};
-use crate::decision::{decide, request_scope, Decision, Facts};
+use crate::decision::{decide, may_list, request_scope, Decision, Facts};
 use crate::fetch::Announcement;
+use crate::flatpak::{self, FlatpakError, Plan};
 use crate::generation::Generation;
 use crate::identity::{credential, Credential, Identity, Principal, ANONYMOUS_LABEL};
 use crate::index::Index;
@@ -134,7 +135,28 @@ pub struct Forward<'g> {
     /// The client (or the front proxy) sent the configured `client_certificate_header`:
     /// remove every copy, trusted or not, so the upstream never sees one.
     pub remove_client_certificate_header: bool,
+    /// The Flatpak index: the caller whose repositories the upstream's answer must be cut
+    /// down to ([`Gate::flatpak_response_head`], [`Gate::flatpak_buffered`],
+    /// [`Gate::filter_flatpak_index`]). The glue also removes
+    /// [`FLATPAK_INDEX_REQUEST_HEADERS`] so the answer comes whole and plain.
+    pub filter_for: Option<Identity>,
 }
+
+/// Request headers removed from a Flatpak index request: the body must come unencoded (to be
+/// read) and whole (a `304` or a range would leave the client with bytes not filtered for
+/// it).
+pub const FLATPAK_INDEX_REQUEST_HEADERS: [&str; 5] = [
+    "accept-encoding",
+    "if-none-match",
+    "if-modified-since",
+    "range",
+    "if-range",
+];
+
+/// Response headers removed from a Flatpak index answer that has no body to filter (`HEAD`):
+/// they describe the unfiltered body. An answer with a body is replaced whole.
+pub const FLATPAK_INDEX_RESPONSE_HEADERS: [&str; 4] =
+    ["content-length", "etag", "last-modified", "content-md5"];
 
 /// A caller established from one verified token, cached until the token expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +218,8 @@ pub struct Counts {
     pub installed: u64,
     /// By [`SnapshotError::reason`].
     pub rejected: Vec<(&'static str, u64)>,
+    /// Flatpak index answers: `filtered`, `passed_through`, or a [`FlatpakError::reason`].
+    pub flatpak_index: Vec<(&'static str, u64)>,
 }
 
 fn bump(counters: &mut Vec<(&'static str, u64)>, reason: &'static str) {
@@ -393,6 +417,93 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// The upstream's response head to a forwarded Flatpak index request (`:status`,
+    /// `Content-Encoding`, `Content-Length`): pass it through or buffer and filter it, or the
+    /// reply to send instead. A declared length over the bound is refused before any of the
+    /// body is buffered.
+    pub fn flatpak_response_head(
+        &mut self,
+        status: Option<&[u8]>,
+        content_encoding: Option<&[u8]>,
+        content_length: Option<&[u8]>,
+    ) -> Result<Plan, Reply> {
+        match flatpak::plan(status, content_encoding) {
+            Ok(Plan::PassThrough) => {
+                bump(&mut self.counts.flatpak_index, "passed_through");
+                Ok(Plan::PassThrough)
+            }
+            Ok(Plan::Filter) => {
+                let declared = content_length
+                    .and_then(|v| core::str::from_utf8(v).ok())
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                match declared {
+                    Some(length) => self.flatpak_buffered(length).map(|()| Plan::Filter),
+                    None => Ok(Plan::Filter),
+                }
+            }
+            Err(error) => Err(self.flatpak_refused(&error)),
+        }
+    }
+
+    /// Checks the size of the Flatpak index buffered so far against the configured bound.
+    pub fn flatpak_buffered(&mut self, size: usize) -> Result<(), Reply> {
+        let limit = self.settings.flatpak_index_max_bytes;
+        if size > limit {
+            return Err(self.flatpak_refused(&FlatpakError::TooLarge { limit }));
+        }
+        Ok(())
+    }
+
+    /// The reply that replaces the upstream's answer to a Flatpak index request: the whole
+    /// index `body` cut down to what `caller` may list by the snapshot installed now, with
+    /// the upstream's [`flatpak::KEPT_HEADERS`] among `upstream_headers`; or, instead, 503 if
+    /// no snapshot is fit to decide from and 502 if the body is no index. Never the body
+    /// unfiltered.
+    pub fn filter_flatpak_index<'h>(
+        &mut self,
+        caller: &Identity,
+        body: &[u8],
+        upstream_headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        now: u64,
+    ) -> Reply {
+        let installed = match ready(
+            self.installed.as_ref(),
+            self.confirmed_at,
+            &self.settings,
+            now,
+        ) {
+            Ok(installed) => installed,
+            Err(refusal) => {
+                bump(&mut self.counts.flatpak_index, "unready");
+                return refusal.reply(
+                    &self.settings.policy.challenge,
+                    self.settings.retry_after_secs,
+                );
+            }
+        };
+        let policy = &self.settings.policy;
+        let filtered = flatpak::filtered_reply(
+            body,
+            self.settings.flatpak_index_max_bytes,
+            |name| may_list(&installed.index, policy, caller, name),
+            upstream_headers,
+        );
+        match filtered {
+            Ok(reply) => {
+                bump(&mut self.counts.flatpak_index, "filtered");
+                reply
+            }
+            Err(error) => self.flatpak_refused(&error),
+        }
+    }
+
+    fn flatpak_refused(&mut self, error: &FlatpakError) -> Reply {
+        bump(&mut self.counts.flatpak_index, error.reason());
+        error.reply()
+    }
+}
+
 /// The parts of a gate one request reads, borrowed apart from the token cache so that the
 /// forwarded identity can borrow from the cache while the outcome is counted.
 struct Request<'g> {
@@ -425,6 +536,7 @@ impl<'g> Request<'g> {
                 remove_identity,
                 remove_authorization: false,
                 remove_client_certificate_header,
+                filter_for: None,
             });
         }
         let installed = ready(self.installed, self.confirmed_at, self.settings, now)?;
@@ -483,14 +595,19 @@ impl<'g> Request<'g> {
                 .api_version
                 .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"registry/2.0")),
         };
-        match decide(
+        let decision = decide(
             &installed.index,
             &self.settings.policy,
             identity,
             &request,
             facts,
-        ) {
-            Decision::Forward => Ok(Forward {
+        );
+        let filter_for = match decision {
+            Decision::ForwardFiltered => Some(identity.clone()),
+            _ => None,
+        };
+        match decision {
+            Decision::Forward | Decision::ForwardFiltered => Ok(Forward {
                 identity: match caller {
                     None => Cow::Borrowed(ANONYMOUS_LABEL),
                     Some(Cow::Borrowed(caller)) => Cow::Borrowed(caller.label.as_str()),
@@ -500,6 +617,7 @@ impl<'g> Request<'g> {
                 remove_authorization: !(self.settings.forward_authorization
                     || self.settings.authorization_removed_by_route),
                 remove_client_certificate_header,
+                filter_for,
             }),
             Decision::Answer(reply) => Err(Answer::Content(reply)),
             Decision::Refuse(denial) => Err(Refusal::Denied(denial).into()),

@@ -10,6 +10,7 @@ pub mod certificate;
 pub mod config;
 pub mod decision;
 pub mod fetch;
+pub mod flatpak;
 pub mod gate;
 pub mod generation;
 pub mod identity;

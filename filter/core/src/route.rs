@@ -19,6 +19,7 @@
 //! | `/v2/<name>/referrers/<digest>` | [`Route::Referrers`] | GET HEAD |
 //! | `/v1/_ping` | [`Route::V1Ping`] | GET HEAD |
 //! | `/v1/search?q=&n=` | [`Route::V1Search`] | GET HEAD |
+//! | `/index/static`, `/index/static/` (any valid query, forwarded as sent) | [`Route::FlatpakIndex`] | GET HEAD |
 //!
 //! Methods map to actions exactly (case-sensitive): GET/HEAD → pull, POST/PUT/PATCH → push,
 //! DELETE → delete. Any other method, and a known method an endpoint does not list, is
@@ -123,6 +124,9 @@ pub enum Route {
     V1Ping,
     /// `/v1/search?q=&n=`
     V1Search { query: String, n: Option<usize> },
+    /// `/index/static`: the Flatpak registry index, forwarded with its query untouched and
+    /// its response filtered to the caller's repositories (see `flatpak`).
+    FlatpakIndex,
 }
 
 impl Route {
@@ -191,6 +195,9 @@ pub fn parse_request(method: &str, path: &str) -> Result<RegistryRequest, RouteE
         Some((path, query)) => (path, Some(query)),
         None => (path, None),
     };
+    if matches!(path, FLATPAK_INDEX_PATH | "/index/static/") {
+        return flatpak_index(method, query);
+    }
     let (namespace, rest) = match classify(path) {
         Namespace::Foreign => return Err(RouteError::NotRegistry),
         Namespace::Suspicious => return Err(RouteError::NameInvalid),
@@ -263,6 +270,27 @@ pub fn parse_request(method: &str, path: &str) -> Result<RegistryRequest, RouteE
         }
     };
     Ok(RegistryRequest { route, action })
+}
+
+/// The Flatpak registry index path (`/index/static`; one trailing `/` is accepted too).
+pub const FLATPAK_INDEX_PATH: &str = "/index/static";
+
+/// `/index/static`: GET or HEAD, any query of visible ASCII within [`MAX_QUERY_LEN`]. The
+/// parameters are the upstream's business (`architecture`, `label:...`, `tag`): none is read
+/// here, and the query is forwarded as sent.
+fn flatpak_index(method: &str, query: Option<&str>) -> Result<RegistryRequest, RouteError> {
+    let action = match method {
+        "GET" | "HEAD" => Action::Pull,
+        _ => return Err(method_not_allowed(method)),
+    };
+    let query = query.unwrap_or("");
+    if query.len() > MAX_QUERY_LEN || !query.bytes().all(is_query_byte) {
+        return Err(RouteError::QueryInvalid("query"));
+    }
+    Ok(RegistryRequest {
+        route: Route::FlatpakIndex,
+        action,
+    })
 }
 
 /// Whether `name` matches the OCI repository name grammar

@@ -48,13 +48,15 @@ pub enum Level {
 /// Header maps of the ABI that the filter reads or writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Map {
-    RequestHeaders = 0,
-    CallResponseHeaders = 6,
+    Request = 0,
+    Response = 2,
+    CallResponse = 6,
 }
 
-/// Buffers of the ABI that the filter reads.
+/// Buffers of the ABI that the filter reads (and, for the response body, replaces).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Buffer {
+    ResponseBody = 1,
     CallResponseBody = 4,
     PluginConfiguration = 7,
 }
@@ -118,6 +120,13 @@ mod abi {
             max_size: usize,
             data: *mut *mut u8,
             size: *mut usize,
+        ) -> u32;
+        pub fn proxy_set_buffer_bytes(
+            buffer: u32,
+            start: usize,
+            size: usize,
+            data: *const u8,
+            data_size: usize,
         ) -> u32;
         pub fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
         pub fn proxy_get_header_map_value(
@@ -294,6 +303,25 @@ pub fn call_response_body(size: usize) -> Result<Vec<u8>, HostError> {
     buffer(Buffer::CallResponseBody, size, "get_buffer(call response)")
 }
 
+/// The HTTP response body buffered so far (the whole body once `end_of_stream` is seen and
+/// every earlier chunk was buffered), at most `size` bytes.
+pub fn response_body(size: usize) -> Result<Vec<u8>, HostError> {
+    buffer(Buffer::ResponseBody, size, "get_buffer(response body)")
+}
+
+/// Replaces the whole buffered HTTP response body with `bytes`. Envoy replaces the buffer
+/// when the replaced range starts at 0 and covers all of it; `usize::MAX` always covers it.
+pub fn replace_response_body(bytes: &[u8]) -> Result<(), HostError> {
+    let status = counted(call!(abi::proxy_set_buffer_bytes(
+        Buffer::ResponseBody as u32,
+        0,
+        usize::MAX,
+        bytes.as_ptr(),
+        bytes.len()
+    )));
+    check("set_buffer(response body)", status)
+}
+
 /// A property, as bytes (`None` if absent or refused).
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     let serialized = path.join("\0");
@@ -402,7 +430,7 @@ fn serialize_map(pairs: &[(&str, &[u8])]) -> Vec<u8> {
 pub fn request_headers() -> Result<HeaderMap, HostError> {
     let (status, bytes) = abi::returning_bytes(|data, size| {
         counted(call!(abi::proxy_get_header_map_pairs(
-            Map::RequestHeaders as u32,
+            Map::Request as u32,
             data,
             size
         )))
@@ -414,7 +442,7 @@ pub fn request_headers() -> Result<HeaderMap, HostError> {
 /// Sets (replaces) a request header.
 pub fn set_request_header(name: &str, value: &[u8]) -> Result<(), HostError> {
     let status = counted(call!(abi::proxy_replace_header_map_value(
-        Map::RequestHeaders as u32,
+        Map::Request as u32,
         name.as_ptr(),
         name.len(),
         value.as_ptr(),
@@ -426,18 +454,50 @@ pub fn set_request_header(name: &str, value: &[u8]) -> Result<(), HostError> {
 /// Removes every copy of a request header.
 pub fn remove_request_header(name: &str) -> Result<(), HostError> {
     let status = counted(call!(abi::proxy_remove_header_map_value(
-        Map::RequestHeaders as u32,
+        Map::Request as u32,
         name.as_ptr(),
         name.len()
     )));
     check("remove_header_map_value", status)
 }
 
+/// A response header, as bytes (`None` if absent; any other failure is an error, so the
+/// caller can fail closed).
+pub fn response_header(name: &str) -> Result<Option<Vec<u8>>, HostError> {
+    let (status, bytes) = abi::returning_bytes(|data, size| {
+        counted(call!(abi::proxy_get_header_map_value(
+            Map::Response as u32,
+            name.as_ptr(),
+            name.len(),
+            data,
+            size
+        )))
+    });
+    match status {
+        OK => Ok(Some(bytes)),
+        NOT_FOUND => Ok(None),
+        status => Err(HostError {
+            call: "get_header_map_value(response)",
+            status,
+        }),
+    }
+}
+
+/// Removes every copy of a response header.
+pub fn remove_response_header(name: &str) -> Result<(), HostError> {
+    let status = counted(call!(abi::proxy_remove_header_map_value(
+        Map::Response as u32,
+        name.as_ptr(),
+        name.len()
+    )));
+    check("remove_header_map_value(response)", status)
+}
+
 /// A header of the HTTP call response being delivered, as bytes.
 pub fn call_response_header(name: &str) -> Option<Vec<u8>> {
     let (status, bytes) = abi::returning_bytes(|data, size| {
         counted(call!(abi::proxy_get_header_map_value(
-            Map::CallResponseHeaders as u32,
+            Map::CallResponse as u32,
             name.as_ptr(),
             name.len(),
             data,

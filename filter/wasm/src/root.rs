@@ -103,6 +103,8 @@ impl RootContext for Root {
         match &self.role {
             Role::Filter(worker) => Some(Box::new(Request {
                 worker: Rc::clone(worker),
+                response: crate::http::Response::default(),
+                answered: false,
             })),
             // Not configured as a filter: a context that refuses every request.
             Role::Fetcher(_) | Role::Unconfigured => Some(Box::new(crate::http::Refuse)),

@@ -7,7 +7,8 @@
 //! `registry_gate.snapshot.rejected.<reason>`, `registry_gate.snapshot.generation`,
 //! `registry_gate.snapshot.age_seconds`, `registry_gate.snapshot.unconfirmed_seconds`,
 //! `registry_gate.snapshot.fetch_failures`, `registry_gate.host_calls`,
-//! `registry_gate.vm_starts`.
+//! `registry_gate.vm_starts`, `registry_gate.flatpak_index.<filtered, passed_through or the
+//! reason it was refused>`.
 
 use hashbrown::HashMap;
 use registry_gate_core::gate::Counts;
@@ -76,6 +77,7 @@ impl Stats {
             &r.certificate_failures
         });
         self.grown("snapshot.rejected", &counts.rejected, |r| &r.rejected);
+        self.grown("flatpak_index", &counts.flatpak_index, |r| &r.flatpak_index);
         let installed = counts.installed.saturating_sub(self.reported.installed);
         if installed > 0 {
             self.counter("snapshot.installed", installed);

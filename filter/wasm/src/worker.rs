@@ -4,12 +4,19 @@
 //! verdict: the identity header set (and the client's copy removed only when the client sent
 //! one), `Authorization` removed unless configured otherwise, or a local reply sent. On its
 //! timer it reads the fetcher's announcement and offers the snapshot bytes when the gate asks
-//! for them, and reports the gate's counters as stats. It decides nothing itself.
+//! for them, and reports the gate's counters as stats. For the Flatpak index it also moves the
+//! upstream's answer: its head to the gate, its buffered body to the gate's filter and the
+//! filtered copy back. It decides nothing itself.
 
 use proxy_wasm::types::Action;
 use registry_gate_core::config::Settings;
 use registry_gate_core::fetch::Announcement;
-use registry_gate_core::gate::{Forward, Gate, RequestHead, Verdict};
+use registry_gate_core::flatpak::{self, Plan};
+use registry_gate_core::gate::{
+    Forward, Gate, RequestHead, Verdict, FLATPAK_INDEX_REQUEST_HEADERS,
+    FLATPAK_INDEX_RESPONSE_HEADERS,
+};
+use registry_gate_core::identity::Identity;
 use registry_gate_core::refusal::Outcome;
 use registry_gate_core::reply::Reply;
 
@@ -89,11 +96,12 @@ impl Worker {
         }
     }
 
-    /// One request's headers.
-    pub fn on_request_headers(&mut self) -> Action {
+    /// One request's headers. With the action, the caller whose repositories the response
+    /// must be cut down to, if it must (the Flatpak index).
+    pub fn on_request_headers(&mut self) -> (Action, Option<Identity>) {
         let headers = match host::request_headers() {
             Ok(headers) => headers,
-            Err(error) => return self.fail(error),
+            Err(error) => return (self.fail(error), None),
         };
         if self.gate.generation().is_none() {
             // Just started: the timer may not have run yet.
@@ -123,17 +131,101 @@ impl Worker {
                     if log_state {
                         record(&forward.identity, Outcome::Allowed);
                     }
-                    Action::Continue
+                    (Action::Continue, forward.filter_for)
                 }
-                Err(error) => self.fail(error),
+                Err(error) => (self.fail(error), None),
             },
             Verdict::Respond { reply, outcome } => {
                 if log_state {
                     record("-", outcome);
                 }
-                respond(&reply)
+                (respond(&reply), None)
             }
         }
+    }
+
+    /// The upstream's response head to a Flatpak index request: pass an upstream error
+    /// through, refuse what cannot be filtered, or hold the head (its length and validators
+    /// removed) while the body is buffered.
+    pub fn on_flatpak_response_headers(&mut self, end_of_stream: bool) -> Step {
+        let head = host::response_header(":status").and_then(|status| {
+            let encoding = host::response_header("content-encoding")?;
+            let length = host::response_header("content-length")?;
+            Ok((status, encoding, length))
+        });
+        let (status, encoding, length) = match head {
+            Ok(head) => head,
+            Err(error) => return Step::Answered(self.fail(error)),
+        };
+        match self.gate.flatpak_response_head(
+            status.as_deref(),
+            encoding.as_deref(),
+            length.as_deref(),
+        ) {
+            Ok(Plan::PassThrough) => Step::Done(Action::Continue),
+            Ok(Plan::Filter) if end_of_stream => {
+                // No body (HEAD, or an empty answer): nothing to filter, nothing shown; the
+                // head loses what describes the unfiltered body.
+                for header in FLATPAK_INDEX_RESPONSE_HEADERS {
+                    if let Err(error) = host::remove_response_header(header) {
+                        return Step::Answered(self.fail(error));
+                    }
+                }
+                Step::Done(Action::Continue)
+            }
+            Ok(Plan::Filter) => Step::Buffer,
+            Err(reply) => Step::Answered(respond(&reply)),
+        }
+    }
+
+    /// A Flatpak index body chunk: move it out of Envoy into `held` (within the bound) until
+    /// the end, then answer with the gate's reply: the filtered index, or the error. The
+    /// upstream's head is still held (`Pause` on response headers is a real StopIteration
+    /// with `allow_on_headers_stop_iteration`), so the local reply replaces it whole.
+    ///
+    /// The body is kept here rather than in Envoy's buffer, and the filtered index goes out
+    /// as a local reply rather than through `set_buffer`: Envoy answers 500 (synchronously,
+    /// inside the host call) once a buffered body passes the stream's buffer limit, 64 KiB
+    /// on an HTTP/2 stream of the local listener, far below an index's size.
+    /// `flatpak_index_max_bytes` bounds `held` instead.
+    pub fn on_flatpak_response_body(
+        &mut self,
+        caller: &Identity,
+        held: &mut Vec<u8>,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Step {
+        if let Err(reply) = self
+            .gate
+            .flatpak_buffered(held.len().saturating_add(body_size))
+        {
+            return Step::Answered(respond(&reply));
+        }
+        match host::response_body(body_size) {
+            Ok(chunk) => held.extend_from_slice(&chunk),
+            Err(error) => return Step::Answered(self.fail(error)),
+        }
+        if !end_of_stream {
+            return match host::replace_response_body(&[]) {
+                Ok(()) => Step::Buffer,
+                Err(error) => Step::Answered(self.fail(error)),
+            };
+        }
+        let mut kept = Vec::new();
+        for name in flatpak::KEPT_HEADERS {
+            match host::response_header(name) {
+                Ok(Some(value)) => kept.push((name, value)),
+                Ok(None) => {}
+                Err(error) => return Step::Answered(self.fail(error)),
+            }
+        }
+        let reply = self.gate.filter_flatpak_index(
+            caller,
+            held,
+            kept.iter().map(|(name, value)| (*name, value.as_slice())),
+            host::now_secs(),
+        );
+        Step::Answered(respond(&reply))
     }
 
     /// The glue could not carry out a verdict: answer 500 and count it as internal.
@@ -142,6 +234,18 @@ impl Worker {
         let reply = self.gate.internal_error(error.call);
         respond(&reply)
     }
+}
+
+/// Where a filtered response stands after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Hold the response head and buffer the body (`Action::Pause` in either callback:
+    /// `StopIteration` for headers, `StopIterationAndBuffer` for a body chunk).
+    Buffer,
+    /// Nothing more to do for this response: continue (or pause, after a local reply).
+    Done(Action),
+    /// A local reply was sent instead of the upstream's answer.
+    Answered(Action),
 }
 
 /// Carries out a forward verdict on the request headers.
@@ -159,6 +263,11 @@ fn apply(
     host::set_request_header(identity_header, forward.identity.as_bytes())?;
     if forward.remove_authorization {
         host::remove_request_header("authorization")?;
+    }
+    if forward.filter_for.is_some() {
+        for header in FLATPAK_INDEX_REQUEST_HEADERS {
+            host::remove_request_header(header)?;
+        }
     }
     Ok(())
 }

@@ -418,6 +418,7 @@ fn behaviour_table() {
         );
         let reply = match &decision {
             Decision::Forward => None,
+            Decision::ForwardFiltered => panic!("{case}: only the flatpak index is filtered"),
             Decision::Answer(reply) => Some(reply.clone()),
             Decision::Refuse(denial) => {
                 Some(Refusal::Denied(denial.clone()).reply(&policy(allow_push).challenge, 5))
@@ -441,6 +442,151 @@ fn behaviour_table() {
             }
             _ => panic!("{case}: expected status {status}, got {decision:?}"),
         }
+    }
+}
+
+#[test]
+fn flatpak_index_is_forwarded_filtered_for_anyone() {
+    for (case, identity) in [
+        ("anonymous", Identity::anonymous()),
+        ("anonymous token", anonymous_token()),
+        ("user", user("alice", None)),
+        (
+            "user with a narrow access claim",
+            user("alice", Some(vec![])),
+        ),
+        ("host", host("host-1")),
+    ] {
+        let request = simple(Route::FlatpakIndex);
+        let decision = decide(
+            &index(),
+            &policy(false),
+            &identity,
+            &request,
+            Facts::default(),
+        );
+        assert_eq!(decision, Decision::ForwardFiltered, "{case}");
+    }
+}
+
+#[test]
+fn may_pull_is_what_a_pull_would_be_forwarded_for() {
+    struct Row {
+        case: &'static str,
+        identity: Identity,
+        /// The repositories visible, of library/public, team/app, team/other, unknown/repo.
+        visible: &'static [&'static str],
+    }
+    let rows = [
+        Row {
+            case: "anonymous sees public only",
+            identity: Identity::anonymous(),
+            visible: &["library/public"],
+        },
+        Row {
+            case: "anonymous token sees public only",
+            identity: anonymous_token(),
+            visible: &["library/public"],
+        },
+        Row {
+            case: "alice sees public and her grant",
+            identity: user("alice", None),
+            visible: &["library/public", "team/app"],
+        },
+        Row {
+            case: "bob has no grants",
+            identity: user("bob", None),
+            visible: &["library/public"],
+        },
+        Row {
+            case: "an unknown user sees public only",
+            identity: user("mallory", None),
+            visible: &["library/public"],
+        },
+        Row {
+            case: "an access claim covering the grant",
+            identity: user("alice", access("team/app", &["pull"])),
+            visible: &["library/public", "team/app"],
+        },
+        Row {
+            case: "an access claim not covering the grant hides it",
+            identity: user("alice", access("team/other", &["pull"])),
+            visible: &["library/public"],
+        },
+        Row {
+            case: "an access claim for push only hides it",
+            identity: user("alice", access("team/app", &["push"])),
+            visible: &["library/public"],
+        },
+        Row {
+            case: "an access claim cannot widen the grants",
+            identity: user("bob", access("team/app", &["pull"])),
+            visible: &["library/public"],
+        },
+        Row {
+            case: "a host sees public and its grant",
+            identity: host("host-1"),
+            visible: &["library/public", "team/other"],
+        },
+    ];
+    let index = index();
+    for row in rows {
+        let visible: Vec<&str> = ["library/public", "team/app", "team/other", "unknown/repo"]
+            .into_iter()
+            .filter(|name| may_pull(&index, &policy(false), &row.identity, name))
+            .collect();
+        assert_eq!(visible, row.visible, "{}", row.case);
+    }
+}
+
+#[test]
+fn may_list_adds_the_catalog_to_a_catalog_scoped_token() {
+    let catalog = || {
+        Some(vec![AccessEntry {
+            resource_type: "registry".into(),
+            name: "catalog".into(),
+            actions: vec!["*".into()],
+        }])
+    };
+    let anonymous_catalog = Identity {
+        principal: Principal::Anonymous,
+        access: catalog(),
+        credentialed: true,
+    };
+    let rows: [(&str, Identity, &[&str]); 5] = [
+        (
+            "catalog scope lists every grant",
+            user("alice", catalog()),
+            &["library/public", "team/app"],
+        ),
+        (
+            "catalog scope cannot widen the grants",
+            user("bob", catalog()),
+            &["library/public"],
+        ),
+        (
+            "anonymous with catalog scope",
+            anonymous_catalog,
+            &["library/public"],
+        ),
+        (
+            "no access claim: what alice may pull",
+            user("alice", None),
+            &["library/public", "team/app"],
+        ),
+        (
+            "another repository's scope lists no grant",
+            user("alice", access("team/other", &["pull"])),
+            &["library/public"],
+        ),
+    ];
+    let index = index();
+    for (case, identity, expected) in rows {
+        let visible: Vec<&str> = ["library/public", "team/app", "team/other", "unknown/repo"]
+            .into_iter()
+            .filter(|name| may_list(&index, &policy(false), &identity, name))
+            .collect();
+        assert_eq!(visible, expected, "{case}");
     }
 }
 

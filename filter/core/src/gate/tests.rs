@@ -393,6 +393,10 @@ fn the_readme_request_table() {
         row("search from a v2 client", "GET", "/v1/search?q=team", reply(404, "NOT_FOUND"))
             .header("docker-distribution-api-version", b"registry/2.0"),
         row("v1 ping", "GET", "/v1/_ping", answered()),
+        row("flatpak index, no token", "GET", "/index/static?label:org.flatpak.ref:exists=1", Want::Forward("anonymous")),
+        row("flatpak index, user", "HEAD", "/index/static", Want::Forward("user:alice")).auth(bearer(&alice)),
+        row("flatpak index, bad token", "GET", "/index/static", challenge("error=\"invalid_token\"")).auth(bearer(&forged)),
+        row("flatpak index is read-only", "POST", "/index/static", reply(405, "UNSUPPORTED")),
         row("path bytes that are not text", "GET", "/v2/\u{ff}", reply(400, "NAME_INVALID")),
         row("repeated authorization", "GET", private, challenge("error=\"invalid_token\""))
             .auth(bearer(&alice))
@@ -1097,5 +1101,175 @@ fn unreadable_subjects_are_counted() {
     assert_eq!(
         gate.counts().certificate_failures,
         [("no_cn", 2), ("many_cn", 1)]
+    );
+}
+
+/// The Flatpak index the upstream answers in these tests: every repository of [`snapshot`],
+/// and one the snapshot does not know.
+fn flatpak_index_body() -> Vec<u8> {
+    let entry = |name: &str| json!({"Name": name, "Images": [{"Tags": ["latest"]}], "Lists": []});
+    serde_json::to_vec(&json!({
+        "Registry": "https://pulp.test/",
+        "Results": [entry("library/public"), entry("team/private"), entry("team/other"), entry("nobody/knows")]
+    }))
+    .unwrap()
+}
+
+fn names(body: &[u8]) -> Vec<String> {
+    let body: Value = serde_json::from_slice(body).unwrap();
+    body["Results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The caller a Flatpak index request is forwarded for.
+fn flatpak_caller(gate: &mut Gate, authorization: Option<&str>) -> Identity {
+    let headers: Vec<(&str, &[u8])> = authorization
+        .map(|a| vec![("authorization", a.as_bytes())])
+        .unwrap_or_default();
+    let path = "/index/static?label:org.flatpak.ref:exists=1&architecture=amd64";
+    match gate.check(&head("GET", path, &headers), NOW) {
+        Verdict::Forward(forward) => forward.filter_for.expect("the index is filtered"),
+        Verdict::Respond { reply, .. } => panic!("the index must be forwarded: {reply:?}"),
+    }
+}
+
+#[test]
+fn the_flatpak_index_is_filtered_to_the_caller() {
+    let mut gate = ready_gate(json!({}));
+    let alice = format!("Bearer {}", token("alice"));
+    let bob = format!("Bearer {}", token("bob"));
+    let narrow = format!(
+        "Bearer {}",
+        mint(claims("alice", Some(pull_access("team/other"))))
+    );
+    let rows: [(&str, Option<&str>, &[&str]); 4] = [
+        ("anonymous sees public only", None, &["library/public"]),
+        (
+            "alice sees public and her grant",
+            Some(&alice),
+            &["library/public", "team/private"],
+        ),
+        ("bob has no grant", Some(&bob), &["library/public"]),
+        (
+            "a token whose access claim misses the grant",
+            Some(&narrow),
+            &["library/public"],
+        ),
+    ];
+    for (case, authorization, visible) in rows {
+        let caller = flatpak_caller(&mut gate, authorization);
+        assert_eq!(
+            gate.flatpak_response_head(Some(b"200"), None, Some(b"100")),
+            Ok(Plan::Filter),
+            "{case}"
+        );
+        let upstream: [(&str, &[u8]); 3] = [
+            ("content-type", b"application/json; charset=utf-8"),
+            ("etag", b"\"unfiltered\""),
+            ("cache-control", b"max-age=60"),
+        ];
+        let reply = gate.filter_flatpak_index(&caller, &flatpak_index_body(), upstream, NOW);
+        assert_eq!(reply.status, 200, "{case}");
+        assert_eq!(names(reply.body.as_bytes()), *visible, "{case}");
+        assert_eq!(
+            reply.headers,
+            [
+                (
+                    "content-type".to_string(),
+                    "application/json; charset=utf-8".to_string()
+                ),
+                ("cache-control".to_string(), "max-age=60".to_string())
+            ],
+            "{case}: the upstream's kept headers, no validator"
+        );
+    }
+    assert_eq!(
+        gate.counts().flatpak_index,
+        vec![("filtered", 4)],
+        "every answer counted"
+    );
+}
+
+#[test]
+fn other_routes_are_not_filtered() {
+    let mut gate = ready_gate(json!({}));
+    let Verdict::Forward(forward) =
+        gate.check(&head("GET", "/v2/library/public/tags/list", &[]), NOW)
+    else {
+        panic!("public pull is forwarded");
+    };
+    assert_eq!(forward.filter_for, None);
+}
+
+#[test]
+fn flatpak_answers_that_cannot_be_filtered_fail_closed() {
+    let mut gate = ready_gate(json!({"flatpak_index_max_bytes": 2048}));
+    let caller = flatpak_caller(&mut gate, None);
+    assert_eq!(
+        gate.flatpak_response_head(Some(b"404"), None, Some(b"999999")),
+        Ok(Plan::PassThrough),
+        "upstream errors pass"
+    );
+    let status = |result: Result<Plan, Reply>| result.map_err(|reply| reply.status);
+    assert_eq!(
+        status(gate.flatpak_response_head(Some(b"200"), Some(b"gzip"), None)),
+        Err(502)
+    );
+    assert_eq!(
+        status(gate.flatpak_response_head(Some(b"304"), None, None)),
+        Err(502)
+    );
+    assert_eq!(
+        status(gate.flatpak_response_head(Some(b"200"), None, Some(b"2049"))),
+        Err(502),
+        "a declared length over the bound"
+    );
+    assert_eq!(
+        gate.flatpak_response_head(Some(b"200"), None, Some(b"2048")),
+        Ok(Plan::Filter)
+    );
+    assert_eq!(gate.flatpak_buffered(2048), Ok(()));
+    assert_eq!(gate.flatpak_buffered(2049).map_err(|r| r.status), Err(502));
+    let no_results = gate.filter_flatpak_index(&caller, br#"{"Registry":"x"}"#, [], NOW);
+    assert_eq!(no_results.status, 502);
+    let stale = gate.filter_flatpak_index(&caller, &flatpak_index_body(), [], NOW + 601);
+    assert_eq!(stale.status, 503, "no fit snapshot: no index");
+    let mut counts = gate.counts().flatpak_index.clone();
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        vec![
+            ("encoded", 1),
+            ("no_results", 1),
+            ("passed_through", 1),
+            ("too_large", 2),
+            ("unexpected_status", 1),
+            ("unready", 1),
+        ]
+    );
+}
+
+#[test]
+fn a_revocation_between_request_and_answer_applies_to_the_answer() {
+    let mut gate = ready_gate(json!({}));
+    let alice = format!("Bearer {}", token("alice"));
+    let caller = flatpak_caller(&mut gate, Some(&alice));
+    let second = announcement(2, NOW);
+    assert!(gate.announced(&second));
+    gate.offer(
+        &snapshot().revoke("alice", "team/private").bytes(2),
+        &second,
+    )
+    .unwrap();
+    let reply = gate.filter_flatpak_index(&caller, &flatpak_index_body(), [], NOW);
+    assert_eq!(names(reply.body.as_bytes()), ["library/public"]);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/json"),
+        "the default type"
     );
 }

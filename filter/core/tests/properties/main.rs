@@ -24,6 +24,7 @@
     clippy::indexing_slicing
 )]
 
+mod flatpak;
 mod route;
 mod scope;
 mod snapshot;
