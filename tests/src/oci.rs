@@ -3,7 +3,9 @@
 //! manifest and an `index.json` naming the tag with `org.opencontainers.image.ref.name`.
 //!
 //! Each image's content (and so every digest) differs by name and tag, so a test can tell
-//! exactly which repository a response came from. Nothing here talks to a registry.
+//! exactly which repository a response came from. Every image is labelled as a Flatpak
+//! application (`org.flatpak.ref`), so Pulp's Flatpak index lists it. Nothing here talks to a
+//! registry.
 
 use std::path::{Path, PathBuf};
 
@@ -109,7 +111,10 @@ pub fn build_layout_with_payload(dir: &Path, name: &str, tag: &str, payload: &[u
         "architecture": "amd64",
         "os": "linux",
         "config": {
-            "Labels": { "org.opencontainers.image.title": format!("{name}:{tag}") }
+            "Labels": {
+                "org.opencontainers.image.title": format!("{name}:{tag}"),
+                "org.flatpak.ref": format!("app/org.registrygate.{}/x86_64/{tag}", name.replace('/', "_")),
+            }
         },
         "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
         "history": [{ "created_by": "registry-gate test harness" }]

@@ -212,6 +212,10 @@ fn capsule_pulp() {
         &content_host_pulls,
     );
     run("catalog filtered to the caller", &catalog_filtered);
+    run(
+        "Pulp's Flatpak index filtered to the caller",
+        &flatpak_index_filtered,
+    );
     run("Katello sync grant lets the user pull", &katello_sync_grant);
     for (name, took) in &steps {
         eprintln!("[capsule] {took:>10.1?}  {name}");
@@ -465,6 +469,47 @@ fn content_host_pulls(c: &Capsule) {
     c.stack
         .skopeo_pull_as_host(&format!("{PUBLIC}:latest"), &ungranted)
         .assert_success();
+}
+
+/// The repository names of Pulp's Flatpak index (`/index/static`, as flatpak asks for it)
+/// answered to `request`.
+fn flatpak_names(request: Request) -> Vec<String> {
+    let resp = request.send_ok();
+    assert_eq!(resp.status, 200, "{}", resp.summary());
+    let mut names: Vec<String> = resp.json()["Results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no Results: {}", resp.summary()))
+        .iter()
+        .map(|entry| entry["Name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn flatpak_index_filtered(c: &Capsule) {
+    let path = "/index/static?label:org.flatpak.ref:exists=1&tag=latest";
+    let index = || c.stack.request("GET", path, HttpVersion::Http1);
+    // Pulp itself lists every repository.
+    let all = flatpak_names(Request::get(c.pulp.api_url(path)).cacert(&c.pulp.tls.ca_cert));
+    assert_eq!(all, [PUBLIC, OTHER, PRIVATE]);
+    assert_eq!(flatpak_names(index()), [PUBLIC], "anonymous");
+    let token = c.token(ALICE, PRIVATE);
+    assert_eq!(
+        flatpak_names(index().auth(Auth::Bearer(&token))),
+        [PUBLIC, PRIVATE],
+        "alice"
+    );
+    let host = c
+        .stack
+        .clients
+        .iter()
+        .find(|client| client.cn == HOST_GRANTED)
+        .unwrap();
+    assert_eq!(
+        flatpak_names(index().client_cert(&host.cert, &host.key)),
+        [PUBLIC, PRIVATE],
+        "a granted content host"
+    );
 }
 
 fn no_grant_name_unknown(c: &Capsule) {
