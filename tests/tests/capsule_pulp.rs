@@ -216,6 +216,10 @@ fn capsule_pulp() {
         "Pulp's Flatpak index filtered to the caller",
         &flatpak_index_filtered,
     );
+    run(
+        "the old gateway's other endpoints: v1 ping and search, tags, pushes",
+        &other_endpoints,
+    );
     run("Katello sync grant lets the user pull", &katello_sync_grant);
     for (name, took) in &steps {
         eprintln!("[capsule] {took:>10.1?}  {name}");
@@ -510,6 +514,59 @@ fn flatpak_index_filtered(c: &Capsule) {
         [PUBLIC, PRIVATE],
         "a granted content host"
     );
+}
+
+fn other_endpoints(c: &Capsule) {
+    let get = |path: &str| c.stack.request("GET", path, HttpVersion::Http1);
+    // `/v1/_ping`: answered by the gateway, as the old one answered it from Pulp.
+    assert_eq!(get("/v1/_ping").send_ok().status, 200);
+    // `/v1/search`: the caller's catalog (anonymous: public only); v2 clients get 404 so
+    // podman falls back to the catalog (#37705).
+    let search = get("/v1/search?q=library").send_ok();
+    assert_eq!(search.status, 200, "{}", search.summary());
+    let names: Vec<String> = search.json()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, [PUBLIC], "{}", search.summary());
+    let private = get("/v1/search?q=team").send_ok();
+    assert_eq!(private.json()["num_results"], 0, "{}", private.summary());
+    let v2 = get("/v1/search?q=library")
+        .header("Docker-Distribution-API-Version", "registry/2.0")
+        .send_ok();
+    assert_eq!(v2.status, 404, "{}", v2.summary());
+    // Tags of a granted repository come from Pulp.
+    let token = c.token(ALICE, PRIVATE);
+    let tags = get(&format!("/v2/{PRIVATE}/tags/list"))
+        .auth(Auth::Bearer(&token))
+        .send_ok();
+    assert_eq!(tags.status, 200, "{}", tags.summary());
+    assert_eq!(tags.json()["tags"], json!(["latest"]), "{}", tags.summary());
+    // Pushes: the spec's UNSUPPORTED, before anything reaches Pulp.
+    let push = c
+        .stack
+        .request(
+            "POST",
+            &format!("/v2/{PRIVATE}/blobs/uploads/"),
+            HttpVersion::Http1,
+        )
+        .auth(Auth::Bearer(&token))
+        .send_ok();
+    expect::assert_registry_error(&push, 405, "UNSUPPORTED", "alice's blob upload");
+    let put = c
+        .stack
+        .request(
+            "PUT",
+            &format!("/v2/{PRIVATE}/manifests/pushed"),
+            HttpVersion::Http1,
+        )
+        .auth(Auth::Bearer(&token))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(b"{}".to_vec())
+        .send_ok();
+    expect::assert_registry_error(&put, 405, "UNSUPPORTED", "alice's manifest PUT");
 }
 
 fn no_grant_name_unknown(c: &Capsule) {
