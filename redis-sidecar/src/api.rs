@@ -4,6 +4,7 @@
 //! | route | answers |
 //! |---|---|
 //! | `GET /healthz` | 200 `ok` while the process runs |
+//! | `GET /metrics` | 200 Prometheus text exposition (see `metrics`) |
 //! | `GET /readyz` | 200 when Redis answers `PING`, else 503 |
 //! | `GET /v1/snapshot[?wait=SECS]` | read secret (or sync secret) as bearer, else 401; 200 envelope + `ETag`; 304 only when `If-None-Match` names exactly the current generation (after long-polling up to `wait` while it stays current); 503 + `Retry-After` before the first publish, after a rewound history started a new epoch, and at once when `--max-long-poll-waiters` requests already wait |
 //! | `PUT /v1/snapshot[?allow_empty=true]` | bearer-secret only; 200 `{"epoch","generation","changed"}` + `ETag`; 400 bad body, 401, 409 would empty, 412 stale `If-Match`, 413, 503 Redis |
@@ -41,6 +42,7 @@ use crate::cache::{Current, View};
 use crate::config::Secret;
 use crate::katello::KatelloError;
 use crate::login::{AuthError, LoginRequest};
+use crate::metrics::LoginOutcome;
 use crate::publisher::{PublishError, Request, Source};
 use crate::refresh::Outcome;
 use crate::state::{stopping, AppState};
@@ -63,6 +65,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/snapshot", get(get_snapshot).put(put_snapshot))
         .route("/v2/token", get(get_token))
         .merge(katello::routes())
@@ -315,6 +318,27 @@ fn reply_response(reply: Reply) -> Response {
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let inner = &state.inner;
+    let view = inner.cache.view();
+    let served = view
+        .current()
+        .map(|current| (current.header.epoch.as_str(), current.header.generation));
+    let waiting = inner
+        .max_long_poll_waiters
+        .saturating_sub(inner.long_poll_waiters.available_permits());
+    let text = inner
+        .metrics
+        .render(served, inner.store.pool_state(), waiting)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut response = Response::new(Body::from(text));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(response)
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
@@ -608,10 +632,30 @@ fn token_request(query: Option<&str>, service: &str) -> Result<TokenRequest, Tok
     }
 }
 
-/// `GET /v2/token` (Docker token spec).
+/// `GET /v2/token` (Docker token spec), counted by outcome.
 async fn get_token(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    let result = issue_token(&state, query, headers).await;
+    let outcome = match &result {
+        Ok(_) => LoginOutcome::Issued,
+        Err(ApiError::Token(TokenFailure::BadCredentials)) => LoginOutcome::Refused,
+        Err(ApiError::Token(TokenFailure::Busy)) => LoginOutcome::Busy,
+        Err(ApiError::Token(TokenFailure::NoSnapshot | TokenFailure::LoginUnreachable(_))) => {
+            LoginOutcome::Unavailable
+        }
+        Err(_) => LoginOutcome::Failed,
+    };
+    state.inner.metrics.login(outcome, started.elapsed());
+    result
+}
+
+async fn issue_token(
+    state: &AppState,
+    query: Option<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let inner = &state.inner;

@@ -13,6 +13,7 @@ pub mod config;
 pub mod katello;
 pub mod keys;
 pub mod login;
+pub mod metrics;
 pub mod publisher;
 pub mod refresh;
 pub mod state;

@@ -28,6 +28,7 @@ use tokio::sync::Mutex;
 
 use crate::cache::{Cache, Current, RefreshError};
 use crate::keys;
+use crate::metrics::{Metrics, PublishOutcome};
 use crate::store::{CasOutcome, Store, StoreError};
 
 /// Attempts an unconditional publish makes before giving up under contention.
@@ -115,6 +116,7 @@ pub struct Publisher {
     clock: fn() -> SystemTime,
     /// Serializes this process's publishes (see the module doc).
     lock: Mutex<()>,
+    metrics: Arc<Metrics>,
 }
 
 impl Publisher {
@@ -123,6 +125,7 @@ impl Publisher {
         cache: Arc<Cache>,
         own_key: KeySpec,
         clock: fn() -> SystemTime,
+        metrics: Arc<Metrics>,
     ) -> Publisher {
         Publisher {
             store,
@@ -131,11 +134,29 @@ impl Publisher {
             producer: format!("registry-gate-sidecar/{}", env!("CARGO_PKG_VERSION")),
             clock,
             lock: Mutex::new(()),
+            metrics,
         }
     }
 
-    /// Publishes a request (see the module doc for the protocol).
+    /// Publishes a request (see the module doc for the protocol), counted by outcome.
     pub async fn publish(&self, request: Request) -> Result<Published, PublishError> {
+        let started = std::time::Instant::now();
+        let result = self.publish_counted(request).await;
+        let outcome = match &result {
+            Ok(published) if published.changed => PublishOutcome::Published,
+            Ok(_) => PublishOutcome::Unchanged,
+            Err(PublishError::PreconditionFailed { .. }) => PublishOutcome::PreconditionFailed,
+            Err(PublishError::Invalid(_) | PublishError::KeyConflict(_)) => PublishOutcome::Invalid,
+            Err(PublishError::WouldEmpty { .. }) => PublishOutcome::WouldEmpty,
+            Err(PublishError::Contended(_)) => PublishOutcome::Contended,
+            Err(PublishError::Store(_)) => PublishOutcome::Unavailable,
+            Err(PublishError::Internal(_)) => PublishOutcome::Internal,
+        };
+        self.metrics.publish(outcome, started.elapsed());
+        result
+    }
+
+    async fn publish_counted(&self, request: Request) -> Result<Published, PublishError> {
         // A whole document is prepared once, outside the lock; a change needs the current
         // content, so it is prepared on every attempt.
         let Request {

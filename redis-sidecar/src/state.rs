@@ -15,6 +15,7 @@ use crate::config::{Config, LoginBackend, Secret};
 use crate::katello::form::{self, FormLimits};
 use crate::katello::{KatelloClient, KatelloError};
 use crate::login::{AuthError, Authenticator, Backend, HtpasswdSource, LoginSettings};
+use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::refresh::Refresher;
 use crate::store::{Store, StoreError};
@@ -69,6 +70,9 @@ pub(crate) struct Inner {
     pub long_poll_max: Duration,
     /// One permit per snapshot long-poll allowed to wait at once.
     pub long_poll_waiters: Arc<Semaphore>,
+    /// The waiter bound (`--max-long-poll-waiters`), so metrics can tell how many wait.
+    pub max_long_poll_waiters: usize,
+    pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     /// The one wall-clock seam (token times, `published_at`).
     pub clock: fn() -> SystemTime,
@@ -88,11 +92,13 @@ impl AppState {
         )?;
         let cache = Arc::new(Cache::default());
         let clock: fn() -> SystemTime = SystemTime::now;
+        let metrics = Arc::new(Metrics::new());
         let publisher = Arc::new(Publisher::new(
             store.clone(),
             Arc::clone(&cache),
             config.signing_key.key_spec(),
             clock,
+            Arc::clone(&metrics),
         ));
         let refresher = Refresher::start(
             Arc::clone(&publisher),
@@ -137,6 +143,8 @@ impl AppState {
                 read_secret: config.read_secret,
                 long_poll_max: config.long_poll_max,
                 long_poll_waiters: Arc::new(Semaphore::new(config.max_long_poll_waiters)),
+                max_long_poll_waiters: config.max_long_poll_waiters,
+                metrics,
                 max_body_bytes: config.max_body_bytes,
                 clock,
                 shutdown,

@@ -16,6 +16,7 @@
 //! decide by itself that history was rewound (the cache does), and never panic on a Redis
 //! failure — every failure is a [`StoreError`].
 
+use crate::metrics::PoolState;
 use std::time::Duration;
 
 use deadpool_redis::{Manager, Pool, Runtime};
@@ -189,6 +190,17 @@ impl Store {
             cas_script: Script::new(CAS_SCRIPT),
             restart_script: Script::new(RESTART_SCRIPT),
         })
+    }
+
+    /// The pool's connections now, for metrics.
+    pub fn pool_state(&self) -> PoolState {
+        let status = self.pool.status();
+        PoolState {
+            max: status.max_size,
+            open: status.size,
+            idle: status.available,
+            waiting: status.waiting,
+        }
     }
 
     pub fn epoch_key(&self) -> String {

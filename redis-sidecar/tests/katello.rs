@@ -463,6 +463,19 @@ async fn logins_refresh_grants_from_katellos_catalog_coalesced() {
         assert_eq!(granted, expected, "{user}");
     }
     assert_eq!(katello.catalog_calls(), 3, "one catalog call per user");
+    let metrics = sidecar
+        .client
+        .get(sidecar.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("registry_gate_sidecar_logins_total{outcome=\"issued\"} 30"),
+        "{metrics}"
+    );
     let (_, snapshot) = sidecar.snapshot().await;
     assert_eq!(snapshot.content.users["alice"], vec!["team/app".to_owned()]);
     assert_eq!(

@@ -110,6 +110,25 @@ async fn each_call_replaces_its_part_in_one_publish() {
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(generation(&sidecar).await, 2);
+    // Its JSON form is the same push: nothing published either.
+    let json = serde_json::json!({"users": [
+        {"admin": [{"repository": "acme_corp/containers/busybox", "auth_required": true}]},
+        {"jdoe@example.com": [
+            {"repository": "acme_corp/containers/busybox", "auth_required": "true"},
+            {"repository": "acme_corp/dev/web_cv/containers/nginx", "auth_required": false},
+        ]},
+    ]});
+    let reply = sync_as(
+        &sidecar,
+        "PUT",
+        "user_repository_mapping/",
+        &json.to_string(),
+        true,
+        "application/json; charset=utf-8",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(generation(&sidecar).await, 2);
 
     // Hosts, then their grants.
     let reply = sync(
@@ -156,6 +175,26 @@ async fn each_call_replaces_its_part_in_one_publish() {
         snapshot.content.hosts[HOST],
         vec!["acme_corp/containers/busybox".to_owned()]
     );
+
+    // Every publish was counted by outcome, and the served generation is exported.
+    let metrics = sidecar
+        .client
+        .get(sidecar.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (epoch, number) = parse_etag(&sidecar.snapshot().await.0);
+    for line in [
+        "registry_gate_sidecar_publishes_total{outcome=\"published\"} 5".to_owned(),
+        "registry_gate_sidecar_publishes_total{outcome=\"unchanged\"} 2".to_owned(),
+        format!("registry_gate_sidecar_snapshot_generation{{epoch=\"{epoch}\"}} {number}"),
+        "registry_gate_sidecar_redis_pool_max_connections ".to_owned(),
+    ] {
+        assert!(metrics.contains(&line), "{line:?} missing from:\n{metrics}");
+    }
 
     // An explicitly empty list (rest-client's bare key) is Katello saying "none": published.
     let reply = sync(&sidecar, "PUT", "repository_list/", "repositories", true).await;
