@@ -109,14 +109,6 @@ async fn sidecar_with(redis: &Redis, flags: Vec<String>, prefix: &str) -> Sideca
     sidecar
 }
 
-async fn token(sidecar: &Sidecar, query: &[(&str, &str)], login: Option<(&str, &str)>) -> Reply {
-    let mut request = sidecar.client.get(sidecar.url("/v2/token")).query(query);
-    if let Some((user, password)) = login {
-        request = request.basic_auth(user, Some(password));
-    }
-    Reply::from(request.send().await.unwrap()).await
-}
-
 /// The unverified claims of a minted token (its signature is covered by tests/token.rs).
 fn claims(reply: &Reply) -> Value {
     let token = reply.json()["token"].as_str().unwrap().to_owned();
@@ -143,17 +135,17 @@ async fn katello_decides_who_the_basic_user_is() {
 
     // `account` names someone else: Katello is asked about the Basic user, and the token is
     // the Basic user's.
-    let reply = token(
-        &sidecar,
-        &[
-            ("service", SERVICE),
-            ("account", "bob"),
-            ("scope", "repository:team/app:pull"),
-            ("scope", "repository:team/secret:pull"),
-        ],
-        Some(("alice", "alice-pw")),
-    )
-    .await;
+    let reply = sidecar
+        .token(
+            &[
+                ("service", SERVICE),
+                ("account", "bob"),
+                ("scope", "repository:team/app:pull"),
+                ("scope", "repository:team/secret:pull"),
+            ],
+            Some(("alice", "alice-pw")),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let alice = claims(&reply);
     assert_eq!(alice["sub"], "alice");
@@ -216,7 +208,7 @@ async fn katello_decides_who_the_basic_user_is() {
         },
     ];
     for row in rows {
-        let reply = token(&sidecar, &row.query, row.login).await;
+        let reply = sidecar.token(&row.query, row.login).await;
         assert_eq!(reply.status, row.status, "{}: {}", row.case, reply.text());
         if let Some(sub) = row.sub {
             assert_eq!(claims(&reply)["sub"], sub, "{}", row.case);
@@ -230,7 +222,7 @@ async fn katello_decides_who_the_basic_user_is() {
         }
     }
     let before = katello.token_calls();
-    token(&sidecar, &[("service", SERVICE)], None).await;
+    sidecar.token(&[("service", SERVICE)], None).await;
     assert_eq!(
         katello.token_calls(),
         before,
@@ -246,9 +238,9 @@ async fn katello_answering_unauthorized_is_a_bad_password() {
     let redis = Redis::start();
     let sidecar = sidecar(&redis, katello_flags(&katello.url(), &tls, &client, 2000)).await;
     let query = [("service", SERVICE), ("scope", "repository:team/app:pull")];
-    let reply = token(&sidecar, &query, Some(("alice", "wrong"))).await;
+    let reply = sidecar.token(&query, Some(("alice", "wrong"))).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
-    let reply = token(&sidecar, &query, Some(("alice", "alice-pw"))).await;
+    let reply = sidecar.token(&query, Some(("alice", "alice-pw"))).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
 }
 
@@ -279,7 +271,7 @@ async fn katello_errors_reach_the_client_with_their_status() {
     for (case, status, delay, want) in rows {
         katello.fail_with(status);
         katello.delay(delay);
-        let reply = token(&sidecar, &query, Some(("alice", "alice-pw"))).await;
+        let reply = sidecar.token(&query, Some(("alice", "alice-pw"))).await;
         assert_eq!(reply.status, want, "{case}: {}", reply.text());
         let body = reply.json();
         assert!(
@@ -296,12 +288,12 @@ async fn katello_errors_reach_the_client_with_their_status() {
     }
     katello.fail_with(None);
     katello.delay(Duration::ZERO);
-    let reply = token(&sidecar, &query, Some(("alice", "alice-pw"))).await;
+    let reply = sidecar.token(&query, Some(("alice", "alice-pw"))).await;
     assert_eq!(reply.status, StatusCode::OK, "recovers: {}", reply.text());
 
     // Katello gone: 503 + Retry-After; a cached login keeps working meanwhile.
     drop(katello);
-    let reply = token(&sidecar, &query, Some(("bob", "bob-pw"))).await;
+    let reply = sidecar.token(&query, Some(("bob", "bob-pw"))).await;
     assert_eq!(
         reply.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -309,7 +301,7 @@ async fn katello_errors_reach_the_client_with_their_status() {
         reply.text()
     );
     assert_eq!(reply.header("retry-after").as_deref(), Some("1"));
-    let reply = token(&sidecar, &query, Some(("alice", "alice-pw"))).await;
+    let reply = sidecar.token(&query, Some(("alice", "alice-pw"))).await;
     assert_eq!(reply.status, StatusCode::OK, "cached: {}", reply.text());
 }
 
@@ -327,7 +319,8 @@ async fn a_burst_of_logins_by_one_user_costs_one_katello_call() {
             let sidecar = Arc::clone(&sidecar);
             tokio::spawn(async move {
                 let query = [("service", SERVICE), ("scope", "repository:team/app:pull")];
-                token(&sidecar, &query, Some(("alice", "alice-pw")))
+                sidecar
+                    .token(&query, Some(("alice", "alice-pw")))
                     .await
                     .status
             })
@@ -450,7 +443,9 @@ async fn logins_refresh_grants_from_katellos_catalog_coalesced() {
             let sidecar = Arc::clone(&sidecar);
             tokio::spawn(async move {
                 let query = [("service", SERVICE), ("scope", "repository:team/app:pull")];
-                let reply = token(&sidecar, &query, Some((user, &format!("{user}-pw")))).await;
+                let reply = sidecar
+                    .token(&query, Some((user, &format!("{user}-pw"))))
+                    .await;
                 assert_eq!(reply.status, StatusCode::OK, "{user}: {}", reply.text());
                 (user, granted(&claims(&reply)))
             })
@@ -463,15 +458,7 @@ async fn logins_refresh_grants_from_katellos_catalog_coalesced() {
         assert_eq!(granted, expected, "{user}");
     }
     assert_eq!(katello.catalog_calls(), 3, "one catalog call per user");
-    let metrics = sidecar
-        .client
-        .get(sidecar.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = sidecar.metrics().await;
     assert!(
         metrics.contains("registry_gate_sidecar_logins_total{outcome=\"issued\"} 30"),
         "{metrics}"
@@ -491,7 +478,7 @@ async fn logins_refresh_grants_from_katellos_catalog_coalesced() {
 
     // Within the login cache's lifetime nobody is asked again.
     let query = [("service", SERVICE)];
-    let reply = token(&sidecar, &query, Some(("bob", "bob-pw"))).await;
+    let reply = sidecar.token(&query, Some(("bob", "bob-pw"))).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(katello.catalog_calls(), 3);
     assert_eq!(
@@ -506,7 +493,7 @@ async fn logins_refresh_grants_from_katellos_catalog_coalesced() {
         "false".to_owned(),
     ]);
     let quiet = sidecar_with(&redis, flags, "rg-quiet:").await;
-    let reply = token(&quiet, &query, Some(("alice", "alice-pw"))).await;
+    let reply = quiet.token(&query, Some(("alice", "alice-pw"))).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(katello.catalog_calls(), 3);
 }

@@ -177,15 +177,7 @@ async fn each_call_replaces_its_part_in_one_publish() {
     );
 
     // Every publish was counted by outcome, and the served generation is exported.
-    let metrics = sidecar
-        .client
-        .get(sidecar.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = sidecar.metrics().await;
     let (epoch, number) = parse_etag(&sidecar.snapshot().await.0);
     for line in [
         "registry_gate_sidecar_publishes_total{outcome=\"published\"} 5".to_owned(),

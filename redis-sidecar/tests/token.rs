@@ -53,14 +53,6 @@ async fn publish(sidecar: &Sidecar) {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
 }
 
-async fn token(sidecar: &Sidecar, query: &[(&str, &str)], login: Option<(&str, &str)>) -> Reply {
-    let mut request = sidecar.client.get(sidecar.url("/v2/token")).query(query);
-    if let Some((user, password)) = login {
-        request = request.basic_auth(user, Some(password));
-    }
-    Reply::from(request.send().await.unwrap()).await
-}
-
 /// Verifies the token with the key the snapshot publishes under the token's `kid`.
 async fn verified_claims(
     sidecar: &Sidecar,
@@ -101,21 +93,21 @@ fn access(claims: &jwt_compact::Claims<RegistryClaims>) -> Value {
 async fn right_password_gets_a_verifiable_token_with_requested_and_granted_access() {
     let (_redis, sidecar) = start().await;
     publish(&sidecar).await;
-    let reply = token(
-        &sidecar,
-        &[
-            ("service", "test-registry"),
-            ("account", "bob"), // ignored: identity is the Basic user only
-            ("scope", "repository:team/app:pull,push"),
-            (
-                "scope",
-                "repository:team/secret:pull repository:public/base:pull",
-            ),
-            ("scope", "registry:catalog:*"),
-        ],
-        Some(("alice", "alice-pw")),
-    )
-    .await;
+    let reply = sidecar
+        .token(
+            &[
+                ("service", "test-registry"),
+                ("account", "bob"), // ignored: identity is the Basic user only
+                ("scope", "repository:team/app:pull,push"),
+                (
+                    "scope",
+                    "repository:team/secret:pull repository:public/base:pull",
+                ),
+                ("scope", "registry:catalog:*"),
+            ],
+            Some(("alice", "alice-pw")),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.header("cache-control").as_deref(), Some("no-store"));
     let body = reply.json();
@@ -152,12 +144,9 @@ async fn right_password_gets_a_verifiable_token_with_requested_and_granted_acces
     );
 
     // No scope at all (docker login): a token that grants nothing.
-    let login = token(
-        &sidecar,
-        &[("service", "test-registry")],
-        Some(("bob", "bob-pw")),
-    )
-    .await;
+    let login = sidecar
+        .token(&[("service", "test-registry")], Some(("bob", "bob-pw")))
+        .await;
     assert_eq!(login.status, StatusCode::OK);
     let (claims, _) = verified_claims(&sidecar, login.json()["token"].as_str().unwrap()).await;
     assert_eq!(claims.custom.sub, "bob");
@@ -169,20 +158,20 @@ async fn right_password_gets_a_verifiable_token_with_requested_and_granted_acces
 async fn anonymous_gets_public_repositories_only() {
     let (_redis, sidecar) = start().await;
     publish(&sidecar).await;
-    let reply = token(
-        &sidecar,
-        &[
-            ("service", "test-registry"),
-            (
-                "scope",
-                "repository:team/app:pull repository:public/tools:pull",
-            ),
-            ("scope", "repository:public/base:push"),
-            ("account", "alice"),
-        ],
-        None,
-    )
-    .await;
+    let reply = sidecar
+        .token(
+            &[
+                ("service", "test-registry"),
+                (
+                    "scope",
+                    "repository:team/app:pull repository:public/tools:pull",
+                ),
+                ("scope", "repository:public/base:push"),
+                ("account", "alice"),
+            ],
+            None,
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let (claims, _) = verified_claims(&sidecar, reply.json()["token"].as_str().unwrap()).await;
     assert_eq!(claims.custom.sub, "");
@@ -206,7 +195,7 @@ async fn bad_credentials_are_401_with_a_basic_challenge() {
         ("unknown user", Some(("mallory", "alice-pw"))),
         ("empty password", Some(("alice", ""))),
     ] {
-        let reply = token(&sidecar, &query, login).await;
+        let reply = sidecar.token(&query, login).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "case {name}");
         assert_eq!(
             reply.header("www-authenticate").as_deref(),
@@ -241,7 +230,7 @@ async fn bad_credentials_are_401_with_a_basic_challenge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_400_unsupported_and_no_snapshot_is_503() {
     let (_redis, sidecar) = start().await;
-    let reply = token(&sidecar, &[("service", "test-registry")], None).await;
+    let reply = sidecar.token(&[("service", "test-registry")], None).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(reply.header("retry-after").is_some());
     assert_eq!(reply.json()["errors"][0]["code"], "UNAVAILABLE");
@@ -273,7 +262,7 @@ async fn bad_requests_are_400_unsupported_and_no_snapshot_is_503() {
         ),
     ];
     for (name, query) in cases {
-        let reply = token(&sidecar, &query, Some(("alice", "alice-pw"))).await;
+        let reply = sidecar.token(&query, Some(("alice", "alice-pw"))).await;
         assert_eq!(
             reply.status,
             StatusCode::BAD_REQUEST,
@@ -377,7 +366,7 @@ async fn logins_beyond_the_bcrypt_queue_timeout_get_503_with_retry_after() {
         assert_eq!(reply.json()["errors"][0]["code"], "UNAVAILABLE");
     }
     // With the storm over, the same login succeeds.
-    let again = token(&sidecar, &query, Some(("alice", "alice-pw"))).await;
+    let again = sidecar.token(&query, Some(("alice", "alice-pw"))).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text());
     sidecar.stop().await;
 }

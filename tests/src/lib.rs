@@ -23,6 +23,7 @@
 )]
 
 pub mod capture;
+pub mod echo;
 pub mod envoy;
 pub mod expect;
 pub mod http;

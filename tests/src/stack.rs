@@ -449,14 +449,18 @@ impl Stack {
         (self.skopeo.run(&args), dest)
     }
 
+    /// The client certificate issued for `cn` (one of [`StackOptions::client_cns`]).
+    pub fn client(&self, cn: &str) -> &ClientCert {
+        self.clients
+            .iter()
+            .find(|c| c.cn == cn)
+            .unwrap_or_else(|| panic!("no client certificate {cn} (add it to client_cns)"))
+    }
+
     /// A containers/image cert dir for content host `cn` (one of [`StackOptions::client_cns`]):
     /// the CA as `ca.crt`, the client certificate and key as `<cn>.cert` and `<cn>.key`.
     pub fn host_cert_dir(&self, cn: &str) -> PathBuf {
-        let client = self
-            .clients
-            .iter()
-            .find(|c| c.cn == cn)
-            .unwrap_or_else(|| panic!("no client certificate {cn} (add it to client_cns)"));
+        let client = self.client(cn);
         let dir = self.scenario.subdir(&format!("host-certs/{cn}"));
         for (from, to) in [
             (self.ca_cert().to_path_buf(), dir.join("ca.crt")),

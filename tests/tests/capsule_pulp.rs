@@ -503,12 +503,7 @@ fn flatpak_index_filtered(c: &Capsule) {
         [PUBLIC, PRIVATE],
         "alice"
     );
-    let host = c
-        .stack
-        .clients
-        .iter()
-        .find(|client| client.cn == HOST_GRANTED)
-        .unwrap();
+    let host = c.stack.client(HOST_GRANTED);
     assert_eq!(
         flatpak_names(index().client_cert(&host.cert, &host.key)),
         [PUBLIC, PRIVATE],

@@ -20,55 +20,14 @@
     reason = "tests fail by panicking"
 )]
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::TcpListener;
-
 use registry_gate_tests::envoy::{Envoy, EnvoyParams, Launch};
 use registry_gate_tests::http::Request;
 use registry_gate_tests::stack::{default_snapshot, StackOptions, INSTALL_TIMEOUT};
 use registry_gate_tests::tls::ClientCert;
-use registry_gate_tests::{ports, Auth, HttpVersion, Stack};
+use registry_gate_tests::{echo, ports, Auth, HttpVersion, Stack};
 
 const GRANTED: &str = "6a1c1e52-3f0b-4a8e-9d41-8f5f0c2b7e10";
 const UNGRANTED: &str = "b2d4f6a8-0c1e-4d3f-8a5b-7c9e1f2a4b6d";
-
-/// Answers every request with `200` and its request head (lower-cased header lines) as the
-/// body, one request per connection. Runs until the test process ends.
-fn echo_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut head = String::new();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                head.push_str(&line.to_ascii_lowercase());
-            }
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{head}",
-                head.len()
-            );
-            let _ = stream.write_all(reply.as_bytes());
-        }
-    });
-    port
-}
-
-fn header_lines<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
-    let prefix = format!("{name}:");
-    head.lines()
-        .filter(|line| line.starts_with(&prefix))
-        .collect()
-}
-
-fn client(stack: &Stack, cn: &str) -> ClientCert {
-    stack.clients.iter().find(|c| c.cn == cn).unwrap().clone()
-}
 
 #[test]
 fn content_hosts_pull_with_their_verified_certificate() {
@@ -78,8 +37,8 @@ fn content_hosts_pull_with_their_verified_certificate() {
     options.snapshot = Some(snapshot);
     options.client_cns = vec![GRANTED.to_owned(), UNGRANTED.to_owned()];
     let mut stack = Stack::start_with(options);
-    let granted = client(&stack, GRANTED);
-    let ungranted = client(&stack, UNGRANTED);
+    let granted = stack.client(GRANTED).clone();
+    let ungranted = stack.client(UNGRANTED).clone();
 
     // A granted host pulls a private repository with its certificate alone.
     let granted_dir = stack.host_cert_dir(GRANTED);
@@ -151,7 +110,7 @@ fn content_hosts_pull_with_their_verified_certificate() {
     );
 
     // What the upstream sees.
-    let echo_port = echo_server();
+    let echo_port = echo::start();
     let params = EnvoyParams {
         listen_port: ports::free_port(),
         admin_port: ports::free_port(),
@@ -178,12 +137,12 @@ fn content_hosts_pull_with_their_verified_certificate() {
         assert_eq!(resp.status, 200, "{version}: {}", resp.summary());
         let head = resp.text();
         assert_eq!(
-            header_lines(&head, "x-registry-gate-identity"),
+            echo::header_lines(&head, "x-registry-gate-identity"),
             [format!("x-registry-gate-identity: host:{GRANTED}").as_str()],
             "{version}: {head}"
         );
         assert!(
-            header_lines(&head, "ssl-client-s-dn").is_empty(),
+            echo::header_lines(&head, "ssl-client-s-dn").is_empty(),
             "{version}: the subject header reached the upstream: {head}"
         );
 
@@ -192,7 +151,7 @@ fn content_hosts_pull_with_their_verified_certificate() {
         let resp = request().auth(Auth::Bearer(&token)).send_ok();
         assert_eq!(resp.status, 200, "{version}: {}", resp.summary());
         assert_eq!(
-            header_lines(&resp.text(), "x-registry-gate-identity"),
+            echo::header_lines(&resp.text(), "x-registry-gate-identity"),
             ["x-registry-gate-identity: user:alice"],
             "{version}"
         );
@@ -308,12 +267,12 @@ fn content_hosts_pull_with_their_verified_certificate() {
                 let head = resp.text();
                 let identity = identity.replace("GRANTED", GRANTED);
                 assert_eq!(
-                    header_lines(&head, "x-registry-gate-identity"),
+                    echo::header_lines(&head, "x-registry-gate-identity"),
                     [format!("x-registry-gate-identity: {identity}").as_str()],
                     "{case}: {head}"
                 );
                 assert!(
-                    header_lines(&head, "ssl-client-s-dn").is_empty(),
+                    echo::header_lines(&head, "ssl-client-s-dn").is_empty(),
                     "{case}: the subject header reached the upstream: {head}"
                 );
             }

@@ -11,47 +11,10 @@
     reason = "tests fail by panicking"
 )]
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::TcpListener;
-
 use registry_gate_tests::envoy::{Envoy, EnvoyParams};
 use registry_gate_tests::http::Request;
 use registry_gate_tests::stack::INSTALL_TIMEOUT;
-use registry_gate_tests::{ports, Auth, HttpVersion, Stack};
-
-/// Answers every request with `200` and its request head (lower-cased header lines) as the
-/// body, one request per connection. Runs until the test process ends.
-fn echo_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut head = String::new();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                head.push_str(&line.to_ascii_lowercase());
-            }
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{head}",
-                head.len()
-            );
-            let _ = stream.write_all(reply.as_bytes());
-        }
-    });
-    port
-}
-
-fn header_lines<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
-    let prefix = format!("{name}:");
-    head.lines()
-        .filter(|line| line.starts_with(&prefix))
-        .collect()
-}
+use registry_gate_tests::{echo, ports, Auth, HttpVersion, Stack};
 
 #[test]
 fn the_upstream_sees_one_verified_identity_and_no_token() {
@@ -59,7 +22,7 @@ fn the_upstream_sees_one_verified_identity_and_no_token() {
     let params = EnvoyParams {
         listen_port: ports::free_port(),
         admin_port: ports::free_port(),
-        registry_port: echo_server(),
+        registry_port: echo::start(),
         ..stack.envoy.params.clone()
     };
     let mut envoy = Envoy::start(
@@ -88,12 +51,12 @@ fn the_upstream_sees_one_verified_identity_and_no_token() {
             assert_eq!(resp.status, 200, "{context}: {}", resp.summary());
             let head = resp.text();
             assert_eq!(
-                header_lines(&head, "x-registry-gate-identity"),
+                echo::header_lines(&head, "x-registry-gate-identity"),
                 ["x-registry-gate-identity: user:alice"],
                 "{context}: {head}"
             );
             assert!(
-                header_lines(&head, "authorization").is_empty(),
+                echo::header_lines(&head, "authorization").is_empty(),
                 "{context}: the bearer token reached the upstream: {head}"
             );
         }
@@ -103,7 +66,7 @@ fn the_upstream_sees_one_verified_identity_and_no_token() {
             .header("x-registry-gate-identity", "user:alice")
             .send_ok();
         assert_eq!(
-            header_lines(&anonymous.text(), "x-registry-gate-identity"),
+            echo::header_lines(&anonymous.text(), "x-registry-gate-identity"),
             ["x-registry-gate-identity: anonymous"],
             "anonymous public pull, {version}"
         );

@@ -413,6 +413,27 @@ impl Sidecar {
         Reply::from(request.send().await.unwrap()).await
     }
 
+    /// `GET /v2/token?<query>`, with Basic credentials when `login` is given.
+    pub async fn token(&self, query: &[(&str, &str)], login: Option<(&str, &str)>) -> Reply {
+        let mut request = self.client.get(self.url("/v2/token")).query(query);
+        if let Some((user, password)) = login {
+            request = request.basic_auth(user, Some(password));
+        }
+        Reply::from(request.send().await.unwrap()).await
+    }
+
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The current snapshot, decoded with the shared core decoder.
     pub async fn snapshot(&self) -> (String, Snapshot) {
         let reply = self.get(None, "").await;
