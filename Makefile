@@ -17,6 +17,11 @@
 #   make bench-login  deps + build, then a login storm (podman) against htpasswd without and
 #                with the positive login cache, and against Katello (tests/src/bin/bench_login.rs;
 #                BENCH_LOGINS, BENCH_USERS)
+#   make stress  deps + build, then the stress suite larger than CI runs it (tests/tests/stress.rs:
+#                writers, logins, probes and pulls while Redis, sidecars and Envoy are faulted, then
+#                the checker; STRESS_SECONDS, STRESS_KATELLO_WRITERS, STRESS_NATIVE_WRITERS,
+#                STRESS_LOGINS, STRESS_LOGIN_BURSTS, STRESS_FAULT_EVERY_SECS,
+#                STRESS_PROBE_CONNECTIONS); the history lands in target/stress/
 #   make fuzz    the core's property tests (filter/core/tests/properties) with FUZZ_CASES cases
 #                each instead of the short CI count, in a release build
 #
@@ -63,7 +68,7 @@ NOOP_WASM := $(TARGET_DIR)/wasm32-wasip1/release/registry_gate_bench_noop.wasm
 E2E_TEST_THREADS ?= 2
 
 .PHONY: deps deps-apt deps-rust deps-envoy deps-pulp deps-wasm-bindgen build fmt lint \
-	test test-native test-wasm test-e2e run bench bench-pull bench-login fuzz
+	test test-native test-wasm test-e2e run stress bench bench-pull bench-login fuzz
 
 ## deps ----------------------------------------------------------------------------------
 
@@ -170,6 +175,12 @@ run: deps build
 ## bench ----------------------------------------------------------------------------------
 
 # Envoy is pinned to CPU 0 and wrk to CPU 1 (taskset): the machine needs two CPUs.
+stress: deps build
+	STRESS_SECONDS=$${STRESS_SECONDS:-600} STRESS_KATELLO_WRITERS=$${STRESS_KATELLO_WRITERS:-8} \
+	STRESS_NATIVE_WRITERS=$${STRESS_NATIVE_WRITERS:-4} STRESS_LOGIN_BURSTS=$${STRESS_LOGIN_BURSTS:-4} \
+	STRESS_FAULT_EVERY_SECS=$${STRESS_FAULT_EVERY_SECS:-10} \
+	$(CARGO) test -p registry-gate-tests --test stress -- --nocapture
+
 bench: deps build
 	$(CARGO) run -p registry-gate-tests --bin bench_request
 

@@ -25,7 +25,7 @@ use axum::http::header::{
     AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH,
     RETRY_AFTER, WWW_AUTHENTICATE,
 };
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -43,7 +43,7 @@ use crate::config::Secret;
 use crate::katello::KatelloError;
 use crate::login::{AuthError, LoginRequest};
 use crate::metrics::LoginOutcome;
-use crate::publisher::{PublishError, Request, Source};
+use crate::publisher::{Precondition, PublishError, Request, Source};
 use crate::refresh::Outcome;
 use crate::state::{stopping, AppState};
 use crate::store::StoreError;
@@ -96,7 +96,7 @@ pub enum ApiError {
     BadRequest(String),
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
-    #[error("the snapshot changed: If-Match does not name the current generation")]
+    #[error("precondition failed: the current generation is not what If-Match or If-None-Match required")]
     PreconditionFailed { current: Option<Generation> },
     #[error("{0}")]
     Conflict(String),
@@ -551,12 +551,17 @@ async fn put_snapshot(
         Some(text) => parse_bool("allow_empty", &text)?,
         None => false,
     };
-    let if_match = match headers.get(IF_MATCH) {
-        None => None,
-        Some(value) => {
-            Some(Preconditions::parse(value.to_str().map_err(|_| {
-                ApiError::BadRequest("If-Match is not valid text".into())
-            })?))
+    let precondition = match (
+        header_preconditions(&headers, &IF_MATCH)?,
+        header_preconditions(&headers, &IF_NONE_MATCH)?,
+    ) {
+        (None, None) => None,
+        (Some(tags), None) => Some(Precondition::IfMatch(tags)),
+        (None, Some(tags)) => Some(Precondition::IfNoneMatch(tags)),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "send If-Match or If-None-Match, not both".into(),
+            ))
         }
     };
     let bytes = read_body(body, &headers, state.inner.max_body_bytes).await?;
@@ -569,7 +574,7 @@ async fn put_snapshot(
         .publisher
         .publish(Request {
             source: Source::Whole(content),
-            if_match,
+            precondition,
             allow_empty,
         })
         .await?;
@@ -587,6 +592,22 @@ async fn put_snapshot(
         response.headers_mut().insert(ETAG, etag);
     }
     Ok(response)
+}
+
+/// The entity tags of a conditional header (`*` or a list), if the request carries it.
+fn header_preconditions(
+    headers: &HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<Preconditions>, ApiError> {
+    headers
+        .get(name)
+        .map(|value| {
+            value
+                .to_str()
+                .map(Preconditions::parse)
+                .map_err(|_| ApiError::BadRequest(format!("{name} is not valid text")))
+        })
+        .transpose()
 }
 
 #[derive(Serialize)]

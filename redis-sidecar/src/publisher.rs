@@ -51,7 +51,7 @@ pub enum PublishError {
         "the body carries key id {0:?} with key material different from this sidecar's signing key"
     )]
     KeyConflict(String),
-    #[error("the snapshot changed: If-Match does not name the current generation")]
+    #[error("precondition failed: the current generation is not what If-Match or If-None-Match required")]
     PreconditionFailed { current: Option<Generation> },
     #[error(
         "refusing to replace a snapshot of {current} repositories with one that has none; \
@@ -99,10 +99,30 @@ enum Build {
 #[derive(Debug, Clone)]
 pub struct Request {
     pub source: Source,
-    /// `If-Match`, when given.
-    pub if_match: Option<Preconditions>,
+    /// `If-Match` or `If-None-Match`, when given.
+    pub precondition: Option<Precondition>,
     /// Permit replacing a non-empty snapshot with one without repositories.
     pub allow_empty: bool,
+}
+
+/// A caller's condition on the current generation (RFC 9110 §13.1.1–13.1.2).
+#[derive(Debug, Clone)]
+pub enum Precondition {
+    /// `If-Match`: publish only if the current generation is one of these (`*`: any).
+    IfMatch(Preconditions),
+    /// `If-None-Match`: publish only if it is none of these; `*` means only when nothing has
+    /// been published in this epoch (the first publish after Redis lost its data).
+    IfNoneMatch(Preconditions),
+}
+
+impl Precondition {
+    /// Whether the condition holds for `current` (`None`: nothing published).
+    fn holds(&self, current: Option<&Generation>) -> bool {
+        match self {
+            Precondition::IfMatch(tags) => current.is_some_and(|held| tags.matches(held)),
+            Precondition::IfNoneMatch(tags) => !current.is_some_and(|held| tags.matches(held)),
+        }
+    }
 }
 
 /// Publishes snapshots for this sidecar.
@@ -161,7 +181,7 @@ impl Publisher {
         // content, so it is prepared on every attempt.
         let Request {
             source,
-            if_match,
+            precondition,
             allow_empty,
         } = request;
         let build = match source {
@@ -189,11 +209,8 @@ impl Publisher {
             let current_generation = state
                 .head
                 .map(|number| Generation::new(state.epoch.clone(), number));
-            if let Some(precondition) = &if_match {
-                let holds = current_generation
-                    .as_ref()
-                    .is_some_and(|held| precondition.matches(held));
-                if !holds {
+            if let Some(precondition) = &precondition {
+                if !precondition.holds(current_generation.as_ref()) {
                     self.catch_up().await;
                     return Err(PublishError::PreconditionFailed {
                         current: current_generation,
@@ -262,7 +279,7 @@ impl Publisher {
                         changed: true,
                     });
                 }
-                CasOutcome::HeadMoved | CasOutcome::EpochChanged if if_match.is_some() => {
+                CasOutcome::HeadMoved | CasOutcome::EpochChanged if precondition.is_some() => {
                     self.catch_up().await;
                     let current = self.store.state().await?;
                     return Err(PublishError::PreconditionFailed {
@@ -301,7 +318,9 @@ impl Publisher {
         }
         let request = Request {
             source: Source::Whole(current.content.clone()),
-            if_match: Some(Preconditions::Tags(vec![current.generation()])),
+            precondition: Some(Precondition::IfMatch(Preconditions::Tags(vec![
+                current.generation()
+            ]))),
             allow_empty: current.header.allow_empty,
         };
         self.publish(request).await.map(Some)

@@ -205,7 +205,7 @@ async fn run(publisher: Arc<Publisher>, mut receiver: mpsc::Receiver<Refresh>) {
         let result = publisher
             .publish(Request {
                 source: Source::Change(Arc::new(move |current| with_grants(current, &grants))),
-                if_match: None,
+                precondition: None,
                 allow_empty: false,
             })
             .await

@@ -183,6 +183,59 @@ async fn long_poll_wakes_within_a_second_of_a_publish_here_or_on_another_instanc
     there.stop().await;
 }
 
+/// `If-None-Match: *` publishes only into an epoch with nothing published yet — how the
+/// source of truth republishes after Redis lost its data without overwriting a sync call that
+/// got there first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_none_match_any_publishes_only_when_nothing_is_published() {
+    let redis = Redis::start();
+    let sidecar = Sidecar::start(&redis, Options::default()).await;
+    let body = |name: &str| serde_json::to_vec(&content(&[(name, true)], &[])).unwrap();
+    let first = sidecar
+        .put_with_headers(body("a/one"), &[("if-none-match", "*")], "")
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(first.json()["generation"], 1);
+    let before = redis.dump();
+
+    let again = sidecar
+        .put_with_headers(body("a/two"), &[("if-none-match", "*")], "")
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        again.text()
+    );
+    assert_eq!(
+        again.etag(),
+        first.etag(),
+        "412 names the current generation"
+    );
+    assert!(again.text().contains("If-None-Match"), "{}", again.text());
+    let both = sidecar
+        .put_with_headers(
+            body("a/two"),
+            &[("if-none-match", "*"), ("if-match", &first.etag().unwrap())],
+            "",
+        )
+        .await;
+    assert_eq!(both.status, StatusCode::BAD_REQUEST, "{}", both.text());
+    assert!(both.text().contains("not both"), "{}", both.text());
+    assert_eq!(redis.dump(), before, "refused preconditions wrote nothing");
+
+    // An entity tag that is not current does not stop the publish.
+    let other = sidecar
+        .put_with_headers(
+            body("a/two"),
+            &[("if-none-match", "\"0123456789abcdef.1\"")],
+            "",
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.text());
+    assert_eq!(other.json()["generation"], 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_if_match_is_412_and_changes_nothing() {
     let redis = Redis::start();

@@ -42,6 +42,7 @@ pub mod skopeo;
 pub mod smart_proxy;
 pub mod stack;
 pub mod storm;
+pub mod stress;
 pub mod tls;
 pub mod tokens;
 pub mod wait;

@@ -66,3 +66,103 @@ impl Redis {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 }
+
+/// A Redis reply, as the harness reads it (RESP2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Status(String),
+    Error(String),
+    Integer(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Vec<Reply>),
+}
+
+impl Reply {
+    /// The bytes of a bulk reply (`None` for a nil or any other kind).
+    pub fn into_bytes(self) -> Option<Vec<u8>> {
+        match self {
+            Reply::Bulk(bytes) => bytes,
+            _ => None,
+        }
+    }
+}
+
+/// One connection for the harness's own reads and faults (`GET`, `INFO`, `FLUSHALL`, ...):
+/// the store as it is, not as the sidecar reports it.
+#[derive(Debug)]
+pub struct Connection {
+    reader: std::io::BufReader<TcpStream>,
+}
+
+impl Connection {
+    pub fn open(port: u16) -> Result<Connection, String> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+            .map_err(|err| format!("connect {addr}: {err}"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|err| err.to_string())?;
+        Ok(Connection {
+            reader: std::io::BufReader::new(stream),
+        })
+    }
+
+    /// Sends one command and reads its reply.
+    pub fn command(&mut self, args: &[&[u8]]) -> Result<Reply, String> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            out.extend_from_slice(arg);
+            out.extend_from_slice(b"\r\n");
+        }
+        self.reader
+            .get_mut()
+            .write_all(&out)
+            .map_err(|err| format!("send to Redis: {err}"))?;
+        read_reply(&mut self.reader)
+    }
+}
+
+fn read_line(reader: &mut impl std::io::BufRead) -> Result<String, String> {
+    let mut line = String::new();
+    let n = reader
+        .read_line(&mut line)
+        .map_err(|err| format!("read from Redis: {err}"))?;
+    if n == 0 {
+        return Err("Redis closed the connection".into());
+    }
+    Ok(line.trim_end_matches("\r\n").to_owned())
+}
+
+fn read_reply(reader: &mut impl std::io::BufRead) -> Result<Reply, String> {
+    let line = read_line(reader)?;
+    let (kind, rest) = line.split_at_checked(1).ok_or("empty Redis reply")?;
+    let number = || -> Result<i64, String> {
+        rest.parse()
+            .map_err(|_| format!("bad Redis length or integer {rest:?}"))
+    };
+    match kind {
+        "+" => Ok(Reply::Status(rest.to_owned())),
+        "-" => Ok(Reply::Error(rest.to_owned())),
+        ":" => Ok(Reply::Integer(number()?)),
+        "$" => match usize::try_from(number()?) {
+            Err(_) => Ok(Reply::Bulk(None)),
+            Ok(len) => {
+                let mut bytes = vec![0u8; len + 2];
+                reader
+                    .read_exact(&mut bytes)
+                    .map_err(|err| format!("read from Redis: {err}"))?;
+                bytes.truncate(len);
+                Ok(Reply::Bulk(Some(bytes)))
+            }
+        },
+        "*" => match usize::try_from(number()?) {
+            Err(_) => Ok(Reply::Array(Vec::new())),
+            Ok(len) => (0..len)
+                .map(|_| read_reply(reader))
+                .collect::<Result<_, _>>()
+                .map(Reply::Array),
+        },
+        other => Err(format!("unknown Redis reply type {other:?} in {line:?}")),
+    }
+}

@@ -102,7 +102,7 @@ async fn put_part(
                 counted.store(applied.dropped, Ordering::Relaxed);
                 applied.content
             })),
-            if_match: None,
+            precondition: None,
             allow_empty,
         })
         .await?;

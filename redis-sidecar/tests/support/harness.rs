@@ -389,14 +389,26 @@ impl Sidecar {
     }
 
     pub async fn put_raw(&self, body: Vec<u8>, if_match: Option<&str>, query: &str) -> Reply {
+        let headers: Vec<(&str, &str)> =
+            if_match.map(|tag| ("if-match", tag)).into_iter().collect();
+        self.put_with_headers(body, &headers, query).await
+    }
+
+    /// `PUT /v1/snapshot` with the sync secret and extra `headers` (preconditions).
+    pub async fn put_with_headers(
+        &self,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+        query: &str,
+    ) -> Reply {
         let mut request = self
             .client
             .put(self.url(&format!("/v1/snapshot{query}")))
             .bearer_auth(&self.secret)
             .header("content-type", "application/json")
             .body(body);
-        if let Some(tag) = if_match {
-            request = request.header("if-match", tag);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         Reply::from(request.send().await.unwrap()).await
     }
