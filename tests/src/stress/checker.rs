@@ -17,6 +17,7 @@
 //! - no Redis pool above its size.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
 use super::history::{version_of, Change, Content, Decision, Event, FaultKind, Gen, Write};
 
@@ -176,13 +177,13 @@ pub fn check(events: &[Event]) -> Report {
     report.writes = writes.len();
     report.contents = contents.len();
     report.decisions = decisions.len();
-    report.login_p99_ms = percentile(&mut login_ms, 99);
-    let mut gateway_ms: Vec<u64> = decisions
+    report.login_p99_ms = percentile(&login_ms, 99);
+    let gateway_ms: Vec<u64> = decisions
         .iter()
         .filter(|d| d.path.starts_with("/v2/token"))
         .filter_map(|d| d.duration_ms)
         .collect();
-    report.gateway_login_p99_ms = percentile(&mut gateway_ms, 99);
+    report.gateway_login_p99_ms = percentile(&gateway_ms, 99);
 
     check_writes(&mut report, &writes, &contents);
     check_observations(&mut report, events, &contents);
@@ -532,15 +533,11 @@ fn enforcement(report: &mut Report, writes: &[&Write], decisions: &[&Decision]) 
         delays.extend(worst);
     }
     report.enforcement_max_ms = delays.iter().copied().max().unwrap_or(0);
-    report.enforcement_p99_ms = percentile(&mut delays, 99);
+    report.enforcement_p99_ms = percentile(&delays, 99);
 }
 
-/// The `p`th percentile (nearest rank) of `values`, 0 when empty.
-pub fn percentile(values: &mut [u64], p: usize) -> u64 {
-    values.sort_unstable();
-    if values.is_empty() {
-        return 0;
-    }
-    let rank = (values.len() * p).div_ceil(100).clamp(1, values.len());
-    values[rank - 1]
+/// The `p`th percentile (nearest rank) of `values` in ms, 0 when empty.
+fn percentile(values: &[u64], p: u32) -> u64 {
+    let durations: Vec<Duration> = values.iter().map(|ms| Duration::from_millis(*ms)).collect();
+    u64::try_from(crate::storm::percentile(&durations, p).as_millis()).unwrap_or(u64::MAX)
 }

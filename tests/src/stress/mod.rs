@@ -179,16 +179,7 @@ pub fn run(name: &str, params: &Params) -> Outcome {
     options.images = vec![(PULL_REPOSITORY.to_owned(), "latest".to_owned())];
     options.users = writers.iter().cloned().chain([PULLER.to_owned()]).collect();
     options.snapshot = Some(base_content());
-    options.sidecar = SidecarExtra {
-        args: vec![
-            "--redis-pool-size".into(),
-            POOL_SIZE.to_string(),
-            // The harvester reads every generation before it is trimmed.
-            "--keep-generations".into(),
-            "2000".into(),
-        ],
-        https: None,
-    };
+    options.sidecar = stack_sidecar_extra();
     let mut stack = Stack::start_with(options);
     let dir = stack.dir().to_path_buf();
     let second_port = crate::ports::free_port();
@@ -338,6 +329,8 @@ pub fn run(name: &str, params: &Params) -> Outcome {
     }
 }
 
+/// Both sidecars' settings: the pool the checker holds them to, and enough generations kept
+/// that the harvester reads every one before it is trimmed.
 fn stack_sidecar_extra() -> SidecarExtra {
     SidecarExtra {
         args: vec![
