@@ -69,16 +69,6 @@ pub enum Move {
     Leave,
 }
 
-impl Move {
-    /// The bytes to write with the CAS token, if any.
-    pub fn write(&self) -> Option<&[u8]> {
-        match self {
-            Move::Renew(bytes) | Move::Take(bytes) => Some(bytes),
-            Move::Hold | Move::Leave => None,
-        }
-    }
-}
-
 /// Decides what contender `me` does with the lease bytes `current` (`None`: no value) at
 /// unix millisecond `now_ms`.
 pub fn decide(current: Option<&[u8]>, me: &str, now_ms: u64, settings: LeaseSettings) -> Move {
