@@ -153,12 +153,13 @@ fn snapshot(alice_granted: bool) -> serde_json::Value {
 const MANIFEST_LINE: &str = "GET /v2/team/private/manifests/latest ";
 
 /// Drives alice's manifest requests over fresh connections until a window in which every
-/// worker accepted a connection and every request got `status`; returns how many requests
-/// that window held. A request that disobeys starts a new window.
-fn converge(stack: &mut Stack, token: &str, status: u16) -> (usize, usize) {
+/// worker accepted a connection and every request got `status`; returns the number of
+/// manifest requests sent before that window and how many it held. A request that disobeys
+/// starts a new window. `sent` counts every manifest request of the scenario.
+fn converge(stack: &mut Stack, token: &str, status: u16, sent: &mut usize) -> (usize, usize) {
     let (window, _) = poll(CONVERGED_WITHIN, || {
         let before = worker_connections(stack);
-        let log_before = stack.envoy.access_log().len();
+        let sent_before = *sent;
         let mut requests = 0;
         // Bounded, so a window that keeps missing a worker is retried from scratch.
         while requests < 64 {
@@ -171,6 +172,7 @@ fn converge(stack: &mut Stack, token: &str, status: u16) -> (usize, usize) {
                 version,
                 Auth::Bearer(token),
             );
+            *sent += 1;
             if resp.status != status {
                 return Err(format!(
                     "request {requests} of the window got {} instead of {status}",
@@ -184,7 +186,7 @@ fn converge(stack: &mut Stack, token: &str, status: u16) -> (usize, usize) {
                 .map(|(name, _)| name)
                 .collect();
             if idle.is_empty() {
-                return Ok((log_before, requests));
+                return Ok((sent_before, requests));
             }
         }
         Err(format!("{requests} requests did not reach every worker"))
@@ -196,15 +198,17 @@ fn converge(stack: &mut Stack, token: &str, status: u16) -> (usize, usize) {
     window
 }
 
-/// The access-log lines of the window's requests, once Envoy has written them all.
+/// The access-log lines of the window's requests (the manifest requests after the first
+/// `from`), once Envoy has written them all (it writes lines in completion order, flushing
+/// every 100 ms).
 fn window_lines(stack: &Stack, from: usize, requests: usize) -> Vec<String> {
     let (lines, _) = poll(Duration::from_secs(10), || {
         let lines: Vec<String> = stack
             .envoy
             .access_log()
             .into_iter()
-            .skip(from)
             .filter(|line| line.contains(MANIFEST_LINE))
+            .skip(from)
             .collect();
         if lines.len() >= requests {
             Ok(lines)
@@ -243,13 +247,14 @@ fn one_elected_fetcher_feeds_every_worker() {
         &["repository:team/private:pull"],
         HttpVersion::Http1,
     );
+    let mut sent = 0;
     for alice_granted in [false, true, false, true] {
         let published = stack.publish(&snapshot(alice_granted));
         assert!(published.changed, "{published:?}");
         let epoch = published.epoch.as_str().expect("epoch is a string");
         let generation = format!("generation={epoch}.{}", published.generation);
         let status = if alice_granted { 200 } else { 404 };
-        let (log_from, requests) = converge(&mut stack, &token, status);
+        let (log_from, requests) = converge(&mut stack, &token, status, &mut sent);
         let lines = window_lines(&stack, log_from, requests);
         for line in &lines {
             assert!(
