@@ -240,7 +240,7 @@ fn one_elected_fetcher_feeds_every_worker() {
             ))
         }
     })
-    .unwrap_or_else(|err| panic!("no long-poll from the elected fetcher: {err}"));
+    .unwrap_or_else(|err| panic!("not exactly one long-poll from the elected fetcher: {err}"));
 
     let token = stack.token(
         Some("alice"),
