@@ -53,8 +53,33 @@ pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, S
     }
 }
 
+/// The cluster of the snapshot long-poll in envoy/ingress/envoy.yaml (the token route has
+/// its own): its stats show the fetch stream alone.
+pub const SNAPSHOT_CLUSTER: &str = "registry_gate_snapshot";
+
 /// The HTTP filter's configuration for a listener on `listen_port`.
 pub fn filter_config(listen_port: u16, access_log_state: bool) -> String {
+    filter_json(listen_port, access_log_state).to_string()
+}
+
+/// The HTTP filter's configuration carrying a `fetcher` object (to `SNAPSHOT_CLUSTER`): the
+/// workers elect the fetcher among themselves (envoy/ingress/envoy.yaml).
+pub fn elected_filter_config(
+    listen_port: u16,
+    access_log_state: bool,
+    authorization: &str,
+) -> String {
+    let mut config = filter_json(listen_port, access_log_state);
+    if let Some(object) = config.as_object_mut() {
+        object.insert(
+            "fetcher".to_owned(),
+            fetcher_json(SNAPSHOT_CLUSTER, authorization),
+        );
+    }
+    config.to_string()
+}
+
+fn filter_json(listen_port: u16, access_log_state: bool) -> serde_json::Value {
     json!({
         "issuer": crate::sidecar::ISSUER,
         "service": crate::sidecar::SERVICE,
@@ -70,14 +95,17 @@ pub fn filter_config(listen_port: u16, access_log_state: bool) -> String {
         "client_certificate_from_connection": true,
         "client_certificate_header": "ssl-client-s-dn"
     })
-    .to_string()
 }
 
 /// The snapshot fetcher's configuration; `authorization` is the sidecar's read secret (the
 /// fetcher sends `Authorization: Bearer <it>`).
 pub fn fetcher_config(authorization: &str) -> String {
+    fetcher_json("registry_gate_sidecar", authorization).to_string()
+}
+
+fn fetcher_json(cluster: &str, authorization: &str) -> serde_json::Value {
     json!({
-        "cluster": "registry_gate_sidecar",
+        "cluster": cluster,
         "authority": "registry-gate-sidecar",
         "path": "/v1/snapshot",
         "wait_secs": 20,
@@ -85,7 +113,6 @@ pub fn fetcher_config(authorization: &str) -> String {
         "retry_ms": 250,
         "authorization": authorization
     })
-    .to_string()
 }
 
 /// Ports and files an Envoy instance is rendered with.
@@ -123,6 +150,14 @@ impl EnvoyParams {
                 filter_config(self.listen_port, self.access_log_state),
             ),
             ("FETCHER_CONFIG", fetcher_config(&self.snapshot_read_secret)),
+            (
+                "ELECTED_FILTER_CONFIG",
+                elected_filter_config(
+                    self.listen_port,
+                    self.access_log_state,
+                    &self.snapshot_read_secret,
+                ),
+            ),
         ])
     }
 }

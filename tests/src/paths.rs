@@ -235,6 +235,13 @@ pub fn local_envoy_template() -> PathBuf {
     path
 }
 
+/// The ingress Envoy template: the HTTP filter only, its workers electing the fetcher.
+pub fn ingress_envoy_template() -> PathBuf {
+    let path = repo_root().join("envoy/ingress/envoy.yaml");
+    assert!(path.is_file(), "Envoy template missing: {}", path.display());
+    path
+}
+
 /// The capsule Envoy template: registry-gate in front of Pulp.
 pub fn capsule_envoy_template() -> PathBuf {
     let path = repo_root().join("envoy/capsule/envoy.yaml");

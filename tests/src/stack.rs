@@ -82,6 +82,12 @@ pub struct StackOptions {
     /// [`Stack::clients`].
     pub client_cns: Vec<String>,
     pub upstream: Upstream,
+    /// Envoy as a plain ingress (`envoy/ingress/envoy.yaml`): no bootstrap fetcher, the
+    /// workers elect one through the shared-data lease. Only with
+    /// [`Upstream::DockerRegistry`].
+    pub elected_fetcher: bool,
+    /// Envoy's `--concurrency` (worker threads).
+    pub concurrency: u32,
 }
 
 /// The snapshot every scenario starts from unless it says otherwise: one public repository,
@@ -113,6 +119,8 @@ impl StackOptions {
             sidecar: SidecarExtra::default(),
             client_cns: Vec::new(),
             upstream: Upstream::DockerRegistry,
+            elected_fetcher: false,
+            concurrency: Launch::default().concurrency,
         }
     }
 }
@@ -220,22 +228,35 @@ impl Stack {
             access_log_state: true,
             snapshot_read_secret: sidecar.files.read_secret.clone(),
         };
+        let launch = Launch {
+            concurrency: options.concurrency,
+            ..Launch::default()
+        };
         let mut envoy = match &options.upstream {
             Upstream::DockerRegistry => {
-                Envoy::start(&dir, &crate::paths::local_envoy_template(), params)
+                let template = if options.elected_fetcher {
+                    crate::paths::ingress_envoy_template()
+                } else {
+                    crate::paths::local_envoy_template()
+                };
+                Envoy::start_with(&dir, &template, params, &launch)
             }
             Upstream::Pulp {
                 content_port,
                 api_ca,
                 ..
             } => {
+                assert!(
+                    !options.elected_fetcher,
+                    "the capsule template has a bootstrap fetcher: no elected fetcher in front of Pulp"
+                );
                 let launch = Launch {
                     extra_vars: vec![
                         ("CLIENT_CA", tls.ca_cert.display().to_string()),
                         ("PULP_CA", api_ca.display().to_string()),
                         ("PULP_CONTENT_PORT", content_port.to_string()),
                     ],
-                    ..Launch::default()
+                    ..launch
                 };
                 Envoy::start_with(
                     &dir,

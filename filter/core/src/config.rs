@@ -2,13 +2,17 @@
 //! validated runtime form.
 //!
 //! Two documents share one `.wasm`: the HTTP filter's ([`FilterConfig`] → [`Settings`]) and
-//! the snapshot fetcher's ([`FetcherConfig`] → [`FetcherSettings`]). Parsing is strict
+//! the snapshot fetcher's ([`FetcherConfig`] → [`FetcherSettings`]). Where no fetcher
+//! singleton can be deployed, the filter's document carries the fetcher's as its `fetcher`
+//! object (the same type, validated by the same rules) and the workers elect one of
+//! themselves to fetch ([`ElectedFetcher`]). Parsing is strict
 //! (`deny_unknown_fields`), every default is named, and validation reports every bad field at
 //! once in a [`ConfigError`]. It never reads the environment or the network.
 
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::lease::LeaseSettings;
 use crate::policy::Policy;
 use crate::reply::Challenge;
 use crate::token::{Algorithm, KeyRing, KeySpec, VerifierSettings};
@@ -95,6 +99,15 @@ pub struct FilterConfig {
     /// 1 MiB by default) must be at least this, or Envoy answers first.
     #[serde(default = "defaults::flatpak_index_max_bytes")]
     pub flatpak_index_max_bytes: usize,
+    /// Fetch snapshots from the worker root contexts, one of them elected through a lease
+    /// in shared data, instead of from an `envoy.bootstrap.wasm` singleton (for deployments
+    /// that can only add an HTTP filter). The same document as the singleton's.
+    #[serde(default)]
+    pub fetcher: Option<FetcherConfig>,
+    /// How long the elected fetcher's lease lasts without renewal: after this long a silent
+    /// holder is replaced. Used only with `fetcher`.
+    #[serde(default = "defaults::fetcher_lease_ms")]
+    pub fetcher_lease_ms: u64,
 }
 
 /// Upper bound of `flatpak_index_max_bytes`: the filtered copy is built beside the buffered
@@ -153,6 +166,12 @@ pub mod defaults {
     pub const fn retry_ms() -> u64 {
         500
     }
+    pub const fn retry_max_ms() -> u64 {
+        30_000
+    }
+    pub const fn fetcher_lease_ms() -> u64 {
+        5_000
+    }
     pub const fn max_snapshot_bytes() -> usize {
         256 * 1024 * 1024
     }
@@ -179,7 +198,22 @@ pub struct Settings {
     /// Lower-case `client_certificate_header`: removed from every forwarded request, trusted
     /// or not, so no client can pass a subject to the upstream.
     pub client_certificate_header: Option<String>,
+    /// The workers elect a fetcher among themselves (the `fetcher` object was given).
+    pub elected_fetcher: Option<ElectedFetcher>,
 }
+
+/// A fetcher run by whichever worker holds the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElectedFetcher {
+    pub fetcher: FetcherSettings,
+    pub lease: LeaseSettings,
+}
+
+/// Bounds of `fetcher_lease_ms`.
+pub const FETCHER_LEASE_MS: std::ops::RangeInclusive<u64> = 1_000..=300_000;
+
+/// Bounds of `retry_max_ms`.
+pub const MAX_RETRY_MAX_MS: u64 = 3_600_000;
 
 /// Where the gate reads a verified client certificate's subject DN from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,6 +363,36 @@ impl TryFrom<FilterConfig> for Settings {
                 config.flatpak_index_max_bytes
             ));
         }
+        if !FETCHER_LEASE_MS.contains(&config.fetcher_lease_ms) {
+            problems.push(format!(
+                "fetcher_lease_ms {} must be between {} and {}",
+                config.fetcher_lease_ms,
+                FETCHER_LEASE_MS.start(),
+                FETCHER_LEASE_MS.end()
+            ));
+        }
+        if let Some(fetcher) = &config.fetcher {
+            problems.extend(
+                fetcher
+                    .problems()
+                    .into_iter()
+                    .map(|problem| format!("fetcher: {problem}")),
+            );
+            // The holder renews on its timer once half the lease is left: it needs a few
+            // ticks in that half.
+            if config.fetcher_lease_ms < config.snapshot_check_ms.saturating_mul(4) {
+                problems.push(format!(
+                    "fetcher_lease_ms {} must be at least 4 × snapshot_check_ms {}",
+                    config.fetcher_lease_ms, config.snapshot_check_ms
+                ));
+            }
+        }
+        let elected_fetcher = config.fetcher.map(|fetcher| ElectedFetcher {
+            fetcher,
+            lease: LeaseSettings {
+                duration_ms: config.fetcher_lease_ms,
+            },
+        });
         let static_keys = match KeyRing::from_specs(&config.keys) {
             Ok(keys) => Some(keys),
             Err(err) => {
@@ -367,13 +431,15 @@ impl TryFrom<FilterConfig> for Settings {
                 client_certificate,
                 client_certificate_header: certificate_header,
                 flatpak_index_max_bytes: config.flatpak_index_max_bytes,
+                elected_fetcher,
             }),
             _ => Err(ConfigError { problems }),
         }
     }
 }
 
-/// The snapshot fetcher's configuration (the singleton `envoy.bootstrap.wasm` service).
+/// The snapshot fetcher's configuration: the singleton `envoy.bootstrap.wasm` service's
+/// document, or the HTTP filter's `fetcher` object.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FetcherConfig {
@@ -389,9 +455,14 @@ pub struct FetcherConfig {
     /// Timeout of one fetch; must exceed the wait.
     #[serde(default = "defaults::timeout_ms")]
     pub timeout_ms: u64,
-    /// Pause after a failed fetch before the next one.
+    /// Ceiling of the pause after the first failed fetch; it doubles with each further
+    /// failure (the pause is random below it) up to `retry_max_ms`. The first fetch after
+    /// start also waits a random part of it.
     #[serde(default = "defaults::retry_ms")]
     pub retry_ms: u64,
+    /// Largest ceiling of the pause between failed fetches.
+    #[serde(default = "defaults::retry_max_ms")]
+    pub retry_max_ms: u64,
     #[serde(default = "defaults::max_snapshot_bytes")]
     pub max_snapshot_bytes: usize,
     /// Bearer secret sent to the sidecar, if it requires one for reads.
@@ -408,6 +479,17 @@ impl FetcherConfig {
         let config: FetcherConfig = serde_json::from_slice(bytes).map_err(|e| ConfigError {
             problems: vec![e.to_string()],
         })?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Every rule this configuration breaks, one line each.
+    fn problems(&self) -> Vec<String> {
+        let config = self;
         let mut problems = Vec::new();
         if config.cluster.is_empty() {
             problems.push("cluster must not be empty".to_string());
@@ -427,14 +509,16 @@ impl FetcherConfig {
         if config.retry_ms == 0 {
             problems.push("retry_ms must be positive".to_string());
         }
+        if !(config.retry_ms..=MAX_RETRY_MAX_MS).contains(&config.retry_max_ms) {
+            problems.push(format!(
+                "retry_max_ms {} must be between retry_ms {} and {MAX_RETRY_MAX_MS}",
+                config.retry_max_ms, config.retry_ms
+            ));
+        }
         if config.max_snapshot_bytes < 1024 {
             problems.push("max_snapshot_bytes must be at least 1024".to_string());
         }
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError { problems })
-        }
+        problems
     }
 }
 
@@ -584,5 +668,95 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.problems.len(), 3, "{err}");
+        assert_eq!(ok.retry_max_ms, defaults::retry_max_ms());
+        let err = FetcherConfig::from_json(
+            br#"{"cluster":"c","authority":"a","retry_ms":1000,"retry_max_ms":999}"#,
+        )
+        .unwrap_err();
+        assert!(err.problems[0].contains("retry_max_ms"), "{err}");
+    }
+
+    #[test]
+    fn elected_fetcher() {
+        let with = |extra: &str| {
+            Settings::from_json(
+                format!(r#"{{"issuer":"i","service":"s","realm":"https://r"{extra}}}"#).as_bytes(),
+            )
+        };
+        struct Row {
+            case: &'static str,
+            extra: &'static str,
+            /// `Ok(lease ms)` when a fetcher is elected, `Ok(None)` without, `Err(fields)`
+            /// naming every problem reported.
+            want: Result<Option<u64>, &'static [&'static str]>,
+        }
+        let rows = [
+            Row {
+                case: "no fetcher object",
+                extra: "",
+                want: Ok(None),
+            },
+            Row {
+                case: "fetcher with defaults",
+                extra: r#","fetcher":{"cluster":"sidecar","authority":"sidecar"}"#,
+                want: Ok(Some(defaults::fetcher_lease_ms())),
+            },
+            Row {
+                case: "lease duration set",
+                extra: r#","fetcher":{"cluster":"c","authority":"a"},"fetcher_lease_ms":10000"#,
+                want: Ok(Some(10_000)),
+            },
+            Row {
+                case: "the fetcher's own rules apply, prefixed",
+                extra: r#","fetcher":{"cluster":"","authority":"a","retry_ms":0}"#,
+                want: Err(&["fetcher: cluster", "fetcher: retry_ms"]),
+            },
+            Row {
+                case: "unknown field in the fetcher object",
+                extra: r#","fetcher":{"cluster":"c","authority":"a","lease":1}"#,
+                want: Err(&["unknown field"]),
+            },
+            Row {
+                case: "lease too short",
+                extra: r#","fetcher":{"cluster":"c","authority":"a"},"fetcher_lease_ms":999"#,
+                want: Err(&["fetcher_lease_ms 999 must be between"]),
+            },
+            Row {
+                case: "lease too long",
+                extra: r#","fetcher_lease_ms":300001"#,
+                want: Err(&["fetcher_lease_ms 300001 must be between"]),
+            },
+            Row {
+                case: "lease shorter than four timer ticks",
+                extra: r#","fetcher":{"cluster":"c","authority":"a"},"fetcher_lease_ms":2000,"snapshot_check_ms":600"#,
+                want: Err(&["at least 4 × snapshot_check_ms"]),
+            },
+            Row {
+                case: "slow timer without a fetcher is fine",
+                extra: r#","snapshot_check_ms":60000"#,
+                want: Ok(None),
+            },
+        ];
+        for row in rows {
+            match (with(row.extra), row.want) {
+                (Ok(settings), Ok(want)) => assert_eq!(
+                    settings.elected_fetcher.map(|e| e.lease.duration_ms),
+                    want,
+                    "{}",
+                    row.case
+                ),
+                (Err(err), Err(fields)) => {
+                    for field in fields {
+                        assert!(
+                            err.problems.iter().any(|p| p.contains(field)),
+                            "{}: {err}",
+                            row.case
+                        );
+                    }
+                    assert_eq!(err.problems.len(), fields.len(), "{}: {err}", row.case);
+                }
+                (got, want) => panic!("{}: got {got:?}, want {want:?}", row.case),
+            }
+        }
     }
 }

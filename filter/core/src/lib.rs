@@ -5,6 +5,7 @@
 //! pagination. It must never depend on `proxy-wasm` or perform I/O: the glue crate moves
 //! bytes between Envoy and these functions, and the sidecar uses the same snapshot format.
 
+pub mod backoff;
 pub mod catalog;
 pub mod certificate;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod gate;
 pub mod generation;
 pub mod identity;
 pub mod index;
+pub mod lease;
 pub mod policy;
 pub mod refusal;
 pub mod reply;

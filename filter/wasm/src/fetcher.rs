@@ -1,13 +1,16 @@
-//! The snapshot fetcher: the singleton (`envoy.bootstrap.wasm`) root context that long-polls
-//! the sidecar and moves each answer between the host and the core's `fetch::Fetch`, which
-//! decides what to publish and what to confirm.
+//! The snapshot fetcher: long-polls the sidecar and moves each answer between the host and
+//! the core's `fetch::Fetch`, which decides what to publish and what to confirm, and
+//! `backoff::Backoff`, which decides when to try again after a failure.
 //!
-//! One per Envoy process. It writes the snapshot bytes, then the announcement, into shared
-//! data; if a write fails it re-reads what shared data really holds rather than believe it
-//! published. It never serves requests and never decides anything itself.
+//! One per Envoy process: the singleton (`envoy.bootstrap.wasm`) root context, or the worker
+//! root context holding the fetcher lease (`elected`). It writes the snapshot bytes, then the
+//! announcement, into shared data; if a write fails it re-reads what shared data really holds
+//! rather than believe it published. It never serves requests and never decides anything
+//! itself.
 
 use std::time::Duration;
 
+use registry_gate_core::backoff::Backoff;
 use registry_gate_core::config::FetcherSettings;
 use registry_gate_core::fetch::{Announcement, Answer, Fetch, Step};
 
@@ -29,6 +32,7 @@ enum State {
 pub struct Fetcher {
     settings: FetcherSettings,
     fetch: Fetch,
+    backoff: Backoff,
     state: State,
     stats: Stats,
 }
@@ -38,12 +42,19 @@ pub const TICK: Duration = Duration::from_millis(50);
 
 impl Fetcher {
     /// Starts from whatever a previous fetcher instance already published (shared data
-    /// survives VM reloads), so a restart never goes back a generation.
+    /// survives VM reloads), so a restart never goes back a generation. The first fetch
+    /// waits a random part of `retry_ms`, so Envoys restarting together do not call the
+    /// sidecar in lockstep.
     pub fn new(settings: FetcherSettings) -> Fetcher {
+        let backoff = Backoff::new(settings.retry_ms, settings.retry_max_ms);
+        let first_at_ms = host::now_ms().saturating_add(backoff.first_delay_ms(random()));
         Fetcher {
             settings,
             fetch: Fetch::resume(host::shared_data(SNAPSHOT_KEY).as_deref()),
-            state: State::Idle { next_at_ms: 0 },
+            backoff,
+            state: State::Idle {
+                next_at_ms: first_at_ms,
+            },
             stats: Stats::new(),
         }
     }
@@ -96,8 +107,9 @@ impl Fetcher {
 
     fn retry_later(&mut self) {
         self.stats.counter("snapshot.fetch_failures", 1);
+        let pause = self.backoff.failed(random());
         self.state = State::Idle {
-            next_at_ms: host::now_ms().saturating_add(self.settings.retry_ms),
+            next_at_ms: host::now_ms().saturating_add(pause),
         };
     }
 
@@ -189,10 +201,18 @@ impl Fetcher {
         }
     }
 
+    /// The fetch succeeded: poll again at once, and back off from scratch next time.
     fn again(&mut self) {
+        self.backoff.succeeded();
         self.state = State::Idle { next_at_ms: 0 };
         self.start();
     }
+}
+
+/// Randomness for the backoff's jitter; if the host refuses, the clock's low bits still
+/// spread Envoys apart.
+fn random() -> u64 {
+    host::random_u64().unwrap_or_else(host::now_ms)
 }
 
 fn announce(announcement: &Announcement) -> Result<(), HostError> {

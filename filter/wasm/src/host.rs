@@ -27,6 +27,13 @@ pub struct HostError {
     pub status: u32,
 }
 
+impl HostError {
+    /// A compare-and-swap write lost: someone else wrote the value since it was read.
+    pub fn is_cas_mismatch(&self) -> bool {
+        self.status == CAS_MISMATCH
+    }
+}
+
 impl std::fmt::Display for HostError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -70,6 +77,7 @@ pub enum MetricKind {
 
 const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
+const CAS_MISMATCH: u32 = 8;
 
 thread_local! {
     static CALLS: Cell<u64> = const { Cell::new(0) };
@@ -531,6 +539,20 @@ pub fn send_reply(reply: &Reply) -> Result<(), HostError> {
 
 /// Shared data by key; an empty value counts as absent (the ABI has no delete).
 pub fn shared_data(key: &str) -> Option<Vec<u8>> {
+    match shared_data_with_cas(key) {
+        Ok((Some(bytes), _)) if !bytes.is_empty() => Some(bytes),
+        Ok(_) => None,
+        Err(error) => {
+            failed(error);
+            None
+        }
+    }
+}
+
+/// Shared data by key with its compare-and-swap token, for a later
+/// [`set_shared_data_if`]: `(None, 0)` if the key was never written. An empty value is
+/// returned as such.
+pub fn shared_data_with_cas(key: &str) -> Result<(Option<Vec<u8>>, u32), HostError> {
     let mut cas: u32 = 0;
     let (status, bytes) = abi::returning_bytes(|data, size| {
         counted(call!(abi::proxy_get_shared_data(
@@ -542,28 +564,45 @@ pub fn shared_data(key: &str) -> Option<Vec<u8>> {
         )))
     });
     match status {
-        OK if !bytes.is_empty() => Some(bytes),
-        OK | NOT_FOUND => None,
-        status => {
-            failed(HostError {
-                call: "get_shared_data",
-                status,
-            });
-            None
-        }
+        OK => Ok((Some(bytes), cas)),
+        NOT_FOUND => Ok((None, 0)),
+        status => Err(HostError {
+            call: "get_shared_data",
+            status,
+        }),
     }
 }
 
 /// Overwrites shared data.
 pub fn set_shared_data(key: &str, value: &[u8]) -> Result<(), HostError> {
+    set_shared_data_if(key, value, 0)
+}
+
+/// Writes shared data only if it still carries the token `cas` read with it (0: always).
+/// A lost race is an error for which [`HostError::is_cas_mismatch`] holds. A key never
+/// written before is written whatever `cas` says (the host has no create-if-absent).
+pub fn set_shared_data_if(key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
     let status = counted(call!(abi::proxy_set_shared_data(
         key.as_ptr(),
         key.len(),
         value.as_ptr(),
         value.len(),
-        0
+        cas
     )));
     check("set_shared_data", status)
+}
+
+/// Eight random bytes from the host (WASI `random_get`, which Envoy serves from BoringSSL),
+/// or `None` if it refuses.
+pub fn random_u64() -> Option<u64> {
+    let mut bytes = [0u8; 8];
+    match counted(getrandom::getrandom(&mut bytes)) {
+        Ok(()) => Some(u64::from_le_bytes(bytes)),
+        Err(error) => {
+            log(Level::Warn, &format!("random_get failed: {error}"));
+            None
+        }
+    }
 }
 
 /// Defines a metric; `None` if the host refused (the metric is then not recorded).

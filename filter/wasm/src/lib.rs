@@ -4,11 +4,14 @@
 //! - `root`: configuration and role (HTTP filter or snapshot fetcher)
 //! - `http`: one request through the core
 //! - `worker`: a worker's gate, and applying its verdicts
-//! - `fetcher`: the singleton that long-polls the sidecar into shared data
+//! - `fetcher`: the fetch loop that long-polls the sidecar into shared data (the singleton's,
+//!   or the elected worker's)
+//! - `elected`: a worker's candidacy for the fetcher lease, when there is no singleton
 //! - `shared`: the shared-data protocol between the two
 //! - `host`: every host call, straight to the ABI, every status checked
 //! - `stats`: the Envoy stats the filter defines
 
+mod elected;
 mod fetcher;
 mod host;
 mod http;

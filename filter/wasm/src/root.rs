@@ -1,6 +1,7 @@
 //! The root context: reads the plugin configuration and takes one of two roles, chosen by
 //! the plugin's `root_id`: the HTTP filter (one per worker) or the snapshot fetcher (the
-//! singleton service).
+//! singleton service). A filter whose configuration carries a `fetcher` object is also a
+//! candidate for the fetcher lease (`elected`): the worker holding it fetches as well.
 //!
 //! `on_configure` refuses only a configuration that can never work; a missing snapshot is
 //! transient state and never fails configuration.
@@ -13,6 +14,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use registry_gate_core::config::{FetcherConfig, Settings};
 
+use crate::elected::Candidate;
 use crate::fetcher::{self, Fetcher};
 use crate::host::{self, Level};
 use crate::http::Request;
@@ -23,7 +25,11 @@ pub const FETCHER_ROOT_ID: &str = "registry_gate_fetcher";
 
 enum Role {
     Unconfigured,
-    Filter(Rc<RefCell<Worker>>),
+    Filter {
+        worker: Rc<RefCell<Worker>>,
+        /// With a `fetcher` object: this root's candidacy for the fetcher lease.
+        candidate: Option<Box<Candidate>>,
+    },
     Fetcher(Box<Fetcher>),
 }
 
@@ -48,8 +54,16 @@ impl Context for Root {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        if let Role::Fetcher(fetcher) = &mut self.role {
-            fetcher.on_response(token_id, body_size);
+        match &mut self.role {
+            Role::Fetcher(fetcher) => fetcher.on_response(token_id, body_size),
+            Role::Filter {
+                candidate: Some(candidate),
+                ..
+            } => candidate.on_response(token_id, body_size),
+            Role::Filter {
+                candidate: None, ..
+            }
+            | Role::Unconfigured => {}
         }
     }
 }
@@ -74,8 +88,15 @@ impl RootContext for Root {
             match Settings::from_json(&config) {
                 Ok(settings) => {
                     let period = Duration::from_millis(settings.snapshot_check_ms);
+                    let candidate = settings
+                        .elected_fetcher
+                        .clone()
+                        .map(|elected| Box::new(Candidate::new(elected)));
                     let worker = Worker::new(settings);
-                    self.role = Role::Filter(Rc::new(RefCell::new(worker)));
+                    self.role = Role::Filter {
+                        worker: Rc::new(RefCell::new(worker)),
+                        candidate,
+                    };
                     host::set_tick_period(period);
                     true
                 }
@@ -89,7 +110,11 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         match &mut self.role {
-            Role::Filter(worker) => {
+            Role::Filter { worker, candidate } => {
+                // Fetch first: a generation this tick publishes is installed in the same tick.
+                if let Some(candidate) = candidate {
+                    candidate.on_tick();
+                }
                 if let Ok(mut worker) = worker.try_borrow_mut() {
                     worker.on_tick();
                 }
@@ -101,7 +126,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         match &self.role {
-            Role::Filter(worker) => Some(Box::new(Request {
+            Role::Filter { worker, .. } => Some(Box::new(Request {
                 worker: Rc::clone(worker),
                 response: crate::http::Response::default(),
                 answered: false,

@@ -8,7 +8,7 @@
 //! `registry_gate.snapshot.age_seconds`, `registry_gate.snapshot.unconfirmed_seconds`,
 //! `registry_gate.snapshot.fetch_failures`, `registry_gate.host_calls`,
 //! `registry_gate.vm_starts`, `registry_gate.flatpak_index.<filtered, passed_through or the
-//! reason it was refused>`.
+//! reason it was refused>`, `registry_gate.fetcher_lease.<acquired|lost>` (elected fetcher).
 
 use hashbrown::HashMap;
 use registry_gate_core::gate::Counts;

@@ -108,6 +108,11 @@ impl Worker {
             self.refresh();
         }
         let now = host::now_secs();
+        // The generation deciding this request, for the access log (none before the first).
+        let generation = self
+            .log_state
+            .then(|| self.gate.generation().map(ToString::to_string))
+            .flatten();
         let log_state = self.log_state;
         let peer_certificate: Option<Vec<u8>>;
         let mut head = RequestHead::from_pairs_with(
@@ -129,7 +134,7 @@ impl Worker {
             ) {
                 Ok(()) => {
                     if log_state {
-                        record(&forward.identity, Outcome::Allowed);
+                        record(&forward.identity, Outcome::Allowed, generation.as_deref());
                     }
                     (Action::Continue, forward.filter_for)
                 }
@@ -137,7 +142,7 @@ impl Worker {
             },
             Verdict::Respond { reply, outcome } => {
                 if log_state {
-                    record("-", outcome);
+                    record("-", outcome, generation.as_deref());
                 }
                 (respond(&reply), None)
             }
@@ -280,12 +285,18 @@ pub fn respond(reply: &Reply) -> Action {
     Action::Pause
 }
 
-/// Access-log state (`%FILTER_STATE(wasm.registry_gate.*:PLAIN)%`), when configured.
-fn record(identity: &str, outcome: Outcome) {
+/// Access-log state (`%FILTER_STATE(wasm.registry_gate.*:PLAIN)%`), when configured: the
+/// identity, the decision and the generation (`<epoch>.<number>`) of the snapshot that
+/// decided; no generation before one is installed (the log prints `-`).
+fn record(identity: &str, outcome: Outcome, generation: Option<&str>) {
+    let generation = generation.map(|generation| ("registry_gate.generation", generation));
     for (name, value) in [
         ("registry_gate.identity", identity),
         ("registry_gate.decision", outcome.as_str()),
-    ] {
+    ]
+    .into_iter()
+    .chain(generation)
+    {
         if let Err(error) = host::set_filter_state(name, value.as_bytes()) {
             host::log(Level::Warn, &error.to_string());
         }
