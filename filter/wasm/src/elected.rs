@@ -34,7 +34,7 @@ pub struct Candidate {
 
 impl Candidate {
     pub fn new(settings: ElectedFetcher) -> Candidate {
-        let id = host::random_u64().map(|random| format!("{random:016x}"));
+        let id = host::random_id();
         if id.is_none() {
             host::log(
                 Level::Critical,

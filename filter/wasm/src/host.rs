@@ -605,6 +605,12 @@ pub fn random_u64() -> Option<u64> {
     }
 }
 
+/// A random 64-bit id as 16 hex digits (a lease holder, a VM in the access log), or `None`
+/// if the host gave no randomness.
+pub fn random_id() -> Option<String> {
+    random_u64().map(|random| format!("{random:016x}"))
+}
+
 /// Defines a metric; `None` if the host refused (the metric is then not recorded).
 pub fn define_metric(kind: MetricKind, name: &str) -> Option<u32> {
     let mut id: u32 = 0;

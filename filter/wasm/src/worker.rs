@@ -33,6 +33,9 @@ pub struct Worker {
     identity_header: String,
     /// `settings.access_log_state`.
     log_state: bool,
+    /// This VM's random id in the access log (`wasm.registry_gate.worker`), so each worker's
+    /// decisions can be followed; `-` if the host gave no randomness.
+    vm: String,
     /// `settings.client_certificate_header`: picked out of every request, removed from
     /// every forwarded one.
     certificate_header: Option<String>,
@@ -50,6 +53,7 @@ impl Worker {
         Worker {
             identity_header: settings.identity_header.clone(),
             log_state: settings.access_log_state,
+            vm: host::random_id().unwrap_or_else(|| "-".to_owned()),
             certificate_header: settings.client_certificate_header.clone(),
             gate: Gate::new(settings),
             stats,
@@ -114,6 +118,7 @@ impl Worker {
             .then(|| self.gate.generation().map(ToString::to_string))
             .flatten();
         let log_state = self.log_state;
+        let vm = self.vm.as_str();
         let peer_certificate: Option<Vec<u8>>;
         let mut head = RequestHead::from_pairs_with(
             headers.pairs(),
@@ -134,7 +139,12 @@ impl Worker {
             ) {
                 Ok(()) => {
                     if log_state {
-                        record(&forward.identity, Outcome::Allowed, generation.as_deref());
+                        record(
+                            &forward.identity,
+                            Outcome::Allowed,
+                            generation.as_deref(),
+                            vm,
+                        );
                     }
                     (Action::Continue, forward.filter_for)
                 }
@@ -142,7 +152,7 @@ impl Worker {
             },
             Verdict::Respond { reply, outcome } => {
                 if log_state {
-                    record("-", outcome, generation.as_deref());
+                    record("-", outcome, generation.as_deref(), vm);
                 }
                 (respond(&reply), None)
             }
@@ -286,13 +296,14 @@ pub fn respond(reply: &Reply) -> Action {
 }
 
 /// Access-log state (`%FILTER_STATE(wasm.registry_gate.*:PLAIN)%`), when configured: the
-/// identity, the decision and the generation (`<epoch>.<number>`) of the snapshot that
-/// decided; no generation before one is installed (the log prints `-`).
-fn record(identity: &str, outcome: Outcome, generation: Option<&str>) {
+/// identity, the decision, the VM that decided and the generation (`<epoch>.<number>`) of the
+/// snapshot it decided by; no generation before one is installed (the log prints `-`).
+fn record(identity: &str, outcome: Outcome, generation: Option<&str>, vm: &str) {
     let generation = generation.map(|generation| ("registry_gate.generation", generation));
     for (name, value) in [
         ("registry_gate.identity", identity),
         ("registry_gate.decision", outcome.as_str()),
+        ("registry_gate.worker", vm),
     ]
     .into_iter()
     .chain(generation)

@@ -204,17 +204,7 @@ pub fn run(name: &str, params: &Params) -> Outcome {
 
     let key = crate::tokens::load_ed25519_pem(&stack.sidecar.files.signing_key);
     let kid = crate::tokens::kid(&stack.token(Some(PULLER), &[], crate::HttpVersion::Http1));
-    let probe_tokens: Vec<(String, String)> = writers
-        .iter()
-        .map(|user| {
-            let mut mint = crate::tokens::Mint::like_sidecar(&kid, user, &[]);
-            // No `access` claim: the snapshot alone decides, so each decision can be checked
-            // against the generation that made it.
-            mint.claims.access = None;
-            mint.expires_at = crate::tokens::now_secs() + 3600;
-            (format!("user:{user}"), crate::tokens::mint(&key, &mint))
-        })
-        .collect();
+    let minter = Minter { key, kid };
     let logins: Vec<(String, String)> = stack
         .users()
         .map(|u| (u.to_owned(), stack.password(u).to_owned()))
@@ -250,8 +240,8 @@ pub fn run(name: &str, params: &Params) -> Outcome {
             scope.spawn(move || pool_sampler(endpoints, recorder, stop));
         }
         for connection in 0..params.probe_connections {
-            let (stop, tokens, base_url, ca) = (&stop, &probe_tokens, &base_url, &ca);
-            scope.spawn(move || prober(connection, tokens, base_url, ca, stop));
+            let (stop, minter, writers, base_url, ca) = (&stop, &minter, &writers, &base_url, &ca);
+            scope.spawn(move || prober(connection, minter, writers, base_url, ca, stop));
         }
         {
             let (recorder, stop, logins, base_url, ca, dir) =
@@ -746,11 +736,28 @@ fn pool_sampler(endpoints: &[Endpoint], recorder: &Recorder, stop: &AtomicBool) 
     }
 }
 
-/// Pulls by every writer's user (with a token whose only grant source is the snapshot) and
-/// anonymously, over one connection at a time, as fast as Envoy answers.
+/// Mints the probes' tokens with the sidecar's own key.
+struct Minter {
+    key: ed25519_compact::SecretKey,
+    kid: String,
+}
+
+impl Minter {
+    /// A fresh token for `user` with no `access` claim: the snapshot alone decides, so each
+    /// decision can be checked against the generation that made it.
+    fn token(&self, user: &str) -> String {
+        let mut mint = crate::tokens::Mint::like_sidecar(&self.kid, user, &[]);
+        mint.claims.access = None;
+        crate::tokens::mint(&self.key, &mint)
+    }
+}
+
+/// Pulls by every writer's user and anonymously, over one connection at a time, as fast as
+/// Envoy answers.
 fn prober(
     connection: usize,
-    tokens: &[(String, String)],
+    minter: &Minter,
+    users: &[String],
     base_url: &str,
     ca: &Path,
     stop: &AtomicBool,
@@ -763,8 +770,11 @@ fn prober(
         let request = Request::get(format!("{base_url}{path}"))
             .cacert(ca)
             .timeout(Duration::from_secs(5));
-        let request = match tokens.get(round % (tokens.len() + 1)) {
-            Some((_, token)) => request.auth(Auth::Bearer(token)),
+        let token = users
+            .get(round % (users.len() + 1))
+            .map(|u| minter.token(u));
+        let request = match &token {
+            Some(token) => request.auth(Auth::Bearer(token)),
             None => request,
         };
         if request.send().is_err() {
