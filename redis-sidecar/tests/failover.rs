@@ -532,6 +532,8 @@ async fn failover_loses_no_acknowledged_publish(fault: Fault) {
             "registry_gate_sidecar_publishes_total{outcome=\"not_replicated\"}",
         );
     }
+    a.stop().await;
+    b.stop().await;
     let record = record.lock().unwrap();
     let by_epoch: BTreeMap<&str, usize> = record.acks.iter().fold(BTreeMap::new(), |mut m, a| {
         *m.entry(a.epoch.as_str()).or_default() += 1;
@@ -557,9 +559,6 @@ async fn failover_loses_no_acknowledged_publish(fault: Fault) {
         record.max_connections > 0,
         "the monitor never saw a sidecar connection"
     );
-    drop(record);
-    a.stop().await;
-    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
