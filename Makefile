@@ -37,7 +37,7 @@ CARGO ?= cargo
 CARGO_HOME ?= $(HOME)/.cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-APT_PACKAGES := redis-server docker-registry skopeo podman curl openssl ca-certificates wrk \
+APT_PACKAGES := redis-server redis-sentinel docker-registry skopeo podman curl openssl ca-certificates wrk \
 	ruby ruby-rest-client ruby-sinatra ruby-rack ruby-webrick \
 	postgresql python3-venv python3-dev libpq-dev
 RUST_TARGETS := wasm32-wasip1 wasm32-unknown-unknown

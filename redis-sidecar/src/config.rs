@@ -16,6 +16,7 @@ use thiserror::Error;
 
 use crate::katello::{ClientIdentity, KatelloSettings};
 use crate::keys::SigningKey;
+use crate::store::{ReplicaAcks, Target, MAX_REPLICA_ACK_TIMEOUT};
 use crate::tls::Tls;
 use crate::token::Htpasswd;
 
@@ -49,9 +50,26 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "RG_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: String,
-    /// Redis URL (redis:// or unix://; the database number selects the keyspace).
-    #[arg(long, env = "RG_REDIS_URL", default_value = "redis://127.0.0.1:6379/0")]
-    pub redis_url: String,
+    /// Redis URL (redis:// or unix://; the database number selects the keyspace) [default:
+    /// redis://127.0.0.1:6379/0]. Excludes --redis-sentinels.
+    #[arg(long, env = "RG_REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Comma-separated `host:port` of Redis Sentinels, asked in order for the primary of
+    /// --redis-sentinel-master (database 0; no AUTH) [default: none, use --redis-url].
+    #[arg(long, env = "RG_REDIS_SENTINELS", value_name = "HOST:PORT,...")]
+    pub redis_sentinels: Option<String>,
+    /// The master name the sentinels monitor (`sentinel monitor <name> ...`); goes with
+    /// --redis-sentinels.
+    #[arg(long, env = "RG_REDIS_SENTINEL_MASTER", value_name = "NAME")]
+    pub redis_sentinel_master: Option<String>,
+    /// Replicas that must acknowledge a publish (Redis `WAIT`) before it is acknowledged;
+    /// past --redis-replica-ack-timeout-ms the publish gets 503 (0..=16; 0 = no wait).
+    #[arg(long, env = "RG_REDIS_MIN_REPLICAS_ACKED", default_value = "0")]
+    pub redis_min_replicas_acked: String,
+    /// How long a publish waits for --redis-min-replicas-acked replicas, in milliseconds
+    /// (1..=4000).
+    #[arg(long, env = "RG_REDIS_REPLICA_ACK_TIMEOUT_MS", default_value = "1000")]
+    pub redis_replica_ack_timeout_ms: String,
     /// Maximum Redis connections (one bounded pool for everything).
     #[arg(long, env = "RG_REDIS_POOL_SIZE", default_value = "16")]
     pub redis_pool_size: String,
@@ -177,6 +195,9 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
+/// Redis when neither --redis-url nor --redis-sentinels is given.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
 /// The shortest secret accepted, in bytes.
 pub const MIN_SECRET_LEN: usize = 16;
 
@@ -197,8 +218,11 @@ pub enum LoginBackend {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub redis_url: String,
+    /// A Redis URL or the sentinels that name the primary.
+    pub redis: Target,
     pub redis_pool_size: usize,
+    /// Replicas that must hold a publish before it is acknowledged.
+    pub replica_acks: ReplicaAcks,
     pub key_prefix: String,
     pub signing_key: SigningKey,
     pub issuer: String,
@@ -247,9 +271,8 @@ impl Config {
             .map_err(|e| format!("--listen/RG_LISTEN {:?}: {e}", args.listen))
             .map_err(|p| problems.push(p))
             .ok();
-        if let Err(e) = redis::Client::open(args.redis_url.as_str()) {
-            problems.push(format!("--redis-url/RG_REDIS_URL: {e}"));
-        }
+        let redis = redis_target(args, &mut problems);
+        let replica_acks = replica_acks(args, &mut problems);
         let pool = number(
             &mut problems,
             "--redis-pool-size/RG_REDIS_POOL_SIZE",
@@ -446,7 +469,7 @@ impl Config {
         };
 
         match (
-            listen,
+            (listen, redis, replica_acks),
             pool,
             signing_key,
             (ttl, login_cache_ttl),
@@ -457,7 +480,7 @@ impl Config {
             log_format,
         ) {
             (
-                Some(listen),
+                (Some(listen), Some(redis), Some(replica_acks)),
                 Some(pool),
                 Some(signing_key),
                 (Some(ttl), Some(login_cache_ttl)),
@@ -468,7 +491,8 @@ impl Config {
                 Some(log_format),
             ) if problems.is_empty() => Ok(Config {
                 listen,
-                redis_url: args.redis_url.clone(),
+                redis,
+                replica_acks,
                 redis_pool_size: usize::try_from(pool).unwrap_or(usize::MAX),
                 key_prefix: args.key_prefix.clone(),
                 signing_key,
@@ -493,6 +517,105 @@ impl Config {
             _ => Err(ConfigError { problems }),
         }
     }
+}
+
+/// Where Redis is: `--redis-url` (or its default), or `--redis-sentinels` with
+/// `--redis-sentinel-master`; never both.
+fn redis_target(args: &ServeArgs, problems: &mut Vec<String>) -> Option<Target> {
+    const URL: &str = "--redis-url/RG_REDIS_URL";
+    const SENTINELS: &str = "--redis-sentinels/RG_REDIS_SENTINELS";
+    const MASTER: &str = "--redis-sentinel-master/RG_REDIS_SENTINEL_MASTER";
+    match (
+        &args.redis_url,
+        &args.redis_sentinels,
+        &args.redis_sentinel_master,
+    ) {
+        (Some(_), Some(_), _) => {
+            problems.push(format!(
+                "{URL} and {SENTINELS} exclude each other: give one Redis server, or the \
+                 sentinels that name the primary"
+            ));
+            None
+        }
+        (url, None, None) => {
+            let url = url.as_deref().unwrap_or(DEFAULT_REDIS_URL);
+            match redis::Client::open(url) {
+                Ok(_) => Some(Target::Url(url.to_owned())),
+                Err(e) => {
+                    problems.push(format!("{URL}: {e}"));
+                    None
+                }
+            }
+        }
+        (_, None, Some(_)) => {
+            problems.push(format!("{MASTER} needs {SENTINELS}"));
+            None
+        }
+        (_, Some(_), None) => {
+            problems.push(format!(
+                "{SENTINELS} needs {MASTER}: the master name the sentinels monitor"
+            ));
+            None
+        }
+        (None, Some(list), Some(master)) => {
+            let mut sentinels = Vec::new();
+            for item in list.split(',').map(str::trim) {
+                match host_port(item) {
+                    Some(address) => sentinels.push(address),
+                    None => problems.push(format!(
+                        "{SENTINELS} {item:?}: expected host:port with a port in 1..=65535"
+                    )),
+                }
+            }
+            if master.is_empty()
+                || master.len() > 128
+                || master.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                problems.push(format!(
+                    "{MASTER} {master:?}: must be 1..=128 characters without spaces"
+                ));
+                return None;
+            }
+            (sentinels.len() == list.split(',').count()).then(|| Target::Sentinel {
+                sentinels,
+                master: master.clone(),
+            })
+        }
+    }
+}
+
+/// `host:port` (an IPv6 host in brackets) with a non-zero port.
+fn host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+    (!host.is_empty() && !host.chars().any(|c| c.is_whitespace() || c.is_control()))
+        .then(|| (host.to_owned(), port))
+}
+
+/// `--redis-min-replicas-acked` with its timeout.
+fn replica_acks(args: &ServeArgs, problems: &mut Vec<String>) -> Option<ReplicaAcks> {
+    let replicas = number(
+        problems,
+        "--redis-min-replicas-acked/RG_REDIS_MIN_REPLICAS_ACKED",
+        &args.redis_min_replicas_acked,
+        0,
+        16,
+    );
+    let timeout = number(
+        problems,
+        "--redis-replica-ack-timeout-ms/RG_REDIS_REPLICA_ACK_TIMEOUT_MS",
+        &args.redis_replica_ack_timeout_ms,
+        1,
+        u64::try_from(MAX_REPLICA_ACK_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
+    );
+    Some(ReplicaAcks {
+        replicas: replicas?,
+        timeout: Duration::from_millis(timeout?),
+    })
 }
 
 /// The allow-list's CNs: comma-separated, trimmed, lowercased, empty items dropped.
@@ -673,7 +796,8 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8081");
-        assert_eq!(config.redis_url, "redis://127.0.0.1:6379/0");
+        assert_eq!(config.redis, Target::Url("redis://127.0.0.1:6379/0".into()));
+        assert_eq!(config.replica_acks, ReplicaAcks::NONE);
         assert_eq!(config.redis_pool_size, 16);
         assert_eq!(config.key_prefix, "registry-gate:");
         assert_eq!(config.issuer, "registry-gate");
@@ -911,6 +1035,107 @@ mod tests {
     }
 
     #[test]
+    fn redis_is_a_url_or_sentinels_with_a_master_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = file(&dir, "key.pem", &SigningKey::generate().unwrap().to_pem());
+        let secret = file(&dir, "secret", "0123456789abcdef0123\n");
+        let base = [
+            "--signing-key",
+            key.as_str(),
+            "--sync-secret-file",
+            secret.as_str(),
+            "--read-secret-file",
+            secret.as_str(),
+        ];
+        struct Row {
+            case: &'static str,
+            args: &'static [&'static str],
+            problems: &'static [&'static str],
+        }
+        let rows = [
+            Row {
+                case: "URL and sentinels",
+                args: &["--redis-url", "redis://h/0", "--redis-sentinels", "h:26379", "--redis-sentinel-master", "m"],
+                problems: &["--redis-url/RG_REDIS_URL and --redis-sentinels/RG_REDIS_SENTINELS exclude each other"],
+            },
+            Row {
+                case: "sentinels without a master name",
+                args: &["--redis-sentinels", "h:26379"],
+                problems: &["--redis-sentinels/RG_REDIS_SENTINELS needs --redis-sentinel-master"],
+            },
+            Row {
+                case: "a master name without sentinels",
+                args: &["--redis-sentinel-master", "m"],
+                problems: &["--redis-sentinel-master/RG_REDIS_SENTINEL_MASTER needs --redis-sentinels"],
+            },
+            Row {
+                case: "bad sentinel addresses, each reported",
+                args: &["--redis-sentinels", "h,:1,h:0,h:26379", "--redis-sentinel-master", "m"],
+                problems: &["\"h\": expected host:port", "\":1\": expected host:port", "\"h:0\": expected host:port"],
+            },
+            Row {
+                case: "a master name with a space",
+                args: &["--redis-sentinels", "h:26379", "--redis-sentinel-master", "my master"],
+                problems: &["--redis-sentinel-master/RG_REDIS_SENTINEL_MASTER \"my master\": must be"],
+            },
+            Row {
+                case: "replica acknowledgements out of range",
+                args: &["--redis-min-replicas-acked", "17", "--redis-replica-ack-timeout-ms", "4001"],
+                problems: &["--redis-min-replicas-acked/RG_REDIS_MIN_REPLICAS_ACKED 17: must be within 0..=16", "--redis-replica-ack-timeout-ms/RG_REDIS_REPLICA_ACK_TIMEOUT_MS 4001: must be within 1..=4000"],
+            },
+            Row {
+                case: "a zero ack timeout (WAIT 0 would wait forever)",
+                args: &["--redis-replica-ack-timeout-ms", "0"],
+                problems: &["--redis-replica-ack-timeout-ms/RG_REDIS_REPLICA_ACK_TIMEOUT_MS 0: must be within 1..=4000"],
+            },
+        ];
+        for row in rows {
+            let mut args = base.to_vec();
+            args.extend_from_slice(row.args);
+            let error = Config::from_args(&parse(&args)).unwrap_err();
+            assert_eq!(
+                error.problems.len(),
+                row.problems.len(),
+                "{}: {error}",
+                row.case
+            );
+            for (problem, needle) in error.problems.iter().zip(row.problems) {
+                assert!(
+                    problem.contains(needle),
+                    "{}: {problem:?} lacks {needle:?}",
+                    row.case
+                );
+            }
+        }
+        let mut args = base.to_vec();
+        args.extend_from_slice(&[
+            "--redis-sentinels",
+            "10.0.0.1:26379, [::1]:26380",
+            "--redis-sentinel-master",
+            "registry-gate",
+            "--redis-min-replicas-acked",
+            "1",
+            "--redis-replica-ack-timeout-ms",
+            "250",
+        ]);
+        let config = Config::from_args(&parse(&args)).unwrap();
+        assert_eq!(
+            config.redis,
+            Target::Sentinel {
+                sentinels: vec![("10.0.0.1".into(), 26379), ("::1".into(), 26380)],
+                master: "registry-gate".into(),
+            }
+        );
+        assert_eq!(
+            config.replica_acks,
+            ReplicaAcks {
+                replicas: 1,
+                timeout: Duration::from_millis(250)
+            }
+        );
+    }
+
+    #[test]
     fn environment_variables_are_read() {
         // Each flag's env name is declared; check one end to end through clap.
         let command = <Cli as clap::CommandFactory>::command();
@@ -922,6 +1147,10 @@ mod tests {
         for name in [
             "RG_LISTEN",
             "RG_REDIS_URL",
+            "RG_REDIS_SENTINELS",
+            "RG_REDIS_SENTINEL_MASTER",
+            "RG_REDIS_MIN_REPLICAS_ACKED",
+            "RG_REDIS_REPLICA_ACK_TIMEOUT_MS",
             "RG_REDIS_POOL_SIZE",
             "RG_KEY_PREFIX",
             "RG_SIGNING_KEY",

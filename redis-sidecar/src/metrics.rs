@@ -26,6 +26,8 @@ pub enum PublishOutcome {
     WouldEmpty,
     Contended,
     Unavailable,
+    /// Written on the primary, but too few replicas acknowledged it in time (`WAIT`).
+    NotReplicated,
     Internal,
 }
 
@@ -39,6 +41,7 @@ impl PublishOutcome {
             PublishOutcome::WouldEmpty => "would_empty",
             PublishOutcome::Contended => "contended",
             PublishOutcome::Unavailable => "unavailable",
+            PublishOutcome::NotReplicated => "not_replicated",
             PublishOutcome::Internal => "internal",
         }
     }
@@ -241,6 +244,7 @@ mod tests {
         metrics.publish(PublishOutcome::Published, Duration::from_millis(3));
         metrics.publish(PublishOutcome::Unchanged, Duration::from_millis(1));
         metrics.publish(PublishOutcome::Unchanged, Duration::from_millis(1));
+        metrics.publish(PublishOutcome::NotReplicated, Duration::from_millis(9));
         metrics.login(LoginOutcome::Refused, Duration::from_millis(40));
         let pool = PoolState {
             max: 16,
@@ -252,12 +256,13 @@ mod tests {
         for line in [
             "registry_gate_sidecar_publishes_total{outcome=\"published\"} 1",
             "registry_gate_sidecar_publishes_total{outcome=\"unchanged\"} 2",
+            "registry_gate_sidecar_publishes_total{outcome=\"not_replicated\"} 1",
             "registry_gate_sidecar_logins_total{outcome=\"refused\"} 1",
             "registry_gate_sidecar_snapshot_generation{epoch=\"e1\"} 7",
             "registry_gate_sidecar_redis_pool_connections{state=\"open\"} 3",
             "registry_gate_sidecar_redis_pool_max_connections 16",
             "registry_gate_sidecar_long_poll_waiters 4",
-            "registry_gate_sidecar_publish_seconds_count 3",
+            "registry_gate_sidecar_publish_seconds_count 4",
         ] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }

@@ -8,7 +8,10 @@
 //! empty-snapshot guard, encodes the envelope stamped with `head + 1` and advances the head
 //! with the store's compare-and-set. A conditional publish (`If-Match`) that loses the race
 //! fails with [`PublishError::PreconditionFailed`]; an unconditional one re-reads and retries a
-//! bounded number of times. Publishes from this process are serialized, so local writers
+//! bounded number of times. With replica acknowledgements required (`--redis-min-replicas-acked`)
+//! the store answers a publish only once enough replicas hold it, and a publish that finds
+//! its content already current answers only once that head is confirmed current and
+//! replicated, so a success always means "held by the replicas". Publishes from this process are serialized, so local writers
 //! queue instead of fighting over the CAS; other instances are kept honest by the CAS alone.
 //!
 //! It must never write a generation that did not pass `Content::validate`, never write two
@@ -169,6 +172,9 @@ impl Publisher {
             Err(PublishError::Invalid(_) | PublishError::KeyConflict(_)) => PublishOutcome::Invalid,
             Err(PublishError::WouldEmpty { .. }) => PublishOutcome::WouldEmpty,
             Err(PublishError::Contended(_)) => PublishOutcome::Contended,
+            Err(PublishError::Store(StoreError::NotReplicated { .. })) => {
+                PublishOutcome::NotReplicated
+            }
             Err(PublishError::Store(_)) => PublishOutcome::Unavailable,
             Err(PublishError::Internal(_)) => PublishOutcome::Internal,
         };
@@ -240,8 +246,22 @@ impl Publisher {
             };
             if let Some(current) = &current {
                 if current.header.checksum == checksum {
+                    // Nothing to write — but a retry after a publish that was refused as not
+                    // replicated lands here, so "unchanged" is answered only once the head is
+                    // (still current and) replicated as a new write would be.
+                    let generation = current.generation();
+                    if !self
+                        .store
+                        .confirm_current(&generation.epoch, generation.number)
+                        .await?
+                    {
+                        if attempt >= MAX_ATTEMPTS {
+                            return Err(PublishError::Contended(attempt));
+                        }
+                        continue;
+                    }
                     return Ok(Published {
-                        generation: current.generation(),
+                        generation,
                         changed: false,
                     });
                 }

@@ -85,10 +85,11 @@ impl AppState {
     /// inside the tokio runtime). Nothing is contacted yet.
     pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Result<AppState, StateError> {
         let store = Store::new(
-            &config.redis_url,
+            &config.redis,
             config.redis_pool_size,
             &config.key_prefix,
             config.keep_generations,
+            config.replica_acks,
         )?;
         let cache = Arc::new(Cache::default());
         let clock: fn() -> SystemTime = SystemTime::now;

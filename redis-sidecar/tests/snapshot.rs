@@ -737,9 +737,16 @@ async fn the_poller_notices_a_rewound_history_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_epoch_switch_is_a_compare_and_set() {
-    use registry_gate_sidecar::store::{Restart, Store};
+    use registry_gate_sidecar::store::{ReplicaAcks, Restart, Store, Target};
     let redis = Redis::start();
-    let store = Store::new(&redis.url(), 2, "rg-test:", 10).unwrap();
+    let store = Store::new(
+        &Target::Url(redis.url()),
+        2,
+        "rg-test:",
+        10,
+        ReplicaAcks::NONE,
+    )
+    .unwrap();
     let first = store.state().await.unwrap();
     assert_eq!(first.head, None);
     assert!(store

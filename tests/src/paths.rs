@@ -90,6 +90,18 @@ pub fn redis_server() -> PathBuf {
     )
 }
 
+/// `redis-sentinel` from Debian's `redis-sentinel` package.
+pub fn redis_sentinel() -> PathBuf {
+    locate(
+        Requirement {
+            what: "redis-sentinel",
+            env: "REDIS_SENTINEL_BIN",
+            provided_by: "make deps",
+        },
+        PathBuf::from("/usr/bin/redis-sentinel"),
+    )
+}
+
 /// `docker-registry` (distribution) from Debian's `docker-registry` package.
 pub fn docker_registry() -> PathBuf {
     locate(

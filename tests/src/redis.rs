@@ -1,13 +1,22 @@
 //! Redis for the sidecar: `redis-server` on loopback with persistence off, so every scenario
-//! starts from an empty store and leaves nothing behind.
+//! starts from an empty store and leaves nothing behind — one server ([`Redis`]), or a primary
+//! with replicas watched by Redis Sentinels ([`Replicated`]) for failover scenarios.
+//!
+//! [`Replicated`] runs Redis's own replication and Sentinel (Debian's `redis-server` and
+//! `redis-sentinel`), never anything home-made, with failure detection shortened to about a
+//! second. Its helpers crash the primary (SIGKILL), force a `SENTINEL FAILOVER`, wait until
+//! every sentinel names a new primary, and count the clients a server holds. Every wait polls
+//! with a deadline.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::ports::free_port;
 use crate::process::Process;
+use crate::wait::wait_until;
 
 #[derive(Debug)]
 pub struct Redis {
@@ -15,7 +24,7 @@ pub struct Redis {
     pub port: u16,
 }
 
-/// One inline `PING`, expecting `+PONG`.
+/// One inline `PING`, expecting `+PONG` (servers and sentinels alike).
 fn ping(port: u16) -> Result<(), String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200))
@@ -40,7 +49,13 @@ fn ping(port: u16) -> Result<(), String> {
 
 impl Redis {
     pub fn start(dir: &Path, port: u16) -> Redis {
-        let data = dir.join("redis-data");
+        Redis::start_named(dir, "redis", port, &[])
+    }
+
+    /// A server logging to `<dir>/<name>.log` with its data in `<dir>/<name>-data`, started
+    /// with `extra` arguments after the standard ones (e.g. `--replicaof 127.0.0.1 <port>`).
+    pub fn start_named(dir: &Path, name: &str, port: u16, extra: &[String]) -> Redis {
+        let data = dir.join(format!("{name}-data"));
         std::fs::create_dir_all(&data)
             .unwrap_or_else(|err| panic!("create {}: {err}", data.display()));
         let mut cmd = Command::new(crate::paths::redis_server());
@@ -55,8 +70,9 @@ impl Redis {
             .arg("--dir")
             .arg(&data)
             .arg("--daemonize")
-            .arg("no");
-        let mut process = Process::spawn("redis", cmd, dir);
+            .arg("no")
+            .args(extra);
+        let mut process = Process::spawn(name, cmd, dir);
         process.wait_ready("PING = PONG", Duration::from_secs(15), || ping(port));
         Redis { process, port }
     }
@@ -67,102 +83,290 @@ impl Redis {
     }
 }
 
-/// A Redis reply, as the harness reads it (RESP2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    Status(String),
-    Error(String),
-    Integer(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Vec<Reply>),
+/// A synchronous connection to a server or sentinel on loopback.
+pub fn connect(port: u16) -> Result<redis::Connection, String> {
+    let client = redis::Client::open(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    let connection = client
+        .get_connection_with_timeout(Duration::from_millis(500))
+        .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
+    connection
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    Ok(connection)
 }
 
-impl Reply {
-    /// The bytes of a bulk reply (`None` for a nil or any other kind).
-    pub fn into_bytes(self) -> Option<Vec<u8>> {
-        match self {
-            Reply::Bulk(bytes) => bytes,
-            _ => None,
+/// One command on a fresh connection to `port`.
+pub fn query<T: redis::FromRedisValue>(port: u16, command: &[&str]) -> Result<T, String> {
+    let (name, args) = command.split_first().expect("a command has a name");
+    let mut connection = connect(port)?;
+    redis::cmd(name)
+        .arg(args)
+        .query(&mut connection)
+        .map_err(|e| format!("{} on port {port}: {e}", command.join(" ")))
+}
+
+/// How many clients of `port` are `CLIENT SETNAME`d `name` (normal clients only: neither
+/// replicas nor the sentinels' links count).
+pub fn clients_named(port: u16, name: &str) -> Result<usize, String> {
+    let list: String = query(port, &["CLIENT", "LIST", "TYPE", "normal"])?;
+    let needle = format!(" name={name} ");
+    Ok(list.lines().filter(|line| line.contains(&needle)).count())
+}
+
+/// The role `ROLE` reports: `master`, `slave` or `sentinel`.
+pub fn role(port: u16) -> Result<String, String> {
+    let reply: Vec<redis::Value> = query(port, &["ROLE"])?;
+    match reply.first() {
+        Some(redis::Value::BulkString(bytes)) => Ok(String::from_utf8_lossy(bytes).into_owned()),
+        other => Err(format!("ROLE on port {port} answered {other:?}")),
+    }
+}
+
+/// Shape and timing of a [`Replicated`] set.
+#[derive(Debug, Clone)]
+pub struct ReplicatedOptions {
+    /// The master name the sentinels monitor.
+    pub master: String,
+    pub replicas: usize,
+    pub sentinels: usize,
+    /// Sentinels that must agree the primary is down before a failover.
+    pub quorum: usize,
+    /// `sentinel down-after-milliseconds`.
+    pub down_after: Duration,
+    /// `sentinel failover-timeout`.
+    pub failover_timeout: Duration,
+}
+
+impl Default for ReplicatedOptions {
+    /// A primary, one replica and three sentinels (quorum two), down after one second.
+    fn default() -> Self {
+        ReplicatedOptions {
+            master: "registry-gate".into(),
+            replicas: 1,
+            sentinels: 3,
+            quorum: 2,
+            down_after: Duration::from_millis(1000),
+            failover_timeout: Duration::from_millis(3000),
         }
     }
 }
 
-/// One connection for the harness's own reads and faults (`GET`, `INFO`, `FLUSHALL`, ...):
-/// the store as it is, not as the sidecar reports it.
+/// A Redis primary with replicas and the sentinels that watch them, on loopback ports.
+/// Every process stops when this drops.
 #[derive(Debug)]
-pub struct Connection {
-    reader: std::io::BufReader<TcpStream>,
+pub struct Replicated {
+    options: ReplicatedOptions,
+    /// Data servers, the first started as the primary. Killed ones stay (stopped) so their
+    /// logs remain readable.
+    pub servers: Vec<Redis>,
+    pub sentinels: Vec<Redis>,
+    dir: PathBuf,
 }
 
-impl Connection {
-    pub fn open(port: u16) -> Result<Connection, String> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))
-            .map_err(|err| format!("connect {addr}: {err}"))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .map_err(|err| err.to_string())?;
-        Ok(Connection {
-            reader: std::io::BufReader::new(stream),
-        })
-    }
+/// How long a failover, a resync or the sentinels' discovery may take in a test.
+pub const FAILOVER_DEADLINE: Duration = Duration::from_secs(60);
 
-    /// Sends one command and reads its reply.
-    pub fn command(&mut self, args: &[&[u8]]) -> Result<Reply, String> {
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for arg in args {
-            out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-            out.extend_from_slice(arg);
-            out.extend_from_slice(b"\r\n");
+impl Replicated {
+    /// Starts the primary, its replicas (waiting until they are in sync) and the sentinels
+    /// (waiting until each knows every replica and every other sentinel, so a failover can
+    /// start at once).
+    pub fn start(dir: &Path, options: ReplicatedOptions) -> Replicated {
+        let primary_port = free_port();
+        let mut servers = vec![Redis::start_named(dir, "redis-primary", primary_port, &[])];
+        for i in 0..options.replicas {
+            let extra = [
+                "--replicaof".to_owned(),
+                "127.0.0.1".to_owned(),
+                primary_port.to_string(),
+            ];
+            servers.push(Redis::start_named(
+                dir,
+                &format!("redis-replica-{i}"),
+                free_port(),
+                &extra,
+            ));
         }
-        self.reader
-            .get_mut()
-            .write_all(&out)
-            .map_err(|err| format!("send to Redis: {err}"))?;
-        read_reply(&mut self.reader)
+        let set = Replicated {
+            sentinels: Vec::new(),
+            servers,
+            options,
+            dir: dir.to_path_buf(),
+        };
+        set.wait_for_replicas(primary_port, set.options.replicas);
+        let mut set = set;
+        for i in 0..set.options.sentinels {
+            let sentinel = set.start_sentinel(i, primary_port);
+            set.sentinels.push(sentinel);
+        }
+        let (replicas, others) = (set.options.replicas, set.options.sentinels - 1);
+        let master = set.options.master.clone();
+        for sentinel in &set.sentinels {
+            let port = sentinel.port;
+            wait_until(
+                "the sentinels know every replica and each other",
+                FAILOVER_DEADLINE,
+                || {
+                    let known: Vec<redis::Value> = query(port, &["SENTINEL", "REPLICAS", &master])?;
+                    let peers: Vec<redis::Value> =
+                        query(port, &["SENTINEL", "SENTINELS", &master])?;
+                    if known.len() >= replicas && peers.len() >= others {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "sentinel {port} knows {} replicas and {} sentinels",
+                            known.len(),
+                            peers.len()
+                        ))
+                    }
+                },
+            );
+        }
+        set
     }
-}
 
-fn read_line(reader: &mut impl std::io::BufRead) -> Result<String, String> {
-    let mut line = String::new();
-    let n = reader
-        .read_line(&mut line)
-        .map_err(|err| format!("read from Redis: {err}"))?;
-    if n == 0 {
-        return Err("Redis closed the connection".into());
+    fn start_sentinel(&self, index: usize, primary_port: u16) -> Redis {
+        let port = free_port();
+        let name = format!("redis-sentinel-{index}");
+        let options = &self.options;
+        let master = &options.master;
+        // Sentinel rewrites its configuration file, so each one has its own.
+        let config = self.dir.join(format!("{name}.conf"));
+        let text = format!(
+            "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\n\
+             sentinel monitor {master} 127.0.0.1 {primary_port} {quorum}\n\
+             sentinel down-after-milliseconds {master} {down}\n\
+             sentinel failover-timeout {master} {failover}\n\
+             sentinel parallel-syncs {master} 1\n",
+            dir = self.dir.display(),
+            quorum = options.quorum,
+            down = options.down_after.as_millis(),
+            failover = options.failover_timeout.as_millis(),
+        );
+        std::fs::write(&config, text)
+            .unwrap_or_else(|err| panic!("write {}: {err}", config.display()));
+        let mut cmd = Command::new(crate::paths::redis_sentinel());
+        cmd.arg(&config);
+        let mut process = Process::spawn(&name, cmd, &self.dir);
+        process.wait_ready("PING = PONG", Duration::from_secs(15), || ping(port));
+        Redis { process, port }
     }
-    Ok(line.trim_end_matches("\r\n").to_owned())
-}
 
-fn read_reply(reader: &mut impl std::io::BufRead) -> Result<Reply, String> {
-    let line = read_line(reader)?;
-    let (kind, rest) = line.split_at_checked(1).ok_or("empty Redis reply")?;
-    let number = || -> Result<i64, String> {
-        rest.parse()
-            .map_err(|_| format!("bad Redis length or integer {rest:?}"))
-    };
-    match kind {
-        "+" => Ok(Reply::Status(rest.to_owned())),
-        "-" => Ok(Reply::Error(rest.to_owned())),
-        ":" => Ok(Reply::Integer(number()?)),
-        "$" => match usize::try_from(number()?) {
-            Err(_) => Ok(Reply::Bulk(None)),
-            Ok(len) => {
-                let mut bytes = vec![0u8; len + 2];
-                reader
-                    .read_exact(&mut bytes)
-                    .map_err(|err| format!("read from Redis: {err}"))?;
-                bytes.truncate(len);
-                Ok(Reply::Bulk(Some(bytes)))
+    /// The master name the sentinels monitor.
+    pub fn master(&self) -> &str {
+        &self.options.master
+    }
+
+    /// `127.0.0.1:<port>,...` of every sentinel: the sidecar's `--redis-sentinels`.
+    pub fn sentinel_list(&self) -> String {
+        self.sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The sidecar flags that point it at this set.
+    pub fn sidecar_args(&self) -> Vec<String> {
+        vec![
+            "--redis-sentinels".into(),
+            self.sentinel_list(),
+            "--redis-sentinel-master".into(),
+            self.options.master.clone(),
+        ]
+    }
+
+    /// Ports of the data servers still running.
+    pub fn server_ports(&mut self) -> Vec<u16> {
+        self.servers
+            .iter_mut()
+            .filter_map(|s| s.process.exited().is_none().then_some(s.port))
+            .collect()
+    }
+
+    /// The primary as the first answering sentinel names it.
+    pub fn primary(&self) -> Result<u16, String> {
+        let mut last = String::from("no sentinel");
+        for sentinel in &self.sentinels {
+            match self.named_by(sentinel.port) {
+                Ok(port) => return Ok(port),
+                Err(err) => last = err,
             }
-        },
-        "*" => match usize::try_from(number()?) {
-            Err(_) => Ok(Reply::Array(Vec::new())),
-            Ok(len) => (0..len)
-                .map(|_| read_reply(reader))
-                .collect::<Result<_, _>>()
-                .map(Reply::Array),
-        },
-        other => Err(format!("unknown Redis reply type {other:?} in {line:?}")),
+        }
+        Err(last)
+    }
+
+    fn named_by(&self, sentinel: u16) -> Result<u16, String> {
+        let (_, port): (String, u16) = query(
+            sentinel,
+            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &self.options.master],
+        )?;
+        Ok(port)
+    }
+
+    /// SIGKILLs the current primary; returns its port.
+    pub fn kill_primary(&mut self) -> u16 {
+        let port = self
+            .primary()
+            .unwrap_or_else(|e| panic!("no primary to kill: {e}"));
+        let server = self
+            .servers
+            .iter_mut()
+            .find(|s| s.port == port)
+            .unwrap_or_else(|| panic!("the sentinels name port {port}, not a server of this set"));
+        server.process.kill();
+        port
+    }
+
+    /// `SENTINEL FAILOVER <master>` on the first sentinel (a failover without waiting for
+    /// agreement); returns the old primary's port.
+    pub fn force_failover(&self) -> u16 {
+        let old = self.primary().unwrap_or_else(|e| panic!("no primary: {e}"));
+        let sentinel = self.sentinels.first().expect("at least one sentinel");
+        let _: () = query(
+            sentinel.port,
+            &["SENTINEL", "FAILOVER", &self.options.master],
+        )
+        .unwrap_or_else(|e| panic!("SENTINEL FAILOVER refused: {e}"));
+        old
+    }
+
+    /// Waits until every sentinel names the same primary other than `old` and that server's
+    /// `ROLE` says `master`; returns its port.
+    pub fn wait_for_new_primary(&self, old: u16) -> u16 {
+        wait_until(
+            "a new primary named by every sentinel",
+            FAILOVER_DEADLINE,
+            || {
+                let named: Vec<u16> = self
+                    .sentinels
+                    .iter()
+                    .map(|s| self.named_by(s.port))
+                    .collect::<Result<_, _>>()?;
+                let first = *named.first().ok_or("no sentinel")?;
+                if first == old || named.iter().any(|p| *p != first) {
+                    return Err(format!("the sentinels name {named:?} (old primary {old})"));
+                }
+                match role(first)?.as_str() {
+                    "master" => Ok(first),
+                    other => Err(format!("{first} is named but its ROLE is {other}")),
+                }
+            },
+        )
+    }
+
+    /// Waits until `primary` has at least `replicas` replicas online.
+    pub fn wait_for_replicas(&self, primary: u16, replicas: usize) {
+        wait_until("the replicas to be in sync", FAILOVER_DEADLINE, || {
+            let info: String = query(primary, &["INFO", "replication"])?;
+            let online = info
+                .lines()
+                .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+                .count();
+            if online >= replicas {
+                Ok(())
+            } else {
+                Err(format!("{online} of {replicas} replicas online:\n{info}"))
+            }
+        });
     }
 }

@@ -244,6 +244,11 @@ impl Sidecar {
     }
 
     pub async fn start(redis: &Redis, options: Options) -> Sidecar {
+        Sidecar::start_at(vec!["--redis-url".into(), redis.url()], options).await
+    }
+
+    /// A sidecar whose Redis is given by `redis_args` (e.g. `--redis-sentinels ...`).
+    pub async fn start_at(redis_args: Vec<String>, options: Options) -> Sidecar {
         let dir = tempfile::tempdir().unwrap();
         let key = options
             .key
@@ -259,8 +264,6 @@ impl Sidecar {
         let mut argv: Vec<String> = vec![
             "registry-gate-sidecar".into(),
             "serve".into(),
-            "--redis-url".into(),
-            redis.url(),
             "--key-prefix".into(),
             options.prefix.clone(),
             "--signing-key".into(),
@@ -304,6 +307,7 @@ impl Sidecar {
             argv.push(key_path.display().to_string());
             ca
         });
+        argv.extend(redis_args);
         argv.extend(options.extra);
         let SidecarCommand::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
             unreachable!()

@@ -34,7 +34,7 @@ use serde_json::json;
 
 use crate::envoy::{Envoy, Launch};
 use crate::http::{Auth, Request, Response};
-use crate::redis::{Connection, Redis};
+use crate::redis::Redis;
 use crate::sidecar::{Sidecar, SidecarExtra};
 use crate::stack::{Stack, StackOptions};
 use history::{
@@ -370,10 +370,9 @@ fn inject(
             format!("killed and restarted {name}")
         }
         FaultKind::RedisFlush => {
-            let reply = Connection::open(stack.redis.port)
-                .and_then(|mut c| c.command(&[b"FLUSHALL"]))
+            let reply: String = crate::redis::query(stack.redis.port, &["FLUSHALL"])
                 .unwrap_or_else(|err| panic!("FLUSHALL: {err}"));
-            format!("FLUSHALL answered {reply:?}")
+            format!("FLUSHALL answered {reply}")
         }
         FaultKind::RedisRestartEmpty => {
             let port = stack.redis.port;
@@ -632,12 +631,12 @@ fn reader(endpoint: &Endpoint, recorder: &Recorder, stop: &AtomicBool) {
 /// Reads every generation's body straight from Redis as soon as it exists.
 fn harvester(redis_port: &AtomicU64, recorder: &Recorder, stop: &AtomicBool) {
     let mut done: BTreeMap<String, u64> = BTreeMap::new();
-    let mut connection: Option<Connection> = None;
+    let mut connection: Option<redis::Connection> = None;
     loop {
         let stopping = stop.load(Ordering::SeqCst);
         let port = u16::try_from(redis_port.load(Ordering::SeqCst)).unwrap_or(0);
         if connection.is_none() {
-            connection = Connection::open(port).ok();
+            connection = crate::redis::connect(port).ok();
         }
         if let Some(open) = connection.as_mut() {
             if harvest(open, &mut done, recorder).is_err() {
@@ -652,27 +651,25 @@ fn harvester(redis_port: &AtomicU64, recorder: &Recorder, stop: &AtomicBool) {
 }
 
 fn harvest(
-    connection: &mut Connection,
+    connection: &mut redis::Connection,
     done: &mut BTreeMap<String, u64>,
     recorder: &Recorder,
-) -> Result<(), String> {
-    let text = |reply: crate::redis::Reply| {
-        reply
-            .into_bytes()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-    };
-    let Some(epoch) = text(connection.command(&[b"GET", format!("{PREFIX}epoch").as_bytes()])?)
-    else {
+) -> Result<(), redis::RedisError> {
+    let epoch: Option<String> = redis::cmd("GET")
+        .arg(format!("{PREFIX}epoch"))
+        .query(connection)?;
+    let Some(epoch) = epoch else {
         return Ok(());
     };
-    let head: u64 = text(connection.command(&[b"GET", format!("{PREFIX}head").as_bytes()])?)
-        .and_then(|h| h.parse().ok())
-        .unwrap_or(0);
+    let head: Option<u64> = redis::cmd("GET")
+        .arg(format!("{PREFIX}head"))
+        .query(connection)?;
+    let head = head.unwrap_or(0);
     let from = done.get(&epoch).copied().unwrap_or(0) + 1;
     for number in from..=head {
-        let body = connection
-            .command(&[b"GET", format!("{PREFIX}snapshot:{number}").as_bytes()])?
-            .into_bytes();
+        let body: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(format!("{PREFIX}snapshot:{number}"))
+            .query(connection)?;
         let Some(body) = body else {
             continue;
         };
@@ -923,7 +920,7 @@ fn settle(stack: &mut Stack, endpoints: &[Endpoint], recorder: &Recorder) {
         .envoy
         .wait_for_generation(head.number, Duration::from_secs(60));
     // The harvester stopped with the others; read what was published since.
-    if let Ok(mut connection) = Connection::open(stack.redis.port) {
+    if let Ok(mut connection) = crate::redis::connect(stack.redis.port) {
         let _ = harvest(&mut connection, &mut BTreeMap::new(), recorder);
     }
 }
