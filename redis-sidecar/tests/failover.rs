@@ -4,7 +4,9 @@
 //! no acknowledged publish, no fetcher sees a generation go backwards within an epoch (or
 //! return to an epoch it left), and no server ever holds more sidecar connections than the two
 //! pools allow. And with Redis unreachable, `/readyz` is not ready and a write is a clear 503
-//! that changes nothing; with Redis back, writes work.
+//! that changes nothing; with Redis back, writes work. And without a replica, neither a
+//! publish nor its retry (which finds the content already written) is acknowledged; with one,
+//! the retry is.
 //!
 //! The writer is a read-modify-write client, as the sync side is: it reads the snapshot a
 //! sidecar serves, adds one repository and publishes with `If-Match`. So a lost acknowledged
@@ -634,4 +636,93 @@ async fn redis_unreachable_means_not_ready_and_writes_refused_until_it_is_back()
     );
     sidecar.stop().await;
     drop(redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_and_its_retry_are_acknowledged_only_once_a_replica_holds_them() {
+    let scenario = tempfile::tempdir().unwrap();
+    let primary = servers::Redis::start(scenario.path(), registry_gate_tests::ports::free_port());
+    let options = Options {
+        extra: [
+            "--redis-min-replicas-acked",
+            "1",
+            "--redis-replica-ack-timeout-ms",
+            "200",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Options::default()
+    };
+    let sidecar = Sidecar::start_at(vec!["--redis-url".into(), primary.url()], options).await;
+    let content = harness::content(&[("team/a", true)], &[]);
+
+    // No replica: the write lands on the primary but is not acknowledged...
+    let refused = sidecar.put(&content, None, "").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text()
+    );
+    let error = refused.json()["error"].as_str().unwrap().to_owned();
+    assert!(
+        error.contains("only 0 of the 1 replica acknowledgements"),
+        "{error}"
+    );
+    assert!(error.contains("retry"), "{error}");
+    let head: Option<String> = tokio::task::block_in_place(|| {
+        servers::query(primary.port, &["GET", "rg-test:head"]).unwrap()
+    });
+    assert_eq!(
+        head.as_deref(),
+        Some("1"),
+        "the write itself is on the primary"
+    );
+    // ...and neither is a retry that finds the content already there.
+    let retried = sidecar.put(&content, None, "").await;
+    assert_eq!(
+        retried.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        retried.text()
+    );
+
+    // With a replica in sync, the same retry is acknowledged, as unchanged.
+    let replica = tokio::task::block_in_place(|| {
+        let extra = [
+            "--replicaof".to_owned(),
+            "127.0.0.1".to_owned(),
+            primary.port.to_string(),
+        ];
+        servers::Redis::start_named(
+            scenario.path(),
+            "redis-replica",
+            registry_gate_tests::ports::free_port(),
+            &extra,
+        )
+    });
+    harness::eventually("the retry is acknowledged", || async {
+        sidecar.put(&content, None, "").await.status == StatusCode::OK
+    })
+    .await;
+    let again = sidecar.put(&content, None, "").await;
+    assert_eq!(again.json()["changed"], false, "{}", again.text());
+    assert_eq!(again.json()["generation"], 1);
+    let copied: Option<String> = tokio::task::block_in_place(|| {
+        servers::query(replica.port, &["GET", "rg-test:head"]).unwrap()
+    });
+    assert_eq!(
+        copied.as_deref(),
+        Some("1"),
+        "the replica holds the acknowledged head"
+    );
+    let metrics = sidecar.metrics().await;
+    assert!(
+        metric(
+            &metrics,
+            "registry_gate_sidecar_publishes_total{outcome=\"not_replicated\"}"
+        ) >= 2.0,
+        "{metrics}"
+    );
+    sidecar.stop().await;
 }
