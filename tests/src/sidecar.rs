@@ -144,10 +144,12 @@ impl Sidecar {
         let mut cmd = Command::new(crate::paths::sidecar());
         cmd.arg("serve")
             .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--redis-url")
-            .arg(redis_url)
-            .arg("--signing-key")
+            .arg(format!("127.0.0.1:{port}"));
+        // Sentinel discovery (in `extra.args`) replaces the URL.
+        if !extra.args.iter().any(|a| a == "--redis-sentinels") {
+            cmd.arg("--redis-url").arg(redis_url);
+        }
+        cmd.arg("--signing-key")
             .arg(&files.signing_key)
             .arg("--sync-secret-file")
             .arg(&files.sync_secret_file)

@@ -396,9 +396,7 @@ fn check_epochs(report: &mut Report, events: &[Event], contents: &BTreeMap<Gen, 
     report.epochs = epochs.len();
     let explained = events
         .iter()
-        .filter(|e| {
-            matches!(e, Event::Fault(f) if f.kind.loses_data() || f.kind == FaultKind::RedisFailover)
-        })
+        .filter(|e| matches!(e, Event::Fault(f) if f.kind.may_start_epoch()))
         .count();
     if epochs.len() > explained + 1 {
         report.violate(

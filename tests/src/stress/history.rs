@@ -138,11 +138,12 @@ pub struct Login {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
-    /// SIGKILL the Redis primary and start it again, empty (persistence is off).
-    RedisRestartEmpty,
-    /// `FLUSHALL` on the primary.
+    /// SIGKILL the Redis primary; Sentinel promotes a replica, and the old primary comes back
+    /// empty (persistence is off) as its replica.
+    RedisPrimaryKilled,
+    /// `FLUSHALL` on the primary (the replicas follow).
     RedisFlush,
-    /// Promote the replica (`SENTINEL FAILOVER`).
+    /// Promote a replica (`SENTINEL FAILOVER`).
     RedisFailover,
     /// SIGKILL a sidecar and start it again.
     SidecarRestart,
@@ -154,7 +155,17 @@ impl FaultKind {
     /// Whether this fault may legitimately lose acknowledged writes (Redis lost its data), so
     /// generations restart under a new epoch.
     pub fn loses_data(self) -> bool {
-        matches!(self, FaultKind::RedisRestartEmpty | FaultKind::RedisFlush)
+        self == FaultKind::RedisFlush
+    }
+
+    /// Whether this fault may start a new epoch: data lost, or a failover that lost a write a
+    /// sidecar had seen but no replica acknowledged (a rewind).
+    pub fn may_start_epoch(self) -> bool {
+        self.loses_data()
+            || matches!(
+                self,
+                FaultKind::RedisFailover | FaultKind::RedisPrimaryKilled
+            )
     }
 }
 

@@ -34,7 +34,7 @@ use serde_json::json;
 
 use crate::envoy::{Envoy, Launch};
 use crate::http::{Auth, Request, Response};
-use crate::redis::Redis;
+use crate::redis::{Redis, Replicated, ReplicatedOptions};
 use crate::sidecar::{Sidecar, SidecarExtra};
 use crate::stack::{Stack, StackOptions};
 use history::{
@@ -179,17 +179,32 @@ pub fn run(name: &str, params: &Params) -> Outcome {
     options.images = vec![(PULL_REPOSITORY.to_owned(), "latest".to_owned())];
     options.users = writers.iter().cloned().chain([PULLER.to_owned()]).collect();
     options.snapshot = Some(base_content());
-    options.sidecar = stack_sidecar_extra();
     let mut stack = Stack::start_with(options);
     let dir = stack.dir().to_path_buf();
-    let second_port = crate::ports::free_port();
+    // The sidecars run on Redis with two replicas behind three sentinels, acknowledging a
+    // publish once a replica holds it; the stack's own Redis served only its first publish.
+    let mut redis = Replicated::start(
+        &dir,
+        ReplicatedOptions {
+            replicas: 2,
+            ..ReplicatedOptions::default()
+        },
+    );
+    let extra = sidecar_extra(&redis);
+    let (port, files) = (stack.sidecar.port, stack.sidecar.files.clone());
+    stack.sidecar.process.kill();
+    stack.sidecar = Sidecar::start_with(&dir, "sidecar", port, "", files.clone(), &extra);
+    let first = stack.sidecar.publish(&base_content());
+    stack
+        .envoy
+        .wait_for_generation(first.generation, Duration::from_secs(60));
     let mut second = Sidecar::start_with(
         &dir,
         "sidecar-b",
-        second_port,
-        &stack.redis.url(),
-        stack.sidecar.files.clone(),
-        &stack_sidecar_extra(),
+        crate::ports::free_port(),
+        "",
+        files,
+        &extra,
     );
     let endpoint = |sidecar: &Sidecar, name: &str| Endpoint {
         name: name.to_owned(),
@@ -212,7 +227,10 @@ pub fn run(name: &str, params: &Params) -> Outcome {
 
     let recorder = Arc::new(Recorder::new());
     let stop = Arc::new(AtomicBool::new(false));
-    let redis_port = Arc::new(AtomicU64::new(u64::from(stack.redis.port)));
+    let primary = redis
+        .primary()
+        .unwrap_or_else(|err| panic!("no primary: {err}"));
+    let redis_port = Arc::new(AtomicU64::new(u64::from(primary)));
     let mut envoy_logs: Vec<(String, Vec<String>)> = Vec::new();
     let mut pulls = (0, 0);
     let base_url = stack.base_url();
@@ -253,9 +271,10 @@ pub fn run(name: &str, params: &Params) -> Outcome {
         // The fault injector and the pulls run here: they own the processes.
         let faults = [
             FaultKind::SidecarRestart,
+            FaultKind::RedisFailover,
             FaultKind::RedisFlush,
             FaultKind::EnvoyRestart,
-            FaultKind::RedisRestartEmpty,
+            FaultKind::RedisPrimaryKilled,
         ];
         let deadline = Instant::now() + Duration::from_secs(params.seconds);
         let mut next_fault = Instant::now() + params.fault_every;
@@ -264,15 +283,16 @@ pub fn run(name: &str, params: &Params) -> Outcome {
         while Instant::now() < deadline {
             if Instant::now() >= next_fault {
                 let kind = faults[injected % faults.len()];
-                let detail = inject(
-                    kind,
-                    injected,
-                    &mut stack,
-                    &mut second,
-                    &redis_port,
-                    &mut envoys,
-                    &mut envoy_logs,
-                );
+                let mut target = Target {
+                    stack: &mut stack,
+                    second: &mut second,
+                    redis: &mut redis,
+                    extra: &extra,
+                };
+                let detail = target.inject(kind, injected, &mut envoys, &mut envoy_logs);
+                if let Ok(primary) = redis.primary() {
+                    redis_port.store(u64::from(primary), Ordering::SeqCst);
+                }
                 recorder.push(Event::Fault(Fault {
                     at_ms: recorder.now_ms(),
                     kind,
@@ -296,7 +316,7 @@ pub fn run(name: &str, params: &Params) -> Outcome {
     });
 
     // Quiet: every writer's last state is in, every reader and Envoy converge on one head.
-    settle(&mut stack, &endpoints, &recorder);
+    settle(&mut stack, &redis, &endpoints, &recorder);
     envoy_logs.push((envoy_name(envoy_logs.len()), stack.envoy.access_log()));
     for (envoy, lines) in &envoy_logs {
         for line in lines {
@@ -319,82 +339,107 @@ pub fn run(name: &str, params: &Params) -> Outcome {
     }
 }
 
-/// Both sidecars' settings: the pool the checker holds them to, and enough generations kept
-/// that the harvester reads every one before it is trimmed.
-fn stack_sidecar_extra() -> SidecarExtra {
-    SidecarExtra {
-        args: vec![
-            "--redis-pool-size".into(),
-            POOL_SIZE.to_string(),
-            "--keep-generations".into(),
-            "2000".into(),
-        ],
-        https: None,
-    }
+/// Both sidecars' settings: Sentinel discovery, WAIT for one replica, the pool the checker
+/// holds them to, and enough generations kept that the harvester reads every one before it is
+/// trimmed.
+fn sidecar_extra(redis: &Replicated) -> SidecarExtra {
+    let mut args = redis.sidecar_args();
+    args.extend(
+        [
+            "--redis-min-replicas-acked",
+            "1",
+            "--redis-pool-size",
+            &POOL_SIZE.to_string(),
+            "--keep-generations",
+            "2000",
+        ]
+        .map(str::to_owned),
+    );
+    SidecarExtra { args, https: None }
 }
 
 fn envoy_name(index: usize) -> String {
     format!("envoy-{index}")
 }
 
-/// Injects one fault and says what was done.
-fn inject(
-    kind: FaultKind,
-    round: usize,
-    stack: &mut Stack,
-    second: &mut Sidecar,
-    redis_port: &AtomicU64,
-    envoys: &mut usize,
-    envoy_logs: &mut Vec<(String, Vec<String>)>,
-) -> String {
-    let dir = stack.dir().to_path_buf();
-    match kind {
-        FaultKind::SidecarRestart => {
-            // Alternate: the one Envoy fetches from, then the other.
-            let sidecar = if round % 8 == 0 {
-                &mut stack.sidecar
-            } else {
-                second
-            };
-            let name = sidecar.process.name().to_owned();
-            let (port, files) = (sidecar.port, sidecar.files.clone());
-            sidecar.process.kill();
-            *sidecar = Sidecar::start_with(
-                &dir,
-                &name,
-                port,
-                &stack.redis.url(),
-                files,
-                &stack_sidecar_extra(),
-            );
-            format!("killed and restarted {name}")
+/// What the fault injector acts on.
+struct Target<'a> {
+    stack: &'a mut Stack,
+    second: &'a mut Sidecar,
+    redis: &'a mut Replicated,
+    extra: &'a SidecarExtra,
+}
+
+impl Target<'_> {
+    /// Injects one fault and says what was done.
+    fn inject(
+        &mut self,
+        kind: FaultKind,
+        round: usize,
+        envoys: &mut usize,
+        envoy_logs: &mut Vec<(String, Vec<String>)>,
+    ) -> String {
+        let dir = self.stack.dir().to_path_buf();
+        match kind {
+            FaultKind::SidecarRestart => {
+                // Mostly the one Envoy does not fetch from; now and then that one.
+                let sidecar = if round % 3 == 0 {
+                    &mut self.stack.sidecar
+                } else {
+                    &mut *self.second
+                };
+                let name = sidecar.process.name().to_owned();
+                let (port, files) = (sidecar.port, sidecar.files.clone());
+                sidecar.process.kill();
+                *sidecar = Sidecar::start_with(&dir, &name, port, "", files, self.extra);
+                format!("killed and restarted {name}")
+            }
+            FaultKind::RedisFailover => {
+                let old = self.redis.force_failover();
+                let new = self.redis.wait_for_new_primary(old);
+                format!("SENTINEL FAILOVER: primary {old} → {new}")
+            }
+            FaultKind::RedisPrimaryKilled => {
+                let old = self.redis.kill_primary();
+                let new = self.redis.wait_for_new_primary(old);
+                let server = self
+                    .redis
+                    .servers
+                    .iter_mut()
+                    .find(|s| s.port == old)
+                    .unwrap_or_else(|| panic!("no server on {old}"));
+                let name = server.process.name().to_owned();
+                let replica_of = [
+                    "--replicaof".to_owned(),
+                    "127.0.0.1".to_owned(),
+                    new.to_string(),
+                ];
+                *server = Redis::start_named(&dir, &name, old, &replica_of);
+                format!("SIGKILLed primary {old}; Sentinel promoted {new}; {old} back, empty, as its replica")
+            }
+            FaultKind::RedisFlush => {
+                let primary = self
+                    .redis
+                    .primary()
+                    .unwrap_or_else(|err| panic!("no primary: {err}"));
+                let reply: String = crate::redis::query(primary, &["FLUSHALL"])
+                    .unwrap_or_else(|err| panic!("FLUSHALL: {err}"));
+                format!("FLUSHALL on primary {primary} answered {reply}")
+            }
+            FaultKind::EnvoyRestart => {
+                envoy_logs.push((envoy_name(*envoys), self.stack.envoy.access_log()));
+                *envoys += 1;
+                let params = self.stack.envoy.params.clone();
+                self.stack.envoy.process.stop();
+                let launch = Launch {
+                    name: envoy_name(*envoys),
+                    ..Launch::default()
+                };
+                self.stack.envoy =
+                    Envoy::start_with(&dir, &crate::paths::local_envoy_template(), params, &launch);
+                format!("restarted Envoy as {}", envoy_name(*envoys))
+            }
         }
-        FaultKind::RedisFlush => {
-            let reply: String = crate::redis::query(stack.redis.port, &["FLUSHALL"])
-                .unwrap_or_else(|err| panic!("FLUSHALL: {err}"));
-            format!("FLUSHALL answered {reply}")
-        }
-        FaultKind::RedisRestartEmpty => {
-            let port = stack.redis.port;
-            stack.redis.process.kill();
-            stack.redis = Redis::start(&dir, port);
-            redis_port.store(u64::from(port), Ordering::SeqCst);
-            format!("SIGKILLed Redis on {port} and started it again, empty")
-        }
-        FaultKind::EnvoyRestart => {
-            envoy_logs.push((envoy_name(*envoys), stack.envoy.access_log()));
-            *envoys += 1;
-            let params = stack.envoy.params.clone();
-            stack.envoy.process.stop();
-            let launch = Launch {
-                name: envoy_name(*envoys),
-                ..Launch::default()
-            };
-            stack.envoy =
-                Envoy::start_with(&dir, &crate::paths::local_envoy_template(), params, &launch);
-            format!("restarted Envoy as {}", envoy_name(*envoys))
-        }
-        FaultKind::RedisFailover => unreachable!("no replica in this run"),
     }
 }
 
@@ -881,7 +926,7 @@ fn record_logins(burst: usize, output: &std::process::Output, recorder: &Recorde
 
 /// After the storm: every Katello writer's last version is acknowledged again, the stores
 /// settle, and every reader and Envoy worker converges on the head.
-fn settle(stack: &mut Stack, endpoints: &[Endpoint], recorder: &Recorder) {
+fn settle(stack: &mut Stack, redis: &Replicated, endpoints: &[Endpoint], recorder: &Recorder) {
     // A fault just before the end may have left Redis without the base: put it back, as the
     // source of truth would.
     crate::wait::wait_until(
@@ -920,7 +965,11 @@ fn settle(stack: &mut Stack, endpoints: &[Endpoint], recorder: &Recorder) {
         .envoy
         .wait_for_generation(head.number, Duration::from_secs(60));
     // The harvester stopped with the others; read what was published since.
-    if let Ok(mut connection) = crate::redis::connect(stack.redis.port) {
+    if let Some(mut connection) = redis
+        .primary()
+        .ok()
+        .and_then(|p| crate::redis::connect(p).ok())
+    {
         let _ = harvest(&mut connection, &mut BTreeMap::new(), recorder);
     }
 }
