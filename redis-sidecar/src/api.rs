@@ -33,7 +33,7 @@ use registry_gate_core::generation::{Generation, Preconditions};
 use registry_gate_core::identity::Principal;
 use registry_gate_core::reply::{self, Code, Reply};
 use registry_gate_core::scope::{parse_scopes, ResourceScope};
-use registry_gate_core::snapshot::Content;
+use registry_gate_core::snapshot::{Content, Schema};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -102,6 +102,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Busy(String),
+    #[error("{0}")]
+    NotAcceptable(String),
     /// Logged in full; the client sees a fixed text.
     #[error("internal error")]
     Internal(String),
@@ -177,6 +179,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::Conflict(_) => (StatusCode::CONFLICT, json_error(&message)),
             ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, json_error(&message)),
+            ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, json_error(&message)),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, json_error(&message))
@@ -358,6 +361,22 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &axum::http::HeaderName) -> Opt
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Refuses (406) a fetcher that cannot read the current envelope's schema, rather than send
+/// it something it would refuse; it keeps its last good snapshot and retries. Within a major
+/// every reader gets the same envelope: newer minors are read by older readers, and what they
+/// must understand is in `required_features`.
+fn readable_by(current: &Current, reader: Schema) -> Result<(), ApiError> {
+    let written = current.header.schema;
+    if reader.reads(written) {
+        Ok(())
+    } else {
+        Err(ApiError::NotAcceptable(format!(
+            "the snapshot is schema {written}; a fetcher speaking schema {reader} cannot read it \
+             (same major needed): upgrade the filter or serve it from a sidecar of its major"
+        )))
+    }
+}
+
 fn snapshot_response(current: &Current) -> Response {
     let mut response = Response::new(Body::from(current.body.clone()));
     let headers = response.headers_mut();
@@ -423,6 +442,12 @@ async fn get_snapshot(
             .map_err(|_| ApiError::BadRequest(format!("wait={text:?}: expected whole seconds")))?,
     };
     let wait = Duration::from_secs(wait).min(state.inner.long_poll_max);
+    let reader = match query_param(query.as_deref(), "schema") {
+        None => Schema::UNANNOUNCED,
+        Some(text) => Schema::parse(&text).ok_or_else(|| {
+            ApiError::BadRequest(format!("schema={text:?}: expected <major>.<minor>"))
+        })?,
+    };
     let known = header_text(&headers, &IF_NONE_MATCH).map(Preconditions::parse);
     let cache = &state.inner.cache;
     let mut changes = cache.subscribe();
@@ -445,6 +470,7 @@ async fn get_snapshot(
         }
     }
     let current = ready(&changes.borrow_and_update())?;
+    readable_by(&current, reader)?;
     let Some(known) = known else {
         return Ok(snapshot_response(&current));
     };

@@ -183,6 +183,46 @@ async fn long_poll_wakes_within_a_second_of_a_publish_here_or_on_another_instanc
     there.stop().await;
 }
 
+/// A fetcher says which schema it reads (`schema=<major>.<minor>`): any minor of the written
+/// major gets the snapshot, another major a 406 naming both (it keeps its last good snapshot),
+/// a malformed announcement a 400; a fetcher that says nothing is one from before negotiation
+/// (1.0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetchers_get_a_schema_they_read_or_a_406() {
+    let redis = Redis::start();
+    let sidecar = Sidecar::start(&redis, Options::default()).await;
+    let published = sidecar
+        .put(&content(&[("a/one", true)], &[]), None, "")
+        .await;
+    assert_eq!(published.status, StatusCode::OK, "{}", published.text());
+    for query in ["", "?schema=1.0", "?schema=1.9", "?wait=0&schema=1.0"] {
+        let reply = sidecar.get(None, query).await;
+        assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.text());
+        assert_eq!(reply.json()["schema"]["major"], 1, "{query}");
+    }
+    let newer = sidecar.get(None, "?schema=2.0").await;
+    assert_eq!(newer.status, StatusCode::NOT_ACCEPTABLE, "{}", newer.text());
+    let text = newer.text();
+    assert!(
+        text.contains("schema 1.") && text.contains("schema 2.0"),
+        "{text}"
+    );
+    // Also when the fetcher holds a generation: it is not told "not modified".
+    let tag = published.etag().unwrap();
+    let held = sidecar.get(Some(&tag), "?schema=2.0").await;
+    assert_eq!(held.status, StatusCode::NOT_ACCEPTABLE, "{}", held.text());
+    for bad in ["x", "1", "1.0.0", "-1.0"] {
+        let reply = sidecar.get(None, &format!("?schema={bad}")).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            reply.text()
+        );
+        assert!(reply.text().contains("<major>.<minor>"), "{}", reply.text());
+    }
+}
+
 /// `If-None-Match: *` publishes only into an epoch with nothing published yet — how the
 /// source of truth republishes after Redis lost its data without overwriting a sync call that
 /// got there first.

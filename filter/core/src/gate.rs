@@ -165,6 +165,8 @@ struct Caller {
     /// `identity.principal.label()`, computed once: sent upstream on every request.
     label: String,
     expires_at: u64,
+    /// The token's `iat`, held against the snapshot's `min_token_iat` on every request.
+    issued_at: Option<u64>,
 }
 
 impl Caller {
@@ -184,6 +186,7 @@ impl Caller {
                 credentialed: true,
             },
             expires_at: verified.expires_at.saturating_add(leeway_secs),
+            issued_at: verified.issued_at,
         }
     }
 }
@@ -202,6 +205,8 @@ struct Installed {
     index: Index,
     /// Static keys ∪ the snapshot's keys.
     keys: KeyRing,
+    /// `content.min_token_iat`: tokens issued before it are refused.
+    min_token_iat: Option<u64>,
 }
 
 /// Counters the glue turns into stats. They only grow; the glue reports differences.
@@ -341,6 +346,7 @@ impl Gate {
             published_at: decoded.header.published_at,
             index: Index::build(&decoded.content),
             keys,
+            min_token_iat: decoded.content.min_token_iat,
         });
         Ok(generation)
     }
@@ -558,6 +564,8 @@ impl<'g> Request<'g> {
                         credentialed: true,
                     },
                     expires_at: now,
+                    // Not a token: `min_token_iat` does not apply.
+                    issued_at: None,
                 })
             }),
             // Clients logged in with `docker login` send Basic credentials to `/v1/search`;
@@ -580,11 +588,18 @@ impl<'g> Request<'g> {
                 let callers: &'g TokenCache<Caller> = callers;
                 // A token just verified that the cache did not keep (it never happens with a
                 // positive capacity, but the decision must not depend on the cache).
-                match (callers.get_hashed(hash, token, now), fresh) {
-                    (Some(cached), _) => Some(Cow::Borrowed(cached)),
-                    (None, Some(fresh)) => Some(Cow::Owned(fresh)),
-                    (None, None) => None,
+                let caller = match (callers.get_hashed(hash, token, now), fresh) {
+                    (Some(cached), _) => Cow::Borrowed(cached),
+                    (None, Some(fresh)) => Cow::Owned(fresh),
+                    (None, None) => return Err(self.token_refusal(&request, TokenError::BadFormat)),
+                };
+                // Checked on every request, cached or not: a snapshot can revoke at any time.
+                if let Some(min) = installed.min_token_iat {
+                    if caller.issued_at.is_none_or(|iat| iat < min) {
+                        return Err(self.token_refusal(&request, TokenError::Revoked));
+                    }
                 }
+                Some(caller)
             }
         };
         let identity = caller

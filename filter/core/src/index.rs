@@ -216,6 +216,7 @@ mod tests {
             auth_required,
         };
         Content {
+            min_token_iat: None,
             repositories: vec![
                 repo("team/b", true),
                 repo("library/public", false),

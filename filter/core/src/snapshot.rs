@@ -23,10 +23,14 @@ use crate::token::{Algorithm, KeyRing, KeySpec};
 /// Schema major this code reads and writes. A different major is refused.
 pub const SCHEMA_MAJOR: u32 = 1;
 /// Schema minor this code writes. Newer minors only add optional fields, which older
-/// readers are told about through `required_features` when they matter.
-pub const SCHEMA_MINOR: u32 = 0;
+/// readers are told about through `required_features` when they matter. 1.1 added
+/// `min_token_iat`.
+pub const SCHEMA_MINOR: u32 = 1;
 /// Features this reader implements; a snapshot requiring anything else is refused.
-pub const KNOWN_FEATURES: &[&str] = &[];
+pub const KNOWN_FEATURES: &[&str] = &[FEATURE_MIN_TOKEN_IAT];
+/// `content.min_token_iat` is set: a reader that ignored it would accept revoked tokens, so
+/// readers that do not know it must refuse the snapshot (schema 1.1).
+pub const FEATURE_MIN_TOKEN_IAT: &str = "min_token_iat";
 
 /// Upper bounds that keep a hostile or broken document from exhausting a worker.
 pub const MAX_REPOSITORIES: usize = 1_000_000;
@@ -62,6 +66,10 @@ pub struct Content {
     /// Token verification keys, selected by `kid`.
     #[serde(default)]
     pub keys: Vec<KeySpec>,
+    /// Tokens issued (`iat`) before this unix second, or without `iat`, are refused: "log
+    /// everyone out" without rotating keys (schema 1.1, feature `min_token_iat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_token_iat: Option<u64>,
 }
 
 /// What the publisher stamps on a content to make it a snapshot.
@@ -83,6 +91,46 @@ pub struct Stamp {
 pub struct Schema {
     pub major: u32,
     pub minor: u32,
+}
+
+impl Schema {
+    /// The schema this code writes and reads best.
+    pub const CURRENT: Schema = Schema {
+        major: SCHEMA_MAJOR,
+        minor: SCHEMA_MINOR,
+    };
+
+    /// What a fetcher that does not say which schema it speaks speaks (those before
+    /// negotiation): 1.0.
+    pub const UNANNOUNCED: Schema = Schema { major: 1, minor: 0 };
+
+    /// Parses `<major>.<minor>` (decimal, as a fetcher announces it); `None` otherwise.
+    pub fn parse(text: &str) -> Option<Schema> {
+        let (major, minor) = text.split_once('.')?;
+        let number = |part: &str| -> Option<u32> {
+            if part.is_empty() || part.len() > 9 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            part.parse().ok()
+        };
+        Some(Schema {
+            major: number(major)?,
+            minor: number(minor)?,
+        })
+    }
+
+    /// Whether a reader speaking `self` can read an envelope written as `written`: the same
+    /// major, whatever the minor (a newer minor only adds what `required_features` announces
+    /// when it matters, and a reader refuses a feature it does not know).
+    pub fn reads(self, written: Schema) -> bool {
+        self.major == written.major
+    }
+}
+
+impl std::fmt::Display for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
 }
 
 /// The envelope fields of a decoded snapshot.
@@ -155,6 +203,15 @@ impl SnapshotError {
 
 impl Content {
     /// Checks every rule and reports every problem at once (up to a bounded number).
+    /// The features a reader must know to read this content safely (an older reader that
+    /// ignored them would loosen policy), for the envelope's `required_features`.
+    pub fn required_features(&self) -> Vec<String> {
+        self.min_token_iat
+            .map(|_| FEATURE_MIN_TOKEN_IAT.to_owned())
+            .into_iter()
+            .collect()
+    }
+
     pub fn validate(&self) -> Result<(), SnapshotError> {
         let mut problems = Problems::default();
         if self.repositories.len() > MAX_REPOSITORIES {
@@ -259,11 +316,8 @@ pub fn encode(content: &Content, stamp: &Stamp) -> Result<Vec<u8>, SnapshotError
     let raw =
         RawValue::from_string(content_text).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
     let envelope = Envelope {
-        schema: Schema {
-            major: SCHEMA_MAJOR,
-            minor: SCHEMA_MINOR,
-        },
-        required_features: Vec::new(),
+        schema: Schema::CURRENT,
+        required_features: canonical.required_features(),
         epoch: stamp.epoch.clone(),
         generation: stamp.generation,
         published_at: stamp.published_at,

@@ -117,6 +117,8 @@ pub enum TokenError {
     LifetimeTooLong,
     #[error("subject is too long or contains control characters")]
     BadSubject,
+    #[error("token was issued before the snapshot's min_token_iat (revoked); log in again")]
+    Revoked,
 }
 
 impl TokenError {
@@ -140,6 +142,7 @@ impl TokenError {
             Self::WrongAudience => "wrong_audience",
             Self::LifetimeTooLong => "lifetime_too_long",
             Self::BadSubject => "bad_subject",
+            Self::Revoked => "revoked",
         }
     }
 }
@@ -214,6 +217,9 @@ pub struct Verified {
     pub access: Option<Vec<AccessEntry>>,
     /// `exp`, in unix seconds.
     pub expires_at: u64,
+    /// `iat`, in unix seconds, if the token has one (a snapshot's `min_token_iat` refuses
+    /// tokens issued before it, and those without).
+    pub issued_at: Option<u64>,
 }
 
 /// Why a key set was refused. Every variant names the offending `kid`.
@@ -792,6 +798,7 @@ fn check_claims(
         subject: custom.sub,
         access: custom.access,
         expires_at: u64::try_from(exp).unwrap_or(0),
+        issued_at: iat.and_then(|iat| u64::try_from(iat).ok()),
     })
 }
 

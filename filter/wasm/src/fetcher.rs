@@ -13,6 +13,7 @@ use std::time::Duration;
 use registry_gate_core::backoff::Backoff;
 use registry_gate_core::config::FetcherSettings;
 use registry_gate_core::fetch::{Announcement, Answer, Fetch, Step};
+use registry_gate_core::snapshot::Schema;
 
 use crate::host::{self, HostError, Level};
 use crate::shared::{ANNOUNCEMENT_KEY, SNAPSHOT_KEY};
@@ -73,7 +74,14 @@ impl Fetcher {
     }
 
     fn start(&mut self) {
-        let path = format!("{}?wait={}", self.settings.path, self.settings.wait_secs);
+        // `schema`: the newest envelope schema this filter reads, so a sidecar that could only
+        // serve a major it does not speak says so (406) instead of sending what it refuses.
+        let path = format!(
+            "{}?wait={}&schema={}",
+            self.settings.path,
+            self.settings.wait_secs,
+            Schema::CURRENT
+        );
         let etag = self.fetch.if_none_match();
         let bearer = self
             .settings

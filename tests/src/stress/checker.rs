@@ -13,7 +13,8 @@
 //!   its epoch, or an epoch it has never held), and no more epochs appear than faults that lose
 //!   data or fail Redis over can explain;
 //! - no request allowed that the generation in force forbade (nor refused that it allowed);
-//! - no 5xx but the documented fail-closed 503s;
+//! - no 5xx but the documented fail-closed 503s (the filter's `unavailable`, and Envoy's own
+//!   when the upstream it forwards to is down: response flags `UF`, `UH`, ...);
 //! - no Redis pool above its size.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -55,6 +56,8 @@ pub struct Report {
     /// Decisions checked against the content of the generation that made them.
     pub decisions_checked: usize,
     pub fail_closed: usize,
+    /// 503s Envoy gave because the upstream (a sidecar killed by the injector, say) was down.
+    pub upstream_down: usize,
     pub logins: usize,
     pub logins_failed: usize,
     /// As the client saw them (curl's total time, TLS included), and as Envoy did.
@@ -88,7 +91,7 @@ impl Report {
             .collect();
         format!(
             "writes {} (acknowledged {}, changed {}), generations harvested {}, observations {}, \
-             decisions {} (checked {}, fail-closed 503 {}), logins {} (failed {}, p99 {} ms at the client, {} ms in Envoy), \
+             decisions {} (checked {}, fail-closed 503 {}, upstream down 503 {}), logins {} (failed {}, p99 {} ms at the client, {} ms in Envoy), \
              faults [{}], epochs {}, peak Redis connections [{}], publish→enforced max {} ms \
              p99 {} ms, violations {}",
             self.writes,
@@ -99,6 +102,7 @@ impl Report {
             self.decisions,
             self.decisions_checked,
             self.fail_closed,
+            self.upstream_down,
             self.logins,
             self.logins_failed,
             self.login_p99_ms,
@@ -443,6 +447,8 @@ fn check_decisions(
         let at = decision.at_ms;
         if decision.status == 503 && decision.decision == "unavailable" {
             report.fail_closed += 1;
+        } else if decision.upstream_down() {
+            report.upstream_down += 1;
         } else if decision.status >= 500 {
             report.violate(
                 Rule::ServerError,

@@ -124,6 +124,22 @@ pub struct Decision {
     /// Envoy's `%DURATION%`.
     #[serde(default)]
     pub duration_ms: Option<u64>,
+    /// Envoy's `%RESPONSE_FLAGS%` (`-` when none): `UF`, `UH`, ... say Envoy itself answered
+    /// because an upstream (the sidecar, the registry) was down.
+    #[serde(default)]
+    pub flags: String,
+}
+
+impl Decision {
+    /// Envoy answered 503 because the upstream it forwarded to was unreachable (connection
+    /// failure, no healthy host, reset, retries exhausted): closed, and no gateway decision.
+    pub fn upstream_down(&self) -> bool {
+        self.status == 503
+            && self
+                .flags
+                .split(',')
+                .any(|flag| matches!(flag, "UF" | "UH" | "UR" | "URX" | "UC" | "UO"))
+    }
 }
 
 /// One `/v2/token` login.

@@ -985,6 +985,7 @@ fn parse_access_line(envoy: &str, line: &str, wall_start_ms: u64) -> Option<Deci
     let method = words.next()?.to_owned();
     let path = words.next()?.to_owned();
     let status = words.next()?.parse().ok()?;
+    let flags = words.next()?.to_owned();
     let fields: BTreeMap<&str, &str> = words.filter_map(|w| w.split_once('=')).collect();
     let present = |name: &str| {
         fields
@@ -1004,5 +1005,6 @@ fn parse_access_line(envoy: &str, line: &str, wall_start_ms: u64) -> Option<Deci
         status,
         decision: present("decision").unwrap_or("-").to_owned(),
         duration_ms: present("duration_ms").and_then(|d| d.parse().ok()),
+        flags,
     })
 }

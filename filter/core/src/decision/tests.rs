@@ -38,6 +38,7 @@ fn index() -> Index {
             .collect()
     };
     Index::build(&Content {
+        min_token_iat: None,
         repositories: vec![
             repo("library/public", false),
             repo("team/app", true),

@@ -583,6 +583,62 @@ fn a_new_generation_revokes_at_once_even_for_cached_tokens() {
 }
 
 #[test]
+fn min_token_iat_refuses_tokens_issued_before_it_even_cached() {
+    let mut gate = ready_gate(json!({}));
+    let before = format!("Bearer {}", token("alice"));
+    let mut after_claims = claims("alice", None);
+    after_claims["iat"] = json!(NOW + 1);
+    let after = format!("Bearer {}", mint(after_claims));
+    let mut undated_claims = claims("alice", None);
+    undated_claims.as_object_mut().unwrap().remove("iat");
+    let undated = format!("Bearer {}", mint(undated_claims));
+    let check = |gate: &mut Gate, authorization: &str, path: &str| {
+        let headers: [(&str, &[u8]); 1] = [("authorization", authorization.as_bytes())];
+        match gate.check(&head("GET", path, &headers), NOW + 2) {
+            Verdict::Forward(_) => 200,
+            Verdict::Respond { reply, .. } => reply.status,
+        }
+    };
+    assert_eq!(
+        check(&mut gate, &before, PRIVATE),
+        200,
+        "cached before the revocation"
+    );
+    let mut revoking = snapshot();
+    revoking.content.min_token_iat = Some(NOW + 1);
+    let second = announcement(2, NOW + 2);
+    assert!(gate.announced(&second));
+    gate.offer(&revoking.bytes(2), &second).unwrap();
+    let failures_before = gate.counts().token_failures.clone();
+    assert_eq!(
+        check(&mut gate, &before, PRIVATE),
+        401,
+        "issued before: refused, cached or not"
+    );
+    assert_eq!(
+        check(&mut gate, &before, PUBLIC),
+        401,
+        "a revoked token is no anonymous one"
+    );
+    assert_eq!(check(&mut gate, &undated, PRIVATE), 401, "no iat: refused");
+    assert_eq!(
+        check(&mut gate, &after, PRIVATE),
+        200,
+        "issued at the bound: served"
+    );
+    let revoked = |counts: &[(&str, u64)]| {
+        counts
+            .iter()
+            .find(|(reason, _)| *reason == "revoked")
+            .map_or(0, |(_, n)| *n)
+    };
+    assert_eq!(
+        revoked(&gate.counts().token_failures) - revoked(&failures_before),
+        3
+    );
+}
+
+#[test]
 fn a_removed_key_stops_cached_tokens() {
     let mut gate = ready_gate(json!({}));
     let alice = format!("Bearer {}", token("alice"));

@@ -42,7 +42,8 @@ fn round_trip() {
     let snapshot = decode(&bytes).unwrap();
     assert_eq!(snapshot.header.generation, 7);
     assert_eq!(snapshot.header.epoch, "e1");
-    assert_eq!(snapshot.header.schema, Schema { major: 1, minor: 0 });
+    assert_eq!(snapshot.header.schema, Schema::CURRENT);
+    assert!(snapshot.header.required_features.is_empty());
     let mut expected = content();
     expected.canonicalize();
     assert_eq!(snapshot.content, expected);
@@ -183,7 +184,7 @@ fn unknown_envelope_fields_from_newer_minors_are_tolerated() {
     // Edited as text: re-serializing through `Value` would reorder the content's keys.
     let text = String::from_utf8(encode(&content(), &stamp(1)).unwrap()).unwrap();
     let edited = text.replacen(
-        r#"{"schema":{"major":1,"minor":0}"#,
+        &format!(r#"{{"schema":{{"major":1,"minor":{SCHEMA_MINOR}}}"#),
         r#"{"optional_hint":"x","schema":{"major":1,"minor":9}"#,
         1,
     );
@@ -279,4 +280,78 @@ fn admission() {
         let result = admit(held, &offered);
         assert_eq!(result.err().map(|e| e.reason()), expected, "{case}");
     }
+}
+
+#[test]
+fn schema_announcements_parse_strictly() {
+    let schema = |major, minor| Some(Schema { major, minor });
+    for (text, want) in [
+        ("1.0", schema(1, 0)),
+        ("1.12", schema(1, 12)),
+        ("2.0", schema(2, 0)),
+        ("1", None),
+        ("1.", None),
+        (".0", None),
+        ("1.0.0", None),
+        ("+1.0", None),
+        ("1.-1", None),
+        (" 1.0", None),
+        ("1.0 ", None),
+        ("1234567890.0", None),
+        ("x.y", None),
+        ("", None),
+    ] {
+        assert_eq!(Schema::parse(text), want, "{text:?}");
+    }
+    assert_eq!(
+        Schema::CURRENT.to_string(),
+        format!("{SCHEMA_MAJOR}.{SCHEMA_MINOR}")
+    );
+    assert_eq!(
+        Schema::parse(&Schema::CURRENT.to_string()),
+        Some(Schema::CURRENT)
+    );
+}
+
+#[test]
+fn a_reader_reads_its_major_at_any_minor_and_no_other_major() {
+    let reader = Schema { major: 1, minor: 0 };
+    assert!(reader.reads(Schema { major: 1, minor: 0 }));
+    assert!(reader.reads(Schema { major: 1, minor: 7 }));
+    assert!(Schema { major: 1, minor: 7 }.reads(reader));
+    assert!(!reader.reads(Schema { major: 2, minor: 0 }));
+    assert!(!Schema { major: 2, minor: 0 }.reads(reader));
+    assert!(Schema::UNANNOUNCED.reads(Schema::CURRENT));
+}
+
+#[test]
+fn min_token_iat_is_a_required_feature_this_reader_knows() {
+    let mut with = content();
+    with.min_token_iat = Some(1_700_000_000);
+    let bytes = encode(&with, &stamp(3)).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert!(
+        text.contains(r#""required_features":["min_token_iat"]"#),
+        "{text}"
+    );
+    let snapshot = decode(&bytes).unwrap();
+    assert_eq!(snapshot.content.min_token_iat, Some(1_700_000_000));
+    assert_eq!(
+        snapshot.header.required_features,
+        vec![FEATURE_MIN_TOKEN_IAT.to_owned()]
+    );
+    // Without it, nothing is required and the field is not written: a 1.0 reader reads it.
+    let text = String::from_utf8(encode(&content(), &stamp(3)).unwrap()).unwrap();
+    assert!(text.contains(r#""required_features":[]"#), "{text}");
+    assert!(!text.contains("min_token_iat"), "{text}");
+    // A reader that did not know the feature would refuse rather than drop the restriction.
+    let unknown = text.replacen(
+        r#""required_features":[]"#,
+        r#""required_features":["min_token_iat","from_the_future"]"#,
+        1,
+    );
+    assert_eq!(
+        decode(unknown.as_bytes()).unwrap_err(),
+        SnapshotError::UnknownFeatures("from_the_future".to_owned())
+    );
 }

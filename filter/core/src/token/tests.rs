@@ -1449,6 +1449,7 @@ fn verified_carries_subject_access_and_expiry() {
         assert_eq!(
             verified,
             Verified {
+                issued_at: Some(NOW - 10),
                 subject: "alice".to_owned(),
                 access: Some(vec![AccessEntry {
                     resource_type: "repository".to_owned(),
@@ -2038,6 +2039,7 @@ fn key_spec_wire_form_round_trips() {
 
 fn verified(subject: &str, expires_at: u64) -> Verified {
     Verified {
+        issued_at: None,
         subject: subject.to_owned(),
         access: None,
         expires_at,

@@ -108,6 +108,7 @@ fn canonical_content() -> impl Strategy<Value = Content> {
                     .collect()
             };
             Content {
+                min_token_iat: None,
                 repositories: repositories
                     .into_iter()
                     .map(|(name, auth_required)| Repository {

@@ -786,6 +786,7 @@ fn oracle(case: &Case, token: &str) -> Vec<Option<Verified>> {
                     None => exp - now > max_lifetime + leeway,
                 };
                 outcomes.push((!expired && !early && !too_long).then(|| Verified {
+                    issued_at: iat.and_then(|iat| u64::try_from(iat).ok()),
                     subject: subject.clone(),
                     access: access.clone(),
                     expires_at: u64::try_from(exp.max(0)).unwrap_or(u64::MAX),
@@ -898,6 +899,7 @@ fn valid_token() -> impl Strategy<Value = (String, Verified)> {
             );
             let token = format!("{input}.{}", b64(&signer.sign(input.as_bytes())));
             let verified = Verified {
+                issued_at: u64::try_from(iat).ok(),
                 subject: sub,
                 access: Some(access),
                 expires_at: exp as u64,

@@ -503,6 +503,7 @@ fn endpoints_are_named_by_their_segment() {
 /// alice writes to a.
 fn current() -> Content {
     Content {
+        min_token_iat: None,
         repositories: vec![
             repository("a", true),
             repository("b", true),
@@ -565,7 +566,7 @@ fn applies_table() {
         Applies {
             case: "an empty repository_list empties every grant, principals stay",
             change: Change::Repositories(Vec::new()),
-            want: Content {
+            want: Content { min_token_iat: None,
                 repositories: Vec::new(),
                 users: grants(&[("alice", &[]), ("bob", &[])]),
                 hosts: grants(&[("h1", &[]), ("h2", &[])]),
@@ -746,6 +747,7 @@ fn content() -> impl Strategy<Value = Content> {
             granted(names),
         )
             .prop_map(|(repositories, users, hosts, writers)| Content {
+                min_token_iat: None,
                 repositories,
                 users,
                 hosts,
