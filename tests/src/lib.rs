@@ -32,6 +32,7 @@ pub mod katello_sync;
 pub mod oci;
 pub mod paths;
 pub mod ports;
+pub mod previous;
 pub mod process;
 pub mod pulp;
 pub mod redis;

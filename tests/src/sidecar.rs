@@ -45,6 +45,9 @@ pub struct SidecarExtra {
     pub args: Vec<String>,
     /// The CA of the sidecar's HTTPS certificate, when `args` turn HTTPS on.
     pub https: Option<PathBuf>,
+    /// The binary to run instead of the one built here (`rolling_upgrade.rs` runs a previous
+    /// release's).
+    pub binary: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -141,7 +144,7 @@ impl Sidecar {
         files: SidecarFiles,
         extra: &SidecarExtra,
     ) -> Sidecar {
-        let mut cmd = Command::new(crate::paths::sidecar());
+        let mut cmd = Command::new(extra.binary.clone().unwrap_or_else(crate::paths::sidecar));
         cmd.arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"));

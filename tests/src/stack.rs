@@ -86,6 +86,9 @@ pub struct StackOptions {
     /// workers elect one through the shared-data lease. Only with
     /// [`Upstream::DockerRegistry`].
     pub elected_fetcher: bool,
+    /// The filter to load instead of the one built here (`rolling_upgrade.rs` loads a previous
+    /// release's).
+    pub wasm: Option<PathBuf>,
     /// Envoy's `--concurrency` (worker threads).
     pub concurrency: u32,
 }
@@ -120,6 +123,7 @@ impl StackOptions {
             client_cns: Vec::new(),
             upstream: Upstream::DockerRegistry,
             elected_fetcher: false,
+            wasm: None,
             concurrency: Launch::default().concurrency,
         }
     }
@@ -156,7 +160,7 @@ impl Stack {
     pub fn start_with(options: StackOptions) -> Stack {
         let started = std::time::Instant::now();
         // Fail on a missing artifact before starting anything.
-        let wasm = crate::paths::wasm();
+        let wasm = options.wasm.clone().unwrap_or_else(crate::paths::wasm);
         let _ = crate::paths::sidecar();
         let _ = crate::paths::envoy();
 

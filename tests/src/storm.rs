@@ -175,6 +175,7 @@ impl KatelloSite {
         KatelloSite {
             katello,
             sidecar: SidecarExtra {
+                binary: None,
                 args: args.to_vec(),
                 https: None,
             },

@@ -220,6 +220,7 @@ fn katello_sync_drives_the_gateway() {
         &stack.redis.url(),
         stack.sidecar.files.clone(),
         &SidecarExtra {
+            binary: None,
             args: vec![
                 "--tls-cert-file".into(),
                 sidecar_tls.server_cert.display().to_string(),

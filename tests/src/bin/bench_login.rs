@@ -99,6 +99,7 @@ fn main() {
         options.users = passwords.iter().map(|(user, _)| user.clone()).collect();
         options.bcrypt_cost = 10;
         options.sidecar = SidecarExtra {
+            binary: None,
             args: vec!["--login-cache-ttl-secs".to_owned(), ttl.to_owned()],
             https: None,
         };

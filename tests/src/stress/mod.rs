@@ -355,7 +355,10 @@ fn sidecar_extra(redis: &Replicated) -> SidecarExtra {
         ]
         .map(str::to_owned),
     );
-    SidecarExtra { args, https: None }
+    SidecarExtra {
+        args,
+        ..SidecarExtra::default()
+    }
 }
 
 fn envoy_name(index: usize) -> String {
