@@ -907,11 +907,19 @@ const CURL_PARALLEL_MAX: usize = 250;
 /// One curl process's logins (`<status> <seconds>` per line).
 fn record_logins(burst: usize, output: &std::process::Output, recorder: &Recorder) {
     let at_ms = recorder.now_ms();
-    let errors: BTreeSet<&str> = std::str::from_utf8(&output.stderr)
-        .unwrap_or_default()
+    // Counted by message with the numbers taken out ("after 14 ms", ports).
+    let errors: BTreeMap<String, usize> = String::from_utf8_lossy(&output.stderr)
         .lines()
         .filter(|l| l.starts_with("curl:"))
-        .collect();
+        .map(|l| {
+            l.chars()
+                .filter(|c| !c.is_ascii_digit())
+                .collect::<String>()
+        })
+        .fold(BTreeMap::new(), |mut counts, line| {
+            *counts.entry(line).or_default() += 1;
+            counts
+        });
     if !errors.is_empty() {
         eprintln!("[stress] login burst {burst}: curl reported {errors:?}");
     }
