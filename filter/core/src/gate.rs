@@ -117,6 +117,10 @@ pub enum Verdict<'g> {
     Respond {
         reply: Reply,
         outcome: Outcome,
+        /// The verified caller's label (`user:<name>`, `host:<uuid>`, `anonymous`) when the
+        /// refusal came after the caller was established (no grant, a write refused), for the
+        /// access log; `None` when the request was refused before (bad token, no snapshot).
+        identity: Option<String>,
     },
 }
 
@@ -386,13 +390,19 @@ impl Gate {
                 Verdict::Respond {
                     reply,
                     outcome: Outcome::Answered,
+                    identity: None,
                 },
                 Outcome::Answered,
             ),
-            Err(Answer::Refused(refusal)) => {
+            Err(Answer::Refused { refusal, identity }) => {
                 let outcome = refusal.outcome();
                 let reply = refusal.reply(&settings.policy.challenge, settings.retry_after_secs);
-                (Verdict::Respond { reply, outcome }, outcome)
+                let verdict = Verdict::Respond {
+                    reply,
+                    outcome,
+                    identity,
+                };
+                (verdict, outcome)
             }
         };
         if let Some(count) = counts.outcomes.get_mut(outcome.position()) {
@@ -635,7 +645,13 @@ impl<'g> Request<'g> {
                 filter_for,
             }),
             Decision::Answer(reply) => Err(Answer::Content(reply)),
-            Decision::Refuse(denial) => Err(Refusal::Denied(denial).into()),
+            Decision::Refuse(denial) => Err(Answer::Refused {
+                refusal: Refusal::Denied(denial),
+                identity: Some(
+                    caller
+                        .map_or_else(|| ANONYMOUS_LABEL.to_owned(), |caller| caller.label.clone()),
+                ),
+            }),
         }
     }
 
@@ -660,10 +676,11 @@ impl<'g> Request<'g> {
 
     fn token_refusal(&mut self, request: &RegistryRequest, error: TokenError) -> Answer {
         bump(self.token_failures, error.reason());
-        Answer::Refused(Refusal::Token {
+        Refusal::Token {
             error,
             scope: request_scope(request),
-        })
+        }
+        .into()
     }
 }
 
@@ -671,12 +688,19 @@ impl<'g> Request<'g> {
 enum Answer {
     /// Answered with content (catalog, search, `/v1/_ping`).
     Content(Reply),
-    Refused(Refusal),
+    /// Refused, by the caller named when it was known.
+    Refused {
+        refusal: Refusal,
+        identity: Option<String>,
+    },
 }
 
 impl From<Refusal> for Answer {
     fn from(refusal: Refusal) -> Answer {
-        Answer::Refused(refusal)
+        Answer::Refused {
+            refusal,
+            identity: None,
+        }
     }
 }
 

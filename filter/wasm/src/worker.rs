@@ -36,6 +36,9 @@ pub struct Worker {
     /// This VM's random id in the access log (`wasm.registry_gate.worker`), so each worker's
     /// decisions can be followed; `-` if the host gave no randomness.
     vm: String,
+    /// Requests this VM decided, logged after the id (`<id>.<n>`): the order of its decisions,
+    /// which the access log's start times (per millisecond) cannot give.
+    decided: u64,
     /// `settings.client_certificate_header`: picked out of every request, removed from
     /// every forwarded one.
     certificate_header: Option<String>,
@@ -54,6 +57,7 @@ impl Worker {
             identity_header: settings.identity_header.clone(),
             log_state: settings.access_log_state,
             vm: host::random_id().unwrap_or_else(|| "-".to_owned()),
+            decided: 0,
             certificate_header: settings.client_certificate_header.clone(),
             gate: Gate::new(settings),
             stats,
@@ -118,7 +122,13 @@ impl Worker {
             .then(|| self.gate.generation().map(ToString::to_string))
             .flatten();
         let log_state = self.log_state;
-        let vm = self.vm.as_str();
+        let vm = if log_state {
+            self.decided = self.decided.wrapping_add(1);
+            format!("{}.{}", self.vm, self.decided)
+        } else {
+            String::new()
+        };
+        let vm = vm.as_str();
         let peer_certificate: Option<Vec<u8>>;
         let mut head = RequestHead::from_pairs_with(
             headers.pairs(),
@@ -150,9 +160,14 @@ impl Worker {
                 }
                 Err(error) => (self.fail(error), None),
             },
-            Verdict::Respond { reply, outcome } => {
+            Verdict::Respond {
+                reply,
+                outcome,
+                identity,
+            } => {
                 if log_state {
-                    record("-", outcome, generation.as_deref(), vm);
+                    let identity = identity.as_deref().unwrap_or("-");
+                    record(identity, outcome, generation.as_deref(), vm);
                 }
                 (respond(&reply), None)
             }
@@ -296,8 +311,9 @@ pub fn respond(reply: &Reply) -> Action {
 }
 
 /// Access-log state (`%FILTER_STATE(wasm.registry_gate.*:PLAIN)%`), when configured: the
-/// identity, the decision, the VM that decided and the generation (`<epoch>.<number>`) of the
-/// snapshot it decided by; no generation before one is installed (the log prints `-`).
+/// identity, the decision, the VM that decided with its decision count (`<id>.<n>`) and the
+/// generation (`<epoch>.<number>`) of the snapshot it decided by; no generation before one is
+/// installed (the log prints `-`).
 fn record(identity: &str, outcome: Outcome, generation: Option<&str>, vm: &str) {
     let generation = generation.map(|generation| ("registry_gate.generation", generation));
     for (name, value) in [

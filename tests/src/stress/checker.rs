@@ -361,13 +361,14 @@ fn check_observations(report: &mut Report, events: &[Event], contents: &BTreeMap
     }
     for (reader, mut seen) in streams {
         seen.sort_by_key(|(at, _)| *at);
-        forward_only(report, &reader, seen);
+        forward_only(report, &reader, seen, "ms");
     }
 }
 
 /// Each stream moves only forward: within an epoch the number never drops, and an epoch left
 /// is never returned to.
-fn forward_only(report: &mut Report, stream: &str, seen: Vec<(u64, Gen)>) {
+/// `seen` is in order: by time for readers (`unit` "ms"), by decision count for workers.
+fn forward_only(report: &mut Report, stream: &str, seen: Vec<(u64, Gen)>, unit: &str) {
     let mut left: BTreeSet<String> = BTreeSet::new();
     let mut held: Option<Gen> = None;
     for (at, generation) in seen {
@@ -375,7 +376,7 @@ fn forward_only(report: &mut Report, stream: &str, seen: Vec<(u64, Gen)>) {
             if previous.epoch == generation.epoch && generation.number < previous.number {
                 report.violate(
                     Rule::Regressed,
-                    format!("{stream} went from {previous} back to {generation} at {at} ms"),
+                    format!("{stream} went from {previous} back to {generation} at {unit} {at}"),
                 );
             }
             if previous.epoch != generation.epoch {
@@ -383,7 +384,7 @@ fn forward_only(report: &mut Report, stream: &str, seen: Vec<(u64, Gen)>) {
                     report.violate(
                         Rule::Regressed,
                         format!(
-                            "{stream} returned to epoch {} (from {previous}) at {at} ms",
+                            "{stream} returned to epoch {} (from {previous}) at {unit} {at}",
                             generation.epoch
                         ),
                     );
@@ -442,9 +443,11 @@ fn check_decisions(
     decisions: &[&Decision],
     contents: &BTreeMap<Gen, &Content>,
 ) {
+    // Per worker, in the order it decided (its sequence; the start time when not logged).
     let mut streams: BTreeMap<String, Vec<(u64, Gen)>> = BTreeMap::new();
     for decision in decisions {
         let at = decision.at_ms;
+        let order = decision.sequence.unwrap_or(at);
         if decision.status == 503 && decision.decision == "unavailable" {
             report.fail_closed += 1;
         } else if decision.upstream_down() {
@@ -465,7 +468,7 @@ fn check_decisions(
             streams
                 .entry(format!("{} worker {worker}", decision.envoy))
                 .or_default()
-                .push((at, generation.clone()));
+                .push((order, generation.clone()));
         }
         let allowed = match decision.decision.as_str() {
             "allowed" => true,
@@ -477,7 +480,13 @@ fn check_decisions(
         else {
             continue;
         };
-        if !matches!(decision.method.as_str(), "GET" | "HEAD") {
+        // A refusal logged without a caller (`-`: refused before one was established, e.g. a
+        // bad token) says nothing about what the snapshot allows; nor does a 401 to a known
+        // user, which is its token's `access` claim not covering the request (the snapshot
+        // refuses a user with 404).
+        let not_the_snapshots = decision.identity == "-"
+            || (decision.decision == "unauthorized" && decision.identity.starts_with("user:"));
+        if !matches!(decision.method.as_str(), "GET" | "HEAD") || (!allowed && not_the_snapshots) {
             continue;
         }
         report.decisions_checked += 1;
@@ -500,8 +509,9 @@ fn check_decisions(
             );
         }
     }
-    for (stream, seen) in streams {
-        forward_only(report, &stream, seen);
+    for (stream, mut seen) in streams {
+        seen.sort_by_key(|(order, _)| *order);
+        forward_only(report, &stream, seen, "decision");
     }
 }
 

@@ -112,6 +112,9 @@ pub struct Decision {
     /// The Envoy process (restarts make a new one) and the worker VM within it.
     pub envoy: String,
     pub worker: Option<String>,
+    /// The worker's count of decisions at this one (`worker=<id>.<n>`): their true order.
+    #[serde(default)]
+    pub sequence: Option<u64>,
     /// The generation that decided it; `None` when none was installed.
     pub generation: Option<Gen>,
     /// The authenticated user, or `-` for an anonymous caller.

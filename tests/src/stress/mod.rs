@@ -1005,10 +1005,15 @@ fn parse_access_line(envoy: &str, line: &str, wall_start_ms: u64) -> Option<Deci
             .filter(|v| !v.is_empty() && *v != "-")
     };
     let at = u64::try_from(started.timestamp_millis()).ok()?;
+    let (worker, sequence) = match present("worker").map(|w| w.rsplit_once('.')) {
+        Some(Some((id, n))) => (Some(id), n.parse().ok()),
+        _ => (present("worker"), None),
+    };
     Some(Decision {
         at_ms: at.saturating_sub(wall_start_ms),
         envoy: envoy.to_owned(),
-        worker: present("worker").map(str::to_owned),
+        worker: worker.map(str::to_owned),
+        sequence,
         generation: present("generation").and_then(Gen::parse),
         identity: present("identity").unwrap_or("-").to_owned(),
         method,

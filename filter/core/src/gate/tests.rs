@@ -576,7 +576,7 @@ fn a_new_generation_revokes_at_once_even_for_cached_tokens() {
         &second,
     )
     .unwrap();
-    let Verdict::Respond { reply, outcome } = gate.check(&private, NOW) else {
+    let Verdict::Respond { reply, outcome, .. } = gate.check(&private, NOW) else {
         panic!("revoked");
     };
     assert_eq!((reply.status, outcome), (404, Outcome::NotFound));
@@ -817,7 +817,7 @@ fn request_head_from_pairs() {
     assert_eq!(head.api_version, Some(&b"registry/2.0"[..]));
     let missing = RequestHead::from_pairs([], "x-registry-gate-identity");
     let mut gate = ready_gate(json!({}));
-    let Verdict::Respond { reply, outcome } = gate.check(&missing, NOW) else {
+    let Verdict::Respond { reply, outcome, .. } = gate.check(&missing, NOW) else {
         panic!("no :path");
     };
     assert_eq!((reply.status, outcome), (400, Outcome::Invalid));
@@ -832,7 +832,7 @@ fn pseudo_headers_that_are_not_text_are_refused() {
     ] {
         let pairs: [(&[u8], &[u8]); 2] = [(b":method", method), (b":path", path)];
         let head = RequestHead::from_pairs(pairs, "x-registry-gate-identity");
-        let Verdict::Respond { reply, outcome } = gate.check(&head, NOW) else {
+        let Verdict::Respond { reply, outcome, .. } = gate.check(&head, NOW) else {
             panic!("{case}: must not be forwarded");
         };
         assert_eq!((reply.status, outcome), (400, Outcome::Invalid), "{case}");
@@ -1136,7 +1136,7 @@ fn the_certificate_path_refusal_says_unauthorized() {
     let pairs: [(&[u8], &[u8]); 2] = [(b":method", b"GET"), (b":path", OTHER.as_bytes())];
     let mut head = RequestHead::from_pairs(pairs, "x-registry-gate-identity");
     head.peer_certificate = Some(HOST_DN);
-    let Verdict::Respond { reply, outcome } = gate.check(&head, NOW) else {
+    let Verdict::Respond { reply, outcome, .. } = gate.check(&head, NOW) else {
         panic!("must be refused");
     };
     assert_eq!((reply.status, outcome), (401, Outcome::Unauthorized));
@@ -1328,4 +1328,23 @@ fn a_revocation_between_request_and_answer_applies_to_the_answer() {
         Some("application/json"),
         "the default type"
     );
+}
+
+#[test]
+fn refusals_name_the_caller_once_it_is_known() {
+    let mut gate = ready_gate(json!({}));
+    let bob = format!("Bearer {}", token("bob"));
+    let with_bob: [(&str, &[u8]); 1] = [("authorization", bob.as_bytes())];
+    let forged: [(&str, &[u8]); 1] = [("authorization", b"Bearer not.a.token")];
+    for (case, headers, want) in [
+        ("no grant", &with_bob[..], Some("user:bob")),
+        ("anonymous, private", &[][..], Some("anonymous")),
+        ("bad token", &forged[..], None),
+    ] {
+        let Verdict::Respond { identity, .. } = gate.check(&head("GET", PRIVATE, headers), NOW)
+        else {
+            panic!("{case}: forwarded");
+        };
+        assert_eq!(identity.as_deref(), want, "{case}");
+    }
 }
