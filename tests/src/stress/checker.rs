@@ -13,8 +13,9 @@
 //!   its epoch, or an epoch it has never held), and no more epochs appear than faults that lose
 //!   data or fail Redis over can explain;
 //! - no request allowed that the generation in force forbade (nor refused that it allowed);
-//! - no 5xx but the documented fail-closed 503s (the filter's `unavailable`, and Envoy's own
-//!   when the upstream it forwards to is down: response flags `UF`, `UH`, ...);
+//! - no 5xx but the documented fail-closed 503s (the filter's `unavailable`, Envoy's own when
+//!   the upstream it forwards to is down — response flags `UF`, `UH`, ... — and the token
+//!   endpoint's 503 when it has no snapshot or no login slot in time);
 //! - no Redis pool above its size.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -56,7 +57,8 @@ pub struct Report {
     /// Decisions checked against the content of the generation that made them.
     pub decisions_checked: usize,
     pub fail_closed: usize,
-    /// 503s Envoy gave because the upstream (a sidecar killed by the injector, say) was down.
+    /// 503s Envoy gave because the upstream (a sidecar killed by the injector, say) was down,
+    /// and the sidecar's own documented 503s for `/v2/token`.
     pub upstream_down: usize,
     pub logins: usize,
     pub logins_failed: usize,
@@ -91,7 +93,7 @@ impl Report {
             .collect();
         format!(
             "writes {} (acknowledged {}, changed {}), generations harvested {}, observations {}, \
-             decisions {} (checked {}, fail-closed 503 {}, upstream down 503 {}), logins {} (failed {}, p99 {} ms at the client, {} ms in Envoy), \
+             decisions {} (checked {}, fail-closed 503 {}, upstream or token endpoint 503 {}), logins {} (failed {}, p99 {} ms at the client, {} ms in Envoy), \
              faults [{}], epochs {}, peak Redis connections [{}], publish→enforced max {} ms \
              p99 {} ms, violations {}",
             self.writes,
@@ -450,7 +452,11 @@ fn check_decisions(
         let order = decision.sequence.unwrap_or(at);
         if decision.status == 503 && decision.decision == "unavailable" {
             report.fail_closed += 1;
-        } else if decision.upstream_down() {
+        } else if decision.upstream_down()
+            || (decision.status == 503 && decision.path.starts_with("/v2/token"))
+        {
+            // Envoy's own 503 for a downed upstream, or the token endpoint's documented 503
+            // (no snapshot in a new epoch, no login slot in time): closed, not a gateway bug.
             report.upstream_down += 1;
         } else if decision.status >= 500 {
             report.violate(
