@@ -156,7 +156,6 @@ test: deps build
 
 test-native:
 	$(CARGO) test --workspace --exclude registry-gate-tests
-	$(CARGO) test -p registry-gate-tests --bin bench_request
 
 test-wasm:
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(WASM_BINDGEN_TEST_RUNNER)" \
@@ -182,13 +181,13 @@ stress: deps build
 	$(CARGO) test -p registry-gate-tests --test stress -- --nocapture
 
 bench: deps build
-	$(CARGO) run -p registry-gate-tests --bin bench_request
+	$(CARGO) run -p registry-gate-bench --bin bench
 
 bench-pull: deps build
 	$(CARGO) run -p registry-gate-tests --bin bench_pull
 
 bench-login: deps build
-	$(CARGO) run -p registry-gate-tests --bin bench_login
+	$(CARGO) run -p registry-gate-bench --bin bench_login
 
 ## fuzz -----------------------------------------------------------------------------------
 

@@ -79,6 +79,11 @@ pub struct FilterConfig {
     /// forwarded identity header instead.
     #[serde(default)]
     pub access_log_state: bool,
+    /// Check ES256 and RS256 signatures with the host's crypto (Envoy's `verify_signature`
+    /// foreign function, BoringSSL) for the algorithms the host passes a probe for; `false`
+    /// checks every signature in the module's pure Rust.
+    #[serde(default = "defaults::host_signatures")]
+    pub host_signatures: bool,
     /// Read the subject of the downstream connection's client certificate, which Envoy
     /// exposes only after the listener's validation context verified it
     /// (`connection.subject_peer_certificate`), for requests without `Authorization`: its CN
@@ -130,6 +135,10 @@ pub mod defaults {
     pub const fn max_token_lifetime_secs() -> u64 {
         3600
     }
+    pub const fn host_signatures() -> bool {
+        true
+    }
+
     pub const fn token_cache_entries() -> usize {
         4096
     }
@@ -192,6 +201,7 @@ pub struct Settings {
     pub authorization_removed_by_route: bool,
     pub snapshot_check_ms: u64,
     pub access_log_state: bool,
+    pub host_signatures: bool,
     pub flatpak_index_max_bytes: usize,
     /// Where a verified client certificate's subject comes from, if anywhere.
     pub client_certificate: CertificateSource,
@@ -428,6 +438,7 @@ impl TryFrom<FilterConfig> for Settings {
                 authorization_removed_by_route: config.authorization_removed_by_route,
                 snapshot_check_ms: config.snapshot_check_ms,
                 access_log_state: config.access_log_state,
+                host_signatures: config.host_signatures,
                 client_certificate,
                 client_certificate_header: certificate_header,
                 flatpak_index_max_bytes: config.flatpak_index_max_bytes,

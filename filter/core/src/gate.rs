@@ -23,7 +23,10 @@ use crate::refusal::{HeadError, Outcome, Refusal};
 use crate::reply::Reply;
 use crate::route::{parse_request, RegistryRequest, Route};
 use crate::snapshot::{self, Held, SnapshotError};
-use crate::token::{verify, Expiring, KeyRing, TokenCache, TokenError, Verified};
+use crate::signature::{Path, RustOnly, SignatureHost};
+use crate::token::{
+    verify_using, Algorithm, Expiring, KeyRing, TokenCache, TokenError, Verified,
+};
 
 /// Request headers clients use to make an upstream act on another method than the one the
 /// gate decided on (`X-HTTP-Method-Override` and friends). A request carrying one is refused.
@@ -229,6 +232,22 @@ pub struct Counts {
     pub rejected: Vec<(&'static str, u64)>,
     /// Flatpak index answers: `filtered`, `passed_through`, or a [`FlatpakError::reason`].
     pub flatpak_index: Vec<(&'static str, u64)>,
+    /// Signatures checked, by [`signature_stat`]: algorithm and where (`host`, `wasm`).
+    pub signatures: Vec<(&'static str, u64)>,
+}
+
+/// The counter of a signature checked with `alg` along `path`, e.g. `es256_host`.
+pub fn signature_stat(alg: Algorithm, path: Path) -> &'static str {
+    match (alg, path) {
+        (Algorithm::EdDSA, Path::Host) => "eddsa_host",
+        (Algorithm::EdDSA, Path::Wasm) => "eddsa_wasm",
+        (Algorithm::ES256, Path::Host) => "es256_host",
+        (Algorithm::ES256, Path::Wasm) => "es256_wasm",
+        (Algorithm::RS256, Path::Host) => "rs256_host",
+        (Algorithm::RS256, Path::Wasm) => "rs256_wasm",
+        (Algorithm::HS256, Path::Host) => "hs256_host",
+        (Algorithm::HS256, Path::Wasm) => "hs256_wasm",
+    }
 }
 
 fn bump(counters: &mut Vec<(&'static str, u64)>, reason: &'static str) {
@@ -249,6 +268,8 @@ pub struct Gate {
     refused: Option<Generation>,
     callers: TokenCache<Caller>,
     counts: Counts,
+    /// Checks signatures where it can ([`Gate::set_signature_host`]); Rust otherwise.
+    host: Box<dyn SignatureHost>,
 }
 
 impl Gate {
@@ -260,7 +281,17 @@ impl Gate {
             confirmed_at: 0,
             refused: None,
             counts: Counts::default(),
+            host: Box::new(RustOnly),
         }
+    }
+
+    /// Signatures are checked by `host` from now on, for the algorithms it takes.
+    pub fn set_signature_host(&mut self, host: Box<dyn SignatureHost>) {
+        self.host = host;
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     pub fn counts(&self) -> &Counts {
@@ -375,6 +406,7 @@ impl Gate {
             confirmed_at,
             callers,
             counts,
+            host,
             ..
         } = self;
         let request = Request {
@@ -383,6 +415,8 @@ impl Gate {
             confirmed_at: *confirmed_at,
             token_failures: &mut counts.token_failures,
             certificate_failures: &mut counts.certificate_failures,
+            host: host.as_mut(),
+            signatures: &mut counts.signatures,
         };
         let (verdict, outcome) = match request.run(callers, head, now) {
             Ok(forward) => (Verdict::Forward(forward), Outcome::Allowed),
@@ -528,6 +562,8 @@ struct Request<'g> {
     confirmed_at: u64,
     token_failures: &'g mut Vec<(&'static str, u64)>,
     certificate_failures: &'g mut Vec<(&'static str, u64)>,
+    host: &'g mut dyn SignatureHost,
+    signatures: &'g mut Vec<(&'static str, u64)>,
 }
 
 impl<'g> Request<'g> {
@@ -589,8 +625,17 @@ impl<'g> Request<'g> {
                 let hash = callers.hash(token);
                 let mut fresh = None;
                 if callers.get_hashed(hash, token, now).is_none() {
-                    let verified = verify(&self.settings.verifier, &installed.keys, token, now)
-                        .map_err(|error| self.token_refusal(&request, error))?;
+                    let (verified, checked) = verify_using(
+                        &self.settings.verifier,
+                        &installed.keys,
+                        token,
+                        now,
+                        self.host,
+                    );
+                    if let Some((alg, path)) = checked {
+                        bump(self.signatures, signature_stat(alg, path));
+                    }
+                    let verified = verified.map_err(|error| self.token_refusal(&request, error))?;
                     let caller = Caller::new(verified, self.settings.verifier.leeway_secs);
                     callers.insert(token, caller.clone(), now);
                     fresh = Some(caller);

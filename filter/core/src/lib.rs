@@ -22,5 +22,6 @@ pub mod refusal;
 pub mod reply;
 pub mod route;
 pub mod scope;
+pub mod signature;
 pub mod snapshot;
 pub mod token;

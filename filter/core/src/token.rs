@@ -36,6 +36,7 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::identity::is_valid_principal_name;
+use crate::signature::{self, HostCheck, Path, RustOnly, SignatureHost};
 use crate::scope::{check_access_bounds, AccessEntry};
 
 /// Signature algorithms the filter can verify. The allow-list comes from configuration.
@@ -273,13 +274,14 @@ pub enum KeyError {
 type EdPublicKey = <Ed25519 as JwsAlgorithm>::VerifyingKey;
 type EsPublicKey = <Es256 as JwsAlgorithm>::VerifyingKey;
 
-/// A parsed verifying key; the variant is the one algorithm it may be used with.
+/// A parsed verifying key; the variant is the one algorithm it may be used with. Public keys
+/// also carry their DER SubjectPublicKeyInfo, the form the host's check takes.
 #[derive(Clone)]
 enum VerifyingKey {
-    EdDSA(EdPublicKey),
-    ES256(EsPublicKey),
+    EdDSA(EdPublicKey, Vec<u8>),
+    ES256(EsPublicKey, Vec<u8>),
     /// At least 2048 bits, enforced by jwt-compact's `StrongKey`.
-    RS256(StrongKey<RsaPublicKey>),
+    RS256(StrongKey<RsaPublicKey>, Vec<u8>),
     /// At least [`MIN_HMAC_KEY_BYTES`].
     HS256(Hs256Key),
 }
@@ -294,22 +296,48 @@ impl fmt::Debug for VerifyingKey {
 impl VerifyingKey {
     fn algorithm(&self) -> Algorithm {
         match self {
-            Self::EdDSA(_) => Algorithm::EdDSA,
-            Self::ES256(_) => Algorithm::ES256,
-            Self::RS256(_) => Algorithm::RS256,
+            Self::EdDSA(..) => Algorithm::EdDSA,
+            Self::ES256(..) => Algorithm::ES256,
+            Self::RS256(..) => Algorithm::RS256,
             Self::HS256(_) => Algorithm::HS256,
         }
     }
 
-    fn verifies(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+    /// The DER SubjectPublicKeyInfo of a public key (`None` for an HMAC secret).
+    fn public_key_der(&self) -> Option<&[u8]> {
         match self {
-            Self::EdDSA(key) => signature_matches(&Ed25519, key, signing_input, signature),
-            Self::ES256(key) => signature_matches(&Es256, key, signing_input, signature),
-            Self::RS256(key) => {
+            Self::EdDSA(_, der) | Self::ES256(_, der) | Self::RS256(_, der) => Some(der),
+            Self::HS256(_) => None,
+        }
+    }
+
+    /// Checks the signature, by the host when it takes this algorithm, else in Rust. A host
+    /// that answers decides; one that cannot leaves it to Rust.
+    fn verifies(
+        &self,
+        host: &mut dyn SignatureHost,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> (bool, Path) {
+        let alg = self.algorithm();
+        if let Some(der) = self.public_key_der().filter(|_| host.handles(alg)) {
+            let Some(check) = HostCheck::new(alg, der, signature, signing_input) else {
+                // Not even the right length: no signature of this algorithm.
+                return (false, Path::Host);
+            };
+            if let Some(valid) = host.check(&check) {
+                return (valid, Path::Host);
+            }
+        }
+        let valid = match self {
+            Self::EdDSA(key, _) => signature_matches(&Ed25519, key, signing_input, signature),
+            Self::ES256(key, _) => signature_matches(&Es256, key, signing_input, signature),
+            Self::RS256(key, _) => {
                 signature_matches(&StrongAlg(Rsa::rs256()), key, signing_input, signature)
             }
             Self::HS256(key) => signature_matches(&Hs256, key, signing_input, signature),
-        }
+        };
+        (valid, Path::Wasm)
     }
 }
 
@@ -466,7 +494,7 @@ fn parse_key(spec: &KeySpec) -> Result<VerifyingKey, KeyError> {
             let key = EdPublicKey::from_slice(&x).map_err(|e| invalid(e.to_string()))?;
             // Canonical encoding of a point that is not of small order.
             key.validate().map_err(|e| invalid(e.to_string()))?;
-            Ok(VerifyingKey::EdDSA(key))
+            Ok(VerifyingKey::EdDSA(key, signature::ed25519_spki(&x)))
         }
         Algorithm::ES256 => {
             expect_curve(jwk, kid, "P-256")?;
@@ -478,7 +506,7 @@ fn parse_key(spec: &KeySpec) -> Result<VerifyingKey, KeyError> {
             sec1.extend_from_slice(&y);
             // Checks that the point is on the curve.
             let key = EsPublicKey::from_sec1_bytes(&sec1).map_err(|e| invalid(e.to_string()))?;
-            Ok(VerifyingKey::ES256(key))
+            Ok(VerifyingKey::ES256(key, signature::p256_spki(&sec1)))
         }
         Algorithm::RS256 => {
             let n = member_bytes(jwk, kid, "n", None)?;
@@ -500,7 +528,7 @@ fn parse_key(spec: &KeySpec) -> Result<VerifyingKey, KeyError> {
                 kid: kid.to_owned(),
                 bits,
             })?;
-            Ok(VerifyingKey::RS256(key))
+            Ok(VerifyingKey::RS256(key, signature::rsa_spki(&n, &e)))
         }
         Algorithm::HS256 => {
             let k = member_bytes(jwk, kid, "k", None)?;
@@ -579,7 +607,8 @@ fn bit_length(be: &[u8]) -> usize {
     }
 }
 
-/// Verifies a compact JWS registry token against `settings` and `keys` at unix time `now`.
+/// Verifies a compact JWS registry token against `settings` and `keys` at unix time `now`,
+/// every signature in Rust.
 ///
 /// Never panics and never reads the clock; see the module docs for the order of checks.
 pub fn verify(
@@ -587,6 +616,31 @@ pub fn verify(
     keys: &KeyRing,
     token: &str,
     now: u64,
+) -> Result<Verified, TokenError> {
+    verify_using(settings, keys, token, now, &mut RustOnly).0
+}
+
+/// [`verify`], with the signature checked by `host` where it takes the algorithm. Also
+/// returns where the signature was checked (`None` if the token failed before that).
+pub fn verify_using(
+    settings: &VerifierSettings,
+    keys: &KeyRing,
+    token: &str,
+    now: u64,
+    host: &mut dyn SignatureHost,
+) -> (Result<Verified, TokenError>, Option<(Algorithm, Path)>) {
+    let mut checked = None;
+    let result = verify_checked(settings, keys, token, now, host, &mut checked);
+    (result, checked)
+}
+
+fn verify_checked(
+    settings: &VerifierSettings,
+    keys: &KeyRing,
+    token: &str,
+    now: u64,
+    host: &mut dyn SignatureHost,
+    checked: &mut Option<(Algorithm, Path)>,
 ) -> Result<Verified, TokenError> {
     // Before anything else touches the token (attack case A5).
     if token.len() > settings.max_token_bytes {
@@ -604,7 +658,9 @@ pub fn verify(
         // E.g. HS256 presented with an asymmetric key's kid (attack case B2).
         return Err(TokenError::AlgorithmNotAllowed);
     }
-    if !key.verifies(parts.signing_input.as_bytes(), &signature) {
+    let (valid, path) = key.verifies(host, parts.signing_input.as_bytes(), &signature);
+    *checked = Some((alg, path));
+    if !valid {
         return Err(TokenError::BadSignature);
     }
 
@@ -657,9 +713,17 @@ impl<'a> CompactParts<'a> {
 
 /// Strict unpadded base64url (RFC 7515 §2): padding and non-canonical trailing bits fail.
 fn decode_segment(segment: &str) -> Result<Vec<u8>, TokenError> {
-    URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| TokenError::BadFormat)
+    decode_base64url(segment).ok_or(TokenError::BadFormat)
+}
+
+pub(crate) fn decode_base64url(text: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(text).ok()
+}
+
+/// The DER SubjectPublicKeyInfo of the key `spec` describes, once it passes every check of
+/// [`KeyRing::from_specs`]; `None` for an HMAC key.
+pub(crate) fn public_key_der(spec: &KeySpec) -> Result<Option<Vec<u8>>, KeyError> {
+    Ok(parse_key(spec)?.public_key_der().map(<[u8]>::to_vec))
 }
 
 /// A JSON object with no duplicate member names (RFC 7515 §4, RFC 8725 §3.7). Anything else

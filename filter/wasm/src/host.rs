@@ -196,6 +196,14 @@ mod abi {
         ) -> u32;
         pub fn proxy_increment_metric(id: u32, offset: i64) -> u32;
         pub fn proxy_record_metric(id: u32, value: u64) -> u32;
+        pub fn proxy_call_foreign_function(
+            name: *const u8,
+            name_size: usize,
+            arguments: *const u8,
+            arguments_size: usize,
+            results: *mut *mut u8,
+            results_size: *mut usize,
+        ) -> u32;
     }
 
     /// Takes ownership of bytes the host wrote into memory it obtained from this module's
@@ -328,6 +336,23 @@ pub fn replace_response_body(bytes: &[u8]) -> Result<(), HostError> {
         bytes.len()
     )));
     check("set_buffer(response body)", status)
+}
+
+/// Calls the host's foreign function `name` (Envoy: `verify_signature`, `compress`, ...) with
+/// serialized `arguments`; its serialized result, or the status (`NOT_FOUND` when the host
+/// has no such function). Not logged: the caller decides what a failure means.
+pub fn foreign_function(name: &str, arguments: &[u8]) -> Result<Vec<u8>, HostError> {
+    let (status, bytes) = abi::returning_bytes(|data, size| {
+        counted(call!(abi::proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            arguments.as_ptr(),
+            arguments.len(),
+            data,
+            size
+        )))
+    });
+    check("call_foreign_function", status).map(|()| bytes)
 }
 
 /// A property, as bytes (`None` if absent or refused).

@@ -11,6 +11,7 @@
 //! - `host`: every host call, straight to the ABI, every status checked
 //! - `stats`: the Envoy stats the filter defines
 
+mod crypto;
 mod elected;
 mod fetcher;
 mod host;

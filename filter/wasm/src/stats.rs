@@ -6,9 +6,11 @@
 //! `registry_gate.snapshot.installed`,
 //! `registry_gate.snapshot.rejected.<reason>`, `registry_gate.snapshot.generation`,
 //! `registry_gate.snapshot.age_seconds`, `registry_gate.snapshot.unconfirmed_seconds`,
+//! `registry_gate.snapshot.install_ms` (the last install on this worker),
 //! `registry_gate.snapshot.fetch_failures`, `registry_gate.host_calls`,
 //! `registry_gate.vm_starts`, `registry_gate.flatpak_index.<filtered, passed_through or the
-//! reason it was refused>`, `registry_gate.fetcher_lease.<acquired|lost>` (elected fetcher).
+//! reason it was refused>`, `registry_gate.fetcher_lease.<acquired|lost>` (elected fetcher),
+//! `registry_gate.signatures.<alg>_<host|wasm>` (where each token signature was checked).
 
 use hashbrown::HashMap;
 use registry_gate_core::gate::Counts;
@@ -78,6 +80,7 @@ impl Stats {
         });
         self.grown("snapshot.rejected", &counts.rejected, |r| &r.rejected);
         self.grown("flatpak_index", &counts.flatpak_index, |r| &r.flatpak_index);
+        self.grown("signatures", &counts.signatures, |r| &r.signatures);
         let installed = counts.installed.saturating_sub(self.reported.installed);
         if installed > 0 {
             self.counter("snapshot.installed", installed);

@@ -20,6 +20,7 @@ use registry_gate_core::identity::Identity;
 use registry_gate_core::refusal::Outcome;
 use registry_gate_core::reply::Reply;
 
+use crate::crypto::EnvoyCrypto;
 use crate::host::{self, HostError, Level};
 use crate::shared::{ANNOUNCEMENT_KEY, SNAPSHOT_KEY};
 use crate::stats::Stats;
@@ -53,13 +54,23 @@ impl Worker {
         let mut stats = Stats::new();
         // One per VM start: a trap makes Envoy reload the VM, which counts here again.
         stats.counter("vm_starts", 1);
+        let mut gate = Gate::new(settings);
+        if gate.settings().host_signatures {
+            let crypto = EnvoyCrypto::probe();
+            host::log(
+                Level::Info,
+                &format!("signatures checked by the host: {}", crypto.describe()),
+            );
+            gate.set_signature_host(Box::new(crypto));
+        }
+        let settings = gate.settings();
         Worker {
             identity_header: settings.identity_header.clone(),
             log_state: settings.access_log_state,
             vm: host::random_id().unwrap_or_else(|| "-".to_owned()),
             decided: 0,
             certificate_header: settings.client_certificate_header.clone(),
-            gate: Gate::new(settings),
+            gate,
             stats,
         }
     }
@@ -95,11 +106,21 @@ impl Worker {
         let Some(bytes) = host::shared_data(SNAPSHOT_KEY) else {
             return;
         };
+        let started = host::now_ms();
         match self.gate.offer(&bytes, &announcement) {
-            Ok(generation) => host::log(
-                Level::Info,
-                &format!("installed snapshot generation {generation}"),
-            ),
+            Ok(generation) => {
+                // Decode, checksum, validation and the index build: the cost of a new
+                // snapshot on this worker.
+                let took = host::now_ms().saturating_sub(started);
+                self.stats.gauge("snapshot.install_ms", took);
+                host::log(
+                    Level::Info,
+                    &format!(
+                        "installed snapshot generation {generation} ({} bytes) in {took} ms",
+                        bytes.len()
+                    ),
+                );
+            }
             Err(err) => host::log(Level::Warn, &format!("snapshot refused: {err}")),
         }
     }

@@ -2173,3 +2173,152 @@ fn cache_round_trip_with_verify() {
     assert_eq!(cache.get(&token, NOW), Some(&verified));
     assert_eq!(cache.get(&token, NOW + 301), None, "gone after exp");
 }
+
+// ---------------------------------------------------------------------------------------
+// Signatures checked by the host (crate::signature).
+// ---------------------------------------------------------------------------------------
+
+/// A host that answers `answer` for the algorithms it `takes`, recording what it was sent.
+#[derive(Debug)]
+struct RecordingHost {
+    takes: Vec<Algorithm>,
+    answer: Option<bool>,
+    sent: Vec<(Algorithm, Vec<u8>, Vec<u8>, Vec<u8>)>,
+}
+
+impl RecordingHost {
+    fn new(takes: &[Algorithm], answer: Option<bool>) -> RecordingHost {
+        RecordingHost {
+            takes: takes.to_vec(),
+            answer,
+            sent: Vec::new(),
+        }
+    }
+}
+
+impl SignatureHost for RecordingHost {
+    fn handles(&self, alg: Algorithm) -> bool {
+        self.takes.contains(&alg)
+    }
+
+    fn check(&mut self, check: &HostCheck<'_>) -> Option<bool> {
+        self.sent.push((
+            check.alg,
+            check.public_key.to_vec(),
+            check.signature.to_vec(),
+            check.text.to_vec(),
+        ));
+        self.answer
+    }
+}
+
+const ASYMMETRIC: [Algorithm; 3] = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
+
+fn token_for(alg: Algorithm) -> String {
+    mint(&header(alg.name(), kid(alg)), &claims(), &signer(alg))
+}
+
+#[test]
+fn a_host_that_takes_the_algorithm_gets_the_key_signature_and_signing_input_and_decides() {
+    let ring = &keys().ring;
+    for alg in ASYMMETRIC {
+        let token = token_for(alg);
+        let mut host = RecordingHost::new(&ASYMMETRIC, Some(true));
+        let (result, checked) = verify_using(&settings(), ring, &token, NOW, &mut host);
+        assert_eq!(result.unwrap().subject, "alice", "{alg:?}");
+        assert_eq!(checked, Some((alg, Path::Host)));
+        let [(sent_alg, key, signature, text)] = host.sent.as_slice() else {
+            panic!("{alg:?}: one check expected, got {:?}", host.sent.len());
+        };
+        assert_eq!(*sent_alg, alg);
+        let expected_key = ring.keys.get(kid(alg)).unwrap().public_key_der().unwrap();
+        assert_eq!(key.as_slice(), expected_key);
+        let (input, jws_signature) = token.rsplit_once('.').unwrap();
+        assert_eq!(text.as_slice(), input.as_bytes());
+        let jws_signature = URL_SAFE_NO_PAD.decode(jws_signature).unwrap();
+        if alg == Algorithm::ES256 {
+            // DER SEQUENCE of two INTEGERs, not JWS's 64 bytes.
+            assert_eq!(signature.first(), Some(&0x30), "{alg:?}");
+            assert_ne!(signature, &jws_signature);
+        } else {
+            assert_eq!(signature, &jws_signature, "{alg:?}");
+        }
+
+        // The host's "no" stands, even for a signature Rust would accept.
+        let mut refusing = RecordingHost::new(&ASYMMETRIC, Some(false));
+        let (result, checked) = verify_using(&settings(), ring, &token, NOW, &mut refusing);
+        assert_eq!(result.unwrap_err(), TokenError::BadSignature, "{alg:?}");
+        assert_eq!(checked, Some((alg, Path::Host)));
+    }
+}
+
+#[test]
+fn a_host_that_cannot_answer_or_does_not_take_the_algorithm_leaves_the_check_to_rust() {
+    let ring = &keys().ring;
+    for alg in Algorithm::ALL {
+        let token = token_for(alg);
+        // One signature character changed (not the last: its spare bits must stay zero).
+        let at = token.len() - 5;
+        let changed = if &token[at..=at] == "A" { "B" } else { "A" };
+        let tampered = format!("{}{changed}{}", &token[..at], &token[at + 1..]);
+        for takes in [&ASYMMETRIC[..], &[]] {
+            let mut host = RecordingHost::new(takes, None);
+            let (result, checked) = verify_using(&settings(), ring, &token, NOW, &mut host);
+            assert!(result.is_ok(), "{alg:?}: {result:?}");
+            assert_eq!(checked, Some((alg, Path::Wasm)));
+            let (result, _) = verify_using(&settings(), ring, &tampered, NOW, &mut host);
+            assert_eq!(result.unwrap_err(), TokenError::BadSignature, "{alg:?}");
+            if takes.is_empty() || alg == Algorithm::HS256 {
+                // Never asked: not taken, or an HMAC secret (no public key to send).
+                assert!(host.sent.is_empty(), "{alg:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_hosts_yes_rescues_nothing_but_the_signature() {
+    let ring = &keys().ring;
+    let mut host = RecordingHost::new(&ASYMMETRIC, Some(true));
+    let expired = mint(
+        &header("ES256", "es-1"),
+        &set(claims(), "exp", json!(NOW - 3600)),
+        &signer(Algorithm::ES256),
+    );
+    let (result, checked) = verify_using(&settings(), ring, &expired, NOW, &mut host);
+    assert_eq!(result.unwrap_err(), TokenError::Expired);
+    assert_eq!(checked, Some((Algorithm::ES256, Path::Host)));
+    // An EdDSA token under an ES256 kid never reaches the host.
+    let crossed = mint(&header("EdDSA", "es-1"), &claims(), &signer(Algorithm::EdDSA));
+    let (result, checked) = verify_using(&settings(), ring, &crossed, NOW, &mut host);
+    assert_eq!(result.unwrap_err(), TokenError::AlgorithmNotAllowed);
+    assert_eq!(checked, None);
+    // An ES256 signature of the wrong length is refused without asking.
+    let short = mint(
+        &header("ES256", "es-1"),
+        &claims(),
+        &Signer::Raw(vec![7; 63]),
+    );
+    let (result, checked) = verify_using(&settings(), ring, &short, NOW, &mut host);
+    assert_eq!(result.unwrap_err(), TokenError::BadSignature);
+    assert_eq!(checked, Some((Algorithm::ES256, Path::Host)));
+    assert_eq!(host.sent.len(), 1, "only the expired token's signature was sent");
+}
+
+#[test]
+fn the_probe_signatures_verify_in_rust_and_the_tampered_text_does_not() {
+    for (alg, jwk, signature) in crate::signature::PROBES {
+        let spec: KeySpec = serde_json::from_str(jwk).unwrap();
+        let key = parse_key(&spec).unwrap();
+        let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        let probe = crate::signature::Probe::all()
+            .into_iter()
+            .find(|p| p.alg == alg)
+            .unwrap();
+        let genuine = probe.genuine().unwrap();
+        let tampered = probe.tampered().unwrap();
+        let rust = |text: &[u8]| key.verifies(&mut RustOnly, text, &signature);
+        assert_eq!(rust(genuine.text), (true, Path::Wasm), "{alg:?}");
+        assert_eq!(rust(tampered.text), (false, Path::Wasm), "{alg:?}");
+    }
+}
