@@ -9,13 +9,13 @@
 #   make test    deps + build, then native tests, core tests compiled to wasm, end-to-end tests
 #   make run     deps + build, then the demo stack on loopback (Ctrl-C stops it)
 #   make bench   deps + build, then the request path: Envoy with no filter, with a no-op Rust wasm
-#                filter and with registry-gate, interleaved (tests/src/bin/bench_request/;
+#                filter and with registry-gate, interleaved (bench/runner/src/bin/bench/;
 #                BENCH_ROUNDS, BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS);
 #                writes bench/results/latest.md
 #   make bench-pull  deps + build, then pull cost through the gateway vs. straight from the
 #                registry (tests/src/bin/bench_pull.rs; BENCH_ITERATIONS, BENCH_REQUESTS)
 #   make bench-login  deps + build, then a login storm (podman) against htpasswd without and
-#                with the positive login cache, and against Katello (tests/src/bin/bench_login.rs;
+#                with the positive login cache, and against Katello (bench/runner/src/bin/bench_login.rs;
 #                BENCH_LOGINS, BENCH_USERS)
 #   make stress  deps + build, then the stress suite larger than CI runs it (tests/tests/stress.rs:
 #                writers, logins, probes and pulls while Redis, sidecars and Envoy are faulted, then

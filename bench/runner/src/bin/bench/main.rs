@@ -26,10 +26,6 @@
 //! 1 (no results file is written). It must never leave a process behind: the harness guards stop every server on
 //! return or panic (`make bench` builds this launcher with the dev profile, which unwinds).
 
-mod procfs;
-mod report;
-mod wrk;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -42,7 +38,8 @@ use registry_gate_tests::redis::Redis;
 use registry_gate_tests::sidecar::{Sidecar, SERVICE};
 use registry_gate_tests::{paths, ports, Auth, Scenario};
 
-use report::{cell, markdown_table, Spread};
+use registry_gate_bench::report::{cell, markdown_table, Spread};
+use registry_gate_bench::{env_number, procfs, wrk};
 
 const USER: &str = "alice";
 const REPOSITORY: &str = "team/private";
@@ -72,19 +69,6 @@ struct Settings {
     connections: u32,
     envoy_cpus: String,
     load_cpus: String,
-}
-
-fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(value) => value
-            .trim()
-            .parse()
-            .map_err(|err| format!("{name}={value:?}: {err}")),
-        Err(_) => Ok(default),
-    }
 }
 
 impl Settings {

@@ -1,0 +1,23 @@
+//! What `make bench` and its siblings share: reading `/proc` ([`procfs`]), wrk as the load
+//! generator ([`wrk`]), the report tables ([`report`]) and settings from the environment
+//! ([`env_number`]). The binaries in `src/bin/` start the stacks (with the end-to-end tests'
+//! harness, `registry-gate-tests`) and print their tables.
+
+pub mod procfs;
+pub mod report;
+pub mod wrk;
+
+/// `name` from the environment as a number, or `default` when unset; a value that does not
+/// parse is an error naming it (a typo must not silently run the default).
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .map_err(|err| format!("{name}={value:?}: {err}")),
+        Err(_) => Ok(default),
+    }
+}
