@@ -84,7 +84,7 @@ fn filter_json(listen_port: u16, access_log_state: bool) -> serde_json::Value {
         "issuer": crate::sidecar::ISSUER,
         "service": crate::sidecar::SERVICE,
         "realm": format!("https://127.0.0.1:{listen_port}/v2/token"),
-        "algorithms": ["EdDSA"],
+        "algorithms": ["EdDSA", "ES256", "RS256"],
         "max_staleness_secs": 3600,
         "retry_after_secs": 2,
         "access_log_state": access_log_state,

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use ed25519_compact::{KeyPair, SecretKey, Seed};
 use jwt_compact::alg::Ed25519;
-use jwt_compact::{AlgorithmExt as _, Claims, Header};
+use jwt_compact::{Algorithm, AlgorithmExt as _, Claims, Header};
 use serde::Serialize;
 
 /// The registry claim set, as the sidecar mints it (`filter/core` `RegistryClaims`).
@@ -77,6 +77,11 @@ fn datetime(secs: i64) -> DateTime<Utc> {
 
 /// Signs `mint` with `key` (EdDSA, header `{"alg":"EdDSA","kid":..,"typ":"JWT"}`).
 pub fn mint(key: &SecretKey, mint: &Mint) -> String {
+    mint_with(&Ed25519, key, mint)
+}
+
+/// Signs `mint` with `key` for `alg` (header `{"alg":..,"kid":..,"typ":"JWT"}`).
+pub fn mint_with<A: Algorithm>(alg: &A, key: &A::SigningKey, mint: &Mint) -> String {
     let header = Header::empty()
         .with_key_id(mint.kid.clone())
         .with_token_type("JWT");
@@ -84,8 +89,7 @@ pub fn mint(key: &SecretKey, mint: &Mint) -> String {
     claims.issued_at = Some(datetime(mint.issued_at));
     claims.not_before = Some(datetime(mint.not_before));
     claims.expiration = Some(datetime(mint.expires_at));
-    Ed25519
-        .token(&header, &claims, key)
+    alg.token(&header, &claims, key)
         .unwrap_or_else(|err| panic!("mint token: {err}"))
 }
 

@@ -22,6 +22,27 @@ done = function(summary, latency, requests)
 end
 "#;
 
+/// Hooks put before [`SCRIPT`] when every request must carry the next token of a pool: the
+/// pool file (one token per line) is `args[1]`, the `Accept` value `args[2]`. Tokens are
+/// taken in order, round and round, so a pool larger than the filter's token cache makes
+/// every request the first use of its token there.
+pub const POOL_HOOKS: &str = r#"-- registry-gate `make bench`: a token from the pool per request.
+local tokens = {}
+local accept = ""
+local at = 0
+init = function(args)
+  for line in io.lines(args[1]) do
+    if #line > 0 then tokens[#tokens + 1] = line end
+  end
+  if #tokens == 0 then error("no tokens in " .. args[1]) end
+  accept = args[2]
+end
+request = function()
+  at = at % #tokens + 1
+  return wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. tokens[at], ["Accept"] = accept })
+end
+"#;
+
 /// One wrk run's summary.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
@@ -100,6 +121,8 @@ pub struct Load<'a> {
     pub seconds: u64,
     pub headers: &'a [(&'a str, String)],
     pub url: &'a str,
+    /// Arguments for the script (after `--`).
+    pub script_args: &'a [String],
 }
 
 /// Runs wrk (one thread, keep-alive HTTP/1.1) pinned with taskset; its parsed summary.
@@ -119,6 +142,9 @@ pub fn run(load: &Load<'_>) -> Result<Summary, String> {
         cmd.arg("-H").arg(format!("{name}: {value}"));
     }
     cmd.arg(load.url);
+    if !load.script_args.is_empty() {
+        cmd.arg("--").args(load.script_args);
+    }
     let output = cmd
         .output()
         .map_err(|err| format!("run {}: {err}", load.wrk.display()))?;

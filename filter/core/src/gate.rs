@@ -22,11 +22,9 @@ use crate::index::Index;
 use crate::refusal::{HeadError, Outcome, Refusal};
 use crate::reply::Reply;
 use crate::route::{parse_request, RegistryRequest, Route};
-use crate::snapshot::{self, Held, SnapshotError};
 use crate::signature::{Path, RustOnly, SignatureHost};
-use crate::token::{
-    verify_using, Algorithm, Expiring, KeyRing, TokenCache, TokenError, Verified,
-};
+use crate::snapshot::{self, Held, SnapshotError};
+use crate::token::{verify_using, Algorithm, Expiring, KeyRing, TokenCache, TokenError, Verified};
 
 /// Request headers clients use to make an upstream act on another method than the one the
 /// gate decided on (`X-HTTP-Method-Override` and friends). A request carrying one is refused.

@@ -103,9 +103,8 @@ impl<'a> HostCheck<'a> {
     /// The serialized `VerifySignatureArguments`: `hash_function = 1`, `public_key = 2`
     /// (DER), `signature = 3`, `text = 4`.
     pub fn arguments(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            16 + self.public_key.len() + self.signature.len() + self.text.len(),
-        );
+        let mut out =
+            Vec::with_capacity(16 + self.public_key.len() + self.signature.len() + self.text.len());
         protobuf_bytes(&mut out, 1, self.hash_function().as_bytes());
         protobuf_bytes(&mut out, 2, self.public_key);
         protobuf_bytes(&mut out, 3, &self.signature);
@@ -176,8 +175,8 @@ const BIT_STRING: u8 = 0x03;
 const ED25519_ALGORITHM: &[u8] = &[0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
 /// `AlgorithmIdentifier` of id-ecPublicKey on prime256v1 (RFC 5480).
 const P256_ALGORITHM: &[u8] = &[
-    0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86,
-    0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+    0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+    0xce, 0x3d, 0x03, 0x01, 0x07,
 ];
 /// `AlgorithmIdentifier` of rsaEncryption with NULL parameters (RFC 3279).
 const RSA_ALGORITHM: &[u8] = &[

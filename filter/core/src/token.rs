@@ -36,8 +36,8 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::identity::is_valid_principal_name;
-use crate::signature::{self, HostCheck, Path, RustOnly, SignatureHost};
 use crate::scope::{check_access_bounds, AccessEntry};
+use crate::signature::{self, HostCheck, Path, RustOnly, SignatureHost};
 
 /// Signature algorithms the filter can verify. The allow-list comes from configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

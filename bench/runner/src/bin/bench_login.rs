@@ -23,7 +23,6 @@ use registry_gate_tests::sidecar::{random_hex, SidecarExtra};
 use registry_gate_tests::stack::{Stack, StackOptions};
 use registry_gate_tests::storm::{self, KatelloSite};
 
-
 struct Row {
     backend: &'static str,
     tokens: Vec<Duration>,

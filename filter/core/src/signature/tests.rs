@@ -131,10 +131,12 @@ fn the_result_decodes_true_false_and_refuses_what_is_not_the_message() {
         Some(true)
     );
     for broken in [
-        &[0x08][..],              // value missing
-        &[0x12, 5, b'x'][..],     // length past the end
-        &[0x0d, 0, 0, 0, 0][..],  // fixed32: not in this message
-        &[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01][..],
+        &[0x08][..],             // value missing
+        &[0x12, 5, b'x'][..],    // length past the end
+        &[0x0d, 0, 0, 0, 0][..], // fixed32: not in this message
+        &[
+            0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ][..],
     ] {
         assert_eq!(decode_result(broken), None, "{broken:?}");
     }

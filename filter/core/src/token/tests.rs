@@ -2289,7 +2289,11 @@ fn a_hosts_yes_rescues_nothing_but_the_signature() {
     assert_eq!(result.unwrap_err(), TokenError::Expired);
     assert_eq!(checked, Some((Algorithm::ES256, Path::Host)));
     // An EdDSA token under an ES256 kid never reaches the host.
-    let crossed = mint(&header("EdDSA", "es-1"), &claims(), &signer(Algorithm::EdDSA));
+    let crossed = mint(
+        &header("EdDSA", "es-1"),
+        &claims(),
+        &signer(Algorithm::EdDSA),
+    );
     let (result, checked) = verify_using(&settings(), ring, &crossed, NOW, &mut host);
     assert_eq!(result.unwrap_err(), TokenError::AlgorithmNotAllowed);
     assert_eq!(checked, None);
@@ -2302,7 +2306,11 @@ fn a_hosts_yes_rescues_nothing_but_the_signature() {
     let (result, checked) = verify_using(&settings(), ring, &short, NOW, &mut host);
     assert_eq!(result.unwrap_err(), TokenError::BadSignature);
     assert_eq!(checked, Some((Algorithm::ES256, Path::Host)));
-    assert_eq!(host.sent.len(), 1, "only the expired token's signature was sent");
+    assert_eq!(
+        host.sent.len(),
+        1,
+        "only the expired token's signature was sent"
+    );
 }
 
 #[test]

@@ -1,30 +1,38 @@
-//! `make bench`: what registry-gate costs on the request path, next to the price of wasm itself.
+//! `make bench`: what registry-gate costs on the request path, side by side with the price of
+//! wasm itself and with the alternatives a skeptical Envoy engineer would reach for.
 //!
-//! Three Envoys answer the same `GET /v2/team/private/manifests/latest` with the same valid
-//! bearer token through a `direct_response` route (no upstream), in one invocation:
+//! Every row answers the same `GET /v2/team/private/manifests/latest` with a valid bearer
+//! token, through its own Envoy (`--concurrency 1` pinned to one CPU, `taskset -c 0`), driven
+//! by wrk on the other CPU (`taskset -c 1`; Redis, the sidecars and the registry, idle or
+//! serving the upstream rows, are moved there too). Rows, by the issue's numbering:
 //!
-//! - **no filter** (`envoy/bench/envoy-request-nofilter.yaml`): the floor;
-//! - **no-op wasm** (`envoy-request-noop.yaml`): the same plus `bench/noop-filter`, a Rust
-//!   proxy-wasm filter that only returns `Continue` — the price of any wasm filter;
-//! - **registry-gate** (`envoy-request-gate.yaml`): the same plus the real filter and snapshot
-//!   fetcher, configured as in `envoy/local/envoy.yaml`, with the sidecar and Redis running and
-//!   a snapshot granting alice `team/private`; the token is verified once and then served from
-//!   the filter's token cache (the path every request of a pull takes after the first).
+//! 1. **Envoy, no filter** (`envoy/bench/envoy-request-nofilter.yaml`): the floor.
+//! 2. **no-op Rust wasm** (`envoy-request-noop.yaml`, `bench/noop-filter`): the price of wasm.
+//! 3. **registry-gate, cached token** (`envoy-request-gate.yaml`): the steady state of a pull.
+//! 4. **registry-gate, first use** of every token, per algorithm: wrk sends the next token of
+//!    a pool larger than the filter's token cache (FIFO), so each request verifies anew.
+//! 5. **Envoy `jwt_authn`** (`envoy-request-jwtauthn.yaml`) with the same tokens per
+//!    algorithm: with its JWT cache and one token, without it and one token, and without it
+//!    with the pool (a fresh token per request) — the C++ anchor for the token check alone.
+//! 6. **ext_authz** (`envoy-request-extauthz.yaml`) calling the sidecar's check endpoint,
+//!    which decides with the same core: the architecture most teams would reach for.
+//! 7. Rows 1 and 3 again with the route going to a real docker-registry upstream.
+//! 8. Row 3 with a large snapshot installed (`BENCH_LARGE_*`, default 100k repositories,
+//!    10k users, 1M grants, from [`registry_gate_bench::scale`]).
 //!
-//! Each Envoy runs `--concurrency 1` pinned to one CPU (`taskset -c 0`), wrk runs on another
-//! (`taskset -c 1`; Redis and the sidecar, idle during the runs, are moved there too). After a
-//! warm-up, `BENCH_ROUNDS` rounds run each configuration for `BENCH_SECONDS`, in an order that
-//! rotates every round, so machine noise hits all three alike. Per run: requests/s and p50/p99
-//! latency (wrk), Envoy CPU per request (utime+stime delta of `/proc/<pid>/stat` over the
-//! requests Envoy answered), VmRSS, and for registry-gate the filter's `host_calls` counter per
-//! allowed request. The table holds medians over rounds with min–max; ratios are taken within
-//! a round, then summarised.
+//! After a warm-up, `BENCH_ROUNDS` rounds run every row for `BENCH_SECONDS`, in an order that
+//! rotates each round, so machine noise hits all alike. Per run: requests/s and p50/p99
+//! (wrk), Envoy CPU per request (utime+stime of `/proc/<pid>/stat` over the requests Envoy
+//! answered), VmRSS, and for registry-gate the host calls per request. Medians over rounds
+//! with min–max; ratios are taken within a round, then summarised, and the targets table puts
+//! each ratio next to its bound. `BENCH_ROWS=gate,noop,...` runs a subset (by row id).
 //!
 //! It must never report a figure built on failed requests: any socket error, non-2xx answer,
 //! 4xx/5xx Envoy counted, or answer count Envoy does not confirm (beyond the at most one
-//! request per connection wrk leaves unanswered when it stops) is listed and the exit status is
-//! 1 (no results file is written). It must never leave a process behind: the harness guards stop every server on
-//! return or panic (`make bench` builds this launcher with the dev profile, which unwinds).
+//! request per connection wrk leaves unanswered when it stops) is listed and the exit status
+//! is 1 (no results file is written). It must never leave a process behind: the harness
+//! guards stop every server on return or panic (`make bench` builds this launcher with the
+//! dev profile, which unwinds).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,19 +40,24 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use registry_gate_tests::envoy::{Envoy, EnvoyParams, Launch};
-use registry_gate_tests::http::Request;
-use registry_gate_tests::redis::Redis;
-use registry_gate_tests::sidecar::{Sidecar, SERVICE};
-use registry_gate_tests::{paths, ports, Auth, Scenario};
-
+use registry_gate_bench::issuers::Issuer;
 use registry_gate_bench::report::{cell, markdown_table, Spread};
 use registry_gate_bench::{env_number, procfs, wrk};
+use registry_gate_core::token::Algorithm;
+use registry_gate_tests::envoy::{Envoy, EnvoyParams, Launch};
+use registry_gate_tests::http::Request;
+use registry_gate_tests::oci::{self, MANIFEST_MEDIA_TYPE};
+use registry_gate_tests::redis::Redis;
+use registry_gate_tests::registry::Registry;
+use registry_gate_tests::sidecar::{Sidecar, ISSUER, SERVICE};
+use registry_gate_tests::skopeo::Skopeo;
+use registry_gate_tests::tokens::{now_secs, Mint};
+use registry_gate_tests::{paths, ports, Auth, Scenario};
 
 const USER: &str = "alice";
 const REPOSITORY: &str = "team/private";
+const TAG: &str = "latest";
 const PATH: &str = "/v2/team/private/manifests/latest";
-const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json";
 /// Where the table is written, relative to the repository root.
 const RESULTS: &str = "bench/results/latest.md";
 /// Envoy stats read around every run (admin `/stats?filter=`).
@@ -55,6 +68,14 @@ const RQ_4XX: &str = "http.bench.downstream_rq_4xx";
 const RQ_5XX: &str = "http.bench.downstream_rq_5xx";
 /// Suffix of the filter's counter (Envoy may prefix it, e.g. `wasmcustom.`).
 const HOST_CALLS_SUFFIX: &str = "registry_gate.host_calls";
+/// The algorithm the sidecar mints (`registry-gate-sidecar keygen`): its first-use row is
+/// held to the tighter bound.
+const SIDECAR_ALGORITHM: Algorithm = Algorithm::EdDSA;
+/// The algorithms rows 4 and 5 cover.
+const ALGORITHMS: [Algorithm; 3] = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
+/// `V2_ACTION` of the rows answered by Envoy itself, and of the rows with an upstream.
+const DIRECT: &str = r#"direct_response: { status: 200, body: { inline_string: "{}" } }"#;
+const UPSTREAM: &str = "route: { cluster: registry, timeout: 30s }";
 
 /// Set by Ctrl-C / SIGTERM: stop after the current run.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -69,66 +90,221 @@ struct Settings {
     connections: u32,
     envoy_cpus: String,
     load_cpus: String,
+    /// Tokens per first-use pool: above the filter's 4096-entry token cache.
+    pool: usize,
+    /// Row ids to run; empty = all.
+    only: Vec<String>,
 }
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
         let settings = Settings {
             rounds: env_number("BENCH_ROUNDS", 5)?,
-            seconds: env_number("BENCH_SECONDS", 5)?,
-            warmup_seconds: env_number("BENCH_WARMUP_SECONDS", 2)?,
+            seconds: env_number("BENCH_SECONDS", 4)?,
+            warmup_seconds: env_number("BENCH_WARMUP_SECONDS", 1)?,
             connections: env_number("BENCH_CONNECTIONS", 32)?,
             envoy_cpus: std::env::var("BENCH_ENVOY_CPUS").unwrap_or_else(|_| "0".to_owned()),
             load_cpus: std::env::var("BENCH_LOAD_CPUS").unwrap_or_else(|_| "1".to_owned()),
+            pool: env_number("BENCH_TOKEN_POOL", 6000)?,
+            only: std::env::var("BENCH_ROWS")
+                .map(|rows| {
+                    rows.split(',')
+                        .map(str::trim)
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         if settings.rounds == 0 || settings.seconds == 0 || settings.connections == 0 {
             return Err("BENCH_ROUNDS, BENCH_SECONDS and BENCH_CONNECTIONS must be > 0".into());
+        }
+        if settings.pool <= 4096 {
+            return Err(format!(
+                "BENCH_TOKEN_POOL={} must exceed the filter's 4096-entry token cache, or \
+                 tokens would be reused from it",
+                settings.pool
+            ));
         }
         Ok(settings)
     }
 }
 
-// ---- configurations -------------------------------------------------------------------------
+// ---- rows -----------------------------------------------------------------------------------
 
+/// One Envoy configuration (several rows may share one Envoy: they differ in tokens only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Config {
+enum Proxy {
     NoFilter,
-    NoopWasm,
+    Noop,
     Gate,
+    JwtAuthnCache,
+    JwtAuthn,
+    NoFilterRegistry,
+    GateRegistry,
 }
 
-impl Config {
-    const ALL: [Config; 3] = [Config::NoFilter, Config::NoopWasm, Config::Gate];
-
-    fn label(self) -> &'static str {
-        match self {
-            Config::NoFilter => "Envoy, no filter",
-            Config::NoopWasm => "no-op Rust wasm filter",
-            Config::Gate => "registry-gate (cached token)",
-        }
-    }
+impl Proxy {
+    const ALL: [Proxy; 7] = [
+        Proxy::NoFilter,
+        Proxy::Noop,
+        Proxy::Gate,
+        Proxy::JwtAuthnCache,
+        Proxy::JwtAuthn,
+        Proxy::NoFilterRegistry,
+        Proxy::GateRegistry,
+    ];
 
     fn name(self) -> &'static str {
         match self {
-            Config::NoFilter => "envoy-nofilter",
-            Config::NoopWasm => "envoy-noop",
-            Config::Gate => "envoy-gate",
+            Proxy::NoFilter => "envoy-nofilter",
+            Proxy::Noop => "envoy-noop",
+            Proxy::Gate => "envoy-gate",
+            Proxy::JwtAuthnCache => "envoy-jwtauthn-cache",
+            Proxy::JwtAuthn => "envoy-jwtauthn",
+            Proxy::NoFilterRegistry => "envoy-nofilter-registry",
+            Proxy::GateRegistry => "envoy-gate-registry",
         }
     }
 
     fn template(self) -> PathBuf {
         let file = match self {
-            Config::NoFilter => "envoy-request-nofilter.yaml",
-            Config::NoopWasm => "envoy-request-noop.yaml",
-            Config::Gate => "envoy-request-gate.yaml",
+            Proxy::NoFilter | Proxy::NoFilterRegistry => "envoy-request-nofilter.yaml",
+            Proxy::Noop => "envoy-request-noop.yaml",
+            Proxy::Gate | Proxy::GateRegistry => "envoy-request-gate.yaml",
+            Proxy::JwtAuthnCache | Proxy::JwtAuthn => "envoy-request-jwtauthn.yaml",
         };
         paths::repo_root().join("envoy/bench").join(file)
     }
+
+    fn v2_action(self) -> &'static str {
+        match self {
+            Proxy::NoFilterRegistry | Proxy::GateRegistry => UPSTREAM,
+            _ => DIRECT,
+        }
+    }
+
+    /// Whether it runs registry-gate (waits for the snapshot; reports host calls).
+    fn is_gate(self) -> bool {
+        matches!(self, Proxy::Gate | Proxy::GateRegistry)
+    }
+}
+
+/// The token a row sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credential {
+    /// One token from the sidecar's `/v2/token` (EdDSA), fresh each round.
+    Sidecar,
+    /// One token of the bench's issuer for the algorithm, fresh each round.
+    Same(Algorithm),
+    /// The next token of the algorithm's pool on every request.
+    Fresh(Algorithm),
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    /// The issue's row number.
+    number: u8,
+    id: String,
+    label: String,
+    proxy: Proxy,
+    credential: Credential,
+}
+
+fn alg_id(alg: Algorithm) -> String {
+    alg.name().to_ascii_lowercase()
+}
+
+fn all_rows() -> Vec<Row> {
+    let row = |number, id: &str, label: &str, proxy, credential| Row {
+        number,
+        id: id.to_owned(),
+        label: label.to_owned(),
+        proxy,
+        credential,
+    };
+    let mut rows = vec![
+        row(
+            1,
+            "nofilter",
+            "Envoy, no filter",
+            Proxy::NoFilter,
+            Credential::Sidecar,
+        ),
+        row(
+            2,
+            "noop",
+            "no-op Rust wasm filter",
+            Proxy::Noop,
+            Credential::Sidecar,
+        ),
+        row(
+            3,
+            "gate",
+            "registry-gate, cached token",
+            Proxy::Gate,
+            Credential::Sidecar,
+        ),
+    ];
+    for alg in ALGORITHMS {
+        let name = alg.name();
+        rows.push(Row {
+            number: 4,
+            id: format!("gate-fresh-{}", alg_id(alg)),
+            label: format!("registry-gate, first use, {name}"),
+            proxy: Proxy::Gate,
+            credential: Credential::Fresh(alg),
+        });
+    }
+    for alg in ALGORITHMS {
+        let name = alg.name();
+        let id = alg_id(alg);
+        rows.extend([
+            Row {
+                number: 5,
+                id: format!("jwt-cache-{id}"),
+                label: format!("jwt_authn + cache, same token, {name}"),
+                proxy: Proxy::JwtAuthnCache,
+                credential: Credential::Same(alg),
+            },
+            Row {
+                number: 5,
+                id: format!("jwt-{id}"),
+                label: format!("jwt_authn, same token, {name}"),
+                proxy: Proxy::JwtAuthn,
+                credential: Credential::Same(alg),
+            },
+            Row {
+                number: 5,
+                id: format!("jwt-fresh-{id}"),
+                label: format!("jwt_authn, fresh token, {name}"),
+                proxy: Proxy::JwtAuthn,
+                credential: Credential::Fresh(alg),
+            },
+        ]);
+    }
+    rows.extend([
+        row(
+            7,
+            "nofilter-registry",
+            "Envoy, no filter → registry",
+            Proxy::NoFilterRegistry,
+            Credential::Sidecar,
+        ),
+        row(
+            7,
+            "gate-registry",
+            "registry-gate, cached → registry",
+            Proxy::GateRegistry,
+            Credential::Sidecar,
+        ),
+    ]);
+    rows
 }
 
 // ---- one run --------------------------------------------------------------------------------
 
-/// What one configuration did in one round.
+/// What one row did in one round.
 #[derive(Debug, Clone, Copy)]
 struct Run {
     rps: f64,
@@ -136,33 +312,33 @@ struct Run {
     p99_ms: f64,
     cpu_us_per_request: f64,
     rss_mib: f64,
-    /// `None` when the filter exports no `host_calls` counter (or for the other configs).
+    /// `None` when the filter exports no `host_calls` counter (or for the other proxies).
     host_calls_per_request: Option<f64>,
+}
+
+/// What a row's requests carry: one token, or a pool file for wrk's pool hooks.
+enum Sending<'a> {
+    Token(&'a str),
+    Pool(&'a Path),
 }
 
 struct Bench {
     settings: Settings,
     wrk: PathBuf,
     script: PathBuf,
+    pool_script: PathBuf,
     ticks_per_sec: u64,
 }
 
 impl Bench {
-    fn headers(token: &str) -> Vec<(&'static str, String)> {
-        vec![
-            ("Authorization", format!("Bearer {token}")),
-            ("Accept", ACCEPT.to_owned()),
-        ]
-    }
-
     fn url(envoy: &Envoy) -> String {
         format!("http://127.0.0.1:{}{PATH}", envoy.params.listen_port)
     }
 
     /// One request with curl: it must be 200 (also puts the token into the filter's cache).
-    fn check_one(envoy: &Envoy, token: &str, config: Config) -> Result<(), String> {
+    fn check_one(envoy: &Envoy, token: &str, label: &str) -> Result<(), String> {
         let resp = Request::get(Bench::url(envoy))
-            .header("Accept", ACCEPT)
+            .header("Accept", MANIFEST_MEDIA_TYPE)
             .auth(Auth::Bearer(token))
             .timeout(Duration::from_secs(5))
             .send()?;
@@ -170,33 +346,52 @@ impl Bench {
             Ok(())
         } else {
             Err(format!(
-                "{}: expected 200 for GET {PATH} with alice's token: {}",
-                config.label(),
+                "{label}: expected 200 for GET {PATH} with alice's token: {}",
                 resp.summary()
             ))
         }
     }
 
-    fn load(&self, envoy: &Envoy, token: &str, seconds: u64) -> Result<wrk::Summary, String> {
-        let headers = Bench::headers(token);
+    fn load(
+        &self,
+        envoy: &Envoy,
+        sending: &Sending<'_>,
+        seconds: u64,
+    ) -> Result<wrk::Summary, String> {
         let url = Bench::url(envoy);
+        let (script, headers, args) = match sending {
+            Sending::Token(token) => (
+                &self.script,
+                vec![
+                    ("Authorization", format!("Bearer {token}")),
+                    ("Accept", MANIFEST_MEDIA_TYPE.to_owned()),
+                ],
+                Vec::new(),
+            ),
+            Sending::Pool(pool) => (
+                &self.pool_script,
+                Vec::new(),
+                vec![pool.display().to_string(), MANIFEST_MEDIA_TYPE.to_owned()],
+            ),
+        };
         wrk::run(&wrk::Load {
             wrk: &self.wrk,
-            script: &self.script,
+            script,
             cpus: &self.settings.load_cpus,
             connections: self.settings.connections,
             seconds,
             headers: &headers,
             url: &url,
+            script_args: &args,
         })
     }
 
     /// A measured run; `Err` when any request failed or a figure cannot be read.
-    fn measure(&self, envoy: &mut Envoy, token: &str) -> Result<Run, String> {
+    fn measure(&self, envoy: &mut Envoy, sending: &Sending<'_>) -> Result<Run, String> {
         let pid = envoy.process.pid().ok_or("Envoy has no pid")?;
         let before = envoy.stats(STATS_FILTER)?;
         let ticks_before = procfs::cpu_ticks(pid)?;
-        let load = self.load(envoy, token, self.settings.seconds)?;
+        let load = self.load(envoy, sending, self.settings.seconds)?;
         let ticks_after = procfs::cpu_ticks(pid)?;
         let after = envoy.stats(STATS_FILTER)?;
         let rss_kib = procfs::vm_rss_kib(pid)?;
@@ -278,7 +473,7 @@ fn pin(pid: Option<u32>, cpus: &str, what: &str) -> Result<(), String> {
 }
 
 /// A fresh token for alice from the sidecar's `/v2/token`.
-fn token(sidecar: &Sidecar, password: &str) -> Result<String, String> {
+fn sidecar_token(sidecar: &Sidecar, password: &str) -> Result<String, String> {
     let url = format!(
         "{}/v2/token?service={SERVICE}&scope=repository:{REPOSITORY}:pull",
         sidecar.url()
@@ -296,6 +491,30 @@ fn token(sidecar: &Sidecar, password: &str) -> Result<String, String> {
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned)
         .ok_or_else(|| format!("token response has no token: {}", resp.summary()))
+}
+
+/// Alice's claims, as the sidecar would mint them, valid for `lifetime` seconds from a minute
+/// ago.
+fn alice(lifetime: i64) -> Mint {
+    let mut mint = Mint::like_sidecar("", USER, &[REPOSITORY]);
+    let now = now_secs();
+    mint.issued_at = now - 60;
+    mint.not_before = now - 60;
+    mint.expires_at = now - 60 + lifetime;
+    mint
+}
+
+/// Writes `count` tokens of `issuer`, each with its own `jti`, one per line.
+fn write_pool(issuer: &Issuer, count: usize, path: &Path) -> Result<(), String> {
+    let mut text = String::new();
+    for _ in 0..count {
+        // Under the filter's 3600 s lifetime cap, and valid for the whole bench.
+        let mut mint = alice(3000);
+        mint.claims.jti = Some(registry_gate_tests::sidecar::random_hex(16));
+        text.push_str(&issuer.mint(&mint));
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(|err| format!("write {}: {err}", path.display()))
 }
 
 fn git(args: &[&str]) -> String {
@@ -348,6 +567,21 @@ fn locate_wrk() -> Result<PathBuf, String> {
 
 fn run() -> Result<(), String> {
     let settings = Settings::from_env()?;
+    let rows: Vec<Row> = all_rows()
+        .into_iter()
+        .filter(|row| settings.only.is_empty() || settings.only.contains(&row.id))
+        .collect();
+    if rows.is_empty() {
+        return Err(format!(
+            "BENCH_ROWS={:?} names no row; rows: {}",
+            settings.only.join(","),
+            all_rows()
+                .iter()
+                .map(|r| r.id.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let wrk = locate_wrk()?;
     let ticks_per_sec = procfs::clock_ticks_per_sec()?;
     let load_at_start = procfs::load_average();
@@ -356,14 +590,43 @@ fn run() -> Result<(), String> {
     let script = dir.join("bench.lua");
     std::fs::write(&script, wrk::SCRIPT)
         .map_err(|err| format!("write {}: {err}", script.display()))?;
+    let pool_script = dir.join("bench-pool.lua");
+    std::fs::write(&pool_script, format!("{}{}", wrk::POOL_HOOKS, wrk::SCRIPT))
+        .map_err(|err| format!("write {}: {err}", pool_script.display()))?;
     let bench = Bench {
         settings: settings.clone(),
         wrk,
         script,
+        pool_script,
         ticks_per_sec,
     };
 
-    // Redis + sidecar with a snapshot granting alice the private repository.
+    // The bench's issuers, and their first-use pools.
+    let mut issuers = BTreeMap::new();
+    let mut pools = BTreeMap::new();
+    for alg in ALGORITHMS {
+        let issuer = Issuer::generate(alg)?;
+        if rows.iter().any(|r| r.credential == Credential::Fresh(alg)) {
+            let path = dir.join(format!("pool-{}.txt", alg_id(alg)));
+            eprintln!("[bench] minting {} {} tokens", settings.pool, alg.name());
+            write_pool(&issuer, settings.pool, &path)?;
+            pools.insert(alg_id(alg), path);
+        }
+        issuers.insert(alg_id(alg), issuer);
+    }
+    let jwks = serde_json::json!({
+        "keys": issuers.values().map(Issuer::jwk).collect::<Vec<_>>()
+    });
+
+    // The registry the upstream rows route to, with alice's image.
+    let registry = Registry::start(&dir, ports::free_port());
+    pin(registry.process.pid(), &settings.load_cpus, "registry")?;
+    let skopeo = Skopeo::new(&dir);
+    let image = oci::build_layout(&dir, REPOSITORY, TAG);
+    registry.push(&skopeo, &image);
+
+    // Redis + sidecar with a snapshot granting alice the private repository and carrying the
+    // bench issuers' keys.
     let redis = Redis::start(&dir, ports::free_port());
     pin(redis.process.pid(), &settings.load_cpus, "redis")?;
     let password = registry_gate_tests::sidecar::random_hex(12);
@@ -373,19 +636,23 @@ fn run() -> Result<(), String> {
     pin(sidecar.process.pid(), &settings.load_cpus, "sidecar")?;
     let published = sidecar.publish(&serde_json::json!({
         "repositories": [{"name": REPOSITORY, "auth_required": true}],
-        "users": {USER: [REPOSITORY]}
+        "users": {USER: [REPOSITORY]},
+        "keys": issuers.values().map(Issuer::jwk).collect::<Vec<_>>(),
     }));
 
     let wasm = paths::wasm();
     let noop_wasm = paths::noop_wasm();
-    let mut envoys = Vec::new();
-    for config in Config::ALL {
+    let mut envoys: BTreeMap<Proxy, Envoy> = BTreeMap::new();
+    for proxy in Proxy::ALL {
+        if !rows.iter().any(|r| r.proxy == proxy) {
+            continue;
+        }
         let params = EnvoyParams {
             listen_port: ports::free_port(),
             admin_port: ports::free_port(),
             sidecar_port: sidecar.port,
-            // No upstream registry and no TLS listener in the bench configs.
-            registry_port: 0,
+            registry_port: registry.port,
+            // No TLS listener in the bench configs.
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             client_ca: PathBuf::new(),
@@ -393,71 +660,129 @@ fn run() -> Result<(), String> {
             access_log_state: false,
             snapshot_read_secret: sidecar.files.read_secret.clone(),
         };
+        let cache = match proxy {
+            Proxy::JwtAuthnCache => "jwt_cache_config: { jwt_cache_size: 100 }",
+            _ => "# no jwt_cache_config: every request verifies",
+        };
         let launch = Launch {
-            name: config.name().to_owned(),
+            name: proxy.name().to_owned(),
             concurrency: 1,
             log_level: "warn".to_owned(),
             cpus: Some(settings.envoy_cpus.clone()),
-            extra_vars: vec![("NOOP_WASM_PATH", noop_wasm.display().to_string())],
+            extra_vars: vec![
+                ("NOOP_WASM_PATH", noop_wasm.display().to_string()),
+                ("V2_ACTION", proxy.v2_action().to_owned()),
+                ("JWT_ISSUER", ISSUER.to_owned()),
+                ("JWT_AUDIENCE", SERVICE.to_owned()),
+                ("JWKS", jwks.to_string()),
+                ("JWT_CACHE_CONFIG", cache.to_owned()),
+            ],
         };
-        let mut envoy = Envoy::start_with(&dir, &config.template(), params, &launch);
-        if config == Config::Gate {
+        let mut envoy = Envoy::start_with(&dir, &proxy.template(), params, &launch);
+        if proxy.is_gate() {
             envoy.wait_for_generation(published.generation, Duration::from_secs(30));
         }
-        envoys.push((config, envoy));
+        envoys.insert(proxy, envoy);
     }
 
-    let mut token_now = token(&sidecar, &password)?;
+    // Each round's single tokens: the sidecar's, and one per issuer.
+    let round_tokens = || -> Result<BTreeMap<String, String>, String> {
+        let mut tokens =
+            BTreeMap::from([("sidecar".to_owned(), sidecar_token(&sidecar, &password)?)]);
+        for (id, issuer) in &issuers {
+            tokens.insert(id.clone(), issuer.mint(&alice(300)));
+        }
+        Ok(tokens)
+    };
+    let first_of_pool = |path: &Path| -> Result<String, String> {
+        std::fs::read_to_string(path)
+            .map_err(|err| format!("read {}: {err}", path.display()))?
+            .lines()
+            .next()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{} is empty", path.display()))
+    };
+    // What the row sends, and the token it is checked with first.
+    let sending_of = |row: &Row,
+                      tokens: &BTreeMap<String, String>|
+     -> Result<(String, Option<PathBuf>), String> {
+        match row.credential {
+            Credential::Sidecar => Ok((tokens.get("sidecar").cloned().unwrap_or_default(), None)),
+            Credential::Same(alg) => {
+                Ok((tokens.get(&alg_id(alg)).cloned().unwrap_or_default(), None))
+            }
+            Credential::Fresh(alg) => {
+                let pool = pools
+                    .get(&alg_id(alg))
+                    .ok_or_else(|| format!("no {} pool", alg.name()))?;
+                Ok((first_of_pool(pool)?, Some(pool.clone())))
+            }
+        }
+    };
+
+    let mut tokens = round_tokens()?;
     eprintln!(
-        "[bench] warm-up: {} s per configuration, wrk -t1 -c{}",
+        "[bench] warm-up: {} s per row, wrk -t1 -c{}",
         settings.warmup_seconds, settings.connections
     );
-    for (config, envoy) in &envoys {
-        Bench::check_one(envoy, &token_now, *config)?;
+    for row in &rows {
+        let envoy = envoys.get(&row.proxy).ok_or("no Envoy for a row")?;
+        let (token, pool) = sending_of(row, &tokens)?;
+        Bench::check_one(envoy, &token, &row.label)?;
         if settings.warmup_seconds > 0 {
-            bench.load(envoy, &token_now, settings.warmup_seconds)?;
+            let sending = match &pool {
+                Some(pool) => Sending::Pool(pool),
+                None => Sending::Token(&token),
+            };
+            bench.load(envoy, &sending, settings.warmup_seconds)?;
         }
     }
 
-    let mut runs: BTreeMap<Config, Vec<(usize, Run)>> = BTreeMap::new();
+    let mut runs: BTreeMap<String, Vec<(usize, Run)>> = BTreeMap::new();
     let mut failures = Vec::new();
     for round in 0..settings.rounds {
-        // A token lives 300 s: a fresh one per round (checked, so cached, before each run).
+        // A single token lives 300 s: fresh ones per round (checked, so cached, before each run).
         if round > 0 {
-            token_now = token(&sidecar, &password)?;
+            tokens = round_tokens()?;
         }
-        let count = envoys.len();
+        let count = rows.len();
         for i in 0..count {
             if STOP.load(Ordering::SeqCst) {
                 return Err("interrupted".to_owned());
             }
-            let Some((config, envoy)) = envoys.get_mut((i + round) % count) else {
+            let Some(row) = rows.get((i + round) % count) else {
                 continue;
             };
-            let config = *config;
-            Bench::check_one(envoy, &token_now, config)?;
-            match bench.measure(envoy, &token_now) {
+            let envoy = envoys.get_mut(&row.proxy).ok_or("no Envoy for a row")?;
+            let (token, pool) = sending_of(row, &tokens)?;
+            Bench::check_one(envoy, &token, &row.label)?;
+            let sending = match &pool {
+                Some(pool) => Sending::Pool(pool),
+                None => Sending::Token(&token),
+            };
+            match bench.measure(envoy, &sending) {
                 Ok(run) => {
                     eprintln!(
-                        "[bench] round {}/{} {:<30} {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms  \
+                        "[bench] round {}/{} {:<40} {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms  \
                          {:.1} µs CPU/req  RSS {:.1} MiB{}",
                         round + 1,
                         settings.rounds,
-                        config.label(),
+                        row.label,
                         run.rps,
                         run.p50_ms,
                         run.p99_ms,
                         run.cpu_us_per_request,
                         run.rss_mib,
                         run.host_calls_per_request
+                            .filter(|_| row.proxy.is_gate())
                             .map(|h| format!("  {h:.1} host calls/req"))
                             .unwrap_or_default()
                     );
-                    runs.entry(config).or_default().push((round, run));
+                    runs.entry(row.id.clone()).or_default().push((round, run));
                 }
                 Err(err) => {
-                    eprintln!("[bench] round {} {}: {err}", round + 1, config.label());
-                    failures.push(format!("round {} {}: {err}", round + 1, config.label()));
+                    eprintln!("[bench] round {} {}: {err}", round + 1, row.label);
+                    failures.push(format!("round {} {}: {err}", round + 1, row.label));
                 }
             }
         }
@@ -470,7 +795,14 @@ fn run() -> Result<(), String> {
         ));
     }
 
-    let table = table(&runs);
+    let mut signature_paths = Vec::new();
+    if let Some(envoy) = envoys.get_mut(&Proxy::Gate) {
+        for (name, value) in envoy.stats("registry_gate\\.signatures\\.")? {
+            signature_paths.push(format!("{name} {value}"));
+        }
+    }
+    let table = table(&rows, &runs);
+    let targets = targets(&rows, &runs);
     let envoy_version = command_line_output(&paths::envoy(), &["--version"]);
     let commit = {
         let hash = git(&["rev-parse", "--short=12", "HEAD"]);
@@ -495,10 +827,11 @@ fn run() -> Result<(), String> {
         "- commit: {commit}\n- date: {date}\n- CPU: {} ({} CPUs online); kernel {}\n\
          - load average (1/5/15 min) at start: {load_at_start}; at end: {}\n\
          - {envoy_version}\n\
-         - method: Envoy `--concurrency 1` on CPU {}, wrk `-t1 -c{}` on CPU {}; {} rounds of \
-         {} s per configuration (order rotating each round) after a {} s warm-up; \
-         `direct_response` 200, same bearer token on every request (a fresh one per round, \
-         verified before the round's run)\n",
+         - method: each row's Envoy `--concurrency 1` on CPU {}, wrk `-t1 -c{}` on CPU {}; \
+         {} rounds of {} s per row (order rotating each round) after a {} s warm-up; \
+         first-use rows cycle a pool of {} tokens per algorithm (the filter's token cache \
+         holds 4096, first in first out)\n\
+         - where registry-gate checked signatures (Envoy stats at the end): {}\n",
         procfs::cpu_model(),
         std::thread::available_parallelism().map_or(0, usize::from),
         procfs::kernel(),
@@ -509,65 +842,85 @@ fn run() -> Result<(), String> {
         s.rounds,
         s.seconds,
         s.warmup_seconds,
+        s.pool,
+        if signature_paths.is_empty() {
+            "—".to_owned()
+        } else {
+            signature_paths.join(", ")
+        },
     );
-    println!("\n{table}\n{context}");
+    println!("\n{table}\n{targets}\n{context}");
     let document = format!(
-        "# `make bench`: the request path at the price of wasm itself\n\n\
-         Medians over rounds, min–max in parentheses. Ratios are requests/s of the row divided \
-         by requests/s of the baseline in the same round. Design targets: registry-gate ≥ 0.95× \
-         the no-op wasm filter and ≥ 0.75× no filter.\n\n{table}\n{context}"
+        "# `make bench`: the request path side by side\n\n\
+         Medians over rounds, min–max in parentheses. Ratios are taken between two rows in \
+         the same round, then summarised.\n\n{table}\n## Targets\n\n{targets}\n{context}"
     );
     let out = paths::repo_root().join(RESULTS);
     std::fs::write(&out, document).map_err(|err| format!("write {}: {err}", out.display()))?;
     eprintln!("[bench] written to {}", out.display());
+    drop(scenario);
     Ok(())
 }
 
-/// The per-configuration table (medians over rounds, min–max).
-fn table(runs: &BTreeMap<Config, Vec<(usize, Run)>>) -> String {
-    let of = |config: Config, f: &dyn Fn(&Run) -> Option<f64>| -> Option<Spread> {
+type Runs = BTreeMap<String, Vec<(usize, Run)>>;
+
+/// `metric` of row `id` over row `base`, within each round both ran in.
+fn ratio(runs: &Runs, id: &str, base: &str, metric: fn(&Run) -> f64) -> Option<Spread> {
+    let base_runs = runs.get(base)?;
+    let values: Vec<f64> = runs
+        .get(id)?
+        .iter()
+        .filter_map(|(round, run)| {
+            let (_, b) = base_runs.iter().find(|(r, _)| r == round)?;
+            let denominator = metric(b);
+            (denominator > 0.0).then(|| metric(run) / denominator)
+        })
+        .collect();
+    Spread::of(&values)
+}
+
+/// The per-row table (medians over rounds, min–max).
+fn table(rows: &[Row], runs: &Runs) -> String {
+    let of = |id: &str, f: &dyn Fn(&Run) -> Option<f64>| -> Option<Spread> {
         let values: Vec<f64> = runs
-            .get(&config)
+            .get(id)
             .map(|r| r.iter().filter_map(|(_, run)| f(run)).collect())
             .unwrap_or_default();
         Spread::of(&values)
     };
-    // Requests/s of `config` over `base`, within each round both ran in.
-    let ratio = |config: Config, base: Config| -> Option<Spread> {
-        let base_runs = runs.get(&base)?;
-        let values: Vec<f64> = runs
-            .get(&config)?
-            .iter()
-            .filter_map(|(round, run)| {
-                let (_, b) = base_runs.iter().find(|(r, _)| r == round)?;
-                (b.rps > 0.0).then(|| run.rps / b.rps)
-            })
-            .collect();
-        Spread::of(&values)
-    };
-    let rows: Vec<Vec<String>> = Config::ALL
+    let rps = |run: &Run| run.rps;
+    let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|&config| {
-            let host_calls = match config {
-                Config::Gate => cell(of(config, &|r| r.host_calls_per_request), 1, "n/a"),
-                _ => "—".to_owned(),
+        .map(|row| {
+            let id = row.id.as_str();
+            let host_calls = if row.proxy.is_gate() {
+                cell(of(id, &|r| r.host_calls_per_request), 1, "n/a")
+            } else {
+                "—".to_owned()
+            };
+            let floor = if row.proxy == Proxy::GateRegistry {
+                "nofilter-registry"
+            } else {
+                "nofilter"
             };
             vec![
-                config.label().to_owned(),
-                cell(of(config, &|r| Some(r.rps)), 0, "—"),
-                cell(of(config, &|r| Some(r.p50_ms)), 3, "—"),
-                cell(of(config, &|r| Some(r.p99_ms)), 3, "—"),
-                cell(of(config, &|r| Some(r.cpu_us_per_request)), 1, "—"),
-                cell(of(config, &|r| Some(r.rss_mib)), 1, "—"),
-                cell(ratio(config, Config::NoFilter), 3, "—"),
-                cell(ratio(config, Config::NoopWasm), 3, "—"),
+                row.number.to_string(),
+                format!("{} (`{id}`)", row.label),
+                cell(of(id, &|r| Some(r.rps)), 0, "—"),
+                cell(of(id, &|r| Some(r.p50_ms)), 3, "—"),
+                cell(of(id, &|r| Some(r.p99_ms)), 3, "—"),
+                cell(of(id, &|r| Some(r.cpu_us_per_request)), 1, "—"),
+                cell(of(id, &|r| Some(r.rss_mib)), 1, "—"),
+                cell(ratio(runs, id, floor, rps), 3, "—"),
+                cell(ratio(runs, id, "noop", rps), 3, "—"),
                 host_calls,
             ]
         })
         .collect();
     markdown_table(
         &[
-            "configuration",
+            "#",
+            "row",
             "requests/s",
             "p50 ms",
             "p99 ms",
@@ -577,8 +930,110 @@ fn table(runs: &BTreeMap<Config, Vec<(usize, Run)>>) -> String {
             "× no-op wasm",
             "host calls/request",
         ],
-        &rows,
+        &cells,
     )
+}
+
+/// One target: `id` over `base` by `metric`, against `bound` (`None`: reported only).
+struct Target {
+    what: String,
+    id: String,
+    base: String,
+    metric: (&'static str, fn(&Run) -> f64),
+    bound: Option<Bound>,
+}
+
+#[derive(Clone, Copy)]
+enum Bound {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+const RPS: (&str, fn(&Run) -> f64) = ("requests/s", |run| run.rps);
+const CPU: (&str, fn(&Run) -> f64) = ("Envoy CPU µs/request", |run| run.cpu_us_per_request);
+
+/// The issue's targets, each a ratio within rounds; rows not run are left out.
+fn targets(rows: &[Row], runs: &Runs) -> String {
+    let target = |what: String, id: &str, base: &str, metric, bound| Target {
+        what,
+        id: id.to_owned(),
+        base: base.to_owned(),
+        metric,
+        bound,
+    };
+    let mut list = vec![
+        target(
+            "registry-gate (cached) vs the no-op wasm filter".into(),
+            "gate",
+            "noop",
+            RPS,
+            Some(Bound::AtLeast(0.95)),
+        ),
+        target(
+            "the price of wasm: no-op wasm vs no filter".into(),
+            "noop",
+            "nofilter",
+            RPS,
+            None,
+        ),
+    ];
+    for alg in ALGORITHMS {
+        let bound = if alg == SIDECAR_ALGORITHM { 1.2 } else { 1.5 };
+        let id = alg_id(alg);
+        list.push(target(
+            format!(
+                "first use, {} vs jwt_authn with a fresh token{}",
+                alg.name(),
+                if alg == SIDECAR_ALGORITHM {
+                    " (the sidecar's algorithm)"
+                } else {
+                    ""
+                }
+            ),
+            &format!("gate-fresh-{id}"),
+            &format!("jwt-fresh-{id}"),
+            CPU,
+            Some(Bound::AtMost(bound)),
+        ));
+    }
+    list.push(target(
+        "a real pull's request: registry-gate vs no filter, registry upstream".into(),
+        "gate-registry",
+        "nofilter-registry",
+        RPS,
+        None,
+    ));
+    let present = |id: &str| rows.iter().any(|r| r.id == id);
+    let cells: Vec<Vec<String>> = list
+        .iter()
+        .filter(|t| present(&t.id) && present(&t.base))
+        .map(|t| {
+            let spread = ratio(runs, &t.id, &t.base, t.metric.1);
+            let verdict = match (t.bound, spread) {
+                (None, _) => "reported".to_owned(),
+                (Some(_), None) => "no figure".to_owned(),
+                (Some(Bound::AtLeast(b)), Some(s)) => {
+                    if s.median >= b { "met" } else { "missed" }.to_owned()
+                }
+                (Some(Bound::AtMost(b)), Some(s)) => {
+                    if s.median <= b { "met" } else { "missed" }.to_owned()
+                }
+            };
+            let bound = match t.bound {
+                None => "—".to_owned(),
+                Some(Bound::AtLeast(b)) => format!("≥ {b}"),
+                Some(Bound::AtMost(b)) => format!("≤ {b}"),
+            };
+            vec![
+                t.what.clone(),
+                format!("`{}` / `{}` ({})", t.id, t.base, t.metric.0),
+                cell(spread, 3, "—"),
+                bound,
+                verdict,
+            ]
+        })
+        .collect();
+    markdown_table(&["target", "ratio", "measured", "bound", "verdict"], &cells)
 }
 
 fn main() -> ExitCode {
@@ -611,10 +1066,37 @@ mod tests {
     }
 
     #[test]
-    fn every_configuration_has_its_own_template_in_the_tree() {
-        for config in Config::ALL {
-            let template = config.template();
-            assert!(template.is_file(), "{config:?}: {}", template.display());
+    fn every_proxy_has_its_template_in_the_tree_and_row_ids_are_unique() {
+        for proxy in Proxy::ALL {
+            let template = proxy.template();
+            assert!(template.is_file(), "{proxy:?}: {}", template.display());
         }
+        let rows = all_rows();
+        let mut ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), rows.len());
+    }
+
+    #[test]
+    fn ratios_pair_runs_of_the_same_round_only() {
+        let run = |rps| Run {
+            rps,
+            p50_ms: 1.0,
+            p99_ms: 1.0,
+            cpu_us_per_request: 1.0,
+            rss_mib: 1.0,
+            host_calls_per_request: None,
+        };
+        let runs: Runs = BTreeMap::from([
+            (
+                "a".to_owned(),
+                vec![(0, run(50.0)), (1, run(90.0)), (2, run(7.0))],
+            ),
+            ("b".to_owned(), vec![(0, run(100.0)), (1, run(100.0))]),
+        ]);
+        let spread = ratio(&runs, "a", "b", RPS.1).unwrap();
+        assert!((spread.min - 0.5).abs() < 1e-9 && (spread.max - 0.9).abs() < 1e-9);
+        assert!(ratio(&runs, "a", "missing", RPS.1).is_none());
     }
 }
