@@ -8,12 +8,12 @@
 #   make lint    rustfmt check + clippy (native, and the wasm crates for wasm32-wasip1)
 #   make test    deps + build, then native tests, core tests compiled to wasm, end-to-end tests
 #   make run     deps + build, then the demo stack on loopback (Ctrl-C stops it)
-#   make bench   deps + build, then the request path: Envoy with no filter, with a no-op Rust wasm
-#                filter and with registry-gate, interleaved (bench/runner/src/bin/bench/;
-#                BENCH_ROUNDS, BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS);
-#                writes bench/results/latest.md
-#   make bench-pull  deps + build, then pull cost through the gateway vs. straight from the
-#                registry (tests/src/bin/bench_pull.rs; BENCH_ITERATIONS, BENCH_REQUESTS)
+#   make bench   deps + build, then the request path side by side (bench/runner/src/bin/bench/):
+#                no filter, a no-op Rust wasm filter, registry-gate (cached and first use per
+#                algorithm), Envoy's jwt_authn, ext_authz to the sidecar, a real registry
+#                upstream, a large snapshot; interleaved rounds, one table with the targets
+#                (BENCH_ROUNDS, BENCH_SECONDS, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS,
+#                BENCH_TOKEN_POOL, BENCH_ROWS); writes bench/results/latest.md
 #   make bench-login  deps + build, then a login storm (podman) against htpasswd without and
 #                with the positive login cache, and against Katello (bench/runner/src/bin/bench_login.rs;
 #                BENCH_LOGINS, BENCH_USERS)
@@ -68,7 +68,7 @@ NOOP_WASM := $(TARGET_DIR)/wasm32-wasip1/release/registry_gate_bench_noop.wasm
 E2E_TEST_THREADS ?= 2
 
 .PHONY: deps deps-apt deps-rust deps-envoy deps-pulp deps-wasm-bindgen build fmt lint \
-	test test-native test-wasm test-e2e run stress bench bench-pull bench-login fuzz
+	test test-native test-wasm test-e2e run stress bench bench-login fuzz
 
 ## deps ----------------------------------------------------------------------------------
 
@@ -182,9 +182,6 @@ stress: deps build
 
 bench: deps build
 	$(CARGO) run -p registry-gate-bench --bin bench
-
-bench-pull: deps build
-	$(CARGO) run -p registry-gate-tests --bin bench_pull
 
 bench-login: deps build
 	$(CARGO) run -p registry-gate-bench --bin bench_login
