@@ -2178,12 +2178,15 @@ fn cache_round_trip_with_verify() {
 // Signatures checked by the host (crate::signature).
 // ---------------------------------------------------------------------------------------
 
+/// What a host was sent: algorithm, DER key, signature as sent, signed text.
+type Sent = (Algorithm, Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// A host that answers `answer` for the algorithms it `takes`, recording what it was sent.
 #[derive(Debug)]
 struct RecordingHost {
     takes: Vec<Algorithm>,
     answer: Option<bool>,
-    sent: Vec<(Algorithm, Vec<u8>, Vec<u8>, Vec<u8>)>,
+    sent: Vec<Sent>,
 }
 
 impl RecordingHost {
