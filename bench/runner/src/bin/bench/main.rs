@@ -247,41 +247,45 @@ fn all_rows() -> Vec<Row> {
         ),
     ];
     for alg in ALGORITHMS {
-        let name = alg.name();
-        rows.push(Row {
-            number: 4,
-            id: format!("gate-fresh-{}", alg_id(alg)),
-            label: format!("registry-gate, first use, {name}"),
-            proxy: Proxy::Gate,
-            credential: Credential::Fresh(alg),
-        });
+        let (name, id) = (alg.name(), alg_id(alg));
+        rows.push(row(
+            4,
+            &format!("gate-fresh-{id}"),
+            &format!("registry-gate, first use, {name}"),
+            Proxy::Gate,
+            Credential::Fresh(alg),
+        ));
     }
     for alg in ALGORITHMS {
-        let name = alg.name();
-        let id = alg_id(alg);
-        rows.extend([
-            Row {
-                number: 5,
-                id: format!("jwt-cache-{id}"),
-                label: format!("jwt_authn + cache, same token, {name}"),
-                proxy: Proxy::JwtAuthnCache,
-                credential: Credential::Same(alg),
-            },
-            Row {
-                number: 5,
-                id: format!("jwt-{id}"),
-                label: format!("jwt_authn, same token, {name}"),
-                proxy: Proxy::JwtAuthn,
-                credential: Credential::Same(alg),
-            },
-            Row {
-                number: 5,
-                id: format!("jwt-fresh-{id}"),
-                label: format!("jwt_authn, fresh token, {name}"),
-                proxy: Proxy::JwtAuthn,
-                credential: Credential::Fresh(alg),
-            },
-        ]);
+        let (name, id) = (alg.name(), alg_id(alg));
+        for (prefix, what, proxy, credential) in [
+            (
+                "jwt-cache",
+                "jwt_authn + cache, same token",
+                Proxy::JwtAuthnCache,
+                Credential::Same(alg),
+            ),
+            (
+                "jwt",
+                "jwt_authn, same token",
+                Proxy::JwtAuthn,
+                Credential::Same(alg),
+            ),
+            (
+                "jwt-fresh",
+                "jwt_authn, fresh token",
+                Proxy::JwtAuthn,
+                Credential::Fresh(alg),
+            ),
+        ] {
+            rows.push(row(
+                5,
+                &format!("{prefix}-{id}"),
+                &format!("{what}, {name}"),
+                proxy,
+                credential,
+            ));
+        }
     }
     rows.extend([
         row(
