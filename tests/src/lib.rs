@@ -27,6 +27,7 @@ pub mod echo;
 pub mod envoy;
 pub mod expect;
 pub mod http;
+pub mod issuers;
 pub mod katello;
 pub mod katello_sync;
 pub mod oci;

@@ -3,7 +3,6 @@
 //! ([`env_number`]). The binaries in `src/bin/` start the stacks (with the end-to-end tests'
 //! harness, `registry-gate-tests`) and print their tables.
 
-pub mod issuers;
 pub mod procfs;
 pub mod report;
 pub mod wrk;

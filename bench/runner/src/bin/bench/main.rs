@@ -40,12 +40,12 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use registry_gate_bench::issuers::Issuer;
 use registry_gate_bench::report::{cell, markdown_table, Spread};
 use registry_gate_bench::{env_number, procfs, wrk};
 use registry_gate_core::token::Algorithm;
 use registry_gate_tests::envoy::{Envoy, EnvoyParams, Launch};
 use registry_gate_tests::http::Request;
+use registry_gate_tests::issuers::Issuer;
 use registry_gate_tests::oci::{self, MANIFEST_MEDIA_TYPE};
 use registry_gate_tests::redis::Redis;
 use registry_gate_tests::registry::Registry;

@@ -1,13 +1,14 @@
-//! The bench's token issuers: one fresh key per algorithm (EdDSA, ES256, RS256), made at run
-//! time and never written down. Their public keys go into the snapshot (for registry-gate)
-//! and into a JWKS (for Envoy's `jwt_authn`), so both check the very same tokens.
+//! Token issuers other than the sidecar: one fresh key per algorithm (EdDSA, ES256, RS256),
+//! made at run time and never written down. Their public keys go into a snapshot (for
+//! registry-gate) or a JWKS (for Envoy's `jwt_authn` in `make bench`), so tests and the bench
+//! can send tokens of every algorithm the filter verifies.
 
+use crate::tokens::{mint_with, random_key, Mint};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jwt_compact::alg::{Ed25519, Es256, ModulusBits, Rsa, RsaPrivateKey};
 use jwt_compact::jwk::JsonWebKey;
 use registry_gate_core::token::Algorithm;
-use registry_gate_tests::tokens::{mint_with, random_key, Mint};
 
 type EsSigningKey = <Es256 as jwt_compact::Algorithm>::SigningKey;
 
@@ -50,11 +51,13 @@ impl Issuer {
                     .map_err(|err| format!("RSA key: {err}"))?;
                 Key::Rs(Box::new(private.into_inner()))
             }
-            Algorithm::HS256 => return Err("the bench issues no HS256 tokens".to_owned()),
+            Algorithm::HS256 => {
+                return Err("no HS256 issuer: its key would be a shared secret".to_owned())
+            }
         };
         Ok(Issuer {
             alg,
-            kid: format!("bench-{}", alg.name().to_ascii_lowercase()),
+            kid: format!("issuer-{}", alg.name().to_ascii_lowercase()),
             key,
         })
     }
