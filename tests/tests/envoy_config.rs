@@ -12,6 +12,8 @@
 
 use std::collections::BTreeMap;
 
+use registry_gate_core::token::Algorithm;
+use registry_gate_tests::issuers::Issuer;
 use registry_gate_tests::{envoy, paths, ports, Scenario};
 
 #[test]
@@ -38,8 +40,31 @@ fn every_envoy_config_in_the_tree_validates() {
         snapshot_read_secret: registry_gate_tests::sidecar::random_hex(32),
     };
     let mut vars: BTreeMap<&str, String> = params.vars();
-    // The request benchmark's no-op-filter config (envoy/bench/envoy-request-noop.yaml).
+    // The request benchmark's configs (envoy/bench/envoy-request-*.yaml): the no-op filter,
+    // the registry route (the direct response is a fixed line), jwt_authn with a real JWKS and
+    // its cache.
     vars.insert("NOOP_WASM_PATH", paths::noop_wasm().display().to_string());
+    vars.insert(
+        "V2_ACTION",
+        "route: { cluster: registry, timeout: 30s }".to_owned(),
+    );
+    let issuer = Issuer::generate(Algorithm::ES256).unwrap();
+    vars.insert(
+        "JWKS",
+        serde_json::json!({"keys": [issuer.jwk()]}).to_string(),
+    );
+    vars.insert(
+        "JWT_ISSUER",
+        registry_gate_tests::sidecar::ISSUER.to_owned(),
+    );
+    vars.insert(
+        "JWT_AUDIENCE",
+        registry_gate_tests::sidecar::SERVICE.to_owned(),
+    );
+    vars.insert(
+        "JWT_CACHE_CONFIG",
+        "jwt_cache_config: { jwt_cache_size: 100 }".to_owned(),
+    );
     // The capsule config (envoy/capsule/envoy.yaml): client-certificate CA, Pulp's API CA and
     // content app.
     vars.insert("CLIENT_CA", tls.ca_cert.display().to_string());
