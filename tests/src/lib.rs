@@ -29,6 +29,7 @@ pub mod expect;
 pub mod http;
 pub mod katello;
 pub mod katello_sync;
+pub mod kubernetes;
 pub mod oci;
 pub mod paths;
 pub mod ports;
