@@ -21,10 +21,10 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use registry_gate_tests::expect::get_manifest;
+use registry_gate_tests::expect::bearer_manifest_status;
 use registry_gate_tests::sidecar::{keygen, Sidecar, SidecarExtra};
 use registry_gate_tests::stack::StackOptions;
-use registry_gate_tests::{paths, Auth, HttpVersion, Stack};
+use registry_gate_tests::{paths, HttpVersion, Stack};
 
 const INSTALLED_WITHIN: Duration = Duration::from_secs(20);
 const SCOPE: &str = "repository:team/private:pull";
@@ -100,14 +100,7 @@ fn token_kid(token: &str) -> String {
 }
 
 fn pull_status(stack: &Stack, token: &str) -> u16 {
-    get_manifest(
-        stack,
-        "team/private",
-        "latest",
-        HttpVersion::Http1,
-        Auth::Bearer(token),
-    )
-    .status
+    bearer_manifest_status(stack, "team/private", token)
 }
 
 #[test]

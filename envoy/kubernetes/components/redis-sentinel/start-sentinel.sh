@@ -1,22 +1,8 @@
 #!/bin/sh
-# Starts redis-sentinel monitoring `registry-gate`: the primary another sentinel already
-# knows, else pod 0. Sentinel rewrites its configuration file, so it lives on an emptyDir.
+# Starts redis-sentinel monitoring `registry-gate` at the primary find-primary.sh names.
+# Sentinel rewrites its configuration file, so it lives on an emptyDir.
 set -eu
-service=registry-gate-redis
-self="$(hostname).$service"
-primary=""
-for i in 0 1 2; do
-  [ "$service-$i.$service" = "$self" ] && continue
-  answer="$(redis-cli -h "$service-$i.$service" -p 26379 --raw \
-    SENTINEL get-master-addr-by-name registry-gate 2>/dev/null | head -n 1)" || answer=""
-  if [ -n "$answer" ]; then
-    primary="$answer"
-    break
-  fi
-done
-if [ -z "$primary" ]; then
-  primary="$service-0.$service"
-fi
+. /scripts/find-primary.sh
 cat > /sentinel/sentinel.conf <<CONF
 port 26379
 sentinel resolve-hostnames yes
