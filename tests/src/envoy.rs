@@ -115,6 +115,9 @@ fn fetcher_json(cluster: &str, authorization: &str) -> serde_json::Value {
     })
 }
 
+/// The address every scenario server listens on.
+const LOOPBACK: &str = "127.0.0.1";
+
 /// Ports and files an Envoy instance is rendered with.
 #[derive(Debug, Clone)]
 pub struct EnvoyParams {
@@ -137,6 +140,11 @@ pub struct EnvoyParams {
 impl EnvoyParams {
     pub fn vars(&self) -> BTreeMap<&'static str, String> {
         BTreeMap::from([
+            // Every server of a scenario listens on loopback (envoy/ingress/envoy.yaml names
+            // its addresses; the other templates write 127.0.0.1 themselves).
+            ("LISTEN_ADDRESS", LOOPBACK.to_owned()),
+            ("SIDECAR_HOST", LOOPBACK.to_owned()),
+            ("REGISTRY_HOST", LOOPBACK.to_owned()),
             ("LISTEN_PORT", self.listen_port.to_string()),
             ("ADMIN_PORT", self.admin_port.to_string()),
             ("SIDECAR_PORT", self.sidecar_port.to_string()),

@@ -32,6 +32,18 @@ pub fn get_manifest(
     resp
 }
 
+/// The status of `GET /v2/<name>/manifests/latest` through Envoy over HTTP/1.1 with `token`.
+pub fn bearer_manifest_status(stack: &Stack, name: &str, token: &str) -> u16 {
+    get_manifest(
+        stack,
+        name,
+        "latest",
+        HttpVersion::Http1,
+        Auth::Bearer(token),
+    )
+    .status
+}
+
 /// The response is `image`'s manifest, byte for byte.
 pub fn assert_is_manifest_of(resp: &Response, image: &OciImage, context: &str) {
     assert_eq!(

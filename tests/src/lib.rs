@@ -30,6 +30,7 @@ pub mod http;
 pub mod issuers;
 pub mod katello;
 pub mod katello_sync;
+pub mod kubernetes;
 pub mod oci;
 pub mod paths;
 pub mod ports;

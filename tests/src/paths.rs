@@ -78,6 +78,31 @@ pub fn envoy() -> PathBuf {
     )
 }
 
+/// Python of the repository's venv (`make deps`: kubernetes-validate and PyYAML for
+/// `envoy/kubernetes/validate.py`).
+pub fn venv_python() -> PathBuf {
+    locate(
+        Requirement {
+            what: "the venv's Python",
+            env: "VENV_PYTHON",
+            provided_by: "make deps",
+        },
+        repo_root().join(".venv/bin/python"),
+    )
+}
+
+/// `kubectl` (its built-in kustomize renders `envoy/kubernetes`; no cluster is needed).
+pub fn kubectl() -> PathBuf {
+    locate(
+        Requirement {
+            what: "kubectl",
+            env: "KUBECTL",
+            provided_by: "install kubectl (kustomize v5) into /usr/bin",
+        },
+        PathBuf::from("/usr/bin/kubectl"),
+    )
+}
+
 /// `redis-server` from Debian's `redis-server` package.
 pub fn redis_server() -> PathBuf {
     locate(
@@ -251,6 +276,17 @@ pub fn local_envoy_template() -> PathBuf {
 pub fn ingress_envoy_template() -> PathBuf {
     let path = repo_root().join("envoy/ingress/envoy.yaml");
     assert!(path.is_file(), "Envoy template missing: {}", path.display());
+    path
+}
+
+/// The Kubernetes manifests (`envoy/kubernetes`: base, components, overlays, validate.py).
+pub fn kubernetes_dir() -> PathBuf {
+    let path = repo_root().join("envoy/kubernetes");
+    assert!(
+        path.is_dir(),
+        "Kubernetes manifests missing: {}",
+        path.display()
+    );
     path
 }
 

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use registry_gate_tests::expect::get_manifest;
+use registry_gate_tests::expect::bearer_manifest_status;
 use registry_gate_tests::http::Request;
 use registry_gate_tests::stack::default_snapshot;
 use registry_gate_tests::wait::wait_until;
@@ -36,14 +36,7 @@ fn alice_token(stack: &Stack) -> String {
 }
 
 fn status(stack: &Stack, token: &str) -> u16 {
-    get_manifest(
-        stack,
-        "team/private",
-        "latest",
-        HttpVersion::Http1,
-        Auth::Bearer(token),
-    )
-    .status
+    bearer_manifest_status(stack, "team/private", token)
 }
 
 /// Waits until every worker answers `token`'s pull with `want` (each installs a generation on
