@@ -10,6 +10,7 @@
 //! performs I/O and never reads the clock: the glue moves bytes and passes the time in.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::certificate::host_from_subject;
 use crate::config::{CertificateSource, Settings};
@@ -259,7 +260,9 @@ fn bump(counters: &mut Vec<(&'static str, u64)>, reason: &'static str) {
 #[derive(Debug)]
 pub struct Gate {
     settings: Settings,
-    installed: Option<Installed>,
+    /// Shared, so that gates with the same settings can decide from one decoded snapshot
+    /// ([`Gate::adopt`]).
+    installed: Option<Arc<Installed>>,
     /// Unix seconds of the last confirmation of exactly the installed generation.
     confirmed_at: u64,
     /// The generation last refused, so the same bad bytes are not decoded on every tick.
@@ -298,7 +301,7 @@ impl Gate {
 
     /// The installed generation, if any.
     pub fn generation(&self) -> Option<&Generation> {
-        self.installed.as_ref().map(|i| &i.held.generation)
+        self.installed.as_deref().map(|i| &i.held.generation)
     }
 
     /// Seconds since the installed snapshot was published.
@@ -359,7 +362,7 @@ impl Gate {
         announcement: &Announcement,
     ) -> Result<Generation, SnapshotError> {
         let decoded = snapshot::decode(bytes)?;
-        snapshot::admit(self.installed.as_ref().map(|i| &i.held), &decoded)?;
+        snapshot::admit(self.installed.as_deref().map(|i| &i.held), &decoded)?;
         let generation = decoded.header.generation();
         // Operator-configured keys win over a snapshot key of the same kid: the snapshot
         // cannot replace a key the configuration pins.
@@ -374,21 +377,52 @@ impl Gate {
         // the two reads, the bytes are a newer generation the fetcher fetched after that
         // confirmation, so they are at least that fresh; the next tick reads their own.
         self.confirmed_at = announcement.confirmed_at;
-        self.installed = Some(Installed {
+        self.installed = Some(Arc::new(Installed {
             held: Held::of(&decoded),
             published_at: decoded.header.published_at,
             index: Index::build(&decoded.content),
             keys,
             min_token_iat: decoded.content.min_token_iat,
-        });
+        }));
         Ok(generation)
+    }
+
+    /// Takes over the snapshot `source` has installed, and its confirmation, sharing the
+    /// decoded index instead of decoding the bytes again: for a host that decides with
+    /// several gates over one snapshot (each with its own token cache), of which one is fed
+    /// by [`Gate::announced`] and [`Gate::offer`]. `source` must have been built from the same
+    /// settings (its key ring merges this gate's configured keys). Cached callers are dropped
+    /// when the key ring changes, as on [`Gate::offer`]. Returns whether a different snapshot
+    /// was taken over.
+    pub fn adopt(&mut self, source: &Gate) -> bool {
+        let Some(theirs) = &source.installed else {
+            return false;
+        };
+        self.confirmed_at = source.confirmed_at;
+        if self
+            .installed
+            .as_ref()
+            .is_some_and(|mine| Arc::ptr_eq(mine, theirs))
+        {
+            return false;
+        }
+        if self
+            .installed
+            .as_ref()
+            .is_some_and(|mine| mine.keys != theirs.keys)
+        {
+            self.callers.clear();
+        }
+        self.installed = Some(Arc::clone(theirs));
+        self.counts.installed = self.counts.installed.saturating_add(1);
+        true
     }
 
     /// Whether requests can be decided at `now`: `Ok`, or the refusal every request gets
     /// (no snapshot yet, or the installed one is stale).
     pub fn readiness(&self, now: u64) -> Result<(), Refusal> {
         ready(
-            self.installed.as_ref(),
+            self.installed.as_deref(),
             self.confirmed_at,
             &self.settings,
             now,
@@ -409,7 +443,7 @@ impl Gate {
         } = self;
         let request = Request {
             settings,
-            installed: installed.as_ref(),
+            installed: installed.as_deref(),
             confirmed_at: *confirmed_at,
             token_failures: &mut counts.token_failures,
             certificate_failures: &mut counts.certificate_failures,
@@ -516,7 +550,7 @@ impl Gate {
         now: u64,
     ) -> Reply {
         let installed = match ready(
-            self.installed.as_ref(),
+            self.installed.as_deref(),
             self.confirmed_at,
             &self.settings,
             now,

@@ -1348,3 +1348,66 @@ fn refusals_name_the_caller_once_it_is_known() {
         assert_eq!(identity.as_deref(), want, "{case}");
     }
 }
+
+#[test]
+fn an_adopting_gate_decides_from_the_snapshot_its_source_installed() {
+    let mut source = ready_gate(json!({}));
+    let mut adopter = Gate::new(settings(json!({})));
+    let alice = format!("Bearer {}", token("alice"));
+    let headers: [(&str, &[u8]); 1] = [("authorization", alice.as_bytes())];
+    let private = head("GET", PRIVATE, &headers);
+    let Verdict::Respond { outcome, .. } = adopter.check(&private, NOW) else {
+        panic!("nothing adopted yet: no snapshot");
+    };
+    assert_eq!(outcome, Outcome::Unavailable);
+
+    assert!(adopter.adopt(&source), "the first snapshot is taken over");
+    assert_eq!(adopter.generation(), source.generation());
+    assert!(matches!(adopter.check(&private, NOW), Verdict::Forward(_)));
+    assert!(
+        !adopter.adopt(&source),
+        "the same snapshot again: nothing new"
+    );
+
+    // A confirmation of the source's generation reaches the adopter.
+    let later = NOW + 20;
+    assert!(!source.announced(&announcement(1, later)));
+    adopter.adopt(&source);
+    assert_eq!(adopter.unconfirmed_secs(later), 0);
+
+    // A revocation in the source's next generation applies to the adopter's cached caller.
+    let second = announcement(2, later);
+    assert!(source.announced(&second));
+    source
+        .offer(
+            &snapshot().revoke("alice", "team/private").bytes(2),
+            &second,
+        )
+        .unwrap();
+    assert!(adopter.adopt(&source));
+    let Verdict::Respond { reply, .. } = adopter.check(&private, later) else {
+        panic!("revoked in generation 2");
+    };
+    assert_eq!(reply.status, 404);
+    assert_eq!(adopter.counts().installed, 2);
+}
+
+#[test]
+fn an_adopting_gate_drops_cached_callers_when_the_keys_change() {
+    let mut source = ready_gate(json!({}));
+    let mut adopter = Gate::new(settings(json!({})));
+    adopter.adopt(&source);
+    let alice = format!("Bearer {}", token("alice"));
+    let headers: [(&str, &[u8]); 1] = [("authorization", alice.as_bytes())];
+    let private = head("GET", PRIVATE, &headers);
+    assert!(matches!(adopter.check(&private, NOW), Verdict::Forward(_)));
+    let rotated = snapshot().keys(vec![key_spec("gate-2", &signing_key(2))]);
+    source
+        .offer(&rotated.bytes(2), &announcement(2, NOW))
+        .unwrap();
+    adopter.adopt(&source);
+    let Verdict::Respond { reply, .. } = adopter.check(&private, NOW) else {
+        panic!("the key is gone: the cached caller must not serve");
+    };
+    assert_eq!(reply.status, 401);
+}
