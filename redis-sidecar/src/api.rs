@@ -10,6 +10,8 @@
 //! | `PUT /v1/snapshot[?allow_empty=true]` | bearer-secret only; 200 `{"epoch","generation","changed"}` + `ETag`; 400 bad body, 401, 409 would empty, 412 stale `If-Match`, 413, 503 Redis |
 //! | `PUT /container_gateway/<part>[/]` | Katello's sync calls (`katello` submodule): sync secret as bearer, or a TLS client certificate with an allowed CN (403 otherwise); 200 empty body; 400 with the problems, 404 unknown part, 413, 503 Redis |
 //! | `GET /container_gateway/users[/]` | same callers; 200 `{"users":[...]}` |
+//! | `ANY /ext_authz/<path>` | only with `--ext-authz-config`: Envoy's ext_authz check of the request `<path>` (`ext_authz` module): 200 + identity header + `x-envoy-auth-headers-to-remove` to forward, 200 + `x-registry-gate-answer` for content the gate answers, else the filter's refusal (status, challenge, registry error body) |
+//! | `ANY /ext_authz_answer/<path>` | only with `--ext-authz-config`: the gate's content answer (catalog, search, `/v1/_ping`) for a request the check sent here |
 //! | `GET /v2/token` | Docker token spec; 200 token, 400 `UNSUPPORTED` (unknown service or malformed scope), 401 `UNAUTHORIZED`, 503 `UNAVAILABLE` + `Retry-After` (no snapshot yet, no bcrypt slot or Katello connection within `--login-queue-timeout-ms`, Katello unreachable or too slow); with Katello: Katello's own 4xx/5xx status with a fixed registry error body, 502 for a malformed Katello answer |
 //!
 //! Handlers only translate between HTTP and the other modules. They must never leak
@@ -49,6 +51,7 @@ use crate::state::{stopping, AppState};
 use crate::store::StoreError;
 use crate::token::{self, MintError};
 
+mod ext_authz;
 mod katello;
 
 /// Seconds a client is told to wait before retrying a 503.
@@ -62,14 +65,19 @@ const READ_REALM: &str = "Bearer realm=\"registry-gate-snapshot\"";
 
 /// The router. Tests drive it without a socket; `run` serves it.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/snapshot", get(get_snapshot).put(put_snapshot))
         .route("/v2/token", get(get_token))
-        .merge(katello::routes())
-        .with_state(state)
+        .merge(katello::routes());
+    let router = if state.inner.ext_authz.is_some() {
+        router.merge(ext_authz::routes())
+    } else {
+        router
+    };
+    router.with_state(state)
 }
 
 /// Every way a request can fail, mapped to HTTP in exactly one place.
@@ -306,7 +314,7 @@ fn json_error(message: &str) -> Response {
     ([(CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn reply_response(reply: Reply) -> Response {
+pub(crate) fn reply_response(reply: Reply) -> Response {
     let mut response = Response::new(Body::from(reply.body));
     for (name, value) in reply.headers {
         if let (Ok(name), Ok(value)) = (

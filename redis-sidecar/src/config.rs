@@ -14,6 +14,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use thiserror::Error;
 
+use registry_gate_core::config::Settings;
+
 use crate::katello::{ClientIdentity, KatelloSettings};
 use crate::keys::SigningKey;
 use crate::store::{ReplicaAcks, Target, MAX_REPLICA_ACK_TIMEOUT};
@@ -175,6 +177,12 @@ pub struct ServeArgs {
     /// `:trusted_hosts:`), e.g. `foreman.example.com`.
     #[arg(long, env = "RG_SYNC_CLIENT_SUBJECTS", value_name = "CN,...")]
     pub sync_client_subjects: Option<String>,
+    /// Turn on the ext_authz check endpoint (`/ext_authz/...` for Envoy's
+    /// `envoy.filters.http.ext_authz` `http_service`) with this file: the filter's JSON
+    /// configuration document (issuer, service, realm, identity_header, ...), without
+    /// `fetcher` [default: none, no ext_authz endpoint].
+    #[arg(long, env = "RG_EXT_AUTHZ_CONFIG", value_name = "PATH")]
+    pub ext_authz_config: Option<PathBuf>,
     /// Log format: `json` (one object per line) or `text`. Verbosity comes from `RUST_LOG`
     /// (default `info`).
     #[arg(long, env = "RG_LOG_FORMAT", default_value = "json")]
@@ -248,6 +256,8 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// Lowercased subject CNs whose verified client certificates may call the sync API.
     pub sync_client_subjects: Vec<String>,
+    /// The ext_authz endpoint's gate settings, when it is on.
+    pub ext_authz: Option<Settings>,
 }
 
 /// A bearer secret (sync or read); never printed.
@@ -457,6 +467,11 @@ impl Config {
                 None
             }
         };
+        let ext_authz = args.ext_authz_config.as_deref().and_then(|path| {
+            ext_authz_settings(path)
+                .map_err(|e| problems.push(format!("--ext-authz-config/RG_EXT_AUTHZ_CONFIG {e}")))
+                .ok()
+        });
         let log_format = match args.log_format.as_str() {
             "json" => Some(LogFormat::Json),
             "text" => Some(LogFormat::Text),
@@ -513,6 +528,7 @@ impl Config {
                 log_format,
                 tls,
                 sync_client_subjects,
+                ext_authz,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -757,6 +773,32 @@ fn read_secret(path: &Path) -> Result<Secret, String> {
     Ok(Secret(bytes))
 }
 
+/// Largest ext_authz configuration file read.
+const MAX_EXT_AUTHZ_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The filter's configuration document at `path`, validated by the filter's own rules; a
+/// `fetcher` object is refused (the sidecar holds the snapshot itself).
+fn ext_authz_settings(path: &Path) -> Result<Settings, String> {
+    let shown = path.display();
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("{shown}: {e}"))?
+        .len();
+    if size > MAX_EXT_AUTHZ_CONFIG_BYTES {
+        return Err(format!(
+            "{shown}: {size} bytes, more than {MAX_EXT_AUTHZ_CONFIG_BYTES}"
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("{shown}: {e}"))?;
+    let settings = Settings::from_json(&bytes).map_err(|e| format!("{shown}: {e}"))?;
+    if settings.elected_fetcher.is_some() {
+        return Err(format!(
+            "{shown}: `fetcher` has no place in ext_authz mode: the sidecar decides from the \
+             snapshot it holds"
+        ));
+    }
+    Ok(settings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -816,6 +858,10 @@ mod tests {
         assert_eq!(config.max_body_bytes, 67_108_864);
         assert_eq!(config.sync_secret.0, b"0123456789abcdef0123");
         assert_eq!(config.read_secret.0, b"read-secret-0123456789");
+        assert!(
+            config.ext_authz.is_none(),
+            "ext_authz is off unless configured"
+        );
         assert_eq!(format!("{:?}", config.read_secret), "Secret(..)");
         assert_eq!(config.signing_key.kid().len(), 43, "thumbprint kid");
         assert!(
@@ -1179,6 +1225,59 @@ mod tests {
             "RG_TLS_KEY_FILE",
         ] {
             assert!(envs.iter().any(|e| e == name), "{name} not declared");
+        }
+    }
+    #[test]
+    fn ext_authz_config_is_the_filters_document_without_a_fetcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = file(&dir, "key.pem", &SigningKey::generate().unwrap().to_pem());
+        let secret = file(&dir, "secret", "0123456789abcdef0123\n");
+        let filter = r#"{"issuer":"registry-gate","service":"registry-gate","realm":"https://gw.test/v2/token","identity_header":"X-Who"}"#;
+        let good = file(&dir, "good.json", filter);
+        let with_fetcher = file(
+            &dir,
+            "fetcher.json",
+            &filter.replace('}', r#","fetcher":{"cluster":"sidecar","authority":"s","authorization":"read-secret-0123456789"}}"#),
+        );
+        let invalid = file(&dir, "invalid.json", r#"{"issuer":"","service":"s"}"#);
+        let run = |path: &str| {
+            Config::from_args(&parse(&[
+                "--signing-key",
+                &key,
+                "--sync-secret-file",
+                &secret,
+                "--read-secret-file",
+                &secret,
+                "--ext-authz-config",
+                path,
+            ]))
+        };
+        let settings = run(&good).unwrap().ext_authz.expect("configured");
+        assert_eq!(settings.identity_header, "x-who");
+        struct Row {
+            case: &'static str,
+            path: String,
+            problem: &'static str,
+        }
+        for row in [
+            Row {
+                case: "a fetcher object",
+                path: with_fetcher,
+                problem: "`fetcher` has no place in ext_authz mode",
+            },
+            Row {
+                case: "not the filter's document",
+                path: invalid,
+                problem: "--ext-authz-config/RG_EXT_AUTHZ_CONFIG",
+            },
+            Row {
+                case: "no such file",
+                path: dir.path().join("missing.json").display().to_string(),
+                problem: "missing.json",
+            },
+        ] {
+            let error = run(&row.path).unwrap_err().to_string();
+            assert!(error.contains(row.problem), "{}: {error}", row.case);
         }
     }
 }

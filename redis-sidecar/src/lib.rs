@@ -10,6 +10,7 @@
 pub mod api;
 pub mod cache;
 pub mod config;
+pub mod ext_authz;
 pub mod katello;
 pub mod keys;
 pub mod login;

@@ -1,7 +1,8 @@
 //! Prometheus metrics (`GET /metrics`, text exposition format via `prometheus-client`):
 //! publishes by outcome and their latency, the current epoch and generation, the Redis pool's
-//! connections (in use, idle, waiting; read at scrape time), snapshot long-poll waiters, and
-//! logins by outcome and their latency.
+//! connections (in use, idle, waiting; read at scrape time), snapshot long-poll waiters,
+//! logins by outcome and their latency, and in ext_authz mode the checks and answers by
+//! outcome and the generation they decide from.
 //!
 //! It only counts: it must never decide anything, and never carry a secret, a login name or a
 //! token in a label (labels are closed sets of outcomes; the epoch is a random identifier).
@@ -96,6 +97,9 @@ pub struct Metrics {
     long_poll_waiters: Gauge,
     logins: Family<OutcomeLabel, Counter>,
     login_seconds: Histogram,
+    ext_authz_checks: Family<OutcomeLabel, Counter>,
+    ext_authz_answers: Family<OutcomeLabel, Counter>,
+    ext_authz_generation: Gauge,
 }
 
 /// Redis pool connections as the pool reports them at scrape time.
@@ -164,6 +168,24 @@ impl Metrics {
             "Time to answer GET /v2/token",
             login_seconds.clone(),
         );
+        let ext_authz_checks = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "ext_authz_checks",
+            "ext_authz check requests by outcome (the filter's decision outcomes, and flatpak_index_refused)",
+            ext_authz_checks.clone(),
+        );
+        let ext_authz_answers = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "ext_authz_answers",
+            "Requests the ext_authz check routed to the sidecar's answer endpoint (catalog, search, /v1/_ping), by outcome",
+            ext_authz_answers.clone(),
+        );
+        let ext_authz_generation = Gauge::default();
+        registry.register(
+            "ext_authz_generation",
+            "Generation of the snapshot the ext_authz checks decide from (0 before the first)",
+            ext_authz_generation.clone(),
+        );
         Metrics {
             registry,
             publishes,
@@ -174,7 +196,26 @@ impl Metrics {
             long_poll_waiters,
             logins,
             login_seconds,
+            ext_authz_checks,
+            ext_authz_answers,
+            ext_authz_generation,
         }
+    }
+
+    /// One ext_authz check (`answer` false) or answer, by outcome label.
+    pub fn ext_authz(&self, answer: bool, outcome: &'static str) {
+        let family = if answer {
+            &self.ext_authz_answers
+        } else {
+            &self.ext_authz_checks
+        };
+        family.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// The generation the ext_authz checks now decide from.
+    pub fn ext_authz_generation(&self, generation: u64) {
+        self.ext_authz_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
     }
 
     pub fn publish(&self, outcome: PublishOutcome, took: Duration) {
@@ -246,6 +287,10 @@ mod tests {
         metrics.publish(PublishOutcome::Unchanged, Duration::from_millis(1));
         metrics.publish(PublishOutcome::NotReplicated, Duration::from_millis(9));
         metrics.login(LoginOutcome::Refused, Duration::from_millis(40));
+        metrics.ext_authz(false, "allowed");
+        metrics.ext_authz(false, "allowed");
+        metrics.ext_authz(true, "answered");
+        metrics.ext_authz_generation(5);
         let pool = PoolState {
             max: 16,
             open: 3,
@@ -263,6 +308,9 @@ mod tests {
             "registry_gate_sidecar_redis_pool_max_connections 16",
             "registry_gate_sidecar_long_poll_waiters 4",
             "registry_gate_sidecar_publish_seconds_count 4",
+            "registry_gate_sidecar_ext_authz_checks_total{outcome=\"allowed\"} 2",
+            "registry_gate_sidecar_ext_authz_answers_total{outcome=\"answered\"} 1",
+            "registry_gate_sidecar_ext_authz_generation 5",
         ] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }

@@ -1,5 +1,6 @@
 //! The running sidecar's shared state — store, snapshot cache, publisher, login refresher, authenticator,
-//! minter and settings — and the background task that keeps the cache in step with Redis.
+//! minter, the ext_authz gates and settings — and the background task that keeps the cache in
+//! step with Redis.
 //!
 //! It wires parts together and owns no policy of its own: it must never decide access, encode
 //! snapshots or talk HTTP.
@@ -12,6 +13,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::cache::{Cache, View};
 use crate::config::{Config, LoginBackend, Secret};
+use crate::ext_authz::{self, ExtAuthz};
 use crate::katello::form::{self, FormLimits};
 use crate::katello::{KatelloClient, KatelloError};
 use crate::login::{AuthError, Authenticator, Backend, HtpasswdSource, LoginSettings};
@@ -78,11 +80,14 @@ pub(crate) struct Inner {
     pub clock: fn() -> SystemTime,
     /// Flips to `true` when the server starts shutting down, so long-polls return at once.
     pub shutdown: watch::Receiver<bool>,
+    /// The ext_authz check endpoint's gates (`--ext-authz-config`), fed from `cache`.
+    pub ext_authz: Option<Arc<ExtAuthz>>,
 }
 
 impl AppState {
-    /// Builds the state from validated settings and starts the login refresher (so it must run
-    /// inside the tokio runtime). Nothing is contacted yet.
+    /// Builds the state from validated settings and starts the login refresher and, in
+    /// ext_authz mode, the task feeding the check gates (so it must run inside the tokio
+    /// runtime). Nothing is contacted yet.
     pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Result<AppState, StateError> {
         let store = Store::new(
             &config.redis,
@@ -124,6 +129,17 @@ impl AppState {
                 cache_ttl: config.login_cache_ttl,
             },
         )?;
+        let ext_authz = config.ext_authz.map(|settings| {
+            let gates = Arc::new(ExtAuthz::new(settings));
+            tokio::spawn(ext_authz::feed(
+                Arc::clone(&gates),
+                Arc::clone(&cache),
+                clock,
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            ));
+            gates
+        });
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
@@ -149,6 +165,7 @@ impl AppState {
                 max_body_bytes: config.max_body_bytes,
                 clock,
                 shutdown,
+                ext_authz,
             }),
         })
     }
