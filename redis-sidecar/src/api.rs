@@ -314,7 +314,7 @@ fn json_error(message: &str) -> Response {
     ([(CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-pub(crate) fn reply_response(reply: Reply) -> Response {
+fn reply_response(reply: Reply) -> Response {
     let mut response = Response::new(Body::from(reply.body));
     for (name, value) in reply.headers {
         if let (Ok(name), Ok(value)) = (

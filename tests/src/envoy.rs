@@ -97,6 +97,18 @@ fn filter_json(listen_port: u16, access_log_state: bool) -> serde_json::Value {
     })
 }
 
+/// The sidecar's `--ext-authz-config` for a listener on `listen_port`: the filter's
+/// configuration, with `Authorization` removed by the check (envoy/ext-authz/envoy.yaml's
+/// routes do not) and the `Retry-After` of that template's local reply.
+pub fn ext_authz_config(listen_port: u16) -> String {
+    let mut config = filter_json(listen_port, false);
+    if let Some(object) = config.as_object_mut() {
+        object.insert("authorization_removed_by_route".to_owned(), json!(false));
+        object.insert("retry_after_secs".to_owned(), json!(5));
+    }
+    config.to_string()
+}
+
 /// The snapshot fetcher's configuration; `authorization` is the sidecar's read secret (the
 /// fetcher sends `Authorization: Bearer <it>`).
 pub fn fetcher_config(authorization: &str) -> String {

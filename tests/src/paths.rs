@@ -290,6 +290,13 @@ pub fn kubernetes_dir() -> PathBuf {
     path
 }
 
+/// The ext_authz Envoy template: no wasm, Envoy's ext_authz asking the sidecar.
+pub fn ext_authz_envoy_template() -> PathBuf {
+    let path = repo_root().join("envoy/ext-authz/envoy.yaml");
+    assert!(path.is_file(), "Envoy template missing: {}", path.display());
+    path
+}
+
 /// The capsule Envoy template: registry-gate in front of Pulp.
 pub fn capsule_envoy_template() -> PathBuf {
     let path = repo_root().join("envoy/capsule/envoy.yaml");

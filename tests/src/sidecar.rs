@@ -226,6 +226,34 @@ impl Sidecar {
         parse_published(&resp)
     }
 
+    /// Waits until the ext_authz checks decide from `generation` or a newer one (the
+    /// `ext_authz_generation` metric).
+    pub fn wait_for_ext_authz_generation(&mut self, generation: u64, timeout: Duration) {
+        let url = format!("{}/metrics", self.url());
+        let metric = "registry_gate_sidecar_ext_authz_generation ";
+        self.process.assert_running();
+        crate::wait::wait_until(
+            &format!("the ext_authz checks at generation {generation}"),
+            timeout,
+            || {
+                let resp = Request::get(url.as_str())
+                    .timeout(Duration::from_secs(5))
+                    .send()?;
+                let text = resp.text();
+                let installed = text
+                    .lines()
+                    .find_map(|line| line.strip_prefix(metric))
+                    .and_then(|value| value.trim().parse::<u64>().ok())
+                    .ok_or_else(|| format!("no {metric:?} in /metrics: {}", resp.summary()))?;
+                if installed >= generation {
+                    Ok(())
+                } else {
+                    Err(format!("at generation {installed}"))
+                }
+            },
+        );
+    }
+
     /// `GET /v1/snapshot` (no long-poll) with the read secret, the raw response.
     pub fn get_snapshot(&self) -> Result<Response, String> {
         Request::get(format!("{}/v1/snapshot", self.url()))

@@ -91,6 +91,10 @@ pub struct StackOptions {
     pub wasm: Option<PathBuf>,
     /// Envoy's `--concurrency` (worker threads).
     pub concurrency: u32,
+    /// ext_authz mode (`envoy/ext-authz/envoy.yaml`): no wasm, Envoy asks the sidecar
+    /// (`--ext-authz-config`, [`crate::envoy::ext_authz_config`]). Only with
+    /// [`Upstream::DockerRegistry`].
+    pub ext_authz: bool,
 }
 
 /// The snapshot every scenario starts from unless it says otherwise: one public repository,
@@ -125,6 +129,7 @@ impl StackOptions {
             elected_fetcher: false,
             wasm: None,
             concurrency: Launch::default().concurrency,
+            ext_authz: false,
         }
     }
 }
@@ -144,6 +149,8 @@ pub struct Stack {
     images: BTreeMap<String, OciImage>,
     passwords: BTreeMap<String, String>,
     published: Published,
+    /// Whether Envoy asks the sidecar (ext_authz mode) instead of running the filter.
+    ext_authz: bool,
     pub scenario: Scenario,
 }
 
@@ -203,13 +210,26 @@ impl Stack {
             .map(|u| (u.clone(), crate::sidecar::random_hex(12)))
             .collect();
         let files = Sidecar::prepare(&dir, &passwords, options.bcrypt_cost);
+        let listen_port = port(options.ports.listen);
+        let mut sidecar_extra = options.sidecar.clone();
+        if options.ext_authz {
+            assert!(
+                matches!(options.upstream, Upstream::DockerRegistry) && !options.elected_fetcher,
+                "ext_authz mode runs in front of docker-registry, without a fetcher"
+            );
+            let config = dir.join("ext-authz.json");
+            std::fs::write(&config, crate::envoy::ext_authz_config(listen_port))
+                .unwrap_or_else(|err| panic!("write {}: {err}", config.display()));
+            sidecar_extra.args.push("--ext-authz-config".to_owned());
+            sidecar_extra.args.push(config.display().to_string());
+        }
         let mut sidecar = Sidecar::start_with(
             &dir,
             "sidecar",
             port(options.ports.sidecar),
             &redis.url(),
             files,
-            &options.sidecar,
+            &sidecar_extra,
         );
         let published = match &options.snapshot {
             Some(content) => sidecar.publish(content),
@@ -221,7 +241,7 @@ impl Stack {
         };
 
         let params = EnvoyParams {
-            listen_port: port(options.ports.listen),
+            listen_port,
             admin_port: port(options.ports.admin),
             sidecar_port: sidecar.port,
             registry_port: upstream_port,
@@ -238,7 +258,9 @@ impl Stack {
         };
         let mut envoy = match &options.upstream {
             Upstream::DockerRegistry => {
-                let template = if options.elected_fetcher {
+                let template = if options.ext_authz {
+                    crate::paths::ext_authz_envoy_template()
+                } else if options.elected_fetcher {
                     crate::paths::ingress_envoy_template()
                 } else {
                     crate::paths::local_envoy_template()
@@ -271,7 +293,11 @@ impl Stack {
             }
         };
         if options.snapshot.is_some() {
-            envoy.wait_for_generation(published.generation, INSTALL_TIMEOUT);
+            if options.ext_authz {
+                sidecar.wait_for_ext_authz_generation(published.generation, INSTALL_TIMEOUT);
+            } else {
+                envoy.wait_for_generation(published.generation, INSTALL_TIMEOUT);
+            }
         }
         eprintln!(
             "[harness] stack up in {:.1?}: envoy https://127.0.0.1:{} (admin {}), sidecar {}, upstream {}, redis {}; generation {}",
@@ -294,6 +320,7 @@ impl Stack {
             images,
             passwords,
             published,
+            ext_authz: options.ext_authz,
             scenario,
         }
     }
@@ -372,11 +399,17 @@ impl Stack {
         published
     }
 
-    /// Publishes and waits until Envoy's filter reports the new generation.
+    /// Publishes and waits until Envoy's filter (in ext_authz mode: the sidecar's check)
+    /// reports the new generation.
     pub fn publish_and_wait(&mut self, content: &serde_json::Value) -> Published {
         let published = self.publish(content);
-        self.envoy
-            .wait_for_generation(published.generation, INSTALL_TIMEOUT);
+        if self.ext_authz {
+            self.sidecar
+                .wait_for_ext_authz_generation(published.generation, INSTALL_TIMEOUT);
+        } else {
+            self.envoy
+                .wait_for_generation(published.generation, INSTALL_TIMEOUT);
+        }
         published
     }
 
