@@ -4,6 +4,9 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpListener;
+use std::path::Path;
+
+use crate::http::{HttpVersion, Request};
 
 /// Starts the echo upstream on a free loopback port; it runs until the test process ends.
 pub fn start() -> u16 {
@@ -44,4 +47,20 @@ pub fn header_lines<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
     head.lines()
         .filter(|line| line.starts_with(&prefix))
         .collect()
+}
+
+/// An anonymous public pull through the Envoy at `base` (trusting `ca`) whose client claims to
+/// be alice reaches the echo upstream as `anonymous`, its claim replaced.
+pub fn assert_forged_identity_becomes_anonymous(base: &str, ca: &Path, version: HttpVersion) {
+    let resp = Request::get(format!("{base}/v2/library/public/tags/list"))
+        .version(version)
+        .cacert(ca)
+        .header("x-registry-gate-identity", "user:alice")
+        .send_ok();
+    assert_eq!(
+        header_lines(&resp.text(), "x-registry-gate-identity"),
+        ["x-registry-gate-identity: anonymous"],
+        "anonymous public pull claiming alice, {version}: {}",
+        resp.summary()
+    );
 }
