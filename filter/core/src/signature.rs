@@ -33,8 +33,9 @@ pub enum Path {
     Wasm,
 }
 
-/// The host's signature arithmetic, as the glue offers it.
-pub trait SignatureHost: fmt::Debug {
+/// The host's signature arithmetic, as the glue offers it. `Send`, so that a gate can move
+/// between threads (the sidecar's ext_authz gates live behind mutexes on a thread pool).
+pub trait SignatureHost: fmt::Debug + Send {
     /// Whether [`SignatureHost::check`] is worth calling for `alg` (the host passed the
     /// probe for it). When `false` the pure-Rust check runs without building a request.
     fn handles(&self, alg: Algorithm) -> bool;
