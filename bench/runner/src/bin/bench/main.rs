@@ -3,8 +3,10 @@
 //!
 //! Every row answers the same `GET /v2/team/private/manifests/latest` with a valid bearer
 //! token, through its own Envoy (`--concurrency 1` pinned to one CPU, `taskset -c 0`), driven
-//! by wrk on the other CPU (`taskset -c 1`; Redis, the sidecars and the registry, idle or
-//! serving the upstream rows, are moved there too). Rows, by the issue's numbering:
+//! by wrk on the other CPU (`taskset -c 1`, where Redis and the registry run too). The sidecar
+//! shares Envoy's CPU: in ext_authz mode it makes the decision, so its work comes out of the
+//! same budget as the filter's, and its CPU per request is reported beside Envoy's. Rows, by
+//! the issue's numbering:
 //!
 //! 1. **Envoy, no filter** (`envoy/bench/envoy-request-nofilter.yaml`): the floor.
 //! 2. **no-op Rust wasm** (`envoy-request-noop.yaml`, `bench/noop-filter`): the price of wasm.
@@ -43,13 +45,13 @@ use std::time::Duration;
 use registry_gate_bench::report::{cell, markdown_table, Spread};
 use registry_gate_bench::{env_number, procfs, wrk};
 use registry_gate_core::token::Algorithm;
-use registry_gate_tests::envoy::{Envoy, EnvoyParams, Launch};
+use registry_gate_tests::envoy::{ext_authz_config, Envoy, EnvoyParams, Launch};
 use registry_gate_tests::http::Request;
 use registry_gate_tests::issuers::Issuer;
 use registry_gate_tests::oci::{self, MANIFEST_MEDIA_TYPE};
 use registry_gate_tests::redis::Redis;
 use registry_gate_tests::registry::Registry;
-use registry_gate_tests::sidecar::{Sidecar, ISSUER, SERVICE};
+use registry_gate_tests::sidecar::{Sidecar, SidecarExtra, ISSUER, SERVICE};
 use registry_gate_tests::skopeo::Skopeo;
 use registry_gate_tests::tokens::{now_secs, Mint};
 use registry_gate_tests::{paths, ports, Auth, Scenario};
@@ -140,17 +142,19 @@ enum Proxy {
     Gate,
     JwtAuthnCache,
     JwtAuthn,
+    ExtAuthz,
     NoFilterRegistry,
     GateRegistry,
 }
 
 impl Proxy {
-    const ALL: [Proxy; 7] = [
+    const ALL: [Proxy; 8] = [
         Proxy::NoFilter,
         Proxy::Noop,
         Proxy::Gate,
         Proxy::JwtAuthnCache,
         Proxy::JwtAuthn,
+        Proxy::ExtAuthz,
         Proxy::NoFilterRegistry,
         Proxy::GateRegistry,
     ];
@@ -162,6 +166,7 @@ impl Proxy {
             Proxy::Gate => "envoy-gate",
             Proxy::JwtAuthnCache => "envoy-jwtauthn-cache",
             Proxy::JwtAuthn => "envoy-jwtauthn",
+            Proxy::ExtAuthz => "envoy-extauthz",
             Proxy::NoFilterRegistry => "envoy-nofilter-registry",
             Proxy::GateRegistry => "envoy-gate-registry",
         }
@@ -173,6 +178,7 @@ impl Proxy {
             Proxy::Noop => "envoy-request-noop.yaml",
             Proxy::Gate | Proxy::GateRegistry => "envoy-request-gate.yaml",
             Proxy::JwtAuthnCache | Proxy::JwtAuthn => "envoy-request-jwtauthn.yaml",
+            Proxy::ExtAuthz => "envoy-request-extauthz.yaml",
         };
         paths::repo_root().join("envoy/bench").join(file)
     }
@@ -287,6 +293,13 @@ fn all_rows() -> Vec<Row> {
             ));
         }
     }
+    rows.push(row(
+        6,
+        "extauthz",
+        "ext_authz → the sidecar's check, cached token",
+        Proxy::ExtAuthz,
+        Credential::Sidecar,
+    ));
     rows.extend([
         row(
             7,
@@ -315,6 +328,8 @@ struct Run {
     p50_ms: f64,
     p99_ms: f64,
     cpu_us_per_request: f64,
+    /// The sidecar's CPU over the run per request: its checks in ext_authz mode, ~0 else.
+    sidecar_cpu_us_per_request: f64,
     rss_mib: f64,
     /// `None` when the filter exports no `host_calls` counter (or for the other proxies).
     host_calls_per_request: Option<f64>,
@@ -391,12 +406,21 @@ impl Bench {
     }
 
     /// A measured run; `Err` when any request failed or a figure cannot be read.
-    fn measure(&self, envoy: &mut Envoy, sending: &Sending<'_>) -> Result<Run, String> {
+    /// `sidecar`: the sidecar's pid, whose CPU time over the run is reported per request too
+    /// (the decision's cost in ext_authz mode).
+    fn measure(
+        &self,
+        envoy: &mut Envoy,
+        sending: &Sending<'_>,
+        sidecar: u32,
+    ) -> Result<Run, String> {
         let pid = envoy.process.pid().ok_or("Envoy has no pid")?;
         let before = envoy.stats(STATS_FILTER)?;
         let ticks_before = procfs::cpu_ticks(pid)?;
+        let sidecar_before = procfs::cpu_ticks(sidecar)?;
         let load = self.load(envoy, sending, self.settings.seconds)?;
         let ticks_after = procfs::cpu_ticks(pid)?;
+        let sidecar_after = procfs::cpu_ticks(sidecar)?;
         let after = envoy.stats(STATS_FILTER)?;
         let rss_kib = procfs::vm_rss_kib(pid)?;
 
@@ -432,8 +456,9 @@ impl Bench {
                 load.requests
             ));
         }
-        let cpu_us =
-            ticks_after.saturating_sub(ticks_before) as f64 * 1e6 / self.ticks_per_sec as f64;
+        let micros = |ticks: u64| ticks as f64 * 1e6 / self.ticks_per_sec as f64;
+        let cpu_us = micros(ticks_after.saturating_sub(ticks_before));
+        let sidecar_us = micros(sidecar_after.saturating_sub(sidecar_before));
         let host_calls = sum_suffix(&after, HOST_CALLS_SUFFIX).map(|a| {
             let b = sum_suffix(&before, HOST_CALLS_SUFFIX).unwrap_or(0);
             a.saturating_sub(b) as f64 / ok as f64
@@ -443,6 +468,7 @@ impl Bench {
             p50_ms: load.p50_us as f64 / 1000.0,
             p99_ms: load.p99_us as f64 / 1000.0,
             cpu_us_per_request: cpu_us / ok as f64,
+            sidecar_cpu_us_per_request: sidecar_us / ok as f64,
             rss_mib: rss_kib as f64 / 1024.0,
             host_calls_per_request: host_calls,
         })
@@ -636,13 +662,36 @@ fn run() -> Result<(), String> {
     let password = registry_gate_tests::sidecar::random_hex(12);
     let users = BTreeMap::from([(USER.to_owned(), password.clone())]);
     let files = Sidecar::prepare(&dir, &users, 4);
-    let mut sidecar = Sidecar::start(&dir, ports::free_port(), &redis.url(), files);
-    pin(sidecar.process.pid(), &settings.load_cpus, "sidecar")?;
+    // The sidecar also answers ext_authz checks (row 6), with the filter's configuration.
+    let extauthz_port = ports::free_port();
+    let extauthz_config = dir.join("ext-authz.json");
+    std::fs::write(&extauthz_config, ext_authz_config(extauthz_port))
+        .map_err(|err| format!("write {}: {err}", extauthz_config.display()))?;
+    let extra = SidecarExtra {
+        args: vec![
+            "--ext-authz-config".to_owned(),
+            extauthz_config.display().to_string(),
+        ],
+        ..SidecarExtra::default()
+    };
+    let mut sidecar = Sidecar::start_with(
+        &dir,
+        "sidecar",
+        ports::free_port(),
+        &redis.url(),
+        files,
+        &extra,
+    );
+    // On Envoy's CPU: in ext_authz mode the sidecar decides, and its work must come out of
+    // the same CPU budget as the filter's (otherwise idle: the fetchers' long-polls).
+    pin(sidecar.process.pid(), &settings.envoy_cpus, "sidecar")?;
+    let sidecar_pid = sidecar.process.pid().ok_or("the sidecar has no pid")?;
     let published = sidecar.publish(&serde_json::json!({
         "repositories": [{"name": REPOSITORY, "auth_required": true}],
         "users": {USER: [REPOSITORY]},
         "keys": issuers.values().map(Issuer::jwk).collect::<Vec<_>>(),
     }));
+    sidecar.wait_for_ext_authz_generation(published.generation, Duration::from_secs(30));
 
     let wasm = paths::wasm();
     let noop_wasm = paths::noop_wasm();
@@ -652,7 +701,11 @@ fn run() -> Result<(), String> {
             continue;
         }
         let params = EnvoyParams {
-            listen_port: ports::free_port(),
+            listen_port: if proxy == Proxy::ExtAuthz {
+                extauthz_port
+            } else {
+                ports::free_port()
+            },
             admin_port: ports::free_port(),
             sidecar_port: sidecar.port,
             registry_port: registry.port,
@@ -764,7 +817,7 @@ fn run() -> Result<(), String> {
                 Some(pool) => Sending::Pool(pool),
                 None => Sending::Token(&token),
             };
-            match bench.measure(envoy, &sending) {
+            match bench.measure(envoy, &sending, sidecar_pid) {
                 Ok(run) => {
                     eprintln!(
                         "[bench] round {}/{} {:<40} {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms  \
@@ -914,6 +967,11 @@ fn table(rows: &[Row], runs: &Runs) -> String {
                 cell(of(id, &|r| Some(r.p50_ms)), 3, "—"),
                 cell(of(id, &|r| Some(r.p99_ms)), 3, "—"),
                 cell(of(id, &|r| Some(r.cpu_us_per_request)), 1, "—"),
+                if row.proxy == Proxy::ExtAuthz {
+                    cell(of(id, &|r| Some(r.sidecar_cpu_us_per_request)), 1, "—")
+                } else {
+                    "—".to_owned()
+                },
                 cell(of(id, &|r| Some(r.rss_mib)), 1, "—"),
                 cell(ratio(runs, id, floor, rps), 3, "—"),
                 cell(ratio(runs, id, "noop", rps), 3, "—"),
@@ -929,6 +987,7 @@ fn table(rows: &[Row], runs: &Runs) -> String {
             "p50 ms",
             "p99 ms",
             "Envoy CPU µs/request",
+            "sidecar CPU µs/request",
             "Envoy RSS MiB",
             "× no filter",
             "× no-op wasm",
@@ -1000,6 +1059,13 @@ fn targets(rows: &[Row], runs: &Runs) -> String {
             Some(Bound::AtMost(bound)),
         ));
     }
+    list.push(target(
+        "registry-gate (cached) vs ext_authz to the sidecar".into(),
+        "gate",
+        "extauthz",
+        RPS,
+        Some(Bound::AtLeast(3.0)),
+    ));
     list.push(target(
         "a real pull's request: registry-gate vs no filter, registry upstream".into(),
         "gate-registry",
@@ -1089,6 +1155,7 @@ mod tests {
             p50_ms: 1.0,
             p99_ms: 1.0,
             cpu_us_per_request: 1.0,
+            sidecar_cpu_us_per_request: 0.0,
             rss_mib: 1.0,
             host_calls_per_request: None,
         };
