@@ -1,10 +1,11 @@
 //! What `make bench` and its siblings share: reading `/proc` ([`procfs`]), wrk as the load
-//! generator ([`wrk`]), the report tables ([`report`]) and settings from the environment
-//! ([`env_number`]). The binaries in `src/bin/` start the stacks (with the end-to-end tests'
+//! generator ([`wrk`]), the report tables ([`report`]), large generated snapshots ([`scale`])
+//! and settings from the environment ([`env_number`]). The binaries in `src/bin/` start the stacks (with the end-to-end tests'
 //! harness, `registry-gate-tests`) and print their tables.
 
 pub mod procfs;
 pub mod report;
+pub mod scale;
 pub mod wrk;
 
 /// `name` from the environment as a number, or `default` when unset; a value that does not
