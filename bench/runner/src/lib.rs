@@ -1,8 +1,10 @@
-//! What `make bench` and its siblings share: reading `/proc` ([`procfs`]), wrk as the load
+//! What `make bench` and its siblings share: reading `/proc` ([`procfs`]), timing single
+//! requests ([`http1`]), wrk as the load
 //! generator ([`wrk`]), the report tables ([`report`]), large generated snapshots ([`scale`])
 //! and settings from the environment ([`env_number`]). The binaries in `src/bin/` start the stacks (with the end-to-end tests'
 //! harness, `registry-gate-tests`) and print their tables.
 
+pub mod http1;
 pub mod procfs;
 pub mod report;
 pub mod scale;
