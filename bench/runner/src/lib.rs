@@ -10,6 +10,11 @@ pub mod report;
 pub mod scale;
 pub mod wrk;
 
+/// `V2_ACTION` of the `envoy/bench/envoy-request-*.yaml` templates for an Envoy that answers
+/// every `/v2/` request itself (a 200, no upstream): only Envoy and the filter are measured.
+pub const V2_DIRECT_RESPONSE: &str =
+    r#"direct_response: { status: 200, body: { inline_string: "{}" } }"#;
+
 /// `name` from the environment as a number, or `default` when unset; a value that does not
 /// parse is an error naming it (a typo must not silently run the default).
 pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>

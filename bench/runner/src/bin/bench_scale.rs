@@ -53,7 +53,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use registry_gate_bench::http1::Connection;
 use registry_gate_bench::report::markdown_table;
 use registry_gate_bench::scale::{self, Scale};
-use registry_gate_bench::{env_number, procfs};
+use registry_gate_bench::{env_number, procfs, V2_DIRECT_RESPONSE};
 use registry_gate_tests::envoy::{Envoy, EnvoyParams, Launch};
 use registry_gate_tests::redis::Redis;
 use registry_gate_tests::sidecar::{random_hex, Sidecar, SidecarExtra};
@@ -621,7 +621,7 @@ fn run() -> Result<(), String> {
         concurrency: u32::try_from(WORKERS).unwrap_or(2),
         log_level: "info".to_owned(),
         cpus: None,
-        extra_vars: Vec::new(),
+        extra_vars: vec![("V2_ACTION", V2_DIRECT_RESPONSE.to_owned())],
     };
     let template = paths::repo_root().join("envoy/bench/envoy-request-gate.yaml");
     let mut envoy = Envoy::start_with(&dir, &template, params, &launch);
@@ -1093,7 +1093,11 @@ mod tests {
             sample(2_000, 1),
         ];
         let windows = split(&samples, &[(1_000, 1_400)]);
-        assert_eq!(windows.steady.len(), 4, "100, 500, 980 (ends at 985) and 2000 are steady");
+        assert_eq!(
+            windows.steady.len(),
+            4,
+            "100, 500, 980 (ends at 985) and 2000 are steady"
+        );
         assert_eq!(
             windows.rebuilding.len(),
             2,
