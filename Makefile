@@ -18,6 +18,15 @@
 #   make bench-login  deps + build, then a login storm (podman) against htpasswd without and
 #                with the positive login cache, and against Katello (bench/runner/src/bin/bench_login.rs;
 #                BENCH_LOGINS, BENCH_USERS)
+#   make bench-scale  deps + build, then issue 9's scale measurement: a snapshot of 100,000
+#                repositories, 10,000 users and 1,000,000 grants (bench/runner/src/scale.rs) published
+#                SCALE_PUBLISHES times to Envoy --concurrency 2 under load — wire size and compression,
+#                publish time, publish → enforced on every worker, install time per worker, RSS,
+#                latency during rebuilds — and 1,000 concurrent /v2/token logins (curl) against
+#                htpasswd without and with the positive login cache (bench/runner/src/bin/bench_scale.rs;
+#                SCALE_REPOSITORIES, SCALE_USERS, SCALE_GRANTS, SCALE_SEED, SCALE_PUBLISHES,
+#                SCALE_PAUSE_MS, SCALE_LOAD_CONNECTIONS, SCALE_LOAD_INTERVAL_MS, SCALE_LOGINS,
+#                SCALE_LOGIN_USERS); writes bench/results/scale.md
 #   make stress  deps + build, then the stress suite larger than CI runs it (tests/tests/stress.rs:
 #                writers, logins, probes and pulls while Redis, sidecars and Envoy are faulted, then
 #                the checker; STRESS_SECONDS, STRESS_KATELLO_WRITERS, STRESS_NATIVE_WRITERS,
@@ -75,7 +84,7 @@ NOOP_WASM := $(TARGET_DIR)/wasm32-wasip1/release/registry_gate_bench_noop.wasm
 E2E_TEST_THREADS ?= 2
 
 .PHONY: deps deps-apt deps-rust deps-envoy deps-k8s deps-pulp deps-wasm-bindgen build fmt lint \
-	test test-native test-wasm test-k8s test-e2e run stress bench bench-login fuzz
+	test test-native test-wasm test-k8s test-e2e run stress bench bench-login bench-scale fuzz
 
 ## deps ----------------------------------------------------------------------------------
 
@@ -209,6 +218,9 @@ bench: deps build
 
 bench-login: deps build
 	$(CARGO) run -p registry-gate-bench --bin bench_login
+
+bench-scale: deps build
+	$(CARGO) run -p registry-gate-bench --bin bench_scale
 
 ## fuzz -----------------------------------------------------------------------------------
 

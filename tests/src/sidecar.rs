@@ -254,6 +254,28 @@ impl Sidecar {
         );
     }
 
+    /// A token for `user` to pull `repository`, straight from the sidecar's `/v2/token`
+    /// (Basic credentials); `Err` unless it answers 200 with a token.
+    pub fn token(&self, user: &str, password: &str, repository: &str) -> Result<String, String> {
+        let url = format!(
+            "{}/v2/token?service={SERVICE}&scope=repository:{repository}:pull",
+            self.url()
+        );
+        let resp = Request::get(url)
+            .auth(Auth::Basic(user, password))
+            .timeout(Duration::from_secs(10))
+            .send()?;
+        if resp.status != 200 {
+            return Err(format!("token for {user}: {}", resp.summary()));
+        }
+        let json: serde_json::Value = serde_json::from_slice(&resp.body)
+            .map_err(|err| format!("token response is not JSON ({err}): {}", resp.summary()))?;
+        json.get("token")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("token response has no token: {}", resp.summary()))
+    }
+
     /// `GET /v1/snapshot` (no long-poll) with the read secret, the raw response.
     pub fn get_snapshot(&self) -> Result<Response, String> {
         Request::get(format!("{}/v1/snapshot", self.url()))

@@ -1,9 +1,10 @@
-//! Login storms: many `podman login`s at once against a stack, and the latency figures they
-//! leave behind — each client's own wall time and the gateway's time to answer `/v2/token`
-//! (Envoy's access-log `duration_ms`, which excludes the clients' own start-up).
+//! Login storms: many `podman login`s at once against a stack, or bursts of many more
+//! `/v2/token` logins from curl, and the latency figures they leave behind — each client's
+//! own wall time and the gateway's time to answer `/v2/token` (Envoy's access-log
+//! `duration_ms`, which excludes the clients' own start-up).
 //!
-//! Shared by the storm test (correctness under load) and `bench_login` (the figures side by
-//! side). It only runs clients and reads logs; what a storm must achieve is the caller's to
+//! Shared by the storm test (correctness under load), the stress suite (curl bursts),
+//! `bench_login` (the figures side by side) and `bench_scale` (1,000 concurrent logins). It only runs clients and reads logs; what a storm must achieve is the caller's to
 //! assert.
 
 use std::collections::BTreeMap;
@@ -86,6 +87,109 @@ pub fn podman_logins(stack: &Stack, dir: &Path, logins: &[(String, String)]) -> 
             })
             .collect()
     })
+}
+
+/// Where a curl login burst goes: `GET <base_url>/v2/token?service=…&scope=repository:
+/// <repository>:pull` with Basic credentials, trusting `ca`; curl's config files go in `dir`.
+#[derive(Debug, Clone, Copy)]
+pub struct CurlBurst<'a> {
+    pub base_url: &'a str,
+    pub ca: &'a Path,
+    pub repository: &'a str,
+    pub dir: &'a Path,
+}
+
+/// One `/v2/token` login of a curl burst: the status (0 when no response arrived) and curl's
+/// `time_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurlLogin {
+    pub status: u16,
+    pub duration: Duration,
+}
+
+/// The most transfers curl runs in parallel in one process.
+const CURL_PARALLEL_MAX: usize = 250;
+
+/// `count` logins at once, cycling through `logins`, as `podman login`-sized `/v2/token`
+/// requests from curl (all transfers in parallel: several curl processes started together,
+/// since one runs at most a few hundred at once). Returns every transfer's outcome and curl's
+/// error messages counted (digits taken out, so "after 14 ms" and ports count as one).
+pub fn curl_logins(
+    burst: &CurlBurst<'_>,
+    logins: &[(String, String)],
+    count: usize,
+) -> (Vec<CurlLogin>, BTreeMap<String, usize>) {
+    if logins.is_empty() {
+        return (Vec::new(), BTreeMap::new());
+    }
+    std::fs::create_dir_all(burst.dir)
+        .unwrap_or_else(|err| panic!("create {}: {err}", burst.dir.display()));
+    let children: Vec<std::process::Child> = (0..count)
+        .collect::<Vec<_>>()
+        .chunks(CURL_PARALLEL_MAX)
+        .enumerate()
+        .map(|(part, numbers)| {
+            let config = burst.dir.join(format!("logins-{part}.curl"));
+            let text: Vec<String> = numbers
+                .iter()
+                .filter_map(|n| logins.get(n % logins.len()))
+                .map(|(user, password)| {
+                    format!(
+                        "url = \"{}/v2/token?service={}&scope=repository:{}:pull\"\n\
+                         user = \"{user}:{password}\"\ncacert = \"{}\"\n\
+                         output = \"/dev/null\"\nmax-time = 30\n\
+                         write-out = \"%{{http_code}} %{{time_total}}\\n\"\n",
+                        burst.base_url,
+                        crate::sidecar::SERVICE,
+                        burst.repository,
+                        burst.ca.display(),
+                    )
+                })
+                .collect();
+            // `next` separates transfers (after the last it would start an empty one).
+            std::fs::write(&config, text.join("next\n"))
+                .unwrap_or_else(|err| panic!("write {}: {err}", config.display()));
+            Command::new(crate::paths::curl())
+                .args([
+                    "--silent",
+                    "--show-error",
+                    "--parallel",
+                    "--parallel-immediate",
+                ])
+                .arg("--parallel-max")
+                .arg(numbers.len().to_string())
+                .arg("--config")
+                .arg(&config)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|err| panic!("run curl: {err}"))
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    for child in children {
+        let output = child
+            .wait_with_output()
+            .unwrap_or_else(|err| panic!("wait for curl: {err}"));
+        for line in String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .filter(|l| l.starts_with("curl:"))
+        {
+            let message: String = line.chars().filter(|c| !c.is_ascii_digit()).collect();
+            *errors.entry(message).or_default() += 1;
+        }
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let mut words = line.split_whitespace();
+            let status = words.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let seconds: f64 = words.next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+            outcomes.push(CurlLogin {
+                status,
+                duration: Duration::from_secs_f64(seconds.max(0.0)),
+            });
+        }
+    }
+    (outcomes, errors)
 }
 
 /// Envoy's `duration_ms` of every `/v2/token` request in the access log after the first

@@ -1,11 +1,19 @@
-//! What `make bench` and its siblings share: reading `/proc` ([`procfs`]), wrk as the load
-//! generator ([`wrk`]), the report tables ([`report`]) and settings from the environment
-//! ([`env_number`]). The binaries in `src/bin/` start the stacks (with the end-to-end tests'
+//! What `make bench` and its siblings share: reading `/proc` ([`procfs`]), timing single
+//! requests ([`http1`]), wrk as the load
+//! generator ([`wrk`]), the report tables ([`report`]), large generated snapshots ([`scale`])
+//! and settings from the environment ([`env_number`]). The binaries in `src/bin/` start the stacks (with the end-to-end tests'
 //! harness, `registry-gate-tests`) and print their tables.
 
+pub mod http1;
 pub mod procfs;
 pub mod report;
+pub mod scale;
 pub mod wrk;
+
+/// `V2_ACTION` of the `envoy/bench/envoy-request-*.yaml` templates for an Envoy that answers
+/// every `/v2/` request itself (a 200, no upstream): only Envoy and the filter are measured.
+pub const V2_DIRECT_RESPONSE: &str =
+    r#"direct_response: { status: 200, body: { inline_string: "{}" } }"#;
 
 /// `name` from the environment as a number, or `default` when unset; a value that does not
 /// parse is an error naming it (a typo must not silently run the default).

@@ -10,6 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use hashbrown::HashSet;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -232,7 +234,9 @@ impl Content {
                 self.keys.len()
             ));
         }
-        let mut known = BTreeSet::new();
+        // Hashed, not ordered: a grant's lookup is one probe instead of a walk through a tree
+        // whose every step is a cache miss (a million grants took seconds that way).
+        let mut known = HashSet::with_capacity(self.repositories.len());
         for repository in &self.repositories {
             if !is_valid_repository_name(&repository.name) {
                 problems.add(format!("repository name {:?} is invalid", repository.name));

@@ -849,89 +849,28 @@ fn login_bursts(
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        // curl runs at most 300 transfers at once per process: several processes, started
-        // together, make the burst truly concurrent.
-        let children: Vec<std::process::Child> = (0..params.logins)
-            .collect::<Vec<_>>()
-            .chunks(CURL_PARALLEL_MAX)
-            .enumerate()
-            .map(|(part, numbers)| {
-                let config = dir.join(format!("logins-{burst}-{part}.curl"));
-                let text: Vec<String> = numbers
-                    .iter()
-                    .map(|n| {
-                        let (user, password) = &logins[n % logins.len()];
-                        format!(
-                            "url = \"{base_url}/v2/token?service={}&scope=repository:{}:pull\"\n\
-                             user = \"{user}:{password}\"\ncacert = \"{}\"\n\
-                             output = \"/dev/null\"\nmax-time = 30\n\
-                             write-out = \"%{{http_code}} %{{time_total}}\\n\"\n",
-                            crate::sidecar::SERVICE,
-                            slot(0),
-                            ca.display(),
-                        )
-                    })
-                    .collect();
-                // `next` separates transfers (after the last it would start an empty one).
-                std::fs::write(&config, text.join("next\n"))
-                    .unwrap_or_else(|err| panic!("write {}: {err}", config.display()));
-                std::process::Command::new(crate::paths::curl())
-                    .args([
-                        "--silent",
-                        "--show-error",
-                        "--parallel",
-                        "--parallel-immediate",
-                    ])
-                    .arg("--parallel-max")
-                    .arg(numbers.len().to_string())
-                    .arg("--config")
-                    .arg(&config)
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap_or_else(|err| panic!("run curl: {err}"))
-            })
-            .collect();
-        for child in children {
-            let output = child
-                .wait_with_output()
-                .unwrap_or_else(|err| panic!("wait for curl: {err}"));
-            record_logins(burst, &output, recorder);
+        let burst_dir = dir.join(format!("logins-{burst}"));
+        let (logins, errors) = crate::storm::curl_logins(
+            &crate::storm::CurlBurst {
+                base_url,
+                ca,
+                repository: &slot(0),
+                dir: &burst_dir,
+            },
+            logins,
+            params.logins,
+        );
+        if !errors.is_empty() {
+            eprintln!("[stress] login burst {burst}: curl reported {errors:?}");
         }
-    }
-}
-
-/// The most transfers curl runs in parallel in one process.
-const CURL_PARALLEL_MAX: usize = 250;
-
-/// One curl process's logins (`<status> <seconds>` per line).
-fn record_logins(burst: usize, output: &std::process::Output, recorder: &Recorder) {
-    let at_ms = recorder.now_ms();
-    // Counted by message with the numbers taken out ("after 14 ms", ports).
-    let errors: BTreeMap<String, usize> = String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .filter(|l| l.starts_with("curl:"))
-        .map(|l| {
-            l.chars()
-                .filter(|c| !c.is_ascii_digit())
-                .collect::<String>()
-        })
-        .fold(BTreeMap::new(), |mut counts, line| {
-            *counts.entry(line).or_default() += 1;
-            counts
-        });
-    if !errors.is_empty() {
-        eprintln!("[stress] login burst {burst}: curl reported {errors:?}");
-    }
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let mut words = line.split_whitespace();
-        let status = words.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        let seconds: f64 = words.next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
-        recorder.push(Event::Login(Login {
-            at_ms,
-            status,
-            duration_ms: (seconds * 1000.0) as u64,
-        }));
+        let at_ms = recorder.now_ms();
+        for login in logins {
+            recorder.push(Event::Login(Login {
+                at_ms,
+                status: login.status,
+                duration_ms: u64::try_from(login.duration.as_millis()).unwrap_or(u64::MAX),
+            }));
+        }
     }
 }
 
