@@ -43,7 +43,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use registry_gate_bench::report::{cell, markdown_table, Spread};
-use registry_gate_bench::{env_number, procfs, wrk};
+use registry_gate_bench::scale::{self, Scale};
+use registry_gate_bench::{env_number, procfs, wrk, V2_DIRECT_RESPONSE};
 use registry_gate_core::token::Algorithm;
 use registry_gate_tests::envoy::{ext_authz_config, Envoy, EnvoyParams, Launch};
 use registry_gate_tests::http::Request;
@@ -75,8 +76,7 @@ const HOST_CALLS_SUFFIX: &str = "registry_gate.host_calls";
 const SIDECAR_ALGORITHM: Algorithm = Algorithm::EdDSA;
 /// The algorithms rows 4 and 5 cover.
 const ALGORITHMS: [Algorithm; 3] = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
-/// `V2_ACTION` of the rows answered by Envoy itself, and of the rows with an upstream.
-const DIRECT: &str = r#"direct_response: { status: 200, body: { inline_string: "{}" } }"#;
+/// `V2_ACTION` of the rows with an upstream (the others: [`V2_DIRECT_RESPONSE`]).
 const UPSTREAM: &str = "route: { cluster: registry, timeout: 30s }";
 
 /// Set by Ctrl-C / SIGTERM: stop after the current run.
@@ -96,6 +96,8 @@ struct Settings {
     pool: usize,
     /// Row ids to run; empty = all.
     only: Vec<String>,
+    /// Row 8's snapshot (`BENCH_LARGE_REPOSITORIES`, `_USERS`, `_GRANTS`).
+    large: Scale,
 }
 
 impl Settings {
@@ -117,6 +119,12 @@ impl Settings {
                         .collect()
                 })
                 .unwrap_or_default(),
+            large: Scale {
+                repositories: env_number("BENCH_LARGE_REPOSITORIES", Scale::ISSUE_9.repositories)?,
+                users: env_number("BENCH_LARGE_USERS", Scale::ISSUE_9.users)?,
+                grants: env_number("BENCH_LARGE_GRANTS", Scale::ISSUE_9.grants)?,
+                seed: Scale::ISSUE_9.seed,
+            },
         };
         if settings.rounds == 0 || settings.seconds == 0 || settings.connections == 0 {
             return Err("BENCH_ROUNDS, BENCH_SECONDS and BENCH_CONNECTIONS must be > 0".into());
@@ -145,10 +153,12 @@ enum Proxy {
     ExtAuthz,
     NoFilterRegistry,
     GateRegistry,
+    /// registry-gate fetching from its own sidecar, whose snapshot is large.
+    GateLarge,
 }
 
 impl Proxy {
-    const ALL: [Proxy; 8] = [
+    const ALL: [Proxy; 9] = [
         Proxy::NoFilter,
         Proxy::Noop,
         Proxy::Gate,
@@ -157,6 +167,7 @@ impl Proxy {
         Proxy::ExtAuthz,
         Proxy::NoFilterRegistry,
         Proxy::GateRegistry,
+        Proxy::GateLarge,
     ];
 
     fn name(self) -> &'static str {
@@ -169,6 +180,7 @@ impl Proxy {
             Proxy::ExtAuthz => "envoy-extauthz",
             Proxy::NoFilterRegistry => "envoy-nofilter-registry",
             Proxy::GateRegistry => "envoy-gate-registry",
+            Proxy::GateLarge => "envoy-gate-large",
         }
     }
 
@@ -176,7 +188,7 @@ impl Proxy {
         let file = match self {
             Proxy::NoFilter | Proxy::NoFilterRegistry => "envoy-request-nofilter.yaml",
             Proxy::Noop => "envoy-request-noop.yaml",
-            Proxy::Gate | Proxy::GateRegistry => "envoy-request-gate.yaml",
+            Proxy::Gate | Proxy::GateRegistry | Proxy::GateLarge => "envoy-request-gate.yaml",
             Proxy::JwtAuthnCache | Proxy::JwtAuthn => "envoy-request-jwtauthn.yaml",
             Proxy::ExtAuthz => "envoy-request-extauthz.yaml",
         };
@@ -186,13 +198,13 @@ impl Proxy {
     fn v2_action(self) -> &'static str {
         match self {
             Proxy::NoFilterRegistry | Proxy::GateRegistry => UPSTREAM,
-            _ => DIRECT,
+            _ => V2_DIRECT_RESPONSE,
         }
     }
 
     /// Whether it runs registry-gate (waits for the snapshot; reports host calls).
     fn is_gate(self) -> bool {
-        matches!(self, Proxy::Gate | Proxy::GateRegistry)
+        matches!(self, Proxy::Gate | Proxy::GateRegistry | Proxy::GateLarge)
     }
 }
 
@@ -314,6 +326,15 @@ fn all_rows() -> Vec<Row> {
             "registry-gate, cached → registry",
             Proxy::GateRegistry,
             Credential::Sidecar,
+        ),
+        // A bench issuer's token: the large snapshot comes from its own sidecar, and once
+        // cached a token costs the same whatever signed it.
+        row(
+            8,
+            "gate-large",
+            "registry-gate, cached token, large snapshot",
+            Proxy::GateLarge,
+            Credential::Same(Algorithm::ES256),
         ),
     ]);
     rows
@@ -693,6 +714,51 @@ fn run() -> Result<(), String> {
     }));
     sidecar.wait_for_ext_authz_generation(published.generation, Duration::from_secs(30));
 
+    // Row 8's own Redis and sidecar, holding the large snapshot (plus alice's grant and the
+    // issuers' keys, so row 8 sends what row 3 sends).
+    let large = if rows.iter().any(|r| r.proxy == Proxy::GateLarge) {
+        let large_dir = dir.join("large");
+        std::fs::create_dir_all(&large_dir)
+            .map_err(|err| format!("create {}: {err}", large_dir.display()))?;
+        let redis = Redis::start(&large_dir, ports::free_port());
+        pin(redis.process.pid(), &settings.load_cpus, "redis (large)")?;
+        let files = Sidecar::prepare(&large_dir, &users, 4);
+        let mut sidecar = Sidecar::start(&large_dir, ports::free_port(), &redis.url(), files);
+        pin(
+            sidecar.process.pid(),
+            &settings.load_cpus,
+            "sidecar (large)",
+        )?;
+        let mut content = scale::content(&settings.large);
+        let object = content
+            .as_object_mut()
+            .ok_or("the generated content is not an object")?;
+        if let Some(repositories) = object
+            .get_mut("repositories")
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            repositories.push(serde_json::json!({"name": REPOSITORY, "auth_required": true}));
+        }
+        if let Some(users) = object
+            .get_mut("users")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            users.insert(USER.to_owned(), serde_json::json!([REPOSITORY]));
+        }
+        object.insert(
+            "keys".to_owned(),
+            issuers.values().map(Issuer::jwk).collect(),
+        );
+        eprintln!(
+            "[bench] publishing the large snapshot: {} repositories, {} users, {} grants",
+            settings.large.repositories, settings.large.users, settings.large.grants
+        );
+        let published = sidecar.publish(&content);
+        Some((redis, sidecar, published))
+    } else {
+        None
+    };
+
     let wasm = paths::wasm();
     let noop_wasm = paths::noop_wasm();
     let mut envoys: BTreeMap<Proxy, Envoy> = BTreeMap::new();
@@ -700,6 +766,10 @@ fn run() -> Result<(), String> {
         if !rows.iter().any(|r| r.proxy == proxy) {
             continue;
         }
+        let (fetch_from, generation) = match (&large, proxy) {
+            (Some((_, large, published)), Proxy::GateLarge) => (large, published.generation),
+            _ => (&sidecar, published.generation),
+        };
         let params = EnvoyParams {
             listen_port: if proxy == Proxy::ExtAuthz {
                 extauthz_port
@@ -707,7 +777,7 @@ fn run() -> Result<(), String> {
                 ports::free_port()
             },
             admin_port: ports::free_port(),
-            sidecar_port: sidecar.port,
+            sidecar_port: fetch_from.port,
             registry_port: registry.port,
             // No TLS listener in the bench configs.
             tls_cert: PathBuf::new(),
@@ -715,7 +785,7 @@ fn run() -> Result<(), String> {
             client_ca: PathBuf::new(),
             wasm: wasm.clone(),
             access_log_state: false,
-            snapshot_read_secret: sidecar.files.read_secret.clone(),
+            snapshot_read_secret: fetch_from.files.read_secret.clone(),
         };
         let cache = match proxy {
             Proxy::JwtAuthnCache => "jwt_cache_config: { jwt_cache_size: 100 }",
@@ -737,7 +807,8 @@ fn run() -> Result<(), String> {
         };
         let mut envoy = Envoy::start_with(&dir, &proxy.template(), params, &launch);
         if proxy.is_gate() {
-            envoy.wait_for_generation(published.generation, Duration::from_secs(30));
+            // A large snapshot takes seconds per worker to install.
+            envoy.wait_for_generation(generation, Duration::from_secs(300));
         }
         envoys.insert(proxy, envoy);
     }
@@ -1065,6 +1136,13 @@ fn targets(rows: &[Row], runs: &Runs) -> String {
         "extauthz",
         RPS,
         Some(Bound::AtLeast(3.0)),
+    ));
+    list.push(target(
+        "registry-gate (cached) with the large snapshot vs the small one".into(),
+        "gate-large",
+        "gate",
+        RPS,
+        Some(Bound::AtLeast(0.95)),
     ));
     list.push(target(
         "a real pull's request: registry-gate vs no filter, registry upstream".into(),
