@@ -17,10 +17,14 @@ use thiserror::Error;
 use registry_gate_core::config::Settings;
 
 use crate::katello::{ClientIdentity, KatelloSettings};
+
+mod sync;
+
 use crate::keys::SigningKey;
 use crate::store::{ReplicaAcks, Target, MAX_REPLICA_ACK_TIMEOUT};
 use crate::tls::Tls;
 use crate::token::Htpasswd;
+pub use sync::{SyncArgs, SyncConfig, SyncSource};
 
 /// registry-gate sidecar: snapshot distribution over Redis, sync API and Docker token endpoint.
 #[derive(Debug, Parser)]
@@ -36,6 +40,11 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Write a fresh Ed25519 signing key (PKCS#8 PEM, mode 0600); never overwrites.
     Keygen(KeygenArgs),
+    /// Publish one complete snapshot from a file or from Pulp through a sidecar, then exit
+    /// (for a CronJob or a timer). Exit codes: 0 published or unchanged (or a dry run), 2 bad
+    /// settings or a source that cannot be read, 3 refused by the shrink guard, 4 the sidecar
+    /// unreachable, refusing, or its generation kept changing.
+    Sync(Box<SyncArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -809,7 +818,7 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(args) => *args,
-            Command::Keygen(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 

@@ -19,4 +19,4 @@ pub use client::{
     ClientIdentity, KatelloClient, KatelloConfigError, KatelloError, KatelloSettings, TokenAnswer,
 };
 pub use form::{parse_nested_query, FormError, FormLimits};
-pub use sync::{apply, decode, users, Applied, Change, Endpoint, SyncError};
+pub use sync::{apply, decode, decode_value, users, Applied, Change, Endpoint, SyncError};

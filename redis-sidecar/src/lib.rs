@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod cache;
+pub mod client_tls;
 pub mod config;
 pub mod ext_authz;
 pub mod katello;
@@ -19,6 +20,7 @@ pub mod publisher;
 pub mod refresh;
 pub mod state;
 pub mod store;
+pub mod sync_job;
 pub mod tls;
 pub mod token;
 
@@ -32,7 +34,7 @@ use tokio::sync::watch;
 
 use crate::tls::ClientCertificate;
 
-pub use crate::config::{Cli, Command, Config, ConfigError, ServeArgs};
+pub use crate::config::{Cli, Command, Config, ConfigError, ServeArgs, SyncArgs, SyncConfig};
 pub use crate::state::AppState;
 
 /// Why the server stopped with an error.

@@ -1,12 +1,14 @@
 //! The `registry-gate-sidecar` binary: parses the command line, sets up structured logging
 //! and runs a subcommand. It must never hold logic of its own beyond exit codes: 2 for a bad
-//! configuration (every problem listed), 1 for a runtime failure.
+//! configuration (every problem listed), 1 for a runtime failure; `sync` has its own
+//! (`sync_job::JobError::exit_code`).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use registry_gate_sidecar::config::LogFormat;
-use registry_gate_sidecar::{keys, run, Cli, Command, Config};
+use registry_gate_sidecar::sync_job::{self, EXIT_OK, EXIT_SOURCE};
+use registry_gate_sidecar::{keys, run, Cli, Command, Config, SyncConfig};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -32,6 +34,41 @@ fn main() -> ExitCode {
             };
             init_logging(config.log_format);
             serve(config)
+        }
+        Command::Sync(args) => match SyncConfig::from_args(&args) {
+            Ok(config) => sync(&config),
+            Err(error) => {
+                eprintln!("registry-gate-sidecar sync: {error}");
+                ExitCode::from(EXIT_SOURCE)
+            }
+        },
+    }
+}
+
+/// One sync: the dry run's diff and the summary line on stdout, problems on stderr.
+fn sync(config: &SyncConfig) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("registry-gate-sidecar sync: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(sync_job::run(config));
+    if let Some(diff) = &report.diff {
+        print!("{diff}");
+    }
+    if let Some(summary) = &report.summary {
+        println!("{summary}");
+    }
+    match report.result {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(error) => {
+            eprintln!("registry-gate-sidecar sync: {error}");
+            ExitCode::from(error.exit_code())
         }
     }
 }

@@ -28,12 +28,13 @@ use std::time::Duration;
 
 use axum::http::header::{ACCEPT, AUTHORIZATION};
 use axum::http::HeaderValue;
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ClientConfig;
 use serde::Deserialize;
 use thiserror::Error;
 use tokio::sync::Semaphore;
+
+pub use crate::client_tls::ClientIdentity;
+use crate::client_tls::{check_base_url, client_config, ClientTlsError};
 
 /// The largest `/v2/token` answer read; a token response is a few hundred bytes.
 const MAX_TOKEN_BODY: usize = 64 * 1024;
@@ -65,13 +66,6 @@ pub struct KatelloSettings {
     pub max_connections: usize,
 }
 
-/// The client certificate and key presented to Katello.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIdentity<'a> {
-    pub cert_file: &'a Path,
-    pub key_file: &'a Path,
-}
-
 impl KatelloSettings {
     /// Checks the URL and reads the CA (else the system trust store) and client identity.
     pub fn load(
@@ -82,115 +76,33 @@ impl KatelloSettings {
         max_connections: usize,
     ) -> Result<KatelloSettings, Vec<KatelloConfigError>> {
         let mut problems = Vec::new();
-        let bad_url = |reason: &str| KatelloConfigError::Url {
-            url: url.to_owned(),
-            reason: reason.to_owned(),
-        };
-        match reqwest::Url::parse(url) {
-            Ok(parsed) if !matches!(parsed.scheme(), "https" | "http") => {
-                problems.push(bad_url("expected an https:// (or http://) URL"));
-            }
-            Ok(parsed) if parsed.query().is_some() || parsed.fragment().is_some() => {
-                problems.push(bad_url("must not have a query or fragment"));
-            }
-            Ok(parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
-                problems.push(bad_url("must not carry credentials"));
-            }
-            Ok(_) => {}
-            Err(e) => problems.push(bad_url(&e.to_string())),
+        if let Err(reason) = check_base_url(url) {
+            problems.push(KatelloConfigError::Url {
+                url: url.to_owned(),
+                reason,
+            });
         }
-        let roots = match roots(ca_file) {
-            Ok(roots) => Some(roots),
-            Err(e) => {
-                problems.push(e);
+        let tls = match client_config(ca_file, identity) {
+            Ok(tls) => Some(tls),
+            Err(errors) => {
+                problems.extend(errors.into_iter().map(|e| match e {
+                    ClientTlsError::Ca { path, reason } => KatelloConfigError::Ca { path, reason },
+                    ClientTlsError::Identity(e) => KatelloConfigError::Identity(e),
+                    ClientTlsError::SystemRoots(e) => KatelloConfigError::SystemRoots(e),
+                }));
                 None
             }
         };
-        let identity = match identity {
-            None => Some(None),
-            Some(files) => match read_identity(files) {
-                Ok(pair) => Some(Some(pair)),
-                Err(e) => {
-                    problems.push(KatelloConfigError::Identity(e));
-                    None
-                }
-            },
-        };
-        let (Some(roots), Some(identity)) = (roots, identity) else {
+        let (Some(tls), true) = (tls, problems.is_empty()) else {
             return Err(problems);
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| vec![KatelloConfigError::Identity(e.to_string())])?
-            .with_root_certificates(roots);
-        let mut tls = match identity {
-            None => builder.with_no_client_auth(),
-            Some((chain, key)) => builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| vec![KatelloConfigError::Identity(e.to_string())])?,
-        };
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        if !problems.is_empty() {
-            return Err(problems);
-        }
         Ok(KatelloSettings {
             url: url.trim_end_matches('/').to_owned(),
-            tls: Arc::new(tls),
+            tls,
             timeout,
             max_connections,
         })
     }
-}
-
-fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, KatelloConfigError> {
-    let mut store = RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let ca = |reason: String| KatelloConfigError::Ca {
-                path: path.display().to_string(),
-                reason,
-            };
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| ca(e.to_string()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ca(e.to_string()))?;
-            let (added, _) = store.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(ca("no usable PEM certificate in the file".into()));
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = store.add_parsable_certificates(found.certs);
-            if added == 0 {
-                let reason = found
-                    .errors
-                    .first()
-                    .map_or_else(|| "none found".to_owned(), ToString::to_string);
-                return Err(KatelloConfigError::SystemRoots(reason));
-            }
-        }
-    }
-    Ok(store)
-}
-
-type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
-
-fn read_identity(files: ClientIdentity<'_>) -> Result<Identity, String> {
-    let chain = CertificateDer::pem_file_iter(files.cert_file)
-        .map_err(|e| format!("{}: {e}", files.cert_file.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", files.cert_file.display()))?;
-    if chain.is_empty() {
-        return Err(format!(
-            "{}: no PEM certificate in the file",
-            files.cert_file.display()
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(files.key_file)
-        .map_err(|e| format!("{}: {e}", files.key_file.display()))?;
-    Ok((chain, key))
 }
 
 /// What a `/v2/token` answer says about the credentials.

@@ -170,7 +170,7 @@ pub fn decode(
         Media::Form => parse_nested_query(body, limits)?,
         Media::Json => serde_json::from_slice(body)?,
     };
-    from_value(endpoint, &value)
+    decode_value(endpoint, &value)
 }
 
 enum Media {
@@ -192,8 +192,9 @@ fn media_type(content_type: Option<&str>) -> Result<Media, SyncError> {
     }
 }
 
-/// The typed reading of a parsed body, shared by both encodings.
-fn from_value(endpoint: Endpoint, body: &Value) -> Result<Change, SyncError> {
+/// The typed reading of a parsed body, shared by both encodings (and by the sync job's
+/// documents, which may also be YAML).
+pub fn decode_value(endpoint: Endpoint, body: &Value) -> Result<Change, SyncError> {
     let key = endpoint.key();
     let mut problems = Problems::default();
     let list = match body {
