@@ -432,6 +432,61 @@ FLATPAK_INDEX = True
             .send_ok()
     }
 
+    /// `<method> <api><path>` as admin with a JSON `body`; the answer, whatever its status.
+    pub fn admin_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> crate::http::Response {
+        let mut request = Request::new(method, self.api_url(path))
+            .cacert(&self.tls.ca_cert)
+            .auth(Auth::Basic("admin", &self.admin_password));
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
+        }
+        request.send_ok()
+    }
+
+    /// Like [`Pulp::admin_request`], and for an asynchronous change (`202 {"task": href}`)
+    /// waits until the task completed; panics unless the change succeeded. The answer's JSON.
+    pub fn admin_change(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> serde_json::Value {
+        let resp = self.admin_request(method, path, body);
+        assert!(
+            (200..300).contains(&resp.status),
+            "{method} {path}: {}",
+            resp.summary()
+        );
+        if resp.body.is_empty() {
+            return serde_json::Value::Null;
+        }
+        let json = resp.json();
+        let Some(task) = json.get("task").and_then(serde_json::Value::as_str) else {
+            return json;
+        };
+        crate::wait::wait_until(&format!("Pulp task {task}"), READY_TIMEOUT, || {
+            let state = self.admin_get(task).json();
+            match state["state"].as_str() {
+                Some("completed") => Ok(state),
+                Some("failed" | "canceled") => panic!("{method} {path}: task {state}"),
+                other => Err(format!("task state {other:?}")),
+            }
+        })
+    }
+
+    /// Writes the admin password to `path` (for a client that reads it from a file).
+    pub fn write_admin_password(&self, path: &Path) {
+        std::fs::write(path, format!("{}\n", self.admin_password))
+            .unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
+    }
+
     /// Builds a tiny image `<name>:<tag>` and pushes it to Pulp as admin (this creates the
     /// repository and its distribution). Returns the image.
     pub fn push_new_image(&self, name: &str, tag: &str) -> OciImage {

@@ -2,7 +2,9 @@
 //! one Pulp (pulpcore + pulp-container, `TOKEN_AUTH_DISABLED`) for the whole binary, since its
 //! start-up (PostgreSQL, `migrate`) is the expensive part, and the scenarios in sequence with
 //! real clients through Envoy: skopeo, podman (login against the Katello stand-in, pull),
-//! curl; Katello's sync (rest-client through the smart-proxy plugin) granting a pull.
+//! curl; Katello's sync (rest-client through the smart-proxy plugin) granting a pull; and the
+//! sync job (`registry-gate-sidecar sync --from-pulp`) publishing Pulp's distributions and
+//! pull roles to a second gateway in front of the same Pulp.
 //!
 //! Pulp not installed is a failure naming `make deps`, never a skip.
 #![allow(
@@ -221,6 +223,10 @@ fn capsule_pulp() {
         &other_endpoints,
     );
     run("Katello sync grant lets the user pull", &katello_sync_grant);
+    run(
+        "the sync job publishes Pulp's distributions and pull roles",
+        &sync_job_from_pulp,
+    );
     for (name, took) in &steps {
         eprintln!("[capsule] {took:>10.1?}  {name}");
     }
@@ -681,4 +687,257 @@ fn katello_sync_grant(c: &Capsule) {
         }
         oci::layout_has_image(&dest, &c.images[OTHER])
     });
+}
+
+/// A user given `container.containerdistribution_consumer` on `team/private` in Pulp.
+const DAVE: &str = "dave";
+/// A user given `container.containernamespace_consumer` on the `team` namespace in Pulp.
+const ERIN: &str = "erin";
+/// A distribution created through Pulp's REST API (no content), then deleted.
+const MADE: &str = "team/made";
+
+/// One `registry-gate-sidecar sync` run.
+struct SyncRun {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl SyncRun {
+    fn field(&self, key: &str) -> String {
+        let line = self.stdout.lines().last().unwrap_or_default();
+        line.split(' ')
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in {line:?}; stderr {}", self.stderr))
+            .to_owned()
+    }
+
+    /// The generation number of the summary's `generation=<epoch>.<n>`.
+    fn generation(&self) -> u64 {
+        let text = self.field("generation");
+        text.rsplit_once('.').unwrap().1.parse().unwrap()
+    }
+}
+
+impl std::fmt::Debug for SyncRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// The pull status of `repository`'s manifest through `stack`, for `user` (a fresh token)
+/// or anonymously.
+fn pull_status(stack: &Stack, user: Option<&str>, repository: &str) -> u16 {
+    let scope = format!("repository:{repository}:pull");
+    let token = stack.token(user, &[&scope], HttpVersion::Http1);
+    expect::get_manifest(
+        stack,
+        repository,
+        "latest",
+        HttpVersion::Http1,
+        Auth::Bearer(&token),
+    )
+    .status
+}
+
+fn sync_job_from_pulp(c: &Capsule) {
+    let pulp = &c.pulp;
+    // A second gateway in front of the same Pulp, its users in htpasswd (no Katello login
+    // refresh, which would replace the job's grants), nothing published yet.
+    let mut options = StackOptions::new("capsule_pulp_sync");
+    options.images = Vec::new();
+    options.users = vec![DAVE.to_owned(), ERIN.to_owned()];
+    options.snapshot = None;
+    options.upstream = Upstream::Pulp {
+        api_port: pulp.options.api_port,
+        content_port: pulp.options.content_port,
+        api_ca: pulp.tls.ca_cert.clone(),
+    };
+    let mut stack = Stack::start_with(options);
+    let dir = stack.scenario.subdir("sync-job");
+    let password_file = dir.join("pulp-password");
+    pulp.write_admin_password(&password_file);
+    let sync = |extra: &[&str]| -> SyncRun {
+        let t = Instant::now();
+        let output = Command::new(registry_gate_tests::paths::sidecar())
+            .arg("sync")
+            .args(["--from-pulp", &pulp.api_url("")])
+            .args(["--pulp-username", "admin"])
+            .arg("--pulp-password-file")
+            .arg(&password_file)
+            .arg("--pulp-ca-file")
+            .arg(&pulp.tls.ca_cert)
+            .args(["--sidecar-url", &stack.sidecar.url()])
+            .arg("--sync-secret-file")
+            .arg(&stack.sidecar.files.sync_secret_file)
+            .args(extra)
+            .output()
+            .unwrap();
+        let run = SyncRun {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        eprintln!(
+            "[capsule] sync {extra:?} in {:.1?}: {}",
+            t.elapsed(),
+            run.stdout.trim_end()
+        );
+        run
+    };
+
+    // Pulp: the pushed distributions made private (but library/public), one more made through
+    // the REST API, two users and their roles.
+    let distribution = |base_path: &str| -> serde_json::Value {
+        let list = pulp.admin_get(&format!(
+            "/pulp/api/v3/distributions/container/container/?base_path={base_path}"
+        ));
+        list.json()["results"][0].clone()
+    };
+    for name in [PRIVATE, OTHER] {
+        let href = distribution(name)["pulp_href"].as_str().unwrap().to_owned();
+        pulp.admin_change("PATCH", &href, Some(&json!({"private": true})));
+    }
+    pulp.admin_change(
+        "POST",
+        "/pulp/api/v3/distributions/container/container/",
+        Some(&json!({"name": "made", "base_path": MADE, "private": true})),
+    );
+    let private = distribution(PRIVATE);
+    assert_eq!(private["private"], true, "{private}");
+    let role = |user: &str, role: &str, object: &str| -> String {
+        let created = pulp.admin_change(
+            "POST",
+            "/pulp/api/v3/users/",
+            Some(&json!({"username": user, "password": random_hex(12)})),
+        );
+        let user_href = created["pulp_href"].as_str().unwrap().to_owned();
+        let assigned = pulp.admin_change(
+            "POST",
+            &format!("{user_href}roles/"),
+            Some(&json!({"role": role, "content_object": object})),
+        );
+        assigned["pulp_href"].as_str().unwrap().to_owned()
+    };
+    let dave_role = role(
+        DAVE,
+        "container.containerdistribution_consumer",
+        private["pulp_href"].as_str().unwrap(),
+    );
+    role(
+        ERIN,
+        "container.containernamespace_consumer",
+        private["namespace"].as_str().unwrap(),
+    );
+
+    // The first run publishes on nothing.
+    let first = sync(&[]);
+    assert_eq!(first.code, Some(0), "{first:?}");
+    assert_eq!(first.field("outcome"), "published", "{first:?}");
+    assert_eq!(first.field("repositories"), "4", "{first:?}");
+    stack.envoy.wait_for_generation(
+        first.generation(),
+        registry_gate_tests::stack::INSTALL_TIMEOUT,
+    );
+    let published = stack.sidecar.get_snapshot().unwrap().json();
+    let content = &published["content"];
+    assert_eq!(
+        content["repositories"],
+        json!([
+            {"name": PUBLIC, "auth_required": false},
+            {"name": MADE, "auth_required": true},
+            {"name": OTHER, "auth_required": true},
+            {"name": PRIVATE, "auth_required": true},
+        ]),
+        "{published}"
+    );
+    assert_eq!(content["users"][DAVE], json!([PRIVATE]), "{published}");
+    assert_eq!(
+        content["users"][ERIN],
+        json!([MADE, OTHER, PRIVATE]),
+        "{published}"
+    );
+    // Enforced through Envoy: private for the granted only, public for everyone.
+    let rows: [(Option<&str>, &str, u16); 7] = [
+        (Some(DAVE), PRIVATE, 200),
+        (Some(DAVE), OTHER, 404),
+        (Some(ERIN), OTHER, 200),
+        (Some(ERIN), PRIVATE, 200),
+        (None, PRIVATE, 401),
+        (None, PUBLIC, 200),
+        (Some(DAVE), PUBLIC, 200),
+    ];
+    for (user, repository, status) in rows {
+        assert_eq!(
+            pull_status(&stack, user, repository),
+            status,
+            "{user:?} pulls {repository}"
+        );
+    }
+    // (Blobs are not pulled here: Pulp's CONTENT_ORIGIN is the first gateway's listener.)
+
+    // Nothing changed in Pulp: nothing published.
+    let again = sync(&[]);
+    assert_eq!(again.code, Some(0), "{again:?}");
+    assert_eq!(again.field("outcome"), "unchanged", "{again:?}");
+    assert_eq!(again.generation(), first.generation(), "{again:?}");
+
+    // dave's role removed in Pulp: a dry run shows it and publishes nothing; the run enforces it.
+    pulp.admin_change("DELETE", &dave_role, None);
+    let dry = sync(&["--dry-run"]);
+    assert_eq!(dry.code, Some(0), "{dry:?}");
+    assert_eq!(
+        dry.stdout.lines().next(),
+        Some(format!("- grant user {DAVE} {PRIVATE}").as_str()),
+        "{dry:?}"
+    );
+    assert_eq!(dry.field("outcome"), "dry-run", "{dry:?}");
+    assert_eq!(
+        dry.generation(),
+        first.generation(),
+        "dry run published nothing"
+    );
+    let revoked = sync(&[]);
+    assert_eq!(revoked.code, Some(0), "{revoked:?}");
+    assert_eq!(revoked.field("outcome"), "published", "{revoked:?}");
+    assert!(revoked.generation() > first.generation(), "{revoked:?}");
+    stack.envoy.wait_for_generation(
+        revoked.generation(),
+        registry_gate_tests::stack::INSTALL_TIMEOUT,
+    );
+    assert_eq!(
+        pull_status(&stack, Some(DAVE), PRIVATE),
+        404,
+        "dave after his role went"
+    );
+    assert_eq!(
+        pull_status(&stack, Some(ERIN), PRIVATE),
+        200,
+        "erin keeps hers"
+    );
+
+    // The source loses a repository: refused under a tight threshold (nothing published), then
+    // forced.
+    let made = distribution(MADE)["pulp_href"].as_str().unwrap().to_owned();
+    pulp.admin_change("DELETE", &made, None);
+    let refused = sync(&["--max-shrink-percent", "20"]);
+    assert_eq!(refused.code, Some(3), "{refused:?}");
+    assert_eq!(refused.field("outcome"), "refused", "{refused:?}");
+    assert!(
+        refused.stderr.contains("1 of the 4 published repositories"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.generation(),
+        revoked.generation(),
+        "nothing published"
+    );
+    let forced = sync(&["--max-shrink-percent", "20", "--force"]);
+    assert_eq!(forced.code, Some(0), "{forced:?}");
+    assert_eq!(forced.field("repositories"), "3", "{forced:?}");
+    assert!(forced.generation() > revoked.generation(), "{forced:?}");
 }
