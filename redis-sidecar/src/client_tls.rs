@@ -8,6 +8,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
@@ -30,6 +31,17 @@ pub enum ClientTlsError {
     Identity(String),
     #[error("the system trust store has no usable certificate: {0}")]
     SystemRoots(String),
+}
+
+/// A reqwest client builder over `tls`, bounded by `timeout` (connecting and each whole
+/// request), that never follows a redirect (it would carry credentials elsewhere).
+pub fn http_client(tls: &ClientConfig, timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls.clone())
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("registry-gate-sidecar/", env!("CARGO_PKG_VERSION")))
 }
 
 /// Checks a server's base URL: http or https, without credentials, query or fragment (a

@@ -759,11 +759,17 @@ fn number(problems: &mut Vec<String>, flag: &str, text: &str, min: u64, max: u64
     }
 }
 
-fn read_secret(path: &Path) -> Result<Secret, String> {
+/// A file's bytes less trailing line breaks.
+fn read_trimmed(path: &Path) -> Result<Vec<u8>, String> {
     let mut bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         bytes.pop();
     }
+    Ok(bytes)
+}
+
+fn read_secret(path: &Path) -> Result<Secret, String> {
+    let bytes = read_trimmed(path)?;
     if bytes.len() < MIN_SECRET_LEN {
         return Err(format!(
             "{}: the secret must be at least {MIN_SECRET_LEN} bytes",

@@ -27,6 +27,7 @@ use registry_gate_core::snapshot::{self, Content, Schema};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::client_tls::http_client;
 use crate::config::{SyncConfig, SyncSource};
 pub use plan::{Desired, Diff, Shrink};
 pub use pulp::{PulpClient, PulpSettings};
@@ -298,12 +299,7 @@ struct Sidecar {
 
 impl Sidecar {
     fn new(config: &SyncConfig) -> Result<Sidecar, JobError> {
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured((*config.sidecar_tls).clone())
-            .connect_timeout(config.timeout)
-            .timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("registry-gate-sidecar/", env!("CARGO_PKG_VERSION")))
+        let http = http_client(&config.sidecar_tls, config.timeout)
             .build()
             .map_err(|e| JobError::Sidecar(format!("cannot build the HTTP client: {e}")))?;
         Ok(Sidecar {

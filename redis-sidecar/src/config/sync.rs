@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use rustls::ClientConfig;
 
-use super::{number, read_secret, ConfigError, Secret};
+use super::{number, read_secret, read_trimmed, ConfigError, Secret};
 use crate::client_tls::{check_base_url, client_config, ClientIdentity};
 use crate::sync_job::PulpSettings;
 
@@ -296,10 +296,7 @@ fn tls_for(
 
 /// A password file: its content less trailing line breaks; never empty.
 fn read_password(path: &Path) -> Result<Secret, String> {
-    let mut bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        bytes.pop();
-    }
+    let bytes = read_trimmed(path)?;
     if bytes.is_empty() {
         return Err(format!("{}: the file is empty", path.display()));
     }

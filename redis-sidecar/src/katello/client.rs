@@ -34,7 +34,7 @@ use thiserror::Error;
 use tokio::sync::Semaphore;
 
 pub use crate::client_tls::ClientIdentity;
-use crate::client_tls::{check_base_url, client_config, ClientTlsError};
+use crate::client_tls::{check_base_url, client_config, http_client, ClientTlsError};
 
 /// The largest `/v2/token` answer read; a token response is a few hundred bytes.
 const MAX_TOKEN_BODY: usize = 64 * 1024;
@@ -199,13 +199,8 @@ impl KatelloClient {
         settings: &KatelloSettings,
         queue_timeout: Duration,
     ) -> Result<KatelloClient, KatelloError> {
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured((*settings.tls).clone())
-            .connect_timeout(settings.timeout)
-            .timeout(settings.timeout)
+        let http = http_client(&settings.tls, settings.timeout)
             .pool_max_idle_per_host(settings.max_connections)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("registry-gate-sidecar/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| KatelloError::Unreachable(format!("cannot build the client: {e}")))?;
         Ok(KatelloClient {

@@ -46,6 +46,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::plan::{Desired, Grants};
+use crate::client_tls::http_client;
 use crate::config::Secret;
 
 /// The permission that lets a role's holder pull from the distribution it is assigned on.
@@ -253,12 +254,7 @@ pub struct PulpClient {
 
 impl PulpClient {
     pub fn new(settings: PulpSettings) -> Result<PulpClient, PulpError> {
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured((*settings.tls).clone())
-            .connect_timeout(settings.timeout)
-            .timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("registry-gate-sidecar/", env!("CARGO_PKG_VERSION")))
+        let http = http_client(&settings.tls, settings.timeout)
             .build()
             .map_err(|e| PulpError::Client(e.to_string()))?;
         Ok(PulpClient { http, settings })
