@@ -19,37 +19,10 @@ use std::process::Command;
 
 use harness::{content, parse_etag, Options, Redis, Sidecar};
 use registry_gate_core::snapshot::Content;
+use registry_gate_tests::sync_run::SyncRun;
 use serde_json::json;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_registry-gate-sidecar");
-
-/// One finished `sync` run.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// The summary line's `key=value` fields.
-    fn field(&self, key: &str) -> String {
-        let line = self.stdout.lines().last().unwrap_or_default();
-        line.split(' ')
-            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-            .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
-            .to_owned()
-    }
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
 
 /// A sidecar and the files a job needs to reach it.
 struct Fixture {
@@ -81,7 +54,7 @@ impl Fixture {
     }
 
     /// Runs `sync --from-file <file> <extra>` against this sidecar.
-    async fn sync(&self, file: &Path, extra: &[&str]) -> Run {
+    async fn sync(&self, file: &Path, extra: &[&str]) -> SyncRun {
         let mut command = Command::new(BINARY);
         command
             .arg("sync")
@@ -105,15 +78,11 @@ impl Fixture {
     }
 }
 
-async fn run(mut command: Command) -> Run {
+async fn run(mut command: Command) -> SyncRun {
     let output = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    SyncRun::from_output(&output)
 }
 
 /// `content` as the sidecar stores it (its own key added), for comparing.

@@ -46,6 +46,7 @@ pub mod smart_proxy;
 pub mod stack;
 pub mod storm;
 pub mod stress;
+pub mod sync_run;
 pub mod tls;
 pub mod tokens;
 pub mod wait;

@@ -29,6 +29,7 @@ use registry_gate_tests::sidecar::random_hex;
 use registry_gate_tests::smart_proxy::{SmartProxy, SmartProxyOptions};
 use registry_gate_tests::stack::{PreferredPorts, Stack, StackOptions, Upstream};
 use registry_gate_tests::storm::KatelloSite;
+use registry_gate_tests::sync_run::SyncRun;
 use registry_gate_tests::{oci, ports, tls, OciImage};
 use serde_json::json;
 
@@ -696,39 +697,6 @@ const ERIN: &str = "erin";
 /// A distribution created through Pulp's REST API (no content), then deleted.
 const MADE: &str = "team/made";
 
-/// One `registry-gate-sidecar sync` run.
-struct SyncRun {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl SyncRun {
-    fn field(&self, key: &str) -> String {
-        let line = self.stdout.lines().last().unwrap_or_default();
-        line.split(' ')
-            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-            .unwrap_or_else(|| panic!("no {key}= in {line:?}; stderr {}", self.stderr))
-            .to_owned()
-    }
-
-    /// The generation number of the summary's `generation=<epoch>.<n>`.
-    fn generation(&self) -> u64 {
-        let text = self.field("generation");
-        text.rsplit_once('.').unwrap().1.parse().unwrap()
-    }
-}
-
-impl std::fmt::Debug for SyncRun {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
 /// The pull status of `repository`'s manifest through `stack`, for `user` (a fresh token)
 /// or anonymously.
 fn pull_status(stack: &Stack, user: Option<&str>, repository: &str) -> u16 {
@@ -777,11 +745,7 @@ fn sync_job_from_pulp(c: &Capsule) {
             .args(extra)
             .output()
             .unwrap();
-        let run = SyncRun {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
+        let run = SyncRun::from_output(&output);
         eprintln!(
             "[capsule] sync {extra:?} in {:.1?}: {}",
             t.elapsed(),
