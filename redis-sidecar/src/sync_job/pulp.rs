@@ -6,10 +6,10 @@
 //!
 //! | request | gives |
 //! |---|---|
-//! | `GET /pulp/api/v3/roles/` | every role and its permissions |
+//! | `GET /pulp/api/v3/roles/?contains_permission=…` | the roles that hold either pull permission below, and their permissions |
 //! | `GET /pulp/api/v3/distributions/container/container/` | `base_path` → a repository, `private` → `auth_required`, and its namespace |
 //! | `GET /pulp/api/v3/users/` | the users, whether active, and their groups |
-//! | `GET <user>/roles/`, `GET <group>/roles/` | each active user's and each of their groups' role assignments |
+//! | `GET <user>/roles/?role__in=…`, `GET <group>/roles/?role__in=…` | each active user's and each of their groups' assignments of those roles |
 //!
 //! That is O(users + groups) requests whatever the number of distributions, and it sees
 //! model-wide assignments too, which a distribution's `list_roles` cannot show.
@@ -260,27 +260,44 @@ impl PulpClient {
         Ok(PulpClient { http, settings })
     }
 
-    /// Everything [`map`] needs.
+    /// Everything [`map`] needs: only the roles that confer pull, and only their assignments.
     pub async fn inventory(&self) -> Result<Inventory, PulpError> {
-        let roles = self.list("/pulp/api/v3/roles/", "name,permissions").await?;
+        let roles: Vec<Role> = self
+            .list(
+                "/pulp/api/v3/roles/",
+                &format!(
+                    "fields=name,permissions&contains_permission={PULL}&contains_permission={NAMESPACE_PULL}"
+                ),
+            )
+            .await?;
         let distributions = self
             .list(
                 "/pulp/api/v3/distributions/container/container/",
-                "pulp_href,base_path,private,namespace",
+                "fields=pulp_href,base_path,private,namespace",
             )
             .await?;
         let users: Vec<User> = self
-            .list("/pulp/api/v3/users/", "pulp_href,username,is_active,groups")
+            .list(
+                "/pulp/api/v3/users/",
+                "fields=pulp_href,username,is_active,groups",
+            )
             .await?;
         let mut user_roles = BTreeMap::new();
         let mut group_roles = BTreeMap::new();
-        for user in users.iter().filter(|user| user.is_active) {
-            let assignments = self.assignments(&user.pulp_href).await?;
-            user_roles.insert(user.pulp_href.clone(), assignments);
-            for group in &user.groups {
-                if !group_roles.contains_key(&group.pulp_href) {
-                    let assignments = self.assignments(&group.pulp_href).await?;
-                    group_roles.insert(group.pulp_href.clone(), assignments);
+        if !roles.is_empty() {
+            let names: Vec<String> = roles
+                .iter()
+                .map(|role| form_urlencoded::byte_serialize(role.name.as_bytes()).collect())
+                .collect();
+            let query = format!("fields=role,content_object&role__in={}", names.join(","));
+            for user in users.iter().filter(|user| user.is_active) {
+                let assignments = self.assignments(&user.pulp_href, &query).await?;
+                user_roles.insert(user.pulp_href.clone(), assignments);
+                for group in &user.groups {
+                    if !group_roles.contains_key(&group.pulp_href) {
+                        let assignments = self.assignments(&group.pulp_href, &query).await?;
+                        group_roles.insert(group.pulp_href.clone(), assignments);
+                    }
                 }
             }
         }
@@ -294,19 +311,20 @@ impl PulpClient {
     }
 
     /// The role assignments of a user or group (`href` as Pulp gave it).
-    async fn assignments(&self, href: &str) -> Result<Vec<Assignment>, PulpError> {
+    async fn assignments(&self, href: &str, query: &str) -> Result<Vec<Assignment>, PulpError> {
         let path = format!("{}/roles/", href.trim_end_matches('/'));
-        self.list(&path, "role,content_object").await
+        self.list(&path, query).await
     }
 
-    /// Every item of a paginated list at `path` (an absolute path on the origin).
+    /// Every item of a paginated list at `path` (an absolute path on the origin) with
+    /// `query` (filters and fields).
     async fn list<T: DeserializeOwned>(
         &self,
         path: &str,
-        fields: &str,
+        query: &str,
     ) -> Result<Vec<T>, PulpError> {
         let mut items = Vec::new();
-        let mut next = Some(format!("{path}?limit={PAGE_SIZE}&fields={fields}"));
+        let mut next = Some(format!("{path}?limit={PAGE_SIZE}&{query}"));
         while let Some(path_and_query) = next.take() {
             let page: Page<T> = self.get(&path_and_query).await?;
             items.extend(page.results);
