@@ -20,7 +20,7 @@ use crate::katello::{ClientIdentity, KatelloSettings};
 
 mod sync;
 
-use crate::keys::SigningKey;
+use crate::keys::{KeyAlgorithm, SigningKey};
 use crate::store::{ReplicaAcks, Target, MAX_REPLICA_ACK_TIMEOUT};
 use crate::tls::Tls;
 use crate::token::Htpasswd;
@@ -38,7 +38,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve the snapshot, sync and token HTTP API.
     Serve(Box<ServeArgs>),
-    /// Write a fresh Ed25519 signing key (PKCS#8 PEM, mode 0600); never overwrites.
+    /// Write a fresh token signing key (PKCS#8 PEM, mode 0600); never overwrites.
     Keygen(KeygenArgs),
     /// Publish one complete snapshot from a file or from Pulp through a sidecar, then exit
     /// (for a CronJob or a timer). Exit codes: 0 published or unchanged (or a dry run), 2 bad
@@ -52,6 +52,11 @@ pub struct KeygenArgs {
     /// Where to write the private key.
     #[arg(long, value_name = "PATH")]
     pub out: PathBuf,
+    /// Signing algorithm of the key: ES256 (ECDSA P-256), whose signatures the filter has
+    /// Envoy's own crypto check, or EdDSA (Ed25519), which the filter checks in wasm (slower
+    /// on a token's first use). `serve` reads either kind.
+    #[arg(long, value_enum, default_value_t)]
+    pub algorithm: KeyAlgorithm,
 }
 
 /// `serve` settings exactly as given: text, validated by [`Config::from_args`] so that every
@@ -87,7 +92,8 @@ pub struct ServeArgs {
     /// Prefix of every Redis key this sidecar uses.
     #[arg(long, env = "RG_KEY_PREFIX", default_value = "registry-gate:")]
     pub key_prefix: String,
-    /// Ed25519 private key (PKCS#8 PEM) that signs tokens; see `keygen`. Required.
+    /// Private key (PKCS#8 PEM) that signs tokens: ES256 (P-256) or EdDSA (Ed25519); see
+    /// `keygen`. Required.
     #[arg(long, env = "RG_SIGNING_KEY", value_name = "PATH")]
     pub signing_key: Option<PathBuf>,
     /// Key id (`kid`) of minted tokens and of the published key [default: RFC 7638
@@ -840,7 +846,14 @@ mod tests {
     #[test]
     fn defaults_are_documented_values() {
         let dir = tempfile::tempdir().unwrap();
-        let key = file(&dir, "key.pem", &SigningKey::generate().unwrap().to_pem());
+        let key = file(
+            &dir,
+            "key.pem",
+            &SigningKey::generate(KeyAlgorithm::ES256)
+                .unwrap()
+                .to_pem()
+                .unwrap(),
+        );
         let secret = file(&dir, "secret", "0123456789abcdef0123\n");
         let read = file(&dir, "read", "read-secret-0123456789\r\n");
         let config = Config::from_args(&parse(&[
@@ -967,7 +980,14 @@ mod tests {
     #[test]
     fn tls_and_client_certificates_need_their_companions_and_usable_files() {
         let dir = tempfile::tempdir().unwrap();
-        let key = file(&dir, "key.pem", &SigningKey::generate().unwrap().to_pem());
+        let key = file(
+            &dir,
+            "key.pem",
+            &SigningKey::generate(KeyAlgorithm::ES256)
+                .unwrap()
+                .to_pem()
+                .unwrap(),
+        );
         let secret = file(&dir, "secret", "0123456789abcdef0123\n");
         let not_pem = file(&dir, "not.pem", "not a certificate\n");
         let base = [
@@ -1031,7 +1051,14 @@ mod tests {
     #[test]
     fn login_backends_are_one_of_htpasswd_and_katello() {
         let dir = tempfile::tempdir().unwrap();
-        let key = file(&dir, "key.pem", &SigningKey::generate().unwrap().to_pem());
+        let key = file(
+            &dir,
+            "key.pem",
+            &SigningKey::generate(KeyAlgorithm::ES256)
+                .unwrap()
+                .to_pem()
+                .unwrap(),
+        );
         let secret = file(&dir, "secret", "0123456789abcdef0123\n");
         let htpasswd = file(&dir, "htpasswd", "# nobody yet\n");
         let pem = file(&dir, "any.pem", "not a certificate\n");
@@ -1098,7 +1125,14 @@ mod tests {
     #[test]
     fn redis_is_a_url_or_sentinels_with_a_master_name() {
         let dir = tempfile::tempdir().unwrap();
-        let key = file(&dir, "key.pem", &SigningKey::generate().unwrap().to_pem());
+        let key = file(
+            &dir,
+            "key.pem",
+            &SigningKey::generate(KeyAlgorithm::ES256)
+                .unwrap()
+                .to_pem()
+                .unwrap(),
+        );
         let secret = file(&dir, "secret", "0123456789abcdef0123\n");
         let base = [
             "--signing-key",
@@ -1245,7 +1279,14 @@ mod tests {
     #[test]
     fn ext_authz_config_is_the_filters_document_without_a_fetcher() {
         let dir = tempfile::tempdir().unwrap();
-        let key = file(&dir, "key.pem", &SigningKey::generate().unwrap().to_pem());
+        let key = file(
+            &dir,
+            "key.pem",
+            &SigningKey::generate(KeyAlgorithm::ES256)
+                .unwrap()
+                .to_pem()
+                .unwrap(),
+        );
         let secret = file(&dir, "secret", "0123456789abcdef0123\n");
         let filter = r#"{"issuer":"registry-gate","service":"registry-gate","realm":"https://gw.test/v2/token","identity_header":"X-Who"}"#;
         let good = file(&dir, "good.json", filter);

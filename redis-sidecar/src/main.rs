@@ -14,9 +14,14 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Keygen(args) => match keys::write_new_key(&args.out) {
+        Command::Keygen(args) => match keys::write_new_key(&args.out, args.algorithm) {
             Ok(key) => {
-                println!("wrote {} (kid {})", args.out.display(), key.kid());
+                println!(
+                    "wrote {} ({} key, kid {})",
+                    args.out.display(),
+                    key.algorithm().jose().name(),
+                    key.kid()
+                );
                 ExitCode::SUCCESS
             }
             Err(error) => {

@@ -14,8 +14,7 @@ use std::time::{Duration, SystemTime};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
-use jwt_compact::alg::Ed25519;
-use jwt_compact::{AlgorithmExt, Claims, Header};
+use jwt_compact::{Claims, Header};
 use registry_gate_core::identity::Principal;
 use registry_gate_core::index::Index;
 use registry_gate_core::route::Action;
@@ -279,8 +278,8 @@ impl Minter {
         &self.service
     }
 
-    /// An EdDSA JWT (`{"alg":"EdDSA","typ":"JWT","kid"}`) with iss, sub, aud, exp, nbf, iat,
-    /// jti and access. `sub` is empty for anonymous.
+    /// A JWT signed with the key's algorithm (`{"alg":"ES256" or "EdDSA","kid","typ":"JWT"}`)
+    /// with iss, sub, aud, exp, nbf, iat, jti and access. `sub` is empty for anonymous.
     pub fn mint(
         &self,
         who: &Principal,
@@ -308,8 +307,9 @@ impl Minter {
         let header = Header::empty()
             .with_key_id(self.key.kid())
             .with_token_type("JWT");
-        let token = Ed25519
-            .token(&header, &claims, self.key.secret())
+        let token = self
+            .key
+            .sign(&header, &claims)
             .map_err(|e| MintError::Sign(e.to_string()))?;
         Ok(Minted {
             token,

@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::{Redis, DEADLINE};
+use registry_gate_sidecar::keys::KeyAlgorithm;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_registry-gate-sidecar");
 
@@ -35,16 +36,58 @@ fn keygen_writes_a_private_key_once() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     let key = registry_gate_sidecar::keys::SigningKey::load(&path, None).unwrap();
-    assert!(String::from_utf8_lossy(&output.stdout).contains(key.kid()));
+    assert_eq!(key.algorithm(), KeyAlgorithm::ES256, "the default");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(key.kid()), "{stdout}");
+    assert!(stdout.contains("ES256 key"), "{stdout}");
 
     let again = Command::new(BINARY)
-        .args(["keygen", "--out"])
+        .args(["keygen", "--algorithm", "EdDSA", "--out"])
         .arg(&path)
         .output()
         .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
     assert_eq!(std::fs::read_to_string(&path).unwrap(), pem, "unchanged");
+}
+
+#[test]
+fn keygen_takes_the_algorithm() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, algorithm) in [
+        ("ES256", KeyAlgorithm::ES256),
+        ("EdDSA", KeyAlgorithm::EdDSA),
+    ] {
+        let path = dir.path().join(format!("{name}.pem"));
+        let output = Command::new(BINARY)
+            .args(["keygen", "--algorithm", name, "--out"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let key = registry_gate_sidecar::keys::SigningKey::load(&path, None).unwrap();
+        assert_eq!(key.algorithm(), algorithm, "{name}");
+    }
+    let path = dir.path().join("rsa.pem");
+    let output = Command::new(BINARY)
+        .args(["keygen", "--algorithm", "RS256", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("[possible values: ES256, EdDSA]"),
+        "{stderr}"
+    );
+    assert!(!path.exists(), "nothing written");
+
+    let help = Command::new(BINARY)
+        .args(["keygen", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("[default: ES256]"), "{help}");
 }
 
 #[test]

@@ -17,14 +17,14 @@ use std::collections::BTreeSet;
 
 use harness::{Options, Redis, Sidecar};
 use registry_gate_core::snapshot::{self, Content, Repository};
-use registry_gate_sidecar::keys::SigningKey;
+use registry_gate_sidecar::keys::{KeyAlgorithm, SigningKey};
 use reqwest::StatusCode;
 
 const PUBLISHES_PER_WRITER: usize = 200;
 
 async fn pair(redis: &Redis) -> (Sidecar, Sidecar) {
     let options = Options {
-        key: Some(SigningKey::generate().unwrap()),
+        key: Some(SigningKey::generate(KeyAlgorithm::default()).unwrap()),
         extra: vec!["--keep-generations".into(), "10000".into()],
         ..Options::default()
     };

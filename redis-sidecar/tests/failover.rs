@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use harness::{parse_etag, Options, Sidecar};
 use registry_gate_core::snapshot::{self, Content, Repository};
-use registry_gate_sidecar::keys::SigningKey;
+use registry_gate_sidecar::keys::{KeyAlgorithm, SigningKey};
 use registry_gate_sidecar::store::CLIENT_NAME;
 use registry_gate_tests::redis::{self as servers, Replicated, ReplicatedOptions};
 use reqwest::StatusCode;
@@ -394,7 +394,7 @@ async fn failover_loses_no_acknowledged_publish(fault: Fault) {
         .map(String::from),
     );
     let options = Options {
-        key: Some(SigningKey::generate().unwrap()),
+        key: Some(SigningKey::generate(KeyAlgorithm::default()).unwrap()),
         ..Options::default()
     };
     let a = Sidecar::start_at(extra.clone(), options.clone()).await;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use harness::{content, eventually, parse_etag, Options, Redis, Sidecar};
 use registry_gate_core::snapshot;
+use registry_gate_sidecar::keys::{KeyAlgorithm, SigningKey};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -94,9 +95,12 @@ async fn publish_then_get_serves_the_stored_envelope_with_its_etag() {
         "own key added"
     );
     let spec = serde_json::to_value(&decoded.content.keys[0]).unwrap();
-    assert_eq!(spec["alg"], "EdDSA");
-    assert_eq!(spec["kty"], "OKP");
-    assert_eq!(spec["crv"], "Ed25519");
+    // The default key: ES256 on P-256.
+    assert_eq!(spec["alg"], "ES256");
+    assert_eq!(spec["kty"], "EC");
+    assert_eq!(spec["crv"], "P-256");
+    assert!(spec["x"].is_string() && spec["y"].is_string(), "{spec}");
+    assert!(spec.get("d").is_none(), "no private member: {spec}");
     assert_eq!(spec["kid"], sidecar.key.kid());
 
     // If-None-Match with the current ETag and no wait: 304 at once.
@@ -363,7 +367,7 @@ async fn bad_bodies_are_400_and_change_nothing() {
         .put(&content(&[("a/one", true)], &[]), None, "")
         .await;
     let before = redis.dump();
-    let other_key = registry_gate_sidecar::keys::SigningKey::generate().unwrap();
+    let other_key = SigningKey::generate(KeyAlgorithm::default()).unwrap();
     let mut stolen_kid = other_key.key_spec();
     stolen_kid.kid = sidecar.key.kid().to_owned();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![

@@ -17,13 +17,14 @@ use std::time::{Duration, Instant};
 
 use harness::{content, eventually, Options, Redis, Sidecar, DEADLINE};
 use registry_gate_core::snapshot;
+use registry_gate_sidecar::keys::{KeyAlgorithm, SigningKey};
 use reqwest::StatusCode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sidecar_serves_https_only_when_given_a_certificate() {
     let redis = Redis::start();
     let shared = Options {
-        key: Some(registry_gate_sidecar::keys::SigningKey::generate().unwrap()),
+        key: Some(SigningKey::generate(KeyAlgorithm::default()).unwrap()),
         ..Options::default()
     };
     // A plain instance publishes; the HTTPS instance serves what it finds in Redis.

@@ -15,15 +15,25 @@ mod harness;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use harness::{content, Options, Redis, Reply, Sidecar};
-use jwt_compact::alg::Ed25519;
+use jwt_compact::alg::{Ed25519, Es256};
+use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{AlgorithmExt, UntrustedToken};
-use registry_gate_core::token::{Audience, RegistryClaims};
+use registry_gate_core::token::{Algorithm, Audience, RegistryClaims};
+use registry_gate_sidecar::keys::{KeyAlgorithm, SigningKey};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+type EsVerifyingKey = <Es256 as jwt_compact::Algorithm>::VerifyingKey;
+type EdVerifyingKey = <Ed25519 as jwt_compact::Algorithm>::VerifyingKey;
+
 async fn start() -> (Redis, Sidecar) {
+    start_signing_with(KeyAlgorithm::default()).await
+}
+
+async fn start_signing_with(algorithm: KeyAlgorithm) -> (Redis, Sidecar) {
     let redis = Redis::start();
     let options = Options {
+        key: Some(SigningKey::generate(algorithm).unwrap()),
         users: vec![
             ("alice".into(), "alice-pw".into()),
             ("bob".into(), "bob-pw".into()),
@@ -53,13 +63,15 @@ async fn publish(sidecar: &Sidecar) {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
 }
 
-/// Verifies the token with the key the snapshot publishes under the token's `kid`.
+/// Verifies the token with the key the snapshot publishes under the token's `kid`, by the
+/// algorithm of the sidecar's key (its `alg` header must say the same).
 async fn verified_claims(
     sidecar: &Sidecar,
     token: &str,
 ) -> (jwt_compact::Claims<RegistryClaims>, Value) {
     let untrusted = UntrustedToken::new(token).unwrap();
-    assert_eq!(untrusted.algorithm(), "EdDSA");
+    let alg = sidecar.key.key_spec().alg;
+    assert_eq!(untrusted.algorithm(), alg.name());
     let kid = untrusted.header().key_id.clone().unwrap();
     let (_, snapshot) = sidecar.snapshot().await;
     let key = snapshot
@@ -68,14 +80,17 @@ async fn verified_claims(
         .iter()
         .find(|k| k.kid == kid)
         .expect("the token's kid is published");
-    let x = URL_SAFE_NO_PAD
-        .decode(key.jwk["x"].as_str().unwrap())
-        .unwrap();
-    let public = ed25519_compact::PublicKey::from_slice(&x).unwrap();
-    let verified = Ed25519
-        .validator::<RegistryClaims>(&public)
-        .validate(&untrusted)
-        .expect("signature verifies with the published key");
+    let jwk: JsonWebKey<'_> = serde_json::from_value(Value::Object(key.jwk.clone())).unwrap();
+    let verified = match alg {
+        Algorithm::ES256 => Es256
+            .validator::<RegistryClaims>(&EsVerifyingKey::try_from(&jwk).unwrap())
+            .validate(&untrusted),
+        Algorithm::EdDSA => Ed25519
+            .validator::<RegistryClaims>(&EdVerifyingKey::try_from(&jwk).unwrap())
+            .validate(&untrusted),
+        other => panic!("the sidecar signs with {other:?}"),
+    }
+    .expect("signature verifies with the published key");
     let header: Value = serde_json::from_slice(
         &URL_SAFE_NO_PAD
             .decode(token.split('.').next().unwrap())
@@ -91,7 +106,14 @@ fn access(claims: &jwt_compact::Claims<RegistryClaims>) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn right_password_gets_a_verifiable_token_with_requested_and_granted_access() {
-    let (_redis, sidecar) = start().await;
+    // ES256 (the default) and EdDSA keys alike.
+    for algorithm in [KeyAlgorithm::ES256, KeyAlgorithm::EdDSA] {
+        right_password_gets_a_verifiable_token(algorithm).await;
+    }
+}
+
+async fn right_password_gets_a_verifiable_token(algorithm: KeyAlgorithm) {
+    let (_redis, sidecar) = start_signing_with(algorithm).await;
     publish(&sidecar).await;
     let reply = sidecar
         .token(
@@ -119,7 +141,7 @@ async fn right_password_gets_a_verifiable_token_with_requested_and_granted_acces
     let issued = chrono::DateTime::parse_from_rfc3339(issued_at).unwrap();
 
     let (claims, header) = verified_claims(&sidecar, token_text).await;
-    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["alg"], algorithm.jose().name());
     assert_eq!(header["typ"], "JWT");
     assert_eq!(header["kid"], sidecar.key.kid());
     assert_eq!(claims.custom.iss, "test-issuer");

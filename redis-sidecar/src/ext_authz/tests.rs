@@ -13,7 +13,7 @@ use registry_gate_core::snapshot::{self, Content, Repository, Stamp};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::keys::SigningKey;
+use crate::keys::{KeyAlgorithm, SigningKey};
 use crate::token::Minter;
 
 const HOST: &str = "6a1f2c3d-0000-4000-8000-000000000001";
@@ -36,7 +36,7 @@ fn fixture(extra: Value) -> Fixture {
         config[name] = value.clone();
     }
     Fixture {
-        key: SigningKey::generate().unwrap(),
+        key: SigningKey::generate(KeyAlgorithm::default()).unwrap(),
         settings: Settings::from_json(config.to_string().as_bytes()).unwrap(),
         now: SystemTime::now(),
     }

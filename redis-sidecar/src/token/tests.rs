@@ -1,10 +1,11 @@
 //! Unit tests of htpasswd parsing, Basic credentials, scope ∩ grant and token minting.
 
 use super::*;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use crate::keys::KeyAlgorithm;
 use jwt_compact::UntrustedToken;
 use registry_gate_core::scope::parse_scopes;
 use registry_gate_core::snapshot::{Content, Repository};
+use registry_gate_core::token::{verify, Algorithm, KeyRing, TokenError, VerifierSettings};
 use std::collections::BTreeMap;
 
 /// A `$2y$` (htpasswd's default) bcrypt hash at the minimum cost.
@@ -242,58 +243,91 @@ fn access_is_requested_intersected_with_granted() {
     }
 }
 
+/// How the filter is configured to check the test minter's tokens.
+fn verifier(algorithms: Vec<Algorithm>) -> VerifierSettings {
+    VerifierSettings {
+        issuer: "issuer-x".into(),
+        audience: "service-y".into(),
+        algorithms,
+        leeway_secs: 60,
+        max_token_bytes: 8192,
+        max_lifetime_secs: 3600,
+    }
+}
+
 #[test]
-fn minted_token_verifies_and_carries_the_claims() {
-    let key = SigningKey::generate().unwrap();
-    let spec = key.key_spec();
-    let minter = Minter::new(
-        key.clone(),
-        "issuer-x".into(),
-        "service-y".into(),
-        Duration::from_secs(300),
-    );
-    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    let access = vec![AccessEntry {
-        resource_type: "repository".into(),
-        name: "a/b".into(),
-        actions: vec!["pull".into()],
-    }];
-    let minted = minter
-        .mint(&Principal::User("alice".into()), access.clone(), now)
-        .unwrap();
-    assert_eq!(minted.expires_in, 300);
-    assert_eq!(minted.issued_at, "2023-11-14T22:13:20Z");
+fn minted_token_verifies_with_the_published_key_and_carries_the_claims() {
+    let rows = [
+        (KeyAlgorithm::ES256, Algorithm::ES256, Algorithm::EdDSA),
+        (KeyAlgorithm::EdDSA, Algorithm::EdDSA, Algorithm::ES256),
+    ];
+    for (algorithm, alg, other) in rows {
+        let key = SigningKey::generate(algorithm).unwrap();
+        let minter = Minter::new(
+            key.clone(),
+            "issuer-x".into(),
+            "service-y".into(),
+            Duration::from_secs(300),
+        );
+        let unix = 1_700_000_000;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(unix);
+        let access = vec![AccessEntry {
+            resource_type: "repository".into(),
+            name: "a/b".into(),
+            actions: vec!["pull".into()],
+        }];
+        let minted = minter
+            .mint(&Principal::User("alice".into()), access.clone(), now)
+            .unwrap();
+        assert_eq!(minted.expires_in, 300);
+        assert_eq!(minted.issued_at, "2023-11-14T22:13:20Z");
 
-    let untrusted = UntrustedToken::new(&minted.token).unwrap();
-    assert_eq!(untrusted.algorithm(), "EdDSA");
-    assert_eq!(untrusted.header().key_id.as_deref(), Some(key.kid()));
-    assert_eq!(untrusted.header().token_type.as_deref(), Some("JWT"));
-    let x = URL_SAFE_NO_PAD
-        .decode(spec.jwk.get("x").unwrap().as_str().unwrap())
-        .unwrap();
-    let public = ed25519_compact::PublicKey::from_slice(&x).unwrap();
-    let token = Ed25519
-        .validator::<RegistryClaims>(&public)
-        .validate(&untrusted)
-        .unwrap();
-    let claims = token.claims();
-    assert_eq!(claims.custom.iss, "issuer-x");
-    assert_eq!(claims.custom.sub, "alice");
-    assert_eq!(claims.custom.aud, Audience::One("service-y".into()));
-    assert_eq!(claims.custom.access, Some(access));
-    let jti = claims.custom.jti.clone().unwrap();
-    assert_eq!(jti.len(), 32);
-    assert!(jti.chars().all(|c| c.is_ascii_hexdigit()));
-    assert_eq!(claims.issued_at.unwrap().timestamp(), 1_700_000_000);
-    assert_eq!(claims.not_before.unwrap().timestamp(), 1_700_000_000);
-    assert_eq!(claims.expiration.unwrap().timestamp(), 1_700_000_300);
+        let untrusted = UntrustedToken::new(&minted.token).unwrap();
+        assert_eq!(untrusted.algorithm(), alg.name(), "{algorithm:?}");
+        assert_eq!(untrusted.header().key_id.as_deref(), Some(key.kid()));
+        assert_eq!(untrusted.header().token_type.as_deref(), Some("JWT"));
 
-    let anonymous = minter.mint(&Principal::Anonymous, vec![], now).unwrap();
-    let untrusted = UntrustedToken::new(&anonymous.token).unwrap();
-    let claims: Claims<RegistryClaims> = untrusted.deserialize_claims_unchecked().unwrap();
-    assert_eq!(claims.custom.sub, "");
-    assert_eq!(claims.custom.access, Some(vec![]));
-    assert_ne!(claims.custom.jti, token.claims().custom.jti, "jti is fresh");
+        // What the filter does: the published key spec, the core's verification.
+        let ring = KeyRing::from_specs(&[key.key_spec()]).unwrap();
+        let verified = verify(&verifier(vec![alg]), &ring, &minted.token, unix).unwrap();
+        assert_eq!(verified.subject, "alice", "{algorithm:?}");
+        assert_eq!(verified.access, Some(access.clone()));
+        assert_eq!(verified.expires_at, unix + 300);
+        assert_eq!(verified.issued_at, Some(unix));
+        // The allow-list decides, not the token: without its algorithm it is refused.
+        assert_eq!(
+            verify(&verifier(vec![other]), &ring, &minted.token, unix),
+            Err(TokenError::AlgorithmNotAllowed),
+            "{algorithm:?}"
+        );
+        // Another key of the same algorithm under the same kid does not verify it.
+        let stranger = SigningKey::from_pem(
+            &SigningKey::generate(algorithm).unwrap().to_pem().unwrap(),
+            Some(key.kid().to_owned()),
+        )
+        .unwrap();
+        let ring = KeyRing::from_specs(&[stranger.key_spec()]).unwrap();
+        assert_eq!(
+            verify(&verifier(vec![alg]), &ring, &minted.token, unix),
+            Err(TokenError::BadSignature),
+            "{algorithm:?}"
+        );
+
+        let claims: Claims<RegistryClaims> = untrusted.deserialize_claims_unchecked().unwrap();
+        assert_eq!(claims.custom.iss, "issuer-x");
+        assert_eq!(claims.custom.aud, Audience::One("service-y".into()));
+        let jti = claims.custom.jti.clone().unwrap();
+        assert_eq!(jti.len(), 32);
+        assert!(jti.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(claims.not_before.unwrap().timestamp(), 1_700_000_000);
+
+        let anonymous = minter.mint(&Principal::Anonymous, vec![], now).unwrap();
+        let untrusted = UntrustedToken::new(&anonymous.token).unwrap();
+        let anonymous: Claims<RegistryClaims> = untrusted.deserialize_claims_unchecked().unwrap();
+        assert_eq!(anonymous.custom.sub, "");
+        assert_eq!(anonymous.custom.access, Some(vec![]));
+        assert_ne!(anonymous.custom.jti, claims.custom.jti, "jti is fresh");
+    }
 }
 
 #[test]

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use registry_gate_core::generation::Generation;
 use registry_gate_core::snapshot::{self, Content, Repository, Snapshot};
-use registry_gate_sidecar::keys::SigningKey;
+use registry_gate_sidecar::keys::{KeyAlgorithm, SigningKey};
 use registry_gate_sidecar::{Cli, Command as SidecarCommand, Config};
 use reqwest::StatusCode;
 use rustls::pki_types::CertificateDer;
@@ -235,7 +235,7 @@ impl Sidecar {
     /// Two instances of one deployment on `redis`: they share the signing key.
     pub async fn pair(redis: &Redis) -> (Sidecar, Sidecar) {
         let shared = Options {
-            key: Some(registry_gate_sidecar::keys::SigningKey::generate().unwrap()),
+            key: Some(SigningKey::generate(KeyAlgorithm::default()).unwrap()),
             ..Options::default()
         };
         let here = Sidecar::start(redis, shared.clone()).await;
@@ -252,9 +252,9 @@ impl Sidecar {
         let dir = tempfile::tempdir().unwrap();
         let key = options
             .key
-            .unwrap_or_else(|| SigningKey::generate().unwrap());
+            .unwrap_or_else(|| SigningKey::generate(KeyAlgorithm::default()).unwrap());
         let key_path = dir.path().join("key.pem");
-        std::fs::write(&key_path, key.to_pem()).unwrap();
+        std::fs::write(&key_path, key.to_pem().unwrap()).unwrap();
         let secret = format!("sync-secret-{}", key.kid().replace(['-', '_'], "x"));
         let secret_path = dir.path().join("secret");
         std::fs::write(&secret_path, format!("{secret}\n")).unwrap();
