@@ -3,14 +3,12 @@
 //! registry-gate) or a JWKS (for Envoy's `jwt_authn` in `make bench`), so tests and the bench
 //! can send tokens of every algorithm the filter verifies.
 
-use crate::tokens::{mint_with, random_key, Mint};
+use crate::tokens::{mint_with, random_es256_key, random_key, EsSigningKey, Mint};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jwt_compact::alg::{Ed25519, Es256, ModulusBits, Rsa, RsaPrivateKey};
 use jwt_compact::jwk::JsonWebKey;
 use registry_gate_core::token::Algorithm;
-
-type EsSigningKey = <Es256 as jwt_compact::Algorithm>::SigningKey;
 
 enum Key {
     Ed(ed25519_compact::SecretKey),
@@ -39,13 +37,7 @@ impl Issuer {
     pub fn generate(alg: Algorithm) -> Result<Issuer, String> {
         let key = match alg {
             Algorithm::EdDSA => Key::Ed(random_key()),
-            Algorithm::ES256 => {
-                let mut scalar = [0_u8; 32];
-                getrandom::getrandom(&mut scalar).map_err(|err| format!("OS RNG: {err}"))?;
-                Key::Es(
-                    EsSigningKey::from_slice(&scalar).map_err(|err| format!("P-256 key: {err}"))?,
-                )
-            }
+            Algorithm::ES256 => Key::Es(random_es256_key()),
             Algorithm::RS256 => {
                 let (private, _) = Rsa::generate(&mut rand_core::OsRng, ModulusBits::TwoKibibytes)
                     .map_err(|err| format!("RSA key: {err}"))?;

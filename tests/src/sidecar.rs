@@ -1,10 +1,11 @@
 //! registry-gate-sidecar as a process: its key, htpasswd, sync-secret and read-secret files,
 //! `serve`, and the native publish API (`PUT /v1/snapshot`).
 //!
-//! The files are generated per scenario: the Ed25519 signing key by the sidecar's own
-//! `keygen`, the htpasswd with bcrypt (`$2y$`, as `htpasswd -B` writes it), the sync secret
-//! and the snapshot read secret (the fetcher's `authorization`) from the OS RNG. The signing key's path is exposed so tests can mint tokens with the real
-//! key (expired, wrong audience) — nothing else reads it.
+//! The files are generated per scenario: the signing key by the sidecar's own `keygen` (its
+//! default algorithm, ES256), the htpasswd with bcrypt (`$2y$`, as `htpasswd -B` writes it),
+//! the sync secret and the snapshot read secret (the fetcher's `authorization`) from the OS
+//! RNG. The signing key's path is exposed so tests can mint tokens with the real key
+//! (`tokens::SidecarKey`: expired, wrong audience) — nothing else reads it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

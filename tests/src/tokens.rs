@@ -1,6 +1,6 @@
 //! Minting registry tokens in tests, good and bad, with jwt-compact: with the sidecar's real
-//! key (read from the PEM file the harness had it generate) or with a key made up in the test
-//! (a forgery), with any claims (expired, wrong audience).
+//! key ([`SidecarKey`], read from the PEM file the harness had it generate: ES256 or EdDSA) or
+//! with a key made up in the test (a forgery), with any claims (expired, wrong audience).
 //!
 //! Also decodes a token's header and claims without verifying them, to copy the real `kid`.
 //! Nothing here is trusted by the gateway; it is what an attacker or a broken issuer sends.
@@ -11,9 +11,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use ed25519_compact::{KeyPair, SecretKey, Seed};
-use jwt_compact::alg::Ed25519;
+use jwt_compact::alg::{Ed25519, Es256};
 use jwt_compact::{Algorithm, AlgorithmExt as _, Claims, Header};
+use p256::pkcs8::DecodePrivateKey as _;
 use serde::Serialize;
+
+/// jwt-compact's ES256 signing key (p256's ECDSA key).
+pub type EsSigningKey = <Es256 as Algorithm>::SigningKey;
 
 /// The registry claim set, as the sidecar mints it (`filter/core` `RegistryClaims`).
 #[derive(Debug, Clone, Serialize)]
@@ -75,11 +79,6 @@ fn datetime(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or_else(|| panic!("timestamp {secs} out of range"))
 }
 
-/// Signs `mint` with `key` (EdDSA, header `{"alg":"EdDSA","kid":..,"typ":"JWT"}`).
-pub fn mint(key: &SecretKey, mint: &Mint) -> String {
-    mint_with(&Ed25519, key, mint)
-}
-
 /// Signs `mint` with `key` for `alg` (header `{"alg":..,"kid":..,"typ":"JWT"}`).
 pub fn mint_with<A: Algorithm>(alg: &A, key: &A::SigningKey, mint: &Mint) -> String {
     let header = Header::empty()
@@ -100,52 +99,65 @@ pub fn random_key() -> SecretKey {
     KeyPair::from_seed(Seed::new(seed)).sk
 }
 
-/// DER prefix of the PKCS#8 private key's algorithm: OID 1.3.101.112 (Ed25519).
-const ED25519_OID: [u8; 5] = [0x06, 0x03, 0x2b, 0x65, 0x70];
+/// A fresh P-256 key from the OS RNG: a key the gateway has never seen.
+pub fn random_es256_key() -> EsSigningKey {
+    // 32 random bytes are a valid scalar but with probability below 2^-32.
+    let mut scalar = [0u8; 32];
+    getrandom::getrandom(&mut scalar).unwrap_or_else(|err| panic!("OS RNG: {err}"));
+    EsSigningKey::from_slice(&scalar).unwrap_or_else(|err| panic!("P-256 key: {err}"))
+}
 
-/// Reads an Ed25519 private key from a PEM file: PKCS#8 v1 or v2 (`PRIVATE KEY`), as written
-/// by the sidecar's `keygen`. Panics describing the file if it is not one.
-pub fn load_ed25519_pem(path: &Path) -> SecretKey {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|err| panic!("read signing key {}: {err}", path.display()));
-    let body: String = text
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .map(str::trim)
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body.as_bytes())
-        .unwrap_or_else(|err| {
-            panic!(
-                "{} is not PEM (base64 body: {err}); first line: {:?}",
+/// The sidecar's own signing key, read from the PKCS#8 PEM file its `keygen` wrote: ES256
+/// (`keygen`'s default) or EdDSA. Tests mint with it what only the real issuer could.
+#[derive(Clone)]
+pub enum SidecarKey {
+    Es256(EsSigningKey),
+    EdDsa(SecretKey),
+}
+
+impl std::fmt::Debug for SidecarKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SidecarKey::Es256(_) => "SidecarKey::Es256(..)",
+            SidecarKey::EdDsa(_) => "SidecarKey::EdDsa(..)",
+        })
+    }
+}
+
+impl SidecarKey {
+    /// Reads the key file; panics describing the file if it holds neither kind.
+    pub fn load(path: &Path) -> SidecarKey {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|err| panic!("read signing key {}: {err}", path.display()));
+        if let Ok(key) = EsSigningKey::from_pkcs8_pem(&text) {
+            return SidecarKey::Es256(key);
+        }
+        match KeyPair::from_pem(&text) {
+            Ok(pair) => SidecarKey::EdDsa(pair.sk),
+            Err(err) => panic!(
+                "{} is neither a P-256 nor an Ed25519 PKCS#8 private key (Ed25519: {err}); \
+                 first line: {:?}",
                 path.display(),
                 text.lines().next()
-            )
-        });
-    // PrivateKeyInfo: ... AlgorithmIdentifier { OID 1.3.101.112 } OCTET STRING { OCTET STRING(32) seed }
-    let oid_at = der
-        .windows(ED25519_OID.len())
-        .position(|w| w == ED25519_OID)
-        .unwrap_or_else(|| {
-            panic!(
-                "{} is not an Ed25519 PKCS#8 key (no OID 1.3.101.112); first line: {:?}",
-                path.display(),
-                text.lines().next()
-            )
-        });
-    let after = der.get(oid_at + ED25519_OID.len()..).unwrap_or_default();
-    let seed_at = after
-        .windows(4)
-        .position(|w| w == [0x04, 0x22, 0x04, 0x20])
-        .map(|p| p + 4)
-        .unwrap_or_else(|| panic!("{}: no 32-byte seed after the OID", path.display()));
-    let seed = after
-        .get(seed_at..seed_at + Seed::BYTES)
-        .unwrap_or_else(|| panic!("{}: truncated seed", path.display()));
-    let seed = Seed::from_slice(seed).unwrap_or_else(|err| panic!("seed: {err}"));
-    KeyPair::from_seed(seed).sk
+            ),
+        }
+    }
+
+    /// A fresh key of the same algorithm: what a forger signs with under the real `kid`.
+    pub fn stranger(&self) -> SidecarKey {
+        match self {
+            SidecarKey::Es256(_) => SidecarKey::Es256(random_es256_key()),
+            SidecarKey::EdDsa(_) => SidecarKey::EdDsa(random_key()),
+        }
+    }
+
+    /// Signs `mint` with this key in its algorithm.
+    pub fn mint(&self, mint: &Mint) -> String {
+        match self {
+            SidecarKey::Es256(key) => mint_with(&Es256, key, mint),
+            SidecarKey::EdDsa(key) => mint_with(&Ed25519, key, mint),
+        }
+    }
 }
 
 fn decode_part(token: &str, index: usize) -> serde_json::Value {

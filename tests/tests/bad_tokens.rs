@@ -1,5 +1,5 @@
 //! Tokens the gateway must refuse with 401, without the registry ever seeing the request:
-//! forged (another Ed25519 key under the real `kid`), expired and wrong-audience (both
+//! forged (another key of the sidecar key's algorithm under the real `kid`), expired and wrong-audience (both
 //! signed with the sidecar's real key), over HTTP/1.1 and HTTP/2. A token minted the same way
 //! but valid is accepted, so each refusal is about the one thing that is wrong.
 #![allow(
@@ -11,7 +11,7 @@
 )]
 
 use registry_gate_tests::expect::{assert_is_manifest_of, assert_upstream_untouched, get_manifest};
-use registry_gate_tests::tokens::{self, Mint};
+use registry_gate_tests::tokens::{self, Mint, SidecarKey};
 use registry_gate_tests::{Auth, HttpVersion, Stack};
 
 #[test]
@@ -24,13 +24,10 @@ fn forged_expired_and_wrong_audience_tokens_are_refused_before_the_upstream() {
         HttpVersion::Http1,
     );
     let kid = tokens::kid(&real);
-    let real_key = tokens::load_ed25519_pem(&stack.sidecar.files.signing_key);
+    let real_key = SidecarKey::load(&stack.sidecar.files.signing_key);
 
     // Control: our minting with the real key is accepted (same claims shape as the sidecar's).
-    let control = tokens::mint(
-        &real_key,
-        &Mint::like_sidecar(&kid, "alice", &["team/private"]),
-    );
+    let control = real_key.mint(&Mint::like_sidecar(&kid, "alice", &["team/private"]));
     for version in HttpVersion::ALL {
         let upstream_before = stack.upstream_requests();
         let resp = get_manifest(
@@ -52,27 +49,26 @@ fn forged_expired_and_wrong_audience_tokens_are_refused_before_the_upstream() {
         );
     }
 
-    let forged = tokens::mint(
-        &tokens::random_key(),
-        &Mint::like_sidecar(&kid, "alice", &["team/private"]),
-    );
+    let forged = real_key
+        .stranger()
+        .mint(&Mint::like_sidecar(&kid, "alice", &["team/private"]));
     let expired = {
         let mut m = Mint::like_sidecar(&kid, "alice", &["team/private"]);
         let now = tokens::now_secs();
         m.issued_at = now - 7200;
         m.not_before = now - 7200;
         m.expires_at = now - 3600;
-        tokens::mint(&real_key, &m)
+        real_key.mint(&m)
     };
     let wrong_audience = {
         let mut m = Mint::like_sidecar(&kid, "alice", &["team/private"]);
         m.claims.aud = "some-other-registry".to_owned();
-        tokens::mint(&real_key, &m)
+        real_key.mint(&m)
     };
     let wrong_issuer = {
         let mut m = Mint::like_sidecar(&kid, "alice", &["team/private"]);
         m.claims.iss = "someone-else".to_owned();
-        tokens::mint(&real_key, &m)
+        real_key.mint(&m)
     };
     let not_yet_valid = {
         let mut m = Mint::like_sidecar(&kid, "alice", &["team/private"]);
@@ -80,7 +76,7 @@ fn forged_expired_and_wrong_audience_tokens_are_refused_before_the_upstream() {
         m.issued_at = now + 3600;
         m.not_before = now + 3600;
         m.expires_at = now + 7200;
-        tokens::mint(&real_key, &m)
+        real_key.mint(&m)
     };
     // The real token with one signature character altered. Not the last one: its low bits
     // are base64 padding, which a lenient decoder ignores.

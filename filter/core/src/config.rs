@@ -123,8 +123,10 @@ pub const MAX_FLATPAK_INDEX_BYTES: usize = 128 * 1024 * 1024;
 pub mod defaults {
     use crate::token::Algorithm;
 
+    /// What the sidecar mints by default (ES256, which the filter has Envoy's crypto check)
+    /// and its other algorithm (EdDSA, so existing Ed25519 signing keys keep working).
     pub fn algorithms() -> Vec<Algorithm> {
-        vec![Algorithm::EdDSA]
+        vec![Algorithm::ES256, Algorithm::EdDSA]
     }
     pub const fn leeway_secs() -> u64 {
         60
@@ -547,6 +549,11 @@ mod tests {
     fn minimal_config_takes_named_defaults() {
         let settings = Settings::from_json(MINIMAL.as_bytes()).unwrap();
         assert_eq!(settings.verifier.algorithms, defaults::algorithms());
+        // Both algorithms the sidecar's keys sign with (README's configuration table).
+        assert_eq!(
+            defaults::algorithms(),
+            vec![Algorithm::ES256, Algorithm::EdDSA]
+        );
         assert_eq!(settings.verifier.leeway_secs, defaults::leeway_secs());
         assert_eq!(settings.verifier.audience, "svc");
         assert_eq!(settings.identity_header, defaults::identity_header());

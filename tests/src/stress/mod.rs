@@ -217,7 +217,7 @@ pub fn run(name: &str, params: &Params) -> Outcome {
         endpoint(&second, "sidecar-b"),
     ];
 
-    let key = crate::tokens::load_ed25519_pem(&stack.sidecar.files.signing_key);
+    let key = crate::tokens::SidecarKey::load(&stack.sidecar.files.signing_key);
     let kid = crate::tokens::kid(&stack.token(Some(PULLER), &[], crate::HttpVersion::Http1));
     let minter = Minter { key, kid };
     let logins: Vec<(String, String)> = stack
@@ -783,7 +783,7 @@ fn pool_sampler(endpoints: &[Endpoint], recorder: &Recorder, stop: &AtomicBool) 
 
 /// Mints the probes' tokens with the sidecar's own key.
 struct Minter {
-    key: ed25519_compact::SecretKey,
+    key: crate::tokens::SidecarKey,
     kid: String,
 }
 
@@ -793,7 +793,7 @@ impl Minter {
     fn token(&self, user: &str) -> String {
         let mut mint = crate::tokens::Mint::like_sidecar(&self.kid, user, &[]);
         mint.claims.access = None;
-        crate::tokens::mint(&self.key, &mint)
+        self.key.mint(&mint)
     }
 }
 

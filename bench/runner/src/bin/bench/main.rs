@@ -73,7 +73,7 @@ const RQ_5XX: &str = "http.bench.downstream_rq_5xx";
 const HOST_CALLS_SUFFIX: &str = "registry_gate.host_calls";
 /// The algorithm the sidecar mints (`registry-gate-sidecar keygen`): its first-use row is
 /// held to the tighter bound.
-const SIDECAR_ALGORITHM: Algorithm = Algorithm::EdDSA;
+const SIDECAR_ALGORITHM: Algorithm = Algorithm::ES256;
 /// The algorithms rows 4 and 5 cover.
 const ALGORITHMS: [Algorithm; 3] = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
 /// `V2_ACTION` of the rows with an upstream (the others: [`V2_DIRECT_RESPONSE`]).
