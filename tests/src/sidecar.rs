@@ -51,6 +51,13 @@ pub struct SidecarExtra {
     pub binary: Option<PathBuf>,
 }
 
+impl SidecarExtra {
+    /// The sidecar binary that runs: [`SidecarExtra::binary`], else the one built here.
+    pub fn binary(&self) -> PathBuf {
+        self.binary.clone().unwrap_or_else(crate::paths::sidecar)
+    }
+}
+
 #[derive(Debug)]
 pub struct Sidecar {
     pub process: Process,
@@ -103,9 +110,16 @@ pub fn keygen(bin: &Path, out: &Path) {
 }
 
 impl Sidecar {
-    /// Prepares the files (key, htpasswd for `users`, sync and read secrets) under `dir`.
-    pub fn prepare(dir: &Path, users: &BTreeMap<String, String>, bcrypt_cost: u32) -> SidecarFiles {
-        let bin = crate::paths::sidecar();
+    /// Prepares the files (key, htpasswd for `users`, sync and read secrets) under `dir`. The
+    /// key is made by the `keygen` of the binary `extra` runs, as its deployment would have
+    /// made it (a previous release's keygen writes the key kind that release reads).
+    pub fn prepare(
+        dir: &Path,
+        users: &BTreeMap<String, String>,
+        bcrypt_cost: u32,
+        extra: &SidecarExtra,
+    ) -> SidecarFiles {
+        let bin = extra.binary();
         let files = SidecarFiles {
             signing_key: dir.join("sidecar-signing-key.pem"),
             htpasswd: dir.join("htpasswd"),
@@ -145,7 +159,7 @@ impl Sidecar {
         files: SidecarFiles,
         extra: &SidecarExtra,
     ) -> Sidecar {
-        let mut cmd = Command::new(extra.binary.clone().unwrap_or_else(crate::paths::sidecar));
+        let mut cmd = Command::new(extra.binary());
         cmd.arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"));

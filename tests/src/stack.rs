@@ -209,7 +209,7 @@ impl Stack {
             .iter()
             .map(|u| (u.clone(), crate::sidecar::random_hex(12)))
             .collect();
-        let files = Sidecar::prepare(&dir, &passwords, options.bcrypt_cost);
+        let files = Sidecar::prepare(&dir, &passwords, options.bcrypt_cost, &options.sidecar);
         let listen_port = port(options.ports.listen);
         let mut sidecar_extra = options.sidecar.clone();
         if options.ext_authz {

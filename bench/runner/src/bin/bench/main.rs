@@ -682,7 +682,6 @@ fn run() -> Result<(), String> {
     pin(redis.process.pid(), &settings.load_cpus, "redis")?;
     let password = registry_gate_tests::sidecar::random_hex(12);
     let users = BTreeMap::from([(USER.to_owned(), password.clone())]);
-    let files = Sidecar::prepare(&dir, &users, 4);
     // The sidecar also answers ext_authz checks (row 6), with the filter's configuration.
     let extauthz_port = ports::free_port();
     let extauthz_config = dir.join("ext-authz.json");
@@ -695,6 +694,7 @@ fn run() -> Result<(), String> {
         ],
         ..SidecarExtra::default()
     };
+    let files = Sidecar::prepare(&dir, &users, 4, &extra);
     let mut sidecar = Sidecar::start_with(
         &dir,
         "sidecar",
@@ -722,7 +722,7 @@ fn run() -> Result<(), String> {
             .map_err(|err| format!("create {}: {err}", large_dir.display()))?;
         let redis = Redis::start(&large_dir, ports::free_port());
         pin(redis.process.pid(), &settings.load_cpus, "redis (large)")?;
-        let files = Sidecar::prepare(&large_dir, &users, 4);
+        let files = Sidecar::prepare(&large_dir, &users, 4, &SidecarExtra::default());
         let mut sidecar = Sidecar::start(&large_dir, ports::free_port(), &redis.url(), files);
         pin(
             sidecar.process.pid(),
