@@ -6,9 +6,10 @@
 #   snapshot-key.sh add    SIDECAR_URL SYNC_SECRET_FILE NEW_KEY.pem [KID]
 #   snapshot-key.sh remove SIDECAR_URL SYNC_SECRET_FILE KID
 #
-# `add` publishes the public half of NEW_KEY.pem (an Ed25519 PKCS#8 PEM from
-# `registry-gate-sidecar keygen`) under KID (default: its RFC 7638 thumbprint, the kid the
-# sidecar gives it) next to the keys already published; `remove` drops KID. Both read the
+# `add` publishes the public half of NEW_KEY.pem (a P-256 or Ed25519 private key, as
+# `registry-gate-sidecar keygen` writes them: ES256 by default, EdDSA with
+# `--algorithm EdDSA`) under KID (default: its RFC 7638 thumbprint, the kid the sidecar gives
+# it) next to the keys already published; `remove` drops KID. Both read the
 # current snapshot (GET /v1/snapshot) and publish it changed with If-Match (PUT /v1/snapshot),
 # so a concurrent publish is never overwritten: on 412, run it again. A sidecar still running
 # with a removed key publishes it again (it adds its own key to every snapshot).
@@ -48,19 +49,39 @@ etag="$(sed -n 's/^[Ee][Tt][Aa][Gg]: *//p' "$work/headers" | tr -d '\r')"
 case $action in
   add)
     key=$4
-    # The raw Ed25519 public key is the last 32 bytes of its DER SubjectPublicKeyInfo.
-    x="$(openssl pkey -in "$key" -pubout -outform DER | tail -c 32 | base64 | tr '+/' '-_' | tr -d '=\n')"
-    [ "${#x}" -eq 43 ] || { echo "snapshot-key: $key is not an Ed25519 key" >&2; exit 1; }
+    spki="$work/spki"
+    openssl pkey -in "$key" -pubout -outform DER > "$spki" \
+      || { echo "snapshot-key: cannot read the private key $key" >&2; exit 1; }
+    b64url() { base64 | tr '+/' '-_' | tr -d '=\n'; }
+    # The DER SubjectPublicKeyInfo: its algorithm (the fixed prefix), then the raw public key.
+    prefix() { head -c "$1" "$spki" | od -An -v -tx1 | tr -d ' \n'; }
+    size=$(($(wc -c < "$spki")))
+    if [ "$size" -eq 44 ] && [ "$(prefix 12)" = 302a300506032b6570032100 ]; then
+      # Ed25519: the 32-byte key.
+      x="$(tail -c 32 "$spki" | b64url)"
+      jwk="$(jq -cn --arg x "$x" '{alg: "EdDSA", kty: "OKP", crv: "Ed25519", x: $x}')"
+      canonical="$(printf '{"crv":"Ed25519","kty":"OKP","x":"%s"}' "$x")"
+    elif [ "$size" -eq 91 ] \
+      && [ "$(prefix 27)" = 3059301306072a8648ce3d020106082a8648ce3d03010703420004 ]; then
+      # P-256 (id-ecPublicKey, prime256v1), uncompressed: 0x04, x, y.
+      x="$(tail -c 64 "$spki" | head -c 32 | b64url)"
+      y="$(tail -c 32 "$spki" | b64url)"
+      jwk="$(jq -cn --arg x "$x" --arg y "$y" \
+        '{alg: "ES256", kty: "EC", crv: "P-256", x: $x, y: $y}')"
+      canonical="$(printf '{"crv":"P-256","kty":"EC","x":"%s","y":"%s"}' "$x" "$y")"
+    else
+      echo "snapshot-key: $key is neither a P-256 (ES256) nor an Ed25519 (EdDSA) key" >&2
+      exit 1
+    fi
     if [ "$#" -eq 5 ]; then
       kid=$5
     else
-      kid="$(printf '{"crv":"Ed25519","kty":"OKP","x":"%s"}' "$x" \
-        | openssl dgst -sha256 -binary | base64 | tr '+/' '-_' | tr -d '=\n')"
+      kid="$(printf '%s' "$canonical" | openssl dgst -sha256 -binary | b64url)"
     fi
-    jq --arg kid "$kid" --arg x "$x" '
+    jq --arg kid "$kid" --argjson jwk "$jwk" '
       .content
       | if any(.keys[]?; .kid == $kid) then error("kid \($kid) is already published") else . end
-      | .keys += [{kid: $kid, alg: "EdDSA", kty: "OKP", crv: "Ed25519", x: $x}]' \
+      | .keys += [{kid: $kid} + $jwk]' \
       "$work/snapshot" > "$work/content"
     ;;
   remove)

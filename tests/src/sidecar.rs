@@ -49,6 +49,8 @@ pub struct SidecarExtra {
     /// The binary to run instead of the one built here (`rolling_upgrade.rs` runs a previous
     /// release's).
     pub binary: Option<PathBuf>,
+    /// `keygen --algorithm` of the signing key (`ES256`, `EdDSA`); none: the binary's default.
+    pub key_algorithm: Option<&'static str>,
 }
 
 impl SidecarExtra {
@@ -84,10 +86,15 @@ pub fn write_htpasswd(path: &Path, users: &BTreeMap<String, String>, cost: u32) 
     std::fs::write(path, out).unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
 }
 
-/// Runs `registry-gate-sidecar keygen --out <path>` and checks the key file appeared.
-pub fn keygen(bin: &Path, out: &Path) {
-    let output = Command::new(bin)
-        .arg("keygen")
+/// Runs `registry-gate-sidecar keygen [--algorithm <algorithm>] --out <path>` and checks the
+/// key file appeared.
+pub fn keygen(bin: &Path, out: &Path, algorithm: Option<&str>) {
+    let mut command = Command::new(bin);
+    command.arg("keygen");
+    if let Some(algorithm) = algorithm {
+        command.args(["--algorithm", algorithm]);
+    }
+    let output = command
         .arg("--out")
         .arg(out)
         .output()
@@ -128,7 +135,7 @@ impl Sidecar {
             read_secret_file: dir.join("snapshot-read-secret"),
             read_secret: random_hex(32),
         };
-        keygen(&bin, &files.signing_key);
+        keygen(&bin, &files.signing_key, extra.key_algorithm);
         write_htpasswd(&files.htpasswd, users, bcrypt_cost);
         std::fs::write(&files.sync_secret_file, &files.sync_secret)
             .unwrap_or_else(|err| panic!("write {}: {err}", files.sync_secret_file.display()));

@@ -279,9 +279,8 @@ impl KatelloSite {
         KatelloSite {
             katello,
             sidecar: SidecarExtra {
-                binary: None,
                 args: args.to_vec(),
-                https: None,
+                ..SidecarExtra::default()
             },
             _dir: dir,
         }

@@ -221,6 +221,7 @@ fn katello_sync_drives_the_gateway() {
         stack.sidecar.files.clone(),
         &SidecarExtra {
             binary: None,
+            key_algorithm: None,
             args: vec![
                 "--tls-cert-file".into(),
                 sidecar_tls.server_cert.display().to_string(),

@@ -1,6 +1,7 @@
 //! Rotating the sidecar's signing key without downtime, exactly as README.md ("Kubernetes")
 //! tells an operator to, with `envoy/kubernetes/snapshot-key.sh` against the real sidecar,
-//! Redis and Envoy (the HTTP filter only, as in Kubernetes):
+//! Redis and Envoy (the HTTP filter only, as in Kubernetes), from an EdDSA key to an ES256
+//! one (`keygen`'s default) — the move an installation with an Ed25519 key makes:
 //!
 //! 1. the new key's public half is published in the snapshot first (`snapshot-key.sh add`);
 //! 2. the sidecar is replaced by one signing with the new key (a rolling restart): tokens of
@@ -9,7 +10,7 @@
 //!    key's keep working.
 //!
 //! And the script's refusals, which publish nothing: a kid already published, a kid not
-//! published, a wrong secret.
+//! published, a key of another kind (P-384), a wrong secret.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -24,7 +25,7 @@ use std::time::Duration;
 use registry_gate_tests::expect::bearer_manifest_status;
 use registry_gate_tests::sidecar::{keygen, Sidecar, SidecarExtra};
 use registry_gate_tests::stack::StackOptions;
-use registry_gate_tests::{paths, HttpVersion, Stack};
+use registry_gate_tests::{paths, tokens, HttpVersion, Stack};
 
 const INSTALLED_WITHIN: Duration = Duration::from_secs(20);
 const SCOPE: &str = "repository:team/private:pull";
@@ -90,13 +91,15 @@ fn published_kids(stack: &Stack) -> Vec<String> {
 
 /// The `kid` a token names in its header.
 fn token_kid(token: &str) -> String {
-    use base64::Engine;
-    let header = token.split('.').next().expect("a JWT");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header)
-        .expect("base64url header");
-    let header: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON header");
-    header["kid"].as_str().expect("kid").to_owned()
+    tokens::kid(token)
+}
+
+/// The `alg` a token names in its header.
+fn token_alg(token: &str) -> String {
+    tokens::header(token)["alg"]
+        .as_str()
+        .expect("alg")
+        .to_owned()
 }
 
 fn pull_status(stack: &Stack, token: &str) -> u16 {
@@ -107,6 +110,7 @@ fn pull_status(stack: &Stack, token: &str) -> u16 {
 fn the_signing_key_rotates_without_logging_anyone_out() {
     let mut options = StackOptions::new("signing_key_rotation");
     options.elected_fetcher = true;
+    options.sidecar.key_algorithm = Some("EdDSA");
     let mut stack = Stack::start_with(options);
     let url = stack.sidecar.url();
     let secret = stack
@@ -119,12 +123,13 @@ fn the_signing_key_rotates_without_logging_anyone_out() {
 
     let old_token = stack.token(Some("alice"), &[SCOPE], HttpVersion::Http1);
     let old_kid = token_kid(&old_token);
+    assert_eq!(token_alg(&old_token), "EdDSA");
     assert_eq!(published_kids(&stack), vec![old_kid.clone()]);
     assert_eq!(pull_status(&stack, &old_token), 200);
 
     // 1. Publish the new key first.
     let new_key = stack.dir().join("new-signing-key.pem");
-    keygen(&paths::sidecar(), &new_key);
+    keygen(&paths::sidecar(), &new_key, None);
     let new_key_arg = new_key.to_str().unwrap();
     publish_key_change(&mut stack, &["add", &url, &secret, new_key_arg]);
     let kids = published_kids(&stack);
@@ -134,6 +139,29 @@ fn the_signing_key_rotates_without_logging_anyone_out() {
     let etag = published_etag(&stack);
     let again = snapshot_key(&["add", &url, &secret, new_key_arg]);
     assert!(!again.status.success() && text(&again).contains("is already published"));
+    assert_eq!(published_etag(&stack), etag);
+    // A key the sidecar cannot sign with is refused, and nothing is published.
+    let p384 = stack.dir().join("p384.pem");
+    let made = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-384",
+            "-out",
+        ])
+        .arg(&p384)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "openssl: {}", text(&made));
+    let refused = snapshot_key(&["add", &url, &secret, p384.to_str().unwrap()]);
+    assert!(
+        !refused.status.success()
+            && text(&refused).contains("neither a P-256 (ES256) nor an Ed25519 (EdDSA) key"),
+        "{}",
+        text(&refused)
+    );
     assert_eq!(published_etag(&stack), etag);
 
     // 2. Switch minting: the sidecar restarts with the new key on the same address.
@@ -154,8 +182,9 @@ fn the_signing_key_rotates_without_logging_anyone_out() {
     assert_eq!(
         token_kid(&new_token),
         new_kid,
-        "the new sidecar signs with the new key"
+        "the new sidecar signs with the new key, under the kid the script published"
     );
+    assert_eq!(token_alg(&new_token), "ES256");
     // The new sidecar found its key published: it added no second copy.
     assert_eq!(published_kids(&stack).len(), 2);
     assert_eq!(

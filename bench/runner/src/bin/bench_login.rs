@@ -94,6 +94,7 @@ fn main() -> Result<(), String> {
         options.bcrypt_cost = 10;
         options.sidecar = SidecarExtra {
             binary: None,
+            key_algorithm: None,
             args: vec!["--login-cache-ttl-secs".to_owned(), ttl.to_owned()],
             https: None,
         };

@@ -506,6 +506,7 @@ fn login_burst(settings: &Settings, backend: &'static str, ttl: &str) -> LoginRo
     options.bcrypt_cost = 10;
     options.sidecar = SidecarExtra {
         binary: None,
+        key_algorithm: None,
         args: vec!["--login-cache-ttl-secs".to_owned(), ttl.to_owned()],
         https: None,
     };
@@ -583,10 +584,16 @@ fn run() -> Result<(), String> {
     // Redis, the sidecar (the probe user in its htpasswd) and a small first snapshot.
     let redis = Redis::start(&dir, ports::free_port());
     let password = random_hex(12);
+    // 20 × a 30 MB snapshot: keep Redis small; what it keeps is not measured.
+    let extra = SidecarExtra {
+        args: vec!["--keep-generations".to_owned(), "3".to_owned()],
+        ..SidecarExtra::default()
+    };
     let files = Sidecar::prepare(
         &dir,
         &BTreeMap::from([(probe.user.clone(), password.clone())]),
         4,
+        &extra,
     );
     let mut sidecar = Sidecar::start_with(
         &dir,
@@ -594,11 +601,7 @@ fn run() -> Result<(), String> {
         ports::free_port(),
         &redis.url(),
         files,
-        // 20 × a 30 MB snapshot: keep Redis small; what it keeps is not measured.
-        &SidecarExtra {
-            args: vec!["--keep-generations".to_owned(), "3".to_owned()],
-            ..SidecarExtra::default()
-        },
+        &extra,
     );
     let small = sidecar.publish(&serde_json::json!({
         "repositories": [{"name": probe.repository, "auth_required": true}],
@@ -630,11 +633,11 @@ fn run() -> Result<(), String> {
 
     // A token without an `access` claim (the snapshot alone decides), valid for the run.
     let signed = sidecar.token(&probe.user, &password, &probe.repository)?;
-    let key = tokens::load_ed25519_pem(&sidecar.files.signing_key);
+    let key = tokens::SidecarKey::load(&sidecar.files.signing_key);
     let mut mint = tokens::Mint::like_sidecar(&tokens::kid(&signed), &probe.user, &[]);
     mint.claims.access = None;
     mint.expires_at = tokens::now_secs() + 3000;
-    let token = tokens::mint(&key, &mint);
+    let token = key.mint(&mint);
     let mut bench = Bench {
         sidecar,
         envoy,
