@@ -843,17 +843,16 @@ mod tests {
         path.display().to_string()
     }
 
+    /// A fresh signing key (`keygen`'s default algorithm) in `dir`.
+    fn key_file(dir: &tempfile::TempDir) -> String {
+        let key = SigningKey::generate(KeyAlgorithm::default()).unwrap();
+        file(dir, "key.pem", &key.to_pem().unwrap())
+    }
+
     #[test]
     fn defaults_are_documented_values() {
         let dir = tempfile::tempdir().unwrap();
-        let key = file(
-            &dir,
-            "key.pem",
-            &SigningKey::generate(KeyAlgorithm::ES256)
-                .unwrap()
-                .to_pem()
-                .unwrap(),
-        );
+        let key = key_file(&dir);
         let secret = file(&dir, "secret", "0123456789abcdef0123\n");
         let read = file(&dir, "read", "read-secret-0123456789\r\n");
         let config = Config::from_args(&parse(&[
@@ -980,14 +979,7 @@ mod tests {
     #[test]
     fn tls_and_client_certificates_need_their_companions_and_usable_files() {
         let dir = tempfile::tempdir().unwrap();
-        let key = file(
-            &dir,
-            "key.pem",
-            &SigningKey::generate(KeyAlgorithm::ES256)
-                .unwrap()
-                .to_pem()
-                .unwrap(),
-        );
+        let key = key_file(&dir);
         let secret = file(&dir, "secret", "0123456789abcdef0123\n");
         let not_pem = file(&dir, "not.pem", "not a certificate\n");
         let base = [
@@ -1051,14 +1043,7 @@ mod tests {
     #[test]
     fn login_backends_are_one_of_htpasswd_and_katello() {
         let dir = tempfile::tempdir().unwrap();
-        let key = file(
-            &dir,
-            "key.pem",
-            &SigningKey::generate(KeyAlgorithm::ES256)
-                .unwrap()
-                .to_pem()
-                .unwrap(),
-        );
+        let key = key_file(&dir);
         let secret = file(&dir, "secret", "0123456789abcdef0123\n");
         let htpasswd = file(&dir, "htpasswd", "# nobody yet\n");
         let pem = file(&dir, "any.pem", "not a certificate\n");
@@ -1125,14 +1110,7 @@ mod tests {
     #[test]
     fn redis_is_a_url_or_sentinels_with_a_master_name() {
         let dir = tempfile::tempdir().unwrap();
-        let key = file(
-            &dir,
-            "key.pem",
-            &SigningKey::generate(KeyAlgorithm::ES256)
-                .unwrap()
-                .to_pem()
-                .unwrap(),
-        );
+        let key = key_file(&dir);
         let secret = file(&dir, "secret", "0123456789abcdef0123\n");
         let base = [
             "--signing-key",
@@ -1279,14 +1257,7 @@ mod tests {
     #[test]
     fn ext_authz_config_is_the_filters_document_without_a_fetcher() {
         let dir = tempfile::tempdir().unwrap();
-        let key = file(
-            &dir,
-            "key.pem",
-            &SigningKey::generate(KeyAlgorithm::ES256)
-                .unwrap()
-                .to_pem()
-                .unwrap(),
-        );
+        let key = key_file(&dir);
         let secret = file(&dir, "secret", "0123456789abcdef0123\n");
         let filter = r#"{"issuer":"registry-gate","service":"registry-gate","realm":"https://gw.test/v2/token","identity_header":"X-Who"}"#;
         let good = file(&dir, "good.json", filter);
