@@ -4,6 +4,7 @@
 //! and settings from the environment ([`env_number`]). The binaries in `src/bin/` start the stacks (with the end-to-end tests'
 //! harness, `registry-gate-tests`) and print their tables.
 
+pub mod context;
 pub mod http1;
 pub mod procfs;
 pub mod report;

@@ -53,7 +53,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use registry_gate_bench::http1::Connection;
 use registry_gate_bench::report::markdown_table;
 use registry_gate_bench::scale::{self, Scale};
-use registry_gate_bench::{env_number, procfs, V2_DIRECT_RESPONSE};
+use registry_gate_bench::{context, env_number, procfs, V2_DIRECT_RESPONSE};
 use registry_gate_tests::envoy::{Envoy, EnvoyParams, Launch};
 use registry_gate_tests::redis::Redis;
 use registry_gate_tests::sidecar::{random_hex, Sidecar, SidecarExtra};
@@ -559,18 +559,6 @@ fn mib(bytes: usize) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-fn git(args: &[&str]) -> String {
-    Command::new("git")
-        .arg("-C")
-        .arg(paths::repo_root())
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
 // ---- main -----------------------------------------------------------------------------------
 
 fn run() -> Result<(), String> {
@@ -956,22 +944,7 @@ fn run() -> Result<(), String> {
             .collect::<Vec<_>>(),
     );
 
-    let commit = {
-        let hash = git(&["rev-parse", "--short=12", "HEAD"]);
-        let changes = git(&[
-            "status",
-            "--porcelain",
-            "--untracked-files=no",
-            "--",
-            ".",
-            ":(exclude)bench/results",
-        ]);
-        if changes.is_empty() {
-            hash
-        } else {
-            format!("{hash} (with uncommitted changes)")
-        }
-    };
+    let commit = context::commit();
     let s = &settings;
     let context = format!(
         "- commit: {commit}\n- date: {}\n- CPU: {} ({} CPUs online); kernel {}\n\

@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use registry_gate_bench::report::{cell, markdown_table, Spread};
 use registry_gate_bench::scale::{self, Scale};
-use registry_gate_bench::{env_number, procfs, wrk, V2_DIRECT_RESPONSE};
+use registry_gate_bench::{context, env_number, procfs, wrk, V2_DIRECT_RESPONSE};
 use registry_gate_core::token::Algorithm;
 use registry_gate_tests::envoy::{ext_authz_config, Envoy, EnvoyParams, Launch};
 use registry_gate_tests::http::Request;
@@ -523,27 +523,6 @@ fn pin(pid: Option<u32>, cpus: &str, what: &str) -> Result<(), String> {
     }
 }
 
-/// A fresh token for alice from the sidecar's `/v2/token`.
-fn sidecar_token(sidecar: &Sidecar, password: &str) -> Result<String, String> {
-    let url = format!(
-        "{}/v2/token?service={SERVICE}&scope=repository:{REPOSITORY}:pull",
-        sidecar.url()
-    );
-    let resp = Request::get(url)
-        .auth(Auth::Basic(USER, password))
-        .timeout(Duration::from_secs(10))
-        .send()?;
-    if resp.status != 200 {
-        return Err(format!("token for {USER}: {}", resp.summary()));
-    }
-    let json: serde_json::Value = serde_json::from_slice(&resp.body)
-        .map_err(|err| format!("token response is not JSON ({err}): {}", resp.summary()))?;
-    json.get("token")
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| format!("token response has no token: {}", resp.summary()))
-}
-
 /// Alice's claims, as the sidecar would mint them, valid for `lifetime` seconds from a minute
 /// ago.
 fn alice(lifetime: i64) -> Mint {
@@ -566,38 +545,6 @@ fn write_pool(issuer: &Issuer, count: usize, path: &Path) -> Result<(), String> 
         text.push('\n');
     }
     std::fs::write(path, text).map_err(|err| format!("write {}: {err}", path.display()))
-}
-
-fn git(args: &[&str]) -> String {
-    Command::new("git")
-        .arg("-C")
-        .arg(paths::repo_root())
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
-fn command_line_output(program: &Path, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .map(|o| {
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            text.lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty())
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .unwrap_or_default()
 }
 
 fn locate_wrk() -> Result<PathBuf, String> {
@@ -815,8 +762,10 @@ fn run() -> Result<(), String> {
 
     // Each round's single tokens: the sidecar's, and one per issuer.
     let round_tokens = || -> Result<BTreeMap<String, String>, String> {
-        let mut tokens =
-            BTreeMap::from([("sidecar".to_owned(), sidecar_token(&sidecar, &password)?)]);
+        let mut tokens = BTreeMap::from([(
+            "sidecar".to_owned(),
+            sidecar.token(USER, &password, REPOSITORY)?,
+        )]);
         for (id, issuer) in &issuers {
             tokens.insert(id.clone(), issuer.mint(&alice(300)));
         }
@@ -931,25 +880,9 @@ fn run() -> Result<(), String> {
     }
     let table = table(&rows, &runs);
     let targets = targets(&rows, &runs);
-    let envoy_version = command_line_output(&paths::envoy(), &["--version"]);
-    let commit = {
-        let hash = git(&["rev-parse", "--short=12", "HEAD"]);
-        // Untracked files and earlier results do not change what was measured.
-        let changes = git(&[
-            "status",
-            "--porcelain",
-            "--untracked-files=no",
-            "--",
-            ".",
-            ":(exclude)bench/results",
-        ]);
-        if changes.is_empty() {
-            hash
-        } else {
-            format!("{hash} (with uncommitted changes)")
-        }
-    };
-    let date = command_line_output(Path::new("date"), &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
+    let envoy_version = context::first_line(&paths::envoy(), &["--version"]);
+    let commit = context::commit();
+    let date = context::first_line(Path::new("date"), &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
     let s = &settings;
     let context = format!(
         "- commit: {commit}\n- date: {date}\n- CPU: {} ({} CPUs online); kernel {}\n\
