@@ -16,6 +16,27 @@ pub mod wrk;
 pub const V2_DIRECT_RESPONSE: &str =
     r#"direct_response: { status: 200, body: { inline_string: "{}" } }"#;
 
+/// A stack whose sidecar checks the logins of `users` against its htpasswd file at bcrypt
+/// cost 10 (what a site runs), with the positive login cache for `cache_ttl_secs` seconds
+/// (`"0"`: none) — the login benchmarks' two backends.
+pub fn htpasswd_logins(
+    name: &str,
+    users: Vec<String>,
+    cache_ttl_secs: &str,
+) -> registry_gate_tests::StackOptions {
+    let mut options = registry_gate_tests::StackOptions::new(name);
+    options.users = users;
+    options.bcrypt_cost = 10;
+    options.sidecar = registry_gate_tests::sidecar::SidecarExtra {
+        args: vec![
+            "--login-cache-ttl-secs".to_owned(),
+            cache_ttl_secs.to_owned(),
+        ],
+        ..registry_gate_tests::sidecar::SidecarExtra::default()
+    };
+    options
+}
+
 /// `name` from the environment as a number, or `default` when unset; a value that does not
 /// parse is an error naming it (a typo must not silently run the default).
 pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>

@@ -17,9 +17,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use registry_gate_bench::env_number;
+use registry_gate_bench::{env_number, htpasswd_logins};
 use registry_gate_tests::katello::KatelloUser;
-use registry_gate_tests::sidecar::{random_hex, SidecarExtra};
+use registry_gate_tests::sidecar::random_hex;
 use registry_gate_tests::stack::{Stack, StackOptions};
 use registry_gate_tests::storm::{self, KatelloSite};
 
@@ -89,16 +89,11 @@ fn main() -> Result<(), String> {
         .collect();
 
     let htpasswd = |name: &str, ttl: &str| {
-        let mut options = StackOptions::new(name);
-        options.users = passwords.iter().map(|(user, _)| user.clone()).collect();
-        options.bcrypt_cost = 10;
-        options.sidecar = SidecarExtra {
-            binary: None,
-            key_algorithm: None,
-            args: vec!["--login-cache-ttl-secs".to_owned(), ttl.to_owned()],
-            https: None,
-        };
-        options
+        htpasswd_logins(
+            name,
+            passwords.iter().map(|(user, _)| user.clone()).collect(),
+            ttl,
+        )
     };
     let mut rows = Vec::new();
     rows.push(storm(

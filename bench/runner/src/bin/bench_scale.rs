@@ -53,11 +53,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use registry_gate_bench::http1::Connection;
 use registry_gate_bench::report::markdown_table;
 use registry_gate_bench::scale::{self, Scale};
-use registry_gate_bench::{context, env_number, procfs, V2_DIRECT_RESPONSE};
+use registry_gate_bench::{context, env_number, htpasswd_logins, procfs, V2_DIRECT_RESPONSE};
 use registry_gate_tests::envoy::{Envoy, EnvoyParams, Launch};
 use registry_gate_tests::redis::Redis;
 use registry_gate_tests::sidecar::{random_hex, Sidecar, SidecarExtra};
-use registry_gate_tests::stack::{Stack, StackOptions};
+use registry_gate_tests::stack::Stack;
 use registry_gate_tests::storm::{self, percentile, CurlBurst};
 use registry_gate_tests::{paths, ports, tokens, Scenario};
 
@@ -501,15 +501,7 @@ fn login_burst(settings: &Settings, backend: &'static str, ttl: &str) -> LoginRo
     let users: Vec<String> = (0..settings.login_users)
         .map(|i| format!("user{i:03}"))
         .collect();
-    let mut options = StackOptions::new(&format!("bench-scale-logins-ttl{ttl}"));
-    options.users = users.clone();
-    options.bcrypt_cost = 10;
-    options.sidecar = SidecarExtra {
-        binary: None,
-        key_algorithm: None,
-        args: vec!["--login-cache-ttl-secs".to_owned(), ttl.to_owned()],
-        https: None,
-    };
+    let options = htpasswd_logins(&format!("bench-scale-logins-ttl{ttl}"), users.clone(), ttl);
     let stack = Stack::start_with(options);
     let logins: Vec<(String, String)> = users
         .iter()

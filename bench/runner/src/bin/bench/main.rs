@@ -534,8 +534,9 @@ fn alice(lifetime: i64) -> Mint {
     mint
 }
 
-/// Writes `count` tokens of `issuer`, each with its own `jti`, one per line.
-fn write_pool(issuer: &Issuer, count: usize, path: &Path) -> Result<(), String> {
+/// Writes `count` tokens of `issuer`, each with its own `jti`, one per line; the first one
+/// (a row is checked with it before its run).
+fn write_pool(issuer: &Issuer, count: usize, path: &Path) -> Result<String, String> {
     let mut text = String::new();
     for _ in 0..count {
         // Under the filter's 3600 s lifetime cap, and valid for the whole bench.
@@ -544,7 +545,9 @@ fn write_pool(issuer: &Issuer, count: usize, path: &Path) -> Result<(), String> 
         text.push_str(&issuer.mint(&mint));
         text.push('\n');
     }
-    std::fs::write(path, text).map_err(|err| format!("write {}: {err}", path.display()))
+    let first = text.lines().next().unwrap_or_default().to_owned();
+    std::fs::write(path, text).map_err(|err| format!("write {}: {err}", path.display()))?;
+    Ok(first)
 }
 
 fn locate_wrk() -> Result<PathBuf, String> {
@@ -607,14 +610,14 @@ fn run() -> Result<(), String> {
         if rows.iter().any(|r| r.credential == Credential::Fresh(alg)) {
             let path = dir.join(format!("pool-{}.txt", alg_id(alg)));
             eprintln!("[bench] minting {} {} tokens", settings.pool, alg.name());
-            write_pool(&issuer, settings.pool, &path)?;
-            pools.insert(alg_id(alg), path);
+            let first = write_pool(&issuer, settings.pool, &path)?;
+            pools.insert(alg_id(alg), (path, first));
         }
         issuers.insert(alg_id(alg), issuer);
     }
-    let jwks = serde_json::json!({
-        "keys": issuers.values().map(Issuer::jwk).collect::<Vec<_>>()
-    });
+    // Their public keys: in every snapshot and in jwt_authn's JWKS.
+    let keys: Vec<serde_json::Value> = issuers.values().map(Issuer::jwk).collect();
+    let jwks = serde_json::json!({ "keys": keys });
 
     // The registry the upstream rows route to, with alice's image.
     let registry = Registry::start(&dir, ports::free_port());
@@ -657,7 +660,7 @@ fn run() -> Result<(), String> {
     let published = sidecar.publish(&serde_json::json!({
         "repositories": [{"name": REPOSITORY, "auth_required": true}],
         "users": {USER: [REPOSITORY]},
-        "keys": issuers.values().map(Issuer::jwk).collect::<Vec<_>>(),
+        "keys": keys,
     }));
     sidecar.wait_for_ext_authz_generation(published.generation, Duration::from_secs(30));
 
@@ -692,10 +695,7 @@ fn run() -> Result<(), String> {
         {
             users.insert(USER.to_owned(), serde_json::json!([REPOSITORY]));
         }
-        object.insert(
-            "keys".to_owned(),
-            issuers.values().map(Issuer::jwk).collect(),
-        );
+        object.insert("keys".to_owned(), serde_json::Value::from(keys.clone()));
         eprintln!(
             "[bench] publishing the large snapshot: {} repositories, {} users, {} grants",
             settings.large.repositories, settings.large.users, settings.large.grants
@@ -771,14 +771,6 @@ fn run() -> Result<(), String> {
         }
         Ok(tokens)
     };
-    let first_of_pool = |path: &Path| -> Result<String, String> {
-        std::fs::read_to_string(path)
-            .map_err(|err| format!("read {}: {err}", path.display()))?
-            .lines()
-            .next()
-            .map(str::to_owned)
-            .ok_or_else(|| format!("{} is empty", path.display()))
-    };
     // What the row sends, and the token it is checked with first.
     let sending_of = |row: &Row,
                       tokens: &BTreeMap<String, String>|
@@ -789,10 +781,10 @@ fn run() -> Result<(), String> {
                 Ok((tokens.get(&alg_id(alg)).cloned().unwrap_or_default(), None))
             }
             Credential::Fresh(alg) => {
-                let pool = pools
+                let (pool, first) = pools
                     .get(&alg_id(alg))
                     .ok_or_else(|| format!("no {} pool", alg.name()))?;
-                Ok((first_of_pool(pool)?, Some(pool.clone())))
+                Ok((first.clone(), Some(pool.clone())))
             }
         }
     };
