@@ -16,21 +16,39 @@ pub const MAX_KEY_ID_LEN: usize = 256;
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*` and is at most
 /// [`MAX_NAME_LEN`] bytes long.
 pub fn is_valid_repository_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_NAME_LEN && name.split('/').all(is_valid_component)
+    is_valid_repository_name_bytes(name.as_bytes())
 }
 
-/// One `/`-free component of a repository name: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
-fn is_valid_component(component: &str) -> bool {
-    let bytes = component.as_bytes();
-    let is_alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    if !bytes.first().is_some_and(is_alnum) || !bytes.last().is_some_and(is_alnum) {
+/// [`is_valid_repository_name`] over bytes, in one pass (the validator runs it over every
+/// name of an index on every install). Whatever it accepts is ASCII.
+pub fn is_valid_repository_name_bytes(name: &[u8]) -> bool {
+    /// Where the scan is within a component.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum At {
+        /// At the start of a component, or after `.` or `__`: a `[a-z0-9]` must follow.
+        NeedAlnum,
+        /// After `[a-z0-9]`: anything may follow.
+        Alnum,
+        /// After one `_`: another `_` or `[a-z0-9]`.
+        Underscore,
+        /// After `-`: more `-` or `[a-z0-9]`.
+        Dashes,
+    }
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
         return false;
     }
-    // Between runs of [a-z0-9], every run of other bytes must be a valid separator.
-    bytes
-        .split(is_alnum)
-        .filter(|run| !run.is_empty())
-        .all(|run| matches!(run, b"." | b"_" | b"__") || run.iter().all(|b| *b == b'-'))
+    let mut at = At::NeedAlnum;
+    for &byte in name {
+        at = match (at, byte) {
+            (_, b'a'..=b'z' | b'0'..=b'9') => At::Alnum,
+            (At::Alnum, b'/' | b'.') => At::NeedAlnum,
+            (At::Alnum, b'_') => At::Underscore,
+            (At::Underscore, b'_') => At::NeedAlnum,
+            (At::Alnum | At::Dashes, b'-') => At::Dashes,
+            _ => return false,
+        };
+    }
+    at == At::Alnum
 }
 
 /// Whether `name` can name a principal: 1 to [`MAX_PRINCIPAL_LEN`] bytes, no control

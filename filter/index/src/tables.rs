@@ -33,6 +33,22 @@ impl Strings {
         bytes.get(self.data.checked_add(start)?..self.data.checked_add(end)?)
     }
 
+    /// Every string in order, walking the end offsets once.
+    pub fn iter<'a>(&self, bytes: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let ends = bytes
+            .get(self.ends..self.data)
+            .unwrap_or_default()
+            .chunks_exact(4);
+        let data = bytes.get(self.data..).unwrap_or_default();
+        let mut start = 0_usize;
+        ends.map(move |raw| {
+            let end = raw.try_into().map_or(0, u32::from_le_bytes) as usize;
+            let item = data.get(start..end).unwrap_or_default();
+            start = end;
+            item
+        })
+    }
+
     /// String `i` as text (validated tables hold UTF-8 only).
     pub fn text<'a>(&self, bytes: &'a [u8], i: usize) -> Option<&'a str> {
         self.get(bytes, i)

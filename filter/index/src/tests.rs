@@ -426,3 +426,53 @@ fn publisher_keys_round_trip_as_text() {
         assert!(PublisherKey::parse(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn sorts_before_is_bytewise_order() {
+    let words: [&[u8]; 12] = [
+        b"",
+        b"a",
+        b"ab",
+        b"abcdefgh",
+        b"abcdefgh0",
+        b"abcdefgi",
+        b"abcdefg",
+        b"abcdefghabcdefgh",
+        b"abcdefghabcdefgi",
+        b"b",
+        b"\xff",
+        b"abcdefgh\x00",
+    ];
+    for a in words {
+        for b in words {
+            assert_eq!(crate::layout::sorts_before(a, b), a < b, "{a:?} {b:?}");
+        }
+    }
+}
+
+#[test]
+fn repository_grammar() {
+    use crate::names::is_valid_repository_name;
+    let long = "a".repeat(255);
+    let too_long = "a".repeat(256);
+    for good in [
+        "a",
+        "library/ubuntu",
+        "a.b",
+        "a_b",
+        "a__b",
+        "a-b",
+        "a---b",
+        "a/b/c",
+        "0",
+        &long,
+    ] {
+        assert!(is_valid_repository_name(good), "{good:?}");
+    }
+    for bad in [
+        "", "A", "a/", "/a", "a//b", "a..b", "a___b", "a_-b", "a-", "-a", "a.", "a._b", "a/-b",
+        "é", "a b", &too_long,
+    ] {
+        assert!(!is_valid_repository_name(bad), "{bad:?}");
+    }
+}

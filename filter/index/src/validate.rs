@@ -10,13 +10,13 @@
 
 use crate::error::IndexError;
 use crate::layout::{
-    checksum, header, name_hash, slots_for, u16_at, u32_at, u32_item, u64_at, Part, Section,
-    DIRECTORY_ENTRY_LEN, EMPTY_SLOT, FLAG_ALLOW_EMPTY, FLAG_MIN_TOKEN_IAT, HEADER_LEN, KNOWN_FLAGS,
-    MAGIC, MAJOR, MAX_SECTIONS, TRAILER_LEN,
+    checksum, header, name_hash, slots_for, sorts_before, u16_at, u32_at, u32_item, u64_at, Part,
+    Section, DIRECTORY_ENTRY_LEN, EMPTY_SLOT, FLAG_ALLOW_EMPTY, FLAG_MIN_TOKEN_IAT, HEADER_LEN,
+    KNOWN_FLAGS, MAGIC, MAJOR, MAX_SECTIONS, TRAILER_LEN,
 };
 use crate::names::{
     is_valid_epoch, is_valid_key_id, is_valid_label, is_valid_principal_name,
-    is_valid_repository_name,
+    is_valid_repository_name_bytes,
 };
 use crate::tables::{Grants, Ids, NameSet, Strings, Table};
 
@@ -128,9 +128,12 @@ pub(crate) fn validate(bytes: &[u8]) -> Result<Layout, IndexError> {
     let meta = meta(bytes, span(Section::Meta)?)?;
     let names = span(Section::RepositoryNames)?;
     let repository_names = strings(bytes, names, MAX_REPOSITORIES)?;
-    ascending(bytes, &repository_names, names, |name| {
-        core::str::from_utf8(name).is_ok_and(is_valid_repository_name)
-    })?;
+    ascending(
+        bytes,
+        &repository_names,
+        names,
+        is_valid_repository_name_bytes,
+    )?;
     let repositories = name_set(bytes, repository_names, span(Section::RepositoryHash)?)?;
     let flags_span = span(Section::RepositoryFlags)?;
     let public_count = repository_flags(bytes, flags_span, repository_names.count)?;
@@ -298,15 +301,14 @@ fn ascending(
     valid: impl Fn(&[u8]) -> bool,
 ) -> Result<(), IndexError> {
     let mut previous: Option<&[u8]> = None;
-    for i in 0..table.count {
-        let name = table.get(bytes, i).unwrap_or_default();
+    for (i, name) in table.iter(bytes).enumerate() {
         if !valid(name) {
             return Err(span.invalid(format!(
                 "entry {i} {:?} is not a valid name",
                 String::from_utf8_lossy(name)
             )));
         }
-        if previous.is_some_and(|previous| previous >= name) {
+        if previous.is_some_and(|previous| !sorts_before(previous, name)) {
             return Err(span.invalid(format!(
                 "entry {i} {:?} is not greater than the one before",
                 String::from_utf8_lossy(name)
@@ -332,44 +334,49 @@ fn name_set(bytes: &[u8], names: Strings, span: Span) -> Result<NameSet, IndexEr
         )));
     }
     let mask = slots.saturating_sub(1);
-    let slot = |s: usize| u32_item(bytes, span.start, s).unwrap_or(EMPTY_SLOT);
+    let table = bytes.get(span.start..span.end()).unwrap_or_default();
+    let slot = |s: usize| u32_item(table, 0, s).unwrap_or(EMPTY_SLOT);
     // Start right after an empty slot, so every run of occupied slots is seen whole. There
     // is one: at most half the slots can hold an id.
     let Some(empty) = (0..slots).find(|s| slot(*s) == EMPTY_SLOT) else {
         return Err(span.invalid("no empty slot"));
     };
-    let mut seen = vec![0_u64; names.count.div_ceil(64)];
-    let mut used = 0_usize;
-    let mut run = 0_usize;
+    // First pass, over the slots in order: every id in range and in one slot only; where it
+    // is; how long the run of occupied slots ending at each slot is.
+    let mut position = vec![u32::MAX; names.count];
+    let mut run = vec![0_u32; slots];
+    let mut length = 0_u32;
     for step in 1..=slots {
         let s = (empty + step) & mask;
         let id = slot(s);
         if id == EMPTY_SLOT {
-            run = 0;
+            length = 0;
             continue;
         }
-        run += 1;
-        let position = id as usize;
-        let name = names
-            .get(bytes, position)
-            .ok_or_else(|| span.invalid(format!("slot {s} holds id {id}, out of range")))?;
-        let word = seen.get_mut(position / 64);
-        let bit = 1_u64 << (position % 64);
-        match word {
-            Some(word) if *word & bit == 0 => *word |= bit,
-            _ => return Err(span.invalid(format!("id {id} is in more than one slot"))),
+        length = length.saturating_add(1);
+        if let Some(held) = run.get_mut(s) {
+            *held = length;
         }
-        used += 1;
+        match position.get_mut(id as usize) {
+            Some(at) if *at == u32::MAX => *at = u32::try_from(s).unwrap_or(u32::MAX),
+            Some(_) => return Err(span.invalid(format!("id {id} is in more than one slot"))),
+            None => return Err(span.invalid(format!("slot {s} holds id {id}, out of range"))),
+        }
+    }
+    // Second pass, over the names in order: each in some slot, no farther from its home
+    // slot than the run it sits at the end of (else a lookup stops at an empty slot first).
+    for (id, (name, at)) in names.iter(bytes).zip(&position).enumerate() {
+        if *at == u32::MAX {
+            return Err(span.invalid(format!("name {id} is in no slot")));
+        }
+        let s = *at as usize;
         let home = (name_hash(name) as usize) & mask;
         let distance = s.wrapping_sub(home) & mask;
-        if distance >= run {
+        if distance >= run.get(s).copied().unwrap_or(0) as usize {
             return Err(span.invalid(format!(
                 "id {id} in slot {s} cannot be found from its home slot {home}"
             )));
         }
-    }
-    if used != names.count {
-        return Err(span.invalid(format!("{used} slots hold ids for {} names", names.count)));
     }
     Ok(NameSet {
         names,
