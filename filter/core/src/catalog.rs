@@ -131,7 +131,7 @@ mod tests {
             name: "library/public".into(),
             auth_required: false,
         });
-        Index::build(&Content {
+        Index::of(&Content {
             repositories,
             users: [(
                 "alice".to_string(),

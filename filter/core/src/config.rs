@@ -9,6 +9,7 @@
 //! (`deny_unknown_fields`), every default is named, and validation reports every bad field at
 //! once in a [`ConfigError`]. It never reads the environment or the network.
 
+use registry_gate_index::PublisherKey;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -104,6 +105,12 @@ pub struct FilterConfig {
     /// 1 MiB by default) must be at least this, or Envoy answers first.
     #[serde(default = "defaults::flatpak_index_max_bytes")]
     pub flatpak_index_max_bytes: usize,
+    /// Publisher keys this gate checks every snapshot's signature against itself. Workers fed
+    /// by a fetcher need none (the fetcher checked, and the checksum says they read what it
+    /// checked); the ext_authz check, fed by the sidecar, must name them. At most two (a
+    /// rotation).
+    #[serde(default, deserialize_with = "publisher_keys")]
+    pub publisher_keys: Vec<PublisherKey>,
     /// Fetch snapshots from the worker root contexts, one of them elected through a lease
     /// in shared data, instead of from an `envoy.bootstrap.wasm` singleton (for deployments
     /// that can only add an HTTP filter). The same document as the singleton's.
@@ -210,6 +217,9 @@ pub struct Settings {
     /// Lower-case `client_certificate_header`: removed from every forwarded request, trusted
     /// or not, so no client can pass a subject to the upstream.
     pub client_certificate_header: Option<String>,
+    /// Publisher keys the gate checks snapshot signatures against itself (none: the
+    /// fetcher does).
+    pub publisher_keys: Vec<PublisherKey>,
     /// The workers elect a fetcher among themselves (the `fetcher` object was given).
     pub elected_fetcher: Option<ElectedFetcher>,
 }
@@ -399,6 +409,7 @@ impl TryFrom<FilterConfig> for Settings {
                 ));
             }
         }
+        problems.extend(too_many_publisher_keys(&config.publisher_keys));
         let elected_fetcher = config.fetcher.map(|fetcher| ElectedFetcher {
             fetcher,
             lease: LeaseSettings {
@@ -444,6 +455,7 @@ impl TryFrom<FilterConfig> for Settings {
                 client_certificate,
                 client_certificate_header: certificate_header,
                 flatpak_index_max_bytes: config.flatpak_index_max_bytes,
+                publisher_keys: config.publisher_keys,
                 elected_fetcher,
             }),
             _ => Err(ConfigError { problems }),
@@ -481,6 +493,35 @@ pub struct FetcherConfig {
     /// Bearer secret sent to the sidecar, if it requires one for reads.
     #[serde(default)]
     pub authorization: Option<String>,
+    /// The publishers' Ed25519 public keys (unpadded base64url, as `registry-gate-sidecar
+    /// keygen` prints them): a snapshot not signed by one of them is refused. One, or two
+    /// while the publisher key is rotated.
+    #[serde(default, deserialize_with = "publisher_keys")]
+    pub publisher_keys: Vec<PublisherKey>,
+}
+
+/// Most publisher keys configured at once: the current one and its successor.
+pub const MAX_PUBLISHER_KEYS: usize = 2;
+
+/// `publisher_keys` from their text form.
+fn publisher_keys<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<PublisherKey>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    texts
+        .iter()
+        .map(|text| PublisherKey::parse(text).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+fn too_many_publisher_keys(keys: &[PublisherKey]) -> Option<String> {
+    (keys.len() > MAX_PUBLISHER_KEYS).then(|| {
+        format!(
+            "publisher_keys names {} keys; at most {MAX_PUBLISHER_KEYS} (the current one and \
+             its successor)",
+            keys.len()
+        )
+    })
 }
 
 /// Validated fetcher settings (same fields, checked).
@@ -531,6 +572,13 @@ impl FetcherConfig {
         if config.max_snapshot_bytes < 1024 {
             problems.push("max_snapshot_bytes must be at least 1024".to_string());
         }
+        if config.publisher_keys.is_empty() {
+            problems.push(
+                "publisher_keys must name the sidecar's publisher key (snapshots are signed)"
+                    .to_string(),
+            );
+        }
+        problems.extend(too_many_publisher_keys(&config.publisher_keys));
         problems
     }
 }
@@ -678,20 +726,55 @@ mod tests {
     #[test]
     fn fetcher_config() {
         let ok =
-            FetcherConfig::from_json(br#"{"cluster":"sidecar","authority":"sidecar"}"#).unwrap();
+            FetcherConfig::from_json(br#"{"cluster":"sidecar","authority":"sidecar","publisher_keys":["11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"]}"#).unwrap();
         assert_eq!(ok.path, "/v1/snapshot");
         assert!(ok.timeout_ms > ok.wait_secs * 1000);
         let err = FetcherConfig::from_json(
             br#"{"cluster":"","authority":"a","path":"v1","wait_secs":30,"timeout_ms":1000}"#,
         )
         .unwrap_err();
-        assert_eq!(err.problems.len(), 3, "{err}");
+        assert_eq!(err.problems.len(), 4, "{err}");
+        assert!(
+            err.problems
+                .iter()
+                .any(|p| p.contains("publisher_keys must name")),
+            "{err}"
+        );
         assert_eq!(ok.retry_max_ms, defaults::retry_max_ms());
         let err = FetcherConfig::from_json(
-            br#"{"cluster":"c","authority":"a","retry_ms":1000,"retry_max_ms":999}"#,
+            br#"{"cluster":"c","authority":"a","retry_ms":1000,"retry_max_ms":999,"publisher_keys":["11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"]}"#,
         )
         .unwrap_err();
         assert!(err.problems[0].contains("retry_max_ms"), "{err}");
+    }
+
+    #[test]
+    fn publisher_keys_are_parsed_and_bounded() {
+        const KEY: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let fetcher = |keys: &str| {
+            FetcherConfig::from_json(
+                format!(r#"{{"cluster":"c","authority":"a","publisher_keys":{keys}}}"#).as_bytes(),
+            )
+        };
+        let two = fetcher(&format!(r#"["{KEY}","{}"]"#, KEY.replace('1', "2"))).unwrap();
+        assert_eq!(two.publisher_keys.len(), 2);
+        assert_eq!(two.publisher_keys[0].to_string(), KEY);
+        let three = fetcher(&format!(r#"["{KEY}","{KEY}","{KEY}"]"#)).unwrap_err();
+        assert!(three.to_string().contains("at most 2"), "{three}");
+        let bad = fetcher(r#"["not-a-key"]"#).unwrap_err();
+        assert!(bad.to_string().contains("not-a-key"), "{bad}");
+        let filter = Settings::from_json(
+            format!(
+                r#"{{"issuer":"i","service":"s","realm":"https://r","publisher_keys":["{KEY}"]}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(filter.publisher_keys.len(), 1);
+        assert!(Settings::from_json(MINIMAL.as_bytes())
+            .unwrap()
+            .publisher_keys
+            .is_empty());
     }
 
     #[test]
@@ -716,17 +799,17 @@ mod tests {
             },
             Row {
                 case: "fetcher with defaults",
-                extra: r#","fetcher":{"cluster":"sidecar","authority":"sidecar"}"#,
+                extra: r#","fetcher":{"cluster":"sidecar","authority":"sidecar","publisher_keys":["11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"]}"#,
                 want: Ok(Some(defaults::fetcher_lease_ms())),
             },
             Row {
                 case: "lease duration set",
-                extra: r#","fetcher":{"cluster":"c","authority":"a"},"fetcher_lease_ms":10000"#,
+                extra: r#","fetcher":{"cluster":"c","authority":"a","publisher_keys":["11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"]},"fetcher_lease_ms":10000"#,
                 want: Ok(Some(10_000)),
             },
             Row {
                 case: "the fetcher's own rules apply, prefixed",
-                extra: r#","fetcher":{"cluster":"","authority":"a","retry_ms":0}"#,
+                extra: r#","fetcher":{"cluster":"","authority":"a","retry_ms":0,"publisher_keys":["11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"]}"#,
                 want: Err(&["fetcher: cluster", "fetcher: retry_ms"]),
             },
             Row {
@@ -736,7 +819,7 @@ mod tests {
             },
             Row {
                 case: "lease too short",
-                extra: r#","fetcher":{"cluster":"c","authority":"a"},"fetcher_lease_ms":999"#,
+                extra: r#","fetcher":{"cluster":"c","authority":"a","publisher_keys":["11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"]},"fetcher_lease_ms":999"#,
                 want: Err(&["fetcher_lease_ms 999 must be between"]),
             },
             Row {
@@ -746,7 +829,7 @@ mod tests {
             },
             Row {
                 case: "lease shorter than four timer ticks",
-                extra: r#","fetcher":{"cluster":"c","authority":"a"},"fetcher_lease_ms":2000,"snapshot_check_ms":600"#,
+                extra: r#","fetcher":{"cluster":"c","authority":"a","publisher_keys":["11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"]},"fetcher_lease_ms":2000,"snapshot_check_ms":600"#,
                 want: Err(&["at least 4 × snapshot_check_ms"]),
             },
             Row {

@@ -1,14 +1,17 @@
 //! Snapshot distribution inside one Envoy process: what the fetcher does with each answer
 //! from the sidecar, and the [`Announcement`] it leaves in shared data for the workers.
 //!
-//! The fetcher holds at most one generation. A `200` is decoded with the same
-//! [`snapshot::decode`] the sidecar and the workers use, admitted by the same
-//! [`snapshot::admit`], and only then published; a `304` confirms the held generation only if
+//! The fetcher holds at most one generation. A `200` must be signed by a configured
+//! publisher key (checked here, once per Envoy process: the workers trust this check and the
+//! checksum), validate as the workers will validate it ([`snapshot::check`]) and pass the
+//! same [`snapshot::admit`] before it is published; a `304` confirms the held generation only if
 //! its `ETag` names exactly that generation. Nothing else confirms: a sidecar whose history
 //! was rewound cannot keep a fetcher's newer generation looking fresh. It never performs I/O:
 //! the glue sends the request this module describes and hands back the answer.
 
 use serde::{Deserialize, Serialize};
+
+use registry_gate_index::PublisherKey;
 
 use crate::generation::Generation;
 use crate::snapshot::{self, Held, SnapshotError};
@@ -70,21 +73,30 @@ pub enum Step<'a> {
     Retry,
 }
 
-/// The fetcher's memory: the generation it published last.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The fetcher's memory: the generation it published last, and whom it trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetch {
     held: Option<Held>,
+    publishers: Vec<PublisherKey>,
 }
 
 impl Fetch {
     /// Starts from whatever a previous fetcher instance already published (shared data
-    /// survives VM reloads), so a restart never goes back a generation.
-    pub fn resume(published: Option<&[u8]>) -> Fetch {
-        Fetch {
-            held: published
-                .and_then(|bytes| snapshot::decode(bytes).ok())
-                .map(|snapshot| Held::of(&snapshot)),
-        }
+    /// survives VM reloads) if it still passes today's checks, so a restart never goes back
+    /// a generation.
+    pub fn resume(publishers: Vec<PublisherKey>, published: Option<&[u8]>) -> Fetch {
+        let mut fetch = Fetch {
+            held: None,
+            publishers,
+        };
+        fetch.held = published.and_then(|bytes| fetch.accept(bytes).ok());
+        fetch
+    }
+
+    /// What holding `body` would mean, if it is signed by a trusted publisher and valid.
+    fn accept(&self, body: &[u8]) -> Result<Held, SnapshotError> {
+        registry_gate_index::verify(body, &self.publishers)?;
+        snapshot::check(body)
     }
 
     /// The generation held, if any.
@@ -117,23 +129,20 @@ impl Fetch {
     }
 
     fn offer<'a>(&mut self, body: &'a [u8], now: u64) -> Step<'a> {
-        let decoded = match snapshot::decode(body) {
-            Ok(decoded) => decoded,
+        let offered = match self.accept(body) {
+            Ok(offered) => offered,
             Err(err) => return Step::Refused(err),
         };
-        let offered = decoded.header.generation();
-        if self.held() == Some(&offered) {
+        if self.held.as_ref().map(|held| &held.generation) == Some(&offered.generation) {
             // The same generation again (e.g. after a fetcher restart): a confirmation.
-            return Step::Confirm(announce(&offered, now));
+            return Step::Confirm(announce(&offered.generation, now));
         }
-        if let Err(err) = snapshot::admit(self.held.as_ref(), &decoded) {
+        if let Err(err) = snapshot::admit(self.held.as_ref(), &offered) {
             return Step::Refused(err);
         }
-        self.held = Some(Held::of(&decoded));
-        Step::Publish {
-            body,
-            announcement: announce(&offered, now),
-        }
+        let announcement = announce(&offered.generation, now);
+        self.held = Some(offered);
+        Step::Publish { body, announcement }
     }
 }
 

@@ -335,11 +335,12 @@ impl Gate {
     }
 
     /// Offers the snapshot bytes the fetcher announced with `announcement`. Installs them if
-    /// they decode, validate and are newer than what is installed; otherwise the installed
-    /// snapshot keeps serving and the refusal is counted.
+    /// they are signed by a configured publisher (when [`Settings::publisher_keys`] names
+    /// any: otherwise the fetcher checked), validate and are newer than what is installed;
+    /// otherwise the installed snapshot keeps serving and the refusal is counted.
     pub fn offer(
         &mut self,
-        bytes: &[u8],
+        bytes: Vec<u8>,
         announcement: &Announcement,
     ) -> Result<Generation, SnapshotError> {
         match self.install(bytes, announcement) {
@@ -358,18 +359,22 @@ impl Gate {
 
     fn install(
         &mut self,
-        bytes: &[u8],
+        bytes: Vec<u8>,
         announcement: &Announcement,
     ) -> Result<Generation, SnapshotError> {
-        let decoded = snapshot::decode(bytes)?;
-        snapshot::admit(self.installed.as_deref().map(|i| &i.held), &decoded)?;
-        let generation = decoded.header.generation();
+        if !self.settings.publisher_keys.is_empty() {
+            registry_gate_index::verify(&bytes, &self.settings.publisher_keys)?;
+        }
+        let opened = snapshot::open(bytes)?;
+        let held = Held::of(opened.index.stored());
+        snapshot::admit(self.installed.as_deref().map(|i| &i.held), &held)?;
+        let generation = held.generation.clone();
         // Operator-configured keys win over a snapshot key of the same kid: the snapshot
         // cannot replace a key the configuration pins.
         let keys = self
             .settings
             .static_keys
-            .merge_preferring_self(&decoded.keys);
+            .merge_preferring_self(&opened.keys);
         if self.installed.as_ref().is_some_and(|i| i.keys != keys) {
             self.callers.clear();
         }
@@ -377,12 +382,13 @@ impl Gate {
         // the two reads, the bytes are a newer generation the fetcher fetched after that
         // confirmation, so they are at least that fresh; the next tick reads their own.
         self.confirmed_at = announcement.confirmed_at;
+        let stored = opened.index.stored();
         self.installed = Some(Arc::new(Installed {
-            held: Held::of(&decoded),
-            published_at: decoded.header.published_at,
-            index: Index::build(&decoded.content),
+            published_at: stored.published_at(),
+            min_token_iat: stored.min_token_iat(),
+            held,
+            index: opened.index,
             keys,
-            min_token_iat: decoded.content.min_token_iat,
         }));
         Ok(generation)
     }

@@ -8,8 +8,7 @@
 
 use core::fmt;
 
-/// Longest epoch accepted in an entity tag: epochs are short random hex strings.
-pub const MAX_EPOCH_LEN: usize = 64;
+pub use registry_gate_index::names::{is_valid_epoch, MAX_EPOCH_LEN};
 
 /// One published snapshot's identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -66,13 +65,6 @@ impl fmt::Display for Generation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.epoch, self.number)
     }
-}
-
-/// Whether `epoch` can travel in an entity tag.
-pub fn is_valid_epoch(epoch: &str) -> bool {
-    !epoch.is_empty()
-        && epoch.len() <= MAX_EPOCH_LEN
-        && epoch.bytes().all(|b| b.is_ascii_graphic() && b != b'"')
 }
 
 /// A parsed `If-Match` / `If-None-Match` header.

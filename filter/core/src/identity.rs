@@ -27,14 +27,7 @@ impl Principal {
     }
 }
 
-/// Longest principal name (user login, host UUID) accepted in a token or a snapshot.
-pub const MAX_PRINCIPAL_LEN: usize = 255;
-
-/// Whether `name` can name a principal: 1 to [`MAX_PRINCIPAL_LEN`] bytes, no control
-/// characters (it travels in a header and in access logs).
-pub fn is_valid_principal_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_PRINCIPAL_LEN && !name.chars().any(char::is_control)
-}
+pub use registry_gate_index::names::{is_valid_principal_name, MAX_PRINCIPAL_LEN};
 
 /// [`Principal::label`] of [`Principal::Anonymous`].
 pub const ANONYMOUS_LABEL: &str = "anonymous";

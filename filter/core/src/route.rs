@@ -68,6 +68,7 @@
 //!    [`Route::BlobUpload`] cannot name) is `QueryInvalid("mount")` / `QueryInvalid("from")`;
 //!    there `;` separates parameters as well as `&`, as older parsers upstream read it.
 
+pub use registry_gate_index::names::{is_valid_repository_name, MAX_NAME_LEN};
 use thiserror::Error;
 
 /// What a request does to a repository, derived from the HTTP method only.
@@ -171,8 +172,6 @@ pub enum RouteError {
     MethodNotAllowed(String),
 }
 
-/// Longest accepted repository name (distribution's `RepositoryNameTotalLengthMax`).
-pub const MAX_NAME_LEN: usize = 255;
 /// Longest accepted tag (the OCI tag grammar allows 1 + 127 characters).
 pub const MAX_TAG_LEN: usize = 128;
 /// Longest accepted upload session id.
@@ -293,13 +292,6 @@ fn flatpak_index(method: &str, query: Option<&str>) -> Result<RegistryRequest, R
     })
 }
 
-/// Whether `name` matches the OCI repository name grammar
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*` and is at most
-/// [`MAX_NAME_LEN`] bytes long.
-pub fn is_valid_repository_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_NAME_LEN && name.split('/').all(is_valid_component)
-}
-
 /// Whether `tag` matches the OCI tag grammar `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
 pub fn is_valid_tag(tag: &str) -> bool {
     let mut bytes = tag.bytes();
@@ -338,20 +330,6 @@ pub fn is_valid_upload_session(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'=' | b'-'))
-}
-
-/// One `/`-free component of a repository name: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
-fn is_valid_component(component: &str) -> bool {
-    let bytes = component.as_bytes();
-    let is_alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    if !bytes.first().is_some_and(is_alnum) || !bytes.last().is_some_and(is_alnum) {
-        return false;
-    }
-    // Between runs of [a-z0-9], every run of other bytes must be a valid separator.
-    bytes
-        .split(is_alnum)
-        .filter(|run| !run.is_empty())
-        .all(|run| matches!(run, b"." | b"_" | b"__") || run.iter().all(|b| *b == b'-'))
 }
 
 /// What the first segment of a path says about it.

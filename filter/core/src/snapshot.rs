@@ -1,45 +1,38 @@
 //! The snapshot: the one document that carries every repository, grant and verification key
-//! from the sidecar to every Envoy worker, and its wire format.
+//! from the sidecar to every Envoy worker.
 //!
-//! Owns the content model ([`Content`]), its validation and canonical form, the envelope
-//! ([`Header`]: schema version, required features, epoch, generation, checksum) and the
-//! admission rule a fetcher applies before installing a newer snapshot ([`admit`]). Both the
-//! sidecar (which encodes) and the filter (which decodes) use this module, so there is one
-//! definition of the format. It must never accept a document it does not fully understand:
-//! unknown fields, an unknown schema major or an unknown required feature are errors.
+//! Owns the content model ([`Content`]: the JSON input format of the sidecar's APIs), its
+//! validation and canonical form, its conversion into the schema-2 index the readers decide
+//! from ([`build_index`]) and back ([`content_of`]), opening an index for deciding ([`open`],
+//! [`check`]: the index's own validation plus its keys), schema negotiation ([`Schema`]) and
+//! the admission rule a reader applies before installing a newer snapshot ([`admit`]). The
+//! byte format itself is `registry_gate_index`'s; the 1.x JSON envelope, written and read only
+//! for rolling upgrades, is [`legacy`]'s. It must never accept a snapshot it does not fully
+//! understand: unknown fields, an unknown schema major or an unknown required feature are
+//! errors.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use hashbrown::HashSet;
-
+use registry_gate_index::names::is_valid_key_id;
+use registry_gate_index::{Builder, IndexError, Part};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::generation::{is_valid_epoch, Generation};
+use crate::generation::Generation;
 use crate::identity::is_valid_principal_name;
+use crate::index::Index;
 use crate::route::is_valid_repository_name;
 use crate::token::{Algorithm, KeyRing, KeySpec};
 
-/// Schema major this code reads and writes. A different major is refused.
-pub const SCHEMA_MAJOR: u32 = 1;
-/// Schema minor this code writes. Newer minors only add optional fields, which older
-/// readers are told about through `required_features` when they matter. 1.1 added
-/// `min_token_iat`.
-pub const SCHEMA_MINOR: u32 = 1;
-/// Features this reader implements; a snapshot requiring anything else is refused.
-pub const KNOWN_FEATURES: &[&str] = &[FEATURE_MIN_TOKEN_IAT];
-/// `content.min_token_iat` is set: a reader that ignored it would accept revoked tokens, so
-/// readers that do not know it must refuse the snapshot (schema 1.1).
-pub const FEATURE_MIN_TOKEN_IAT: &str = "min_token_iat";
+pub mod legacy;
 
-/// Upper bounds that keep a hostile or broken document from exhausting a worker.
-pub const MAX_REPOSITORIES: usize = 1_000_000;
-/// Upper bound on principals (users plus hosts plus writers).
-pub const MAX_PRINCIPALS: usize = 1_000_000;
-/// Upper bound on verification keys.
-pub const MAX_KEYS: usize = 64;
+/// Schema major this code reads and writes: the binary index. A different major is refused.
+pub const SCHEMA_MAJOR: u32 = registry_gate_index::layout::MAJOR as u32;
+/// Schema minor this code writes.
+pub const SCHEMA_MINOR: u32 = registry_gate_index::layout::MINOR as u32;
+
+pub use registry_gate_index::{MAX_KEYS, MAX_PRINCIPALS, MAX_REPOSITORIES};
 
 /// One repository and whether pulling it needs a grant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +80,8 @@ pub struct Stamp {
     pub allow_empty: bool,
 }
 
-/// Schema version of an envelope.
+/// Schema version of a snapshot: 2.x is the binary index, 1.x the JSON envelope of
+/// [`legacy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schema {
@@ -96,11 +90,14 @@ pub struct Schema {
 }
 
 impl Schema {
-    /// The schema this code writes and reads best.
+    /// The schema this code writes and reads best: the binary index.
     pub const CURRENT: Schema = Schema {
         major: SCHEMA_MAJOR,
         minor: SCHEMA_MINOR,
     };
+
+    /// The JSON envelope this code still writes for readers of 1.x ([`legacy`]).
+    pub const LEGACY: Schema = legacy::SCHEMA;
 
     /// What a fetcher that does not say which schema it speaks speaks (those before
     /// negotiation): 1.0.
@@ -121,8 +118,8 @@ impl Schema {
         })
     }
 
-    /// Whether a reader speaking `self` can read an envelope written as `written`: the same
-    /// major, whatever the minor (a newer minor only adds what `required_features` announces
+    /// Whether a reader speaking `self` can read a snapshot written as `written`: the same
+    /// major, whatever the minor (a newer minor only adds what its required features announce
     /// when it matters, and a reader refuses a feature it does not know).
     pub fn reads(self, written: Schema) -> bool {
         self.major == written.major
@@ -133,37 +130,6 @@ impl std::fmt::Display for Schema {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}", self.major, self.minor)
     }
-}
-
-/// The envelope fields of a decoded snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    pub schema: Schema,
-    pub required_features: Vec<String>,
-    /// Changes whenever the distribution store lost its data, so generations restart.
-    pub epoch: String,
-    pub generation: u64,
-    pub published_at: u64,
-    pub producer: String,
-    /// `sha256:<hex>` of the exact `content` bytes in the envelope.
-    pub checksum: String,
-    pub allow_empty: bool,
-}
-
-impl Header {
-    /// The generation this snapshot is.
-    pub fn generation(&self) -> Generation {
-        Generation::new(self.epoch.as_str(), self.generation)
-    }
-}
-
-/// A decoded, validated snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    pub header: Header,
-    pub content: Content,
-    /// `content.keys`, parsed: every reader needs them, and parsing is part of validation.
-    pub keys: KeyRing,
 }
 
 /// Why a snapshot was refused. `reason()` names it for stats.
@@ -179,6 +145,9 @@ pub enum SnapshotError {
     ChecksumMismatch,
     #[error("snapshot content is invalid: {0}")]
     Invalid(String),
+    /// The index refused by its validator or its signature check.
+    #[error(transparent)]
+    Index(#[from] IndexError),
     #[error("snapshot generation {offered} is not newer than the installed {held}")]
     NotNewer {
         held: Generation,
@@ -197,6 +166,7 @@ impl SnapshotError {
             SnapshotError::UnknownFeatures(_) => "unknown_features",
             SnapshotError::ChecksumMismatch => "checksum_mismatch",
             SnapshotError::Invalid(_) => "invalid",
+            SnapshotError::Index(error) => error.reason(),
             SnapshotError::NotNewer { .. } => "not_newer",
             SnapshotError::SuspiciouslyEmpty { .. } => "suspiciously_empty",
         }
@@ -205,15 +175,6 @@ impl SnapshotError {
 
 impl Content {
     /// Checks every rule and reports every problem at once (up to a bounded number).
-    /// The features a reader must know to read this content safely (an older reader that
-    /// ignored them would loosen policy), for the envelope's `required_features`.
-    pub fn required_features(&self) -> Vec<String> {
-        self.min_token_iat
-            .map(|_| FEATURE_MIN_TOKEN_IAT.to_owned())
-            .into_iter()
-            .collect()
-    }
-
     pub fn validate(&self) -> Result<(), SnapshotError> {
         let mut problems = Problems::default();
         if self.repositories.len() > MAX_REPOSITORIES {
@@ -264,7 +225,12 @@ impl Content {
         }
         let mut kids = BTreeSet::new();
         for key in &self.keys {
-            if !kids.insert(key.kid.as_str()) {
+            if !is_valid_key_id(&key.kid) {
+                problems.add(format!(
+                    "key id {:?} is not 1 to 256 characters without control characters",
+                    key.kid
+                ));
+            } else if !kids.insert(key.kid.as_str()) {
                 problems.add(format!("key id {:?} is listed twice", key.kid));
             } else if key.alg == Algorithm::HS256 || key.jwk.contains_key("k") {
                 // Everyone who can read a snapshot would learn the signing secret.
@@ -279,11 +245,6 @@ impl Content {
         problems.into_result()
     }
 
-    /// The validated key set. Call after [`Content::validate`].
-    fn key_ring(&self) -> Result<KeyRing, SnapshotError> {
-        KeyRing::from_specs(&self.keys).map_err(|e| SnapshotError::Invalid(format!("keys: {e}")))
-    }
-
     /// Sorts and dedupes every list so that equal contents encode to equal bytes.
     pub fn canonicalize(&mut self) {
         self.repositories.sort_by(|a, b| a.name.cmp(&b.name));
@@ -296,85 +257,139 @@ impl Content {
         }
         self.keys.sort_by(|a, b| a.kid.cmp(&b.kid));
     }
-
-    /// `sha256:<hex>` of the canonical encoding: equal for equal contents.
-    pub fn checksum(&self) -> Result<String, SnapshotError> {
-        let mut canonical = self.clone();
-        canonical.canonicalize();
-        Ok(checksum_of(&to_json(&canonical)?))
-    }
 }
 
-/// Encodes a content (canonicalized, validated) under a stamp into envelope bytes.
-pub fn encode(content: &Content, stamp: &Stamp) -> Result<Vec<u8>, SnapshotError> {
-    if !is_valid_epoch(&stamp.epoch) {
-        return Err(bad_epoch(&stamp.epoch));
+/// Builds a content (validated: see [`Content::validate`]) into an unsigned schema-2 index
+/// stamped with `stamp`. The index's own validator runs over the result.
+pub fn build_index(content: &Content, stamp: &Stamp) -> Result<Vec<u8>, SnapshotError> {
+    let invalid = |e: registry_gate_index::BuildError| SnapshotError::Invalid(e.to_string());
+    let mut builder = Builder::new(
+        content
+            .repositories
+            .iter()
+            .map(|r| (r.name.as_str(), r.auth_required)),
+    )
+    .map_err(invalid)?;
+    for (part, grants) in [
+        (Part::Users, &content.users),
+        (Part::Hosts, &content.hosts),
+        (Part::Writers, &content.writers),
+    ] {
+        for (principal, names) in grants {
+            builder
+                .grant(part, principal, names.iter().map(String::as_str))
+                .map_err(invalid)?;
+        }
     }
-    let mut canonical = content.clone();
-    canonical.canonicalize();
-    canonical.validate()?;
-    let content_bytes = to_json(&canonical)?;
-    let content_text =
-        String::from_utf8(content_bytes).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
-    let checksum = checksum_of(content_text.as_bytes());
-    let raw =
-        RawValue::from_string(content_text).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
-    let envelope = Envelope {
-        schema: Schema::CURRENT,
-        required_features: canonical.required_features(),
-        epoch: stamp.epoch.clone(),
-        generation: stamp.generation,
-        published_at: stamp.published_at,
-        producer: stamp.producer.clone(),
-        checksum,
-        allow_empty: stamp.allow_empty,
-        content: raw,
-    };
-    serde_json::to_vec(&envelope).map_err(|e| SnapshotError::Malformed(e.to_string()))
-}
-
-/// Decodes envelope bytes: schema, required features, checksum over the exact content bytes,
-/// then the content's own validation.
-pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
-    let envelope: Envelope =
-        serde_json::from_slice(bytes).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
-    let header = Header {
-        schema: envelope.schema,
-        required_features: envelope.required_features,
-        epoch: envelope.epoch,
-        generation: envelope.generation,
-        published_at: envelope.published_at,
-        producer: envelope.producer,
-        checksum: envelope.checksum,
-        allow_empty: envelope.allow_empty,
-    };
-    if !is_valid_epoch(&header.epoch) {
-        return Err(bad_epoch(&header.epoch));
-    }
-    if header.schema.major != SCHEMA_MAJOR {
-        return Err(SnapshotError::UnsupportedSchema(header.schema.major));
-    }
-    let unknown: Vec<&str> = header
-        .required_features
+    let specs = content
+        .keys
         .iter()
-        .map(String::as_str)
-        .filter(|feature| !KNOWN_FEATURES.contains(feature))
-        .collect();
-    if !unknown.is_empty() {
-        return Err(SnapshotError::UnknownFeatures(unknown.join(", ")));
-    }
-    if checksum_of(envelope.content.get().as_bytes()) != header.checksum {
-        return Err(SnapshotError::ChecksumMismatch);
-    }
-    let content: Content = serde_json::from_str(envelope.content.get())
+        .map(|key| serde_json::to_string(key).map(|json| (key.kid.as_str(), json)))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| SnapshotError::Malformed(e.to_string()))?;
-    content.validate()?;
-    let keys = content.key_ring()?;
-    Ok(Snapshot {
-        header,
-        content,
-        keys,
+    for (kid, json) in &specs {
+        builder.key(kid, json);
+    }
+    builder
+        .finish(&registry_gate_index::Stamp {
+            epoch: &stamp.epoch,
+            producer: &stamp.producer,
+            generation: stamp.generation,
+            published_at: stamp.published_at,
+            allow_empty: stamp.allow_empty,
+            min_token_iat: content.min_token_iat,
+        })
+        .map_err(|e| match e {
+            registry_gate_index::BuildError::Invalid(index) => SnapshotError::Index(index),
+            other => invalid(other),
+        })
+}
+
+/// The content an index holds (canonical: sorted and deduplicated), for the sidecar reading
+/// what its store holds and for tools.
+pub fn content_of<B: AsRef<[u8]>>(
+    index: &registry_gate_index::Index<B>,
+) -> Result<Content, SnapshotError> {
+    let part = |part: Part| -> BTreeMap<String, Vec<String>> {
+        index
+            .principals(part)
+            .map(|(principal, ids)| {
+                let names = ids
+                    .iter()
+                    .filter_map(|id| index.name(id))
+                    .map(str::to_owned)
+                    .collect();
+                (principal.to_owned(), names)
+            })
+            .collect()
+    };
+    Ok(Content {
+        repositories: index
+            .repositories()
+            .map(|(name, auth_required)| Repository {
+                name: name.to_owned(),
+                auth_required,
+            })
+            .collect(),
+        users: part(Part::Users),
+        hosts: part(Part::Hosts),
+        writers: part(Part::Writers),
+        keys: key_specs(index)?,
+        min_token_iat: index.min_token_iat(),
     })
+}
+
+/// The key specs of an index, each checked as [`Content::validate`] checks keys.
+fn key_specs<B: AsRef<[u8]>>(
+    index: &registry_gate_index::Index<B>,
+) -> Result<Vec<KeySpec>, SnapshotError> {
+    index
+        .keys()
+        .map(|(kid, json)| {
+            let spec: KeySpec = serde_json::from_str(json)
+                .map_err(|e| SnapshotError::Invalid(format!("key {kid:?}: {e}")))?;
+            if spec.kid != kid {
+                return Err(SnapshotError::Invalid(format!(
+                    "key {kid:?}: its spec names kid {:?}",
+                    spec.kid
+                )));
+            }
+            if spec.alg == Algorithm::HS256 || spec.jwk.contains_key("k") {
+                return Err(SnapshotError::Invalid(format!(
+                    "key {kid:?}: symmetric (oct / HS256) keys are never distributed in snapshots"
+                )));
+            }
+            Ok(spec)
+        })
+        .collect()
+}
+
+fn key_ring<B: AsRef<[u8]>>(
+    index: &registry_gate_index::Index<B>,
+) -> Result<KeyRing, SnapshotError> {
+    KeyRing::from_specs(&key_specs(index)?)
+        .map_err(|e| SnapshotError::Invalid(format!("keys: {e}")))
+}
+
+/// An index opened for deciding: validated, with its keys parsed.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub index: Index,
+    pub keys: KeyRing,
+}
+
+/// Opens index bytes for deciding: the index's validation (not its signature), then its keys.
+pub fn open(bytes: Vec<u8>) -> Result<Opened, SnapshotError> {
+    let index = Index::open(bytes)?;
+    let keys = key_ring(index.stored())?;
+    Ok(Opened { index, keys })
+}
+
+/// [`open`] without keeping the bytes: what holding them would mean.
+pub fn check(bytes: &[u8]) -> Result<Held, SnapshotError> {
+    let index = registry_gate_index::Index::open(bytes)?;
+    key_ring(&index)?;
+    Ok(Held::of(&index))
 }
 
 /// What an installer knows about the snapshot it holds.
@@ -382,73 +397,39 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
 pub struct Held {
     pub generation: Generation,
     pub repositories: usize,
+    /// The publisher meant it to replace one with repositories even if it has none.
+    pub allow_empty: bool,
 }
 
 impl Held {
-    /// What holding `snapshot` means.
-    pub fn of(snapshot: &Snapshot) -> Held {
+    /// What holding `index` means.
+    pub fn of<B: AsRef<[u8]>>(index: &registry_gate_index::Index<B>) -> Held {
         Held {
-            generation: snapshot.header.generation(),
-            repositories: snapshot.content.repositories.len(),
+            generation: Generation::new(index.epoch(), index.generation()),
+            repositories: index.len(),
+            allow_empty: index.allow_empty(),
         }
     }
 }
 
-/// The admission rule: a decoded snapshot replaces the held one only if it is newer (or from
-/// a new epoch) and is not an unannounced wipe of every repository.
-pub fn admit(held: Option<&Held>, offered: &Snapshot) -> Result<(), SnapshotError> {
+/// The admission rule: a snapshot replaces the held one only if it is newer (or from a new
+/// epoch) and is not an unannounced wipe of every repository.
+pub fn admit(held: Option<&Held>, offered: &Held) -> Result<(), SnapshotError> {
     let Some(held) = held else {
         return Ok(());
     };
-    let generation = offered.header.generation();
-    if !generation.supersedes(&held.generation) {
+    if !offered.generation.supersedes(&held.generation) {
         return Err(SnapshotError::NotNewer {
             held: held.generation.clone(),
-            offered: generation,
+            offered: offered.generation.clone(),
         });
     }
-    if offered.content.repositories.is_empty()
-        && held.repositories > 0
-        && !offered.header.allow_empty
-    {
+    if offered.repositories == 0 && held.repositories > 0 && !offered.allow_empty {
         return Err(SnapshotError::SuspiciouslyEmpty {
             held: held.repositories,
         });
     }
     Ok(())
-}
-
-/// The wire envelope: the header fields beside the raw content bytes, so the checksum is
-/// computed over exactly what was sent. No `flatten` here: serde cannot combine it with
-/// `RawValue`. Unknown envelope fields are tolerated (newer minors add optional ones); the
-/// content itself is strict.
-#[derive(Serialize, Deserialize)]
-struct Envelope {
-    schema: Schema,
-    #[serde(default)]
-    required_features: Vec<String>,
-    epoch: String,
-    generation: u64,
-    published_at: u64,
-    producer: String,
-    checksum: String,
-    #[serde(default)]
-    allow_empty: bool,
-    content: Box<RawValue>,
-}
-
-fn bad_epoch(epoch: &str) -> SnapshotError {
-    SnapshotError::Malformed(format!(
-        "epoch {epoch:?} is not 1 to 64 visible ASCII characters without '\"'"
-    ))
-}
-
-fn to_json(content: &Content) -> Result<Vec<u8>, SnapshotError> {
-    serde_json::to_vec(content).map_err(|e| SnapshotError::Malformed(e.to_string()))
-}
-
-fn checksum_of(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// Collects validation problems; reports the first few and how many there were.

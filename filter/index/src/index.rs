@@ -52,53 +52,58 @@ fn summary(bytes: &[u8], layout: &Layout) -> Summary {
     }
 }
 
-/// A validated index.
+/// A validated index over bytes it owns (`Vec<u8>`, the default) or borrows (`&[u8]`).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Index {
-    bytes: Vec<u8>,
+pub struct Index<B = Vec<u8>> {
+    bytes: B,
     /// Found by the validator over exactly `bytes`.
     layout: Layout,
 }
 
-impl core::fmt::Debug for Index {
+impl<B: AsRef<[u8]>> core::fmt::Debug for Index<B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Index")
             .field("epoch", &self.epoch())
             .field("generation", &self.generation())
             .field("repositories", &self.len())
-            .field("bytes", &self.bytes.len())
+            .field("bytes", &self.bytes().len())
             .finish()
     }
 }
 
-impl Index {
+impl<B: AsRef<[u8]>> Index<B> {
     /// Validates `bytes` (not their signature: see [`crate::verify`]) and keeps them.
-    pub fn open(bytes: Vec<u8>) -> Result<Index, IndexError> {
-        let layout = validate(&bytes)?;
+    pub fn open(bytes: B) -> Result<Index<B>, IndexError> {
+        let layout = validate(bytes.as_ref())?;
         Ok(Index { bytes, layout })
     }
 
     /// The bytes, exactly as opened (signature trailer included).
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        self.bytes.as_ref()
+    }
+
+    /// The bytes, given back.
+    pub fn into_bytes(self) -> B {
+        self.bytes
     }
 
     /// The header fields.
     pub fn summary(&self) -> Summary {
-        summary(&self.bytes, &self.layout)
+        summary(self.bytes(), &self.layout)
     }
 
     pub fn epoch(&self) -> &str {
-        self.layout.meta.text(&self.bytes, 0).unwrap_or_default()
+        self.layout.meta.text(self.bytes(), 0).unwrap_or_default()
     }
 
     pub fn producer(&self) -> &str {
-        self.layout.meta.text(&self.bytes, 1).unwrap_or_default()
+        self.layout.meta.text(self.bytes(), 1).unwrap_or_default()
     }
 
     /// The features a reader must know to read this index.
     pub fn required_features(&self) -> impl Iterator<Item = &str> + '_ {
-        (2..self.layout.meta.count).filter_map(|i| self.layout.meta.text(&self.bytes, i))
+        (2..self.layout.meta.count).filter_map(|i| self.layout.meta.text(self.bytes(), i))
     }
 
     pub fn generation(&self) -> u64 {
@@ -143,9 +148,9 @@ impl Index {
         let id = self
             .layout
             .repositories
-            .find(&self.bytes, name.as_bytes())?;
+            .find(self.bytes(), name.as_bytes())?;
         let flag = self
-            .bytes
+            .bytes()
             .get(self.layout.flags.checked_add(id as usize)?)?;
         Some(Repository {
             id,
@@ -158,7 +163,7 @@ impl Index {
         self.layout
             .repositories
             .names
-            .text(&self.bytes, id as usize)
+            .text(self.bytes(), id as usize)
     }
 
     /// The smallest id whose name sorts after `after` (the number of repositories if none).
@@ -167,7 +172,7 @@ impl Index {
             .layout
             .repositories
             .names
-            .partition_after(&self.bytes, after.as_bytes());
+            .partition_after(self.bytes(), after.as_bytes());
         u32::try_from(position).unwrap_or(u32::MAX)
     }
 
@@ -176,7 +181,7 @@ impl Index {
         let (at, count) = self.layout.public;
         let raw = at
             .checked_add(count.saturating_mul(4))
-            .and_then(|end| self.bytes.get(at..end));
+            .and_then(|end| self.bytes().get(at..end));
         raw.map_or(Ids::EMPTY, Ids::new)
     }
 
@@ -184,16 +189,16 @@ impl Index {
     /// it.
     pub fn grants(&self, part: Part, principal: &str) -> Option<Ids<'_>> {
         let table = self.layout.parts.get(part.position())?;
-        let p = table.names.find(&self.bytes, principal.as_bytes())?;
-        Some(table.grants.of(&self.bytes, p as usize))
+        let p = table.names.find(self.bytes(), principal.as_bytes())?;
+        Some(table.grants.of(self.bytes(), p as usize))
     }
 
     /// Every repository, by name, with `auth_required`.
     pub fn repositories(&self) -> impl Iterator<Item = (&str, bool)> + '_ {
         let names = self.layout.repositories.names;
         (0..names.count).filter_map(move |i| {
-            let name = names.text(&self.bytes, i)?;
-            let flag = self.bytes.get(self.layout.flags.checked_add(i)?)?;
+            let name = names.text(self.bytes(), i)?;
+            let flag = self.bytes().get(self.layout.flags.checked_add(i)?)?;
             Some((name, *flag != 0))
         })
     }
@@ -204,8 +209,8 @@ impl Index {
         let count = table.map_or(0, |t| t.names.names.count);
         (0..count).filter_map(move |i| {
             let table = table?;
-            let name = table.names.names.text(&self.bytes, i)?;
-            Some((name, table.grants.of(&self.bytes, i)))
+            let name = table.names.names.text(self.bytes(), i)?;
+            Some((name, table.grants.of(self.bytes(), i)))
         })
     }
 
@@ -221,7 +226,7 @@ impl Index {
     pub fn keys(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
         let (ids, specs): (Strings, Strings) = (self.layout.key_ids, self.layout.key_specs);
         (0..ids.count)
-            .filter_map(move |i| Some((ids.text(&self.bytes, i)?, specs.text(&self.bytes, i)?)))
+            .filter_map(move |i| Some((ids.text(self.bytes(), i)?, specs.text(self.bytes(), i)?)))
     }
 
     /// The repositories in `grants` or public, ascending by name, from id `from` on.

@@ -70,7 +70,8 @@ pub fn is_valid_key_id(kid: &str) -> bool {
     !kid.is_empty() && kid.len() <= MAX_KEY_ID_LEN && !kid.chars().any(char::is_control)
 }
 
-/// Whether `text` can be a producer or feature name: 1 to 256 visible ASCII characters.
+/// Whether `text` can be a producer or feature name: 1 to 256 bytes, no control characters
+/// (it is logged).
 pub fn is_valid_label(text: &str) -> bool {
-    !text.is_empty() && text.len() <= 256 && text.bytes().all(|b| b.is_ascii_graphic())
+    !text.is_empty() && text.len() <= 256 && !text.chars().any(char::is_control)
 }

@@ -49,9 +49,13 @@ impl Fetcher {
     pub fn new(settings: FetcherSettings) -> Fetcher {
         let backoff = Backoff::new(settings.retry_ms, settings.retry_max_ms);
         let first_at_ms = host::now_ms().saturating_add(backoff.first_delay_ms(random()));
+        let fetch = Fetch::resume(
+            settings.publisher_keys.clone(),
+            host::shared_data(SNAPSHOT_KEY).as_deref(),
+        );
         Fetcher {
             settings,
-            fetch: Fetch::resume(host::shared_data(SNAPSHOT_KEY).as_deref()),
+            fetch,
             backoff,
             state: State::Idle {
                 next_at_ms: first_at_ms,
@@ -92,7 +96,7 @@ impl Fetcher {
             (":method", "GET"),
             (":path", path.as_str()),
             (":authority", self.settings.authority.as_str()),
-            ("accept", "application/json"),
+            ("accept", "application/vnd.registry-gate.index.v2"),
         ];
         if let Some(etag) = &etag {
             headers.push(("if-none-match", etag.as_str()));
@@ -159,13 +163,18 @@ impl Fetcher {
                 let status = other
                     .and_then(|s| std::str::from_utf8(s).ok())
                     .and_then(|s| s.parse().ok());
-                host::log(
-                    Level::Warn,
-                    &format!(
-                        "snapshot fetch failed: status {}",
-                        status.map_or("none (transport failure)".into(), |s: u16| s.to_string())
+                let message = match status {
+                    // A sidecar before schema 2 refuses the schema this fetcher announces.
+                    Some(406) => format!(
+                        "snapshot fetch refused (406): the sidecar cannot serve snapshot schema \
+                         {} (signed index); upgrade the sidecars before the filters. The last \
+                         good snapshot keeps serving until max_staleness_secs",
+                        Schema::CURRENT
                     ),
-                );
+                    Some(status) => format!("snapshot fetch failed: status {status}"),
+                    None => "snapshot fetch failed: status none (transport failure)".to_owned(),
+                };
+                host::log(Level::Warn, &message);
                 Answer::Failed { status }
             }
         };
@@ -187,7 +196,10 @@ impl Fetcher {
                     Err(error) => {
                         host::log(Level::Warn, &error.to_string());
                         // Hold what shared data really holds, not what we meant to write.
-                        self.fetch = Fetch::resume(host::shared_data(SNAPSHOT_KEY).as_deref());
+                        self.fetch = Fetch::resume(
+                            self.settings.publisher_keys.clone(),
+                            host::shared_data(SNAPSHOT_KEY).as_deref(),
+                        );
                         self.retry_later();
                     }
                 }

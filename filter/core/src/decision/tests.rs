@@ -37,7 +37,7 @@ fn index() -> Index {
             })
             .collect()
     };
-    Index::build(&Content {
+    Index::of(&Content {
         min_token_iat: None,
         repositories: vec![
             repo("library/public", false),

@@ -2,9 +2,19 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::*;
-use crate::snapshot::{encode, Content, Repository, Stamp};
+use registry_gate_index::Signer;
+
+use crate::snapshot::{build_index, Content, Repository, Stamp};
 
 const NOW: u64 = 1_700_000_000;
+
+fn publisher() -> Signer {
+    Signer::from_seed([3; 32])
+}
+
+fn fetch() -> Fetch {
+    Fetch::resume(vec![publisher().public()], None)
+}
 
 fn body(epoch: &str, generation: u64, repositories: usize) -> Vec<u8> {
     let content = Content {
@@ -23,7 +33,12 @@ fn body(epoch: &str, generation: u64, repositories: usize) -> Vec<u8> {
         producer: "test".into(),
         allow_empty: false,
     };
-    encode(&content, &stamp).unwrap()
+    signed(&publisher(), build_index(&content, &stamp).unwrap())
+}
+
+fn signed(signer: &Signer, mut bytes: Vec<u8>) -> Vec<u8> {
+    signer.sign(&mut bytes).unwrap();
+    bytes
 }
 
 fn confirmed(epoch: &str, generation: u64, at: u64) -> Step<'static> {
@@ -47,7 +62,7 @@ fn published<'a>(body: &'a [u8], epoch: &str, generation: u64, at: u64) -> Step<
 
 #[test]
 fn publishes_newer_and_confirms_only_exact_matches() {
-    let mut fetch = Fetch::default();
+    let mut fetch = fetch();
     assert_eq!(fetch.if_none_match(), None);
     let ten = body("e", 10, 2);
     assert_eq!(
@@ -134,10 +149,63 @@ fn publishes_newer_and_confirms_only_exact_matches() {
 #[test]
 fn resumes_from_shared_data() {
     let bytes = body("e", 3, 1);
-    let fetch = Fetch::resume(Some(&bytes));
+    let trusted = || vec![publisher().public()];
+    let fetch = Fetch::resume(trusted(), Some(&bytes));
     assert_eq!(fetch.held(), Some(&Generation::new("e", 3)));
-    assert_eq!(Fetch::resume(Some(b"garbage")).held(), None);
-    assert_eq!(Fetch::resume(None).held(), None);
+    assert_eq!(Fetch::resume(trusted(), Some(b"garbage")).held(), None);
+    assert_eq!(Fetch::resume(trusted(), None).held(), None);
+    let rotated_away = Fetch::resume(vec![Signer::from_seed([4; 32]).public()], Some(&bytes));
+    assert_eq!(rotated_away.held(), None, "a publisher no longer trusted");
+}
+
+#[test]
+fn only_indexes_signed_by_a_configured_publisher_are_published() {
+    let mut fetch = fetch();
+    let one = body("e", 1, 1);
+    assert_eq!(
+        fetch.answer(Answer::Snapshot(&one), NOW),
+        published(&one, "e", 1, NOW)
+    );
+    let unsigned = {
+        let mut bytes = body("e", 2, 1);
+        let trailer = bytes.len() - 96;
+        bytes[trailer..].fill(0);
+        bytes
+    };
+    let stranger = {
+        let bytes = body("e", 3, 1);
+        let trailer = bytes.len() - 96;
+        signed(
+            &Signer::from_seed([9; 32]),
+            bytes[..trailer].iter().copied().chain([0; 96]).collect(),
+        )
+    };
+    let tampered = {
+        let mut bytes = body("e", 4, 1);
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        bytes
+    };
+    let truncated = {
+        let bytes = body("e", 5, 1);
+        bytes[..bytes.len() - 1].to_vec()
+    };
+    for (case, bytes, reason) in [
+        ("unsigned", unsigned, "unsigned"),
+        ("signed by another publisher", stranger, "unknown_publisher"),
+        (
+            "a signature that does not verify",
+            tampered,
+            "bad_signature",
+        ),
+        ("truncated", truncated, "truncated"),
+    ] {
+        let Step::Refused(err) = fetch.answer(Answer::Snapshot(&bytes), NOW + 1) else {
+            panic!("{case}: published");
+        };
+        assert_eq!(err.reason(), reason, "{case}: {err}");
+        assert_eq!(fetch.held(), Some(&Generation::new("e", 1)), "{case}");
+    }
 }
 
 #[test]

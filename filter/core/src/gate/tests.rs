@@ -128,23 +128,17 @@ impl Fixture {
         self
     }
 
-    /// Envelope bytes of generation `generation` of epoch `e1`.
+    /// Index bytes of generation `generation` of epoch `e1`, unsigned, written past the
+    /// content's own validation (to offer what a broken publisher would send).
     fn bytes(&self, generation: u64) -> Vec<u8> {
-        self.bytes_unchecked(generation)
-    }
-
-    /// Envelope bytes without the encoder's validation (to offer what a broken publisher
-    /// would send).
-    fn bytes_unchecked(&self, generation: u64) -> Vec<u8> {
-        let content = serde_json::to_string(&self.content).unwrap();
-        let checksum = format!(
-            "sha256:{}",
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(content.as_bytes()))
-        );
-        format!(
-            r#"{{"schema":{{"major":1,"minor":0}},"required_features":[],"epoch":"e1","generation":{generation},"published_at":{NOW},"producer":"test","checksum":"{checksum}","allow_empty":false,"content":{content}}}"#
-        )
-        .into_bytes()
+        let stamp = crate::snapshot::Stamp {
+            epoch: "e1".into(),
+            generation,
+            published_at: NOW,
+            producer: "test".into(),
+            allow_empty: false,
+        };
+        crate::snapshot::build_index(&self.content, &stamp).unwrap()
     }
 }
 
@@ -172,7 +166,7 @@ fn ready_gate(extra: Value) -> Gate {
     let mut gate = Gate::new(settings(extra));
     let announced = announcement(1, NOW);
     assert!(gate.announced(&announced));
-    gate.offer(&snapshot().bytes(1), &announced).unwrap();
+    gate.offer(snapshot().bytes(1), &announced).unwrap();
     gate
 }
 
@@ -414,7 +408,7 @@ fn pushes_follow_the_writers_when_allowed() {
         .writers
         .insert("alice".into(), vec!["team/private".into()]);
     let announced = announcement(1, NOW);
-    gate.offer(&fixture.bytes(1), &announced).unwrap();
+    gate.offer(fixture.bytes(1), &announced).unwrap();
     let push_scope = mint(claims(
         "alice",
         Some(json!([{"type": "repository", "name": "team/private", "actions": ["pull", "push"]}])),
@@ -494,7 +488,7 @@ fn no_snapshot_then_stale_then_confirmed() {
     assert_eq!(status(gate.check(&public, NOW)), 503, "nothing installed");
     assert_eq!(gate.readiness(NOW), Err(Refusal::NoSnapshot));
     let first = announcement(1, NOW);
-    gate.offer(&snapshot().bytes(1), &first).unwrap();
+    gate.offer(snapshot().bytes(1), &first).unwrap();
     assert_eq!(
         status(gate.check(&public, NOW + 600)),
         0,
@@ -526,7 +520,7 @@ fn staleness_counts_only_confirmations_of_the_installed_generation() {
     let bad = snapshot().raw_key(json!({"kty": "OKP", "crv": "Ed25519", "x": "!!"}));
     let second = announcement(2, NOW + 500);
     assert!(gate.announced(&second));
-    let err = gate.offer(&bad.bytes_unchecked(2), &second).unwrap_err();
+    let err = gate.offer(bad.bytes(2), &second).unwrap_err();
     assert_eq!(err.reason(), "invalid", "{err}");
     assert_eq!(gate.generation(), Some(&Generation::new("e1", 1)));
     assert!(
@@ -549,7 +543,7 @@ fn bytes_newer_than_their_announcement_are_as_fresh_as_it() {
     let announced = announcement(1, NOW);
     assert!(gate.announced(&announced));
     assert_eq!(
-        gate.offer(&snapshot().bytes(2), &announced).unwrap(),
+        gate.offer(snapshot().bytes(2), &announced).unwrap(),
         Generation::new("e1", 2)
     );
     assert_eq!(gate.readiness(NOW + 10), Ok(()), "no 503 in between");
@@ -571,11 +565,8 @@ fn a_new_generation_revokes_at_once_even_for_cached_tokens() {
     assert!(matches!(gate.check(&private, NOW), Verdict::Forward(_)));
     let second = announcement(2, NOW);
     assert!(gate.announced(&second));
-    gate.offer(
-        &snapshot().revoke("alice", "team/private").bytes(2),
-        &second,
-    )
-    .unwrap();
+    gate.offer(snapshot().revoke("alice", "team/private").bytes(2), &second)
+        .unwrap();
     let Verdict::Respond { reply, outcome, .. } = gate.check(&private, NOW) else {
         panic!("revoked");
     };
@@ -608,7 +599,7 @@ fn min_token_iat_refuses_tokens_issued_before_it_even_cached() {
     revoking.content.min_token_iat = Some(NOW + 1);
     let second = announcement(2, NOW + 2);
     assert!(gate.announced(&second));
-    gate.offer(&revoking.bytes(2), &second).unwrap();
+    gate.offer(revoking.bytes(2), &second).unwrap();
     let failures_before = gate.counts().token_failures.clone();
     assert_eq!(
         check(&mut gate, &before, PRIVATE),
@@ -646,8 +637,7 @@ fn a_removed_key_stops_cached_tokens() {
     let private = head("GET", "/v2/team/private/manifests/latest", &headers);
     assert!(matches!(gate.check(&private, NOW), Verdict::Forward(_)));
     let rotated = snapshot().keys(vec![key_spec("gate-2", &signing_key(2))]);
-    gate.offer(&rotated.bytes(2), &announcement(2, NOW))
-        .unwrap();
+    gate.offer(rotated.bytes(2), &announcement(2, NOW)).unwrap();
     let Verdict::Respond { reply, .. } = gate.check(&private, NOW) else {
         panic!("the key is gone");
     };
@@ -709,19 +699,19 @@ fn refused_snapshots_leave_the_last_good_one_serving() {
         },
         Offer {
             case: "an oct key under an asymmetric alg",
-            bytes: symmetric.bytes_unchecked(3),
+            bytes: symmetric.bytes(3),
             generation: 3,
             reason: "invalid",
         },
         Offer {
             case: "an HS256 key",
-            bytes: hs.bytes_unchecked(4),
+            bytes: hs.bytes(4),
             generation: 4,
             reason: "invalid",
         },
         Offer {
             case: "a wipe without allow_empty",
-            bytes: empty.bytes_unchecked(5),
+            bytes: empty.bytes(5),
             generation: 5,
             reason: "suspiciously_empty",
         },
@@ -729,7 +719,7 @@ fn refused_snapshots_leave_the_last_good_one_serving() {
     let mut gate = ready_gate(json!({}));
     for offer in offers {
         let err = gate
-            .offer(&offer.bytes, &announcement(offer.generation, NOW))
+            .offer(offer.bytes.clone(), &announcement(offer.generation, NOW))
             .unwrap_err();
         assert_eq!(err.reason(), offer.reason, "{}: {err}", offer.case);
         assert_eq!(
@@ -855,7 +845,7 @@ fn host_gate(extra: Value) -> Gate {
     let mut gate = Gate::new(settings(extra));
     let announced = announcement(1, NOW);
     assert!(gate.announced(&announced));
-    gate.offer(&fixture.bytes(1), &announced).unwrap();
+    gate.offer(fixture.bytes(1), &announced).unwrap();
     gate
 }
 
@@ -1316,11 +1306,8 @@ fn a_revocation_between_request_and_answer_applies_to_the_answer() {
     let caller = flatpak_caller(&mut gate, Some(&alice));
     let second = announcement(2, NOW);
     assert!(gate.announced(&second));
-    gate.offer(
-        &snapshot().revoke("alice", "team/private").bytes(2),
-        &second,
-    )
-    .unwrap();
+    gate.offer(snapshot().revoke("alice", "team/private").bytes(2), &second)
+        .unwrap();
     let reply = gate.filter_flatpak_index(&caller, &flatpak_index_body(), [], NOW);
     assert_eq!(names(reply.body.as_bytes()), ["library/public"]);
     assert_eq!(
@@ -1379,10 +1366,7 @@ fn an_adopting_gate_decides_from_the_snapshot_its_source_installed() {
     let second = announcement(2, later);
     assert!(source.announced(&second));
     source
-        .offer(
-            &snapshot().revoke("alice", "team/private").bytes(2),
-            &second,
-        )
+        .offer(snapshot().revoke("alice", "team/private").bytes(2), &second)
         .unwrap();
     assert!(adopter.adopt(&source));
     let Verdict::Respond { reply, .. } = adopter.check(&private, later) else {
@@ -1403,11 +1387,49 @@ fn an_adopting_gate_drops_cached_callers_when_the_keys_change() {
     assert!(matches!(adopter.check(&private, NOW), Verdict::Forward(_)));
     let rotated = snapshot().keys(vec![key_spec("gate-2", &signing_key(2))]);
     source
-        .offer(&rotated.bytes(2), &announcement(2, NOW))
+        .offer(rotated.bytes(2), &announcement(2, NOW))
         .unwrap();
     adopter.adopt(&source);
     let Verdict::Respond { reply, .. } = adopter.check(&private, NOW) else {
         panic!("the key is gone: the cached caller must not serve");
     };
     assert_eq!(reply.status, 401);
+}
+
+#[test]
+fn a_gate_given_publisher_keys_checks_signatures_itself() {
+    let publisher = registry_gate_index::Signer::from_seed([5; 32]);
+    let stranger = registry_gate_index::Signer::from_seed([6; 32]);
+    let signed_by = |signer: &registry_gate_index::Signer, generation| {
+        let mut bytes = snapshot().bytes(generation);
+        signer.sign(&mut bytes).unwrap();
+        bytes
+    };
+    let mut gate = Gate::new(settings(
+        json!({"publisher_keys": [publisher.public().to_string()]}),
+    ));
+    for (case, bytes, reason) in [
+        ("unsigned", snapshot().bytes(1), "unsigned"),
+        (
+            "another publisher",
+            signed_by(&stranger, 2),
+            "unknown_publisher",
+        ),
+    ] {
+        let generation = registry_gate_index::Index::open(bytes.as_slice())
+            .unwrap()
+            .generation();
+        let err = gate
+            .offer(bytes, &announcement(generation, NOW))
+            .unwrap_err();
+        assert_eq!(err.reason(), reason, "{case}: {err}");
+        assert_eq!(gate.generation(), None, "{case}");
+    }
+    gate.offer(signed_by(&publisher, 3), &announcement(3, NOW))
+        .unwrap();
+    assert_eq!(gate.generation(), Some(&Generation::new("e1", 3)));
+    assert_eq!(
+        gate.counts().rejected,
+        vec![("unsigned", 1), ("unknown_publisher", 1)]
+    );
 }

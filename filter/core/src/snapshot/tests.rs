@@ -1,6 +1,8 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+use serde_json::json;
+
 use super::*;
 
 fn content() -> Content {
@@ -18,7 +20,16 @@ fn content() -> Content {
         users: [("alice".to_string(), vec!["team/app".to_string()])]
             .into_iter()
             .collect(),
-        ..Content::default()
+        hosts: [("host-1".to_string(), vec![])].into_iter().collect(),
+        writers: [("alice".to_string(), vec!["team/app".to_string()])]
+            .into_iter()
+            .collect(),
+        keys: vec![serde_json::from_value(json!({
+            "kid": "k1", "alg": "EdDSA", "kty": "OKP", "crv": "Ed25519",
+            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+        }))
+        .unwrap()],
+        min_token_iat: Some(1_600_000_000),
     }
 }
 
@@ -32,165 +43,95 @@ fn stamp(generation: u64) -> Stamp {
     }
 }
 
-fn envelope(bytes: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(bytes).unwrap()
-}
-
 #[test]
-fn round_trip() {
-    let bytes = encode(&content(), &stamp(7)).unwrap();
-    let snapshot = decode(&bytes).unwrap();
-    assert_eq!(snapshot.header.generation, 7);
-    assert_eq!(snapshot.header.epoch, "e1");
-    assert_eq!(snapshot.header.schema, Schema::CURRENT);
-    assert!(snapshot.header.required_features.is_empty());
+fn a_content_survives_the_index_whole() {
+    let bytes = build_index(&content(), &stamp(7)).unwrap();
+    let opened = open(bytes.clone()).unwrap();
+    let stored = opened.index.stored();
+    assert_eq!((stored.epoch(), stored.generation()), ("e1", 7));
+    assert_eq!(stored.producer(), "test");
+    assert_eq!(stored.published_at(), 1_700_000_000);
     let mut expected = content();
     expected.canonicalize();
-    assert_eq!(snapshot.content, expected);
-    assert_eq!(snapshot.header.checksum, content().checksum().unwrap());
+    assert_eq!(content_of(stored).unwrap(), expected);
+    assert_eq!(opened.keys, KeyRing::from_specs(&content().keys).unwrap());
+    assert_eq!(
+        check(&bytes).unwrap(),
+        Held {
+            generation: Generation::new("e1", 7),
+            repositories: 2,
+            allow_empty: false,
+        }
+    );
 }
 
 #[test]
-fn checksum_ignores_order_and_duplicates() {
+fn order_and_duplicates_do_not_change_the_bytes() {
     let mut shuffled = content();
     shuffled.repositories.reverse();
     shuffled
         .users
         .insert("alice".into(), vec!["team/app".into(), "team/app".into()]);
-    assert_eq!(shuffled.checksum().unwrap(), content().checksum().unwrap());
+    assert_eq!(
+        build_index(&shuffled, &stamp(1)).unwrap(),
+        build_index(&content(), &stamp(1)).unwrap()
+    );
     let mut changed = content();
     changed.repositories[0].auth_required = false;
-    assert_ne!(changed.checksum().unwrap(), content().checksum().unwrap());
-}
-
-/// Rewrites one envelope field and returns the bytes. (`Value` sorts keys, so the content
-/// bytes change too: only for cases whose check comes before the checksum, or that target it.)
-fn tampered(edit: impl Fn(&mut serde_json::Value)) -> Vec<u8> {
-    let mut value = envelope(&encode(&content(), &stamp(1)).unwrap());
-    edit(&mut value);
-    serde_json::to_vec(&value).unwrap()
-}
-
-#[test]
-fn decode_rejects_bad_documents() {
-    let rows: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("not json", b"{".to_vec(), "malformed"),
-        ("empty", Vec::new(), "malformed"),
-        ("json array", b"[]".to_vec(), "malformed"),
-        (
-            "unknown schema major",
-            tampered(|v| v["schema"]["major"] = 2.into()),
-            "unsupported_schema",
-        ),
-        (
-            "unknown required feature",
-            tampered(|v| v["required_features"] = serde_json::json!(["deny-lists"])),
-            "unknown_features",
-        ),
-        (
-            "checksum mismatch",
-            tampered(|v| v["checksum"] = "sha256:00".into()),
-            "checksum_mismatch",
-        ),
-        (
-            "content edited after signing the checksum",
-            tampered(|v| v["content"]["repositories"][0]["auth_required"] = false.into()),
-            "checksum_mismatch",
-        ),
-        (
-            "missing generation",
-            tampered(|v| {
-                v.as_object_mut().unwrap().remove("generation");
-            }),
-            "malformed",
-        ),
-        (
-            "negative generation",
-            tampered(|v| v["generation"] = (-1).into()),
-            "malformed",
-        ),
-        (
-            "missing content",
-            tampered(|v| {
-                v.as_object_mut().unwrap().remove("content");
-            }),
-            "malformed",
-        ),
-    ];
-    for (case, bytes, reason) in rows {
-        let err = decode(&bytes).unwrap_err();
-        assert_eq!(err.reason(), reason, "{case}: {err}");
-    }
-}
-
-/// Encodes an arbitrary content JSON with a correct checksum, bypassing `encode`'s checks.
-fn raw_envelope(content_json: &str) -> Vec<u8> {
-    let checksum = format!(
-        "sha256:{}",
-        hex::encode(Sha256::digest(content_json.as_bytes()))
+    assert_ne!(
+        build_index(&changed, &stamp(1)).unwrap(),
+        build_index(&content(), &stamp(1)).unwrap()
     );
-    format!(
-        r#"{{"schema":{{"major":1,"minor":0}},"required_features":[],"epoch":"e","generation":1,"published_at":0,"producer":"t","checksum":"{checksum}","content":{content_json}}}"#
-    )
-    .into_bytes()
 }
 
 #[test]
-fn decode_validates_content() {
+fn keys_in_an_index_are_held_to_the_content_rules() {
+    struct Row {
+        case: &'static str,
+        spec: serde_json::Value,
+        problem: &'static str,
+    }
     let rows = [
-        (
-            "unknown content field",
-            r#"{"repositories":[],"deny":[]}"#,
-            "malformed",
-        ),
-        (
-            "invalid repository name",
-            r#"{"repositories":[{"name":"Team/App","auth_required":true}]}"#,
-            "invalid",
-        ),
-        (
-            "duplicate repository",
-            r#"{"repositories":[{"name":"a","auth_required":true},{"name":"a","auth_required":false}]}"#,
-            "invalid",
-        ),
-        (
-            "grant to unknown repository",
-            r#"{"repositories":[],"users":{"alice":["ghost"]}}"#,
-            "invalid",
-        ),
-        (
-            "empty principal",
-            r#"{"repositories":[{"name":"a","auth_required":true}],"users":{"":["a"]}}"#,
-            "invalid",
-        ),
-        (
-            "auth_required as string",
-            r#"{"repositories":[{"name":"a","auth_required":"true"}]}"#,
-            "malformed",
-        ),
+        Row {
+            case: "a symmetric key",
+            spec: json!({"kid": "k1", "alg": "HS256", "kty": "oct", "k": "c2VjcmV0"}),
+            problem: "symmetric",
+        },
+        Row {
+            case: "a spec naming another kid",
+            spec: json!({"kid": "k2", "alg": "EdDSA", "kty": "OKP", "crv": "Ed25519",
+                "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}),
+            problem: "its spec names kid",
+        },
+        Row {
+            case: "a spec that is no key",
+            spec: json!({"kid": "k1"}),
+            problem: "key \"k1\"",
+        },
     ];
-    for (case, json, reason) in rows {
-        let err = decode(&raw_envelope(json)).unwrap_err();
-        assert_eq!(err.reason(), reason, "{case}: {err}");
+    for row in rows {
+        // Written past the content's own validation, as a broken publisher might.
+        let mut builder = Builder::new([]).unwrap();
+        let json = row.spec.to_string();
+        builder.key("k1", &json);
+        let bytes = builder
+            .finish(&registry_gate_index::Stamp {
+                epoch: "e",
+                producer: "p",
+                generation: 1,
+                published_at: 0,
+                allow_empty: false,
+                min_token_iat: None,
+            })
+            .unwrap();
+        let error = open(bytes.clone()).unwrap_err();
+        assert!(
+            error.to_string().contains(row.problem),
+            "{}: {error}",
+            row.case
+        );
+        assert_eq!(check(&bytes).unwrap_err(), error, "{}", row.case);
     }
-    assert!(decode(&raw_envelope(
-        r#"{"repositories":[{"name":"a","auth_required":true}]}"#
-    ))
-    .is_ok());
-}
-
-#[test]
-fn unknown_envelope_fields_from_newer_minors_are_tolerated() {
-    // Edited as text: re-serializing through `Value` would reorder the content's keys.
-    let text = String::from_utf8(encode(&content(), &stamp(1)).unwrap()).unwrap();
-    let edited = text.replacen(
-        &format!(r#"{{"schema":{{"major":1,"minor":{SCHEMA_MINOR}}}"#),
-        r#"{"optional_hint":"x","schema":{"major":1,"minor":9}"#,
-        1,
-    );
-    assert_ne!(edited, text);
-    let bytes = edited.into_bytes();
-    assert_eq!(decode(&bytes).unwrap().header.schema.minor, 9);
 }
 
 #[test]
@@ -201,84 +142,82 @@ fn validation_reports_every_problem() {
         auth_required: true,
     });
     bad.users.insert("bob".into(), vec!["ghost".into()]);
+    bad.keys[0].kid = "k\n1".into();
     let SnapshotError::Invalid(message) = bad.validate().unwrap_err() else {
         panic!("expected Invalid");
     };
     assert!(message.contains("UPPER"), "{message}");
     assert!(message.contains("ghost"), "{message}");
-    assert!(encode(&bad, &stamp(1)).is_err());
+    assert!(message.contains("key id \"k\\n1\""), "{message}");
+    assert!(build_index(&bad, &stamp(1)).is_err());
 }
 
 #[test]
 fn admission() {
-    let snapshot = |epoch: &str, generation, repositories: usize, allow_empty| Snapshot {
-        header: Header {
-            schema: Schema { major: 1, minor: 0 },
-            required_features: vec![],
-            epoch: epoch.into(),
-            generation,
-            published_at: 0,
-            producer: "t".into(),
-            checksum: String::new(),
-            allow_empty,
-        },
-        content: Content {
-            repositories: (0..repositories)
-                .map(|i| Repository {
-                    name: format!("r{i}"),
-                    auth_required: true,
-                })
-                .collect(),
-            ..Content::default()
-        },
-        keys: KeyRing::default(),
+    let offered = |epoch: &str, number, repositories, allow_empty| Held {
+        generation: Generation::new(epoch, number),
+        repositories,
+        allow_empty,
     };
-    let held = Held {
-        generation: Generation::new("e1", 5),
-        repositories: 3,
-    };
+    let held = offered("e1", 5, 3, false);
+    struct Row<'a> {
+        case: &'a str,
+        held: Option<&'a Held>,
+        offered: Held,
+        refused: Option<&'a str>,
+    }
     let rows = [
-        ("first snapshot", None, snapshot("e1", 1, 0, false), None),
-        (
-            "newer generation",
-            Some(&held),
-            snapshot("e1", 6, 3, false),
-            None,
-        ),
-        (
-            "same generation",
-            Some(&held),
-            snapshot("e1", 5, 3, false),
-            Some("not_newer"),
-        ),
-        (
-            "older generation",
-            Some(&held),
-            snapshot("e1", 4, 3, false),
-            Some("not_newer"),
-        ),
-        (
-            "new epoch restarts generations",
-            Some(&held),
-            snapshot("e2", 1, 3, false),
-            None,
-        ),
-        (
-            "wipe of every repository",
-            Some(&held),
-            snapshot("e1", 6, 0, false),
-            Some("suspiciously_empty"),
-        ),
-        (
-            "announced wipe",
-            Some(&held),
-            snapshot("e1", 6, 0, true),
-            None,
-        ),
+        Row {
+            case: "first snapshot",
+            held: None,
+            offered: offered("e1", 1, 0, false),
+            refused: None,
+        },
+        Row {
+            case: "newer generation",
+            held: Some(&held),
+            offered: offered("e1", 6, 3, false),
+            refused: None,
+        },
+        Row {
+            case: "same generation",
+            held: Some(&held),
+            offered: offered("e1", 5, 3, false),
+            refused: Some("not_newer"),
+        },
+        Row {
+            case: "older generation",
+            held: Some(&held),
+            offered: offered("e1", 4, 3, false),
+            refused: Some("not_newer"),
+        },
+        Row {
+            case: "new epoch restarts generations",
+            held: Some(&held),
+            offered: offered("e2", 1, 3, false),
+            refused: None,
+        },
+        Row {
+            case: "wipe of every repository",
+            held: Some(&held),
+            offered: offered("e1", 6, 0, false),
+            refused: Some("suspiciously_empty"),
+        },
+        Row {
+            case: "announced wipe",
+            held: Some(&held),
+            offered: offered("e1", 6, 0, true),
+            refused: None,
+        },
     ];
-    for (case, held, offered, expected) in rows {
-        let result = admit(held, &offered);
-        assert_eq!(result.err().map(|e| e.reason()), expected, "{case}");
+    for row in rows {
+        let result = admit(row.held, &row.offered);
+        assert_eq!(
+            result.err().map(|e| e.reason()),
+            row.refused,
+            "{}",
+            row.case
+        );
     }
 }
 
@@ -303,10 +242,8 @@ fn schema_announcements_parse_strictly() {
     ] {
         assert_eq!(Schema::parse(text), want, "{text:?}");
     }
-    assert_eq!(
-        Schema::CURRENT.to_string(),
-        format!("{SCHEMA_MAJOR}.{SCHEMA_MINOR}")
-    );
+    assert_eq!(Schema::CURRENT.to_string(), "2.0");
+    assert_eq!(Schema::LEGACY.to_string(), "1.1");
     assert_eq!(
         Schema::parse(&Schema::CURRENT.to_string()),
         Some(Schema::CURRENT)
@@ -321,37 +258,6 @@ fn a_reader_reads_its_major_at_any_minor_and_no_other_major() {
     assert!(Schema { major: 1, minor: 7 }.reads(reader));
     assert!(!reader.reads(Schema { major: 2, minor: 0 }));
     assert!(!Schema { major: 2, minor: 0 }.reads(reader));
-    assert!(Schema::UNANNOUNCED.reads(Schema::CURRENT));
-}
-
-#[test]
-fn min_token_iat_is_a_required_feature_this_reader_knows() {
-    let mut with = content();
-    with.min_token_iat = Some(1_700_000_000);
-    let bytes = encode(&with, &stamp(3)).unwrap();
-    let text = String::from_utf8(bytes.clone()).unwrap();
-    assert!(
-        text.contains(r#""required_features":["min_token_iat"]"#),
-        "{text}"
-    );
-    let snapshot = decode(&bytes).unwrap();
-    assert_eq!(snapshot.content.min_token_iat, Some(1_700_000_000));
-    assert_eq!(
-        snapshot.header.required_features,
-        vec![FEATURE_MIN_TOKEN_IAT.to_owned()]
-    );
-    // Without it, nothing is required and the field is not written: a 1.0 reader reads it.
-    let text = String::from_utf8(encode(&content(), &stamp(3)).unwrap()).unwrap();
-    assert!(text.contains(r#""required_features":[]"#), "{text}");
-    assert!(!text.contains("min_token_iat"), "{text}");
-    // A reader that did not know the feature would refuse rather than drop the restriction.
-    let unknown = text.replacen(
-        r#""required_features":[]"#,
-        r#""required_features":["min_token_iat","from_the_future"]"#,
-        1,
-    );
-    assert_eq!(
-        decode(unknown.as_bytes()).unwrap_err(),
-        SnapshotError::UnknownFeatures("from_the_future".to_owned())
-    );
+    assert!(Schema::UNANNOUNCED.reads(Schema::LEGACY));
+    assert!(!Schema::UNANNOUNCED.reads(Schema::CURRENT));
 }

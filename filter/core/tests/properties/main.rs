@@ -2,7 +2,8 @@
 //!
 //! A panic in the filter traps the Envoy VM, so every input-facing function of the core is
 //! driven here with arbitrary and structured inputs: [`token::verify`], the route parser, the
-//! scope parser and the snapshot decoder. Each property states what must hold (never a
+//! scope parser, the snapshot index (against the JSON-built index it replaced) and the
+//! legacy snapshot decoder. Each property states what must hold (never a
 //! panic, never an acceptance the documented rules forbid, exact round trips) and can fail.
 //!
 //! Runs natively only: proptest does not build for `wasm32-unknown-unknown`, where the
@@ -25,6 +26,8 @@
 )]
 
 mod flatpak;
+mod index;
+mod reference;
 mod route;
 mod scope;
 mod snapshot;

@@ -1,5 +1,6 @@
-//! `snapshot::decode` and `snapshot::encode`: arbitrary bytes and mutated envelopes never
-//! panic; valid contents round-trip to their canonical form; any changed byte inside the
+//! The 1.x JSON envelope (`snapshot::legacy::decode` and `encode`, still written for 1.x
+//! fetchers and read from a store a previous sidecar wrote): arbitrary bytes and mutated
+//! envelopes never panic; valid contents round-trip to their canonical form; any changed byte inside the
 //! checksummed `content` is refused.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,9 +13,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use registry_gate_core::identity::MAX_PRINCIPAL_LEN;
-use registry_gate_core::snapshot::{
-    decode, encode, Content, Repository, Schema, Snapshot, Stamp, SCHEMA_MAJOR, SCHEMA_MINOR,
-};
+use registry_gate_core::snapshot::legacy::{checksum, decode, encode, Snapshot, SCHEMA};
+use registry_gate_core::snapshot::{Content, Repository, Stamp};
 use registry_gate_core::token::{Algorithm, KeySpec};
 
 use crate::route::name;
@@ -85,7 +85,7 @@ fn keys() -> impl Strategy<Value = Vec<KeySpec>> {
 /// A valid content in canonical form (sorted, no repeats), as `Content::validate` defines
 /// validity: distinct valid repository names, grants naming only listed repositories,
 /// principals of 1 to 255 bytes without control characters, distinct key ids.
-fn canonical_content() -> impl Strategy<Value = Content> {
+pub fn canonical_content() -> impl Strategy<Value = Content> {
     prop::collection::btree_map(name(), any::<bool>(), 0..10)
         .prop_flat_map(|repositories| {
             let names: Vec<String> = repositories.keys().cloned().collect();
@@ -126,7 +126,7 @@ fn canonical_content() -> impl Strategy<Value = Content> {
 
 /// The same content as the sidecar might hold it: lists shuffled, repositories and grants
 /// repeated (identically). Returns (canonical, scrambled).
-fn scrambled_content() -> impl Strategy<Value = (Content, Content)> {
+pub fn scrambled_content() -> impl Strategy<Value = (Content, Content)> {
     (
         canonical_content(),
         any::<u64>(),
@@ -172,7 +172,7 @@ fn shuffle<T>(items: &mut [T], next: &mut impl FnMut(usize) -> usize) {
     }
 }
 
-fn stamp() -> impl Strategy<Value = Stamp> {
+pub fn stamp() -> impl Strategy<Value = Stamp> {
     (
         // An epoch travels in an entity tag: visible ASCII without '"'.
         "[!#-~]{1,16}",
@@ -261,7 +261,7 @@ fn content_range(bytes: &[u8]) -> std::ops::Range<usize> {
 /// checksum names.
 fn check_accepted(bytes: &[u8], snapshot: &Snapshot) -> Result<(), TestCaseError> {
     prop_assert_eq!(snapshot.content.validate(), Ok(()));
-    prop_assert_eq!(snapshot.header.schema.major, SCHEMA_MAJOR);
+    prop_assert_eq!(snapshot.header.schema.major, SCHEMA.major);
     prop_assert!(snapshot.header.required_features.is_empty());
     let range = content_range(bytes);
     let digest = hex_sha256(&bytes[range]);
@@ -311,7 +311,7 @@ proptest! {
             "sha256:00".to_owned()
         };
         let mut envelope = serde_json::json!({
-            "schema": {"major": SCHEMA_MAJOR, "minor": SCHEMA_MINOR},
+            "schema": {"major": SCHEMA.major, "minor": SCHEMA.minor},
             "epoch": "e",
             "generation": 1,
             "published_at": 1,
@@ -344,13 +344,13 @@ proptest! {
         let snapshot = snapshot.unwrap();
         prop_assert_eq!(&snapshot.content, &canonical);
         let header = &snapshot.header;
-        prop_assert_eq!(header.schema, Schema { major: SCHEMA_MAJOR, minor: SCHEMA_MINOR });
+        prop_assert_eq!(header.schema, SCHEMA);
         prop_assert_eq!(&header.epoch, &stamp.epoch);
         prop_assert_eq!(header.generation, stamp.generation);
         prop_assert_eq!(header.published_at, stamp.published_at);
         prop_assert_eq!(&header.producer, &stamp.producer);
         prop_assert_eq!(header.allow_empty, stamp.allow_empty);
-        prop_assert_eq!(Ok(header.checksum.clone()), scrambled.checksum());
+        prop_assert_eq!(Ok(header.checksum.clone()), checksum(&scrambled));
         check_accepted(&bytes, &snapshot)?;
     }
 
