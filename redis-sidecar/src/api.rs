@@ -45,7 +45,7 @@ use crate::config::Secret;
 use crate::katello::KatelloError;
 use crate::login::{AuthError, LoginRequest};
 use crate::metrics::LoginOutcome;
-use crate::publisher::{Precondition, PublishError, Request, Source};
+use crate::publisher::{Authority, Precondition, PublishError, Request, Source};
 use crate::refresh::Outcome;
 use crate::state::{stopping, AppState};
 use crate::store::StoreError;
@@ -112,6 +112,9 @@ pub enum ApiError {
     Busy(String),
     #[error("{0}")]
     NotAcceptable(String),
+    /// The store has not been read for longer than `--max-store-silence-secs`.
+    #[error("{0}")]
+    StoreSilent(String),
     /// Logged in full; the client sees a fixed text.
     #[error("internal error")]
     Internal(String),
@@ -187,6 +190,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::Conflict(_) => (StatusCode::CONFLICT, json_error(&message)),
             ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, json_error(&message)),
+            ApiError::StoreSilent(_) => {
+                tracing::warn!(%message, "snapshot read refused");
+                (StatusCode::SERVICE_UNAVAILABLE, json_error(&message))
+            }
             ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, json_error(&message)),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
@@ -222,6 +229,7 @@ impl IntoResponse for ApiError {
             | ApiError::NotLoaded
             | ApiError::Store(_)
             | ApiError::Busy(_)
+            | ApiError::StoreSilent(_)
             | ApiError::Token(
                 TokenFailure::NoSnapshot
                 | TokenFailure::Busy
@@ -255,6 +263,7 @@ impl IntoResponse for ApiError {
 impl From<PublishError> for ApiError {
     fn from(error: PublishError) -> Self {
         match error {
+            PublishError::Forbidden(_) => ApiError::Forbidden(error.to_string()),
             PublishError::Invalid(_) | PublishError::KeyConflict(_) => {
                 ApiError::BadRequest(error.to_string())
             }
@@ -336,7 +345,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let view = inner.cache.view();
     let served = view
         .current()
-        .map(|current| (current.header.epoch.as_str(), current.header.generation));
+        .map(|current| (current.stamp.epoch.as_str(), current.stamp.generation));
     let waiting = inner
         .max_long_poll_waiters
         .saturating_sub(inner.long_poll_waiters.available_permits());
@@ -369,31 +378,56 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &axum::http::HeaderName) -> Opt
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Refuses (406) a fetcher that cannot read the current envelope's schema, rather than send
-/// it something it would refuse; it keeps its last good snapshot and retries. Within a major
-/// every reader gets the same envelope: newer minors are read by older readers, and what they
-/// must understand is in `required_features`.
-fn readable_by(current: &Current, reader: Schema) -> Result<(), ApiError> {
-    let written = current.header.schema;
-    if reader.reads(written) {
-        Ok(())
-    } else {
-        Err(ApiError::NotAcceptable(format!(
-            "the snapshot is schema {written}; a fetcher speaking schema {reader} cannot read it \
-             (same major needed): upgrade the filter or serve it from a sidecar of its major"
-        )))
-    }
-}
+/// The media type of a schema-2 index.
+pub const INDEX_MEDIA_TYPE: &str = "application/vnd.registry-gate.index.v2";
 
-fn snapshot_response(current: &Current) -> Response {
-    let mut response = Response::new(Body::from(current.body.clone()));
+/// What a fetcher announcing `reader` gets of `current`: the signed index (2.x), the 1.x JSON
+/// envelope of the same generation (1.x: made on first request, off the async runtime), or
+/// 406 for a major this sidecar does not serve, so the fetcher keeps its last good snapshot
+/// and says why.
+async fn snapshot_response(current: Arc<Current>, reader: Schema) -> Result<Response, ApiError> {
+    let (body, media_type) = if reader.reads(Schema::CURRENT) {
+        (current.body.clone(), INDEX_MEDIA_TYPE)
+    } else if reader.reads(Schema::LEGACY) {
+        let legacy = Arc::clone(&current);
+        let body = tokio::task::spawn_blocking(move || legacy.legacy_body())
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::Internal(format!("the 1.x envelope cannot be made: {e}")))?;
+        (body, "application/json")
+    } else {
+        return Err(ApiError::NotAcceptable(format!(
+            "this sidecar serves snapshot schemas {} and {}; a fetcher speaking schema {reader} \
+             cannot read either: upgrade the filter",
+            Schema::CURRENT,
+            Schema::LEGACY
+        )));
+    };
+    let mut response = Response::new(Body::from(body));
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if let Ok(etag) = HeaderValue::from_str(&current.generation().etag()) {
         headers.insert(ETAG, etag);
     }
-    response
+    Ok(response)
+}
+
+/// Refuses (503) to confirm a view the store has not confirmed within
+/// `--max-store-silence-secs`: a sidecar cut off from Redis must not keep fetchers' snapshots
+/// looking fresh while another sidecar publishes a revocation.
+fn store_heard_from(state: &AppState) -> Result<(), ApiError> {
+    let bound = state.inner.max_store_silence;
+    match state.inner.cache.since_last_read() {
+        Some(silence) if silence <= bound => Ok(()),
+        Some(silence) => Err(ApiError::StoreSilent(format!(
+            "the snapshot store has not been read for {} s (more than --max-store-silence-secs \
+             {}): this sidecar no longer confirms its snapshot",
+            silence.as_secs(),
+            bound.as_secs()
+        ))),
+        None => Err(ApiError::NotLoaded),
+    }
 }
 
 fn not_modified(generation: &Generation) -> Response {
@@ -478,13 +512,13 @@ async fn get_snapshot(
         }
     }
     let current = ready(&changes.borrow_and_update())?;
-    readable_by(&current, reader)?;
+    store_heard_from(&state)?;
     let Some(known) = known else {
-        return Ok(snapshot_response(&current));
+        return snapshot_response(current, reader).await;
     };
     let held = current.generation();
     if !known.matches(&held) {
-        return Ok(snapshot_response(&current));
+        return snapshot_response(current, reader).await;
     }
     if wait.is_zero() {
         return Ok(not_modified(&held));
@@ -504,10 +538,11 @@ async fn get_snapshot(
     }
     let view = changes.borrow().clone();
     let latest = ready(&view)?;
+    store_heard_from(&state)?;
     if known.matches(&latest.generation()) {
         Ok(not_modified(&latest.generation()))
     } else {
-        Ok(snapshot_response(&latest))
+        snapshot_response(latest, reader).await
     }
 }
 
@@ -580,7 +615,13 @@ async fn put_snapshot(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_sync_secret(&state, &headers)?;
+    let authority = match &state.inner.admin_secret {
+        Some(admin) if bearer_is_one_of(&headers, &[admin]) => Authority::Admin,
+        _ => {
+            check_sync_secret(&state, &headers)?;
+            Authority::Sync
+        }
+    };
     let allow_empty = match query_param(query.as_deref(), "allow_empty") {
         Some(text) => parse_bool("allow_empty", &text)?,
         None => false,
@@ -610,6 +651,7 @@ async fn put_snapshot(
             source: Source::Whole(content),
             precondition,
             allow_empty,
+            authority,
         })
         .await?;
     let body = serde_json::to_vec(&PublishedBody {
@@ -763,7 +805,7 @@ async fn issue_token(
         principal = %principal.label(),
         requested = requested.len(),
         granted,
-        generation = current.header.generation,
+        generation = current.stamp.generation,
         "issued token"
     );
     let body = serde_json::to_vec(&TokenBody {

@@ -1,6 +1,8 @@
-//! The in-memory view of the current snapshot: the exact envelope bytes to serve, the decoded
-//! content and the [`Index`] the token endpoint decides from, all keyed by (epoch, generation)
-//! and published through a `tokio::sync::watch` so long-polling fetchers wake on change.
+//! The in-memory view of the current snapshot: the signed index bytes to serve, the content
+//! they hold and the [`Index`] the token endpoint decides from, all keyed by (epoch,
+//! generation) and published through a `tokio::sync::watch` so long-polling fetchers wake on
+//! change. The 1.x JSON envelope of the same generation, for fetchers that announce 1.x, is
+//! made from the content the first time one asks.
 //!
 //! The view is fed by this process's own publishes ([`Cache::install_published`]) and by
 //! [`Cache::refresh`], which the background poller runs every 100 ms to learn of publishes by
@@ -16,12 +18,15 @@
 //! nothing is served until the next publish, exactly as when Redis lost its data.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use axum::body::Bytes;
 use registry_gate_core::generation::Generation;
 use registry_gate_core::index::Index;
-use registry_gate_core::snapshot::{self, Content, Header, SnapshotError};
+use registry_gate_core::snapshot::{self, legacy, Content, SnapshotError, Stamp};
+use registry_gate_index::layout::MAGIC;
+use registry_gate_index::Signer;
 use tokio::sync::{watch, Mutex};
 
 use crate::store::{HeadState, Restart, Store, StoreError};
@@ -31,33 +36,83 @@ const SEEN_EPOCHS: usize = 8;
 /// How often a rewind is re-examined when the epoch switch loses its compare-and-set.
 const RESTART_ATTEMPTS: u32 = 4;
 
-/// One decoded generation, immutable once built.
+/// One generation, immutable once built.
 #[derive(Debug)]
 pub struct Current {
-    pub header: Header,
-    /// The envelope exactly as stored in Redis.
+    pub stamp: Stamp,
+    /// The signed index: what the store holds (or, for a generation a previous sidecar wrote
+    /// as 1.x JSON, its index signed here) and what 2.x fetchers get.
     pub body: Bytes,
+    /// What the index holds, canonical.
     pub content: Content,
     pub index: Index,
+    /// The 1.x JSON envelope of this generation, made on the first 1.x fetcher's request.
+    legacy: OnceLock<Result<Bytes, SnapshotError>>,
 }
 
 impl Current {
-    /// Decodes and indexes envelope bytes (CPU-bound: call from a blocking context for
-    /// large snapshots).
-    pub fn decode(body: Bytes) -> Result<Current, SnapshotError> {
-        let decoded = snapshot::decode(&body)?;
-        let index = Index::build(&decoded.content);
+    /// A generation from its parts (a local publish: the body was just built from `content`).
+    pub fn new(stamp: Stamp, body: Bytes, content: Content) -> Result<Current, SnapshotError> {
+        let opened = snapshot::open(body.to_vec())?;
         Ok(Current {
-            header: decoded.header,
+            stamp,
             body,
-            content: decoded.content,
-            index,
+            content,
+            index: opened.index,
+            legacy: OnceLock::new(),
+        })
+    }
+
+    /// Reads what the store holds: a signed index, or the 1.x JSON envelope a sidecar before
+    /// schema 2 wrote (converted, and signed with `signer`, so 2.x fetchers can install the
+    /// generation too). CPU-bound: call from a blocking context for large snapshots.
+    pub fn decode(body: Bytes, signer: &Signer) -> Result<Current, SnapshotError> {
+        if !body.starts_with(&MAGIC) {
+            let decoded = legacy::decode(&body)?;
+            let header = decoded.header;
+            let stamp = Stamp {
+                epoch: header.epoch,
+                generation: header.generation,
+                published_at: header.published_at,
+                producer: header.producer,
+                allow_empty: header.allow_empty,
+            };
+            let mut index = snapshot::build_index(&decoded.content, &stamp)?;
+            signer.sign(&mut index)?;
+            let current = Current::new(stamp, Bytes::from(index), decoded.content)?;
+            // The 1.x readers get exactly what was stored.
+            let _ = current.legacy.set(Ok(body));
+            return Ok(current);
+        }
+        let opened = snapshot::open(body.to_vec())?;
+        let stored = opened.index.stored();
+        let stamp = Stamp {
+            epoch: stored.epoch().to_owned(),
+            generation: stored.generation(),
+            published_at: stored.published_at(),
+            producer: stored.producer().to_owned(),
+            allow_empty: stored.allow_empty(),
+        };
+        let content = snapshot::content_of(stored)?;
+        Ok(Current {
+            stamp,
+            body,
+            content,
+            index: opened.index,
+            legacy: OnceLock::new(),
         })
     }
 
     /// The identity this generation is served under (its `ETag`).
     pub fn generation(&self) -> Generation {
-        self.header.generation()
+        Generation::new(self.stamp.epoch.as_str(), self.stamp.generation)
+    }
+
+    /// The 1.x JSON envelope of this generation (made once; CPU-bound the first time).
+    pub fn legacy_body(&self) -> Result<Bytes, SnapshotError> {
+        self.legacy
+            .get_or_init(|| legacy::encode(&self.content, &self.stamp).map(Bytes::from))
+            .clone()
     }
 }
 
@@ -90,7 +145,7 @@ impl View {
         match self {
             View::Unknown => None,
             View::Empty { epoch } => Some(epoch),
-            View::Ready(current) => Some(&current.header.epoch),
+            View::Ready(current) => Some(&current.stamp.epoch),
         }
     }
 }
@@ -161,19 +216,39 @@ pub struct Cache {
     /// The last (epoch, generation) that failed to decode, so a broken body is reported
     /// once rather than every 100 ms.
     refused: std::sync::Mutex<Option<Generation>>,
+    /// Signs the index of a generation the store holds as 1.x JSON.
+    signer: Arc<Signer>,
+    /// When the store last answered a read of epoch and head: how fresh this view is known
+    /// to be.
+    last_read: std::sync::Mutex<Option<Instant>>,
 }
 
-impl Default for Cache {
-    fn default() -> Self {
+impl Cache {
+    /// An empty view (nothing learned yet) whose 1.x conversions are signed by `signer`.
+    pub fn new(signer: Arc<Signer>) -> Cache {
         Cache {
             tx: watch::Sender::new(View::Unknown),
             update: Mutex::new(Seen::default()),
             refused: std::sync::Mutex::new(None),
+            signer,
+            last_read: std::sync::Mutex::new(None),
         }
     }
-}
 
-impl Cache {
+    /// How long ago the store last answered a read (`None`: never since start).
+    pub fn since_last_read(&self) -> Option<std::time::Duration> {
+        self.last_read
+            .lock()
+            .ok()
+            .and_then(|at| at.map(|at| at.elapsed()))
+    }
+
+    fn read_succeeded(&self) {
+        if let Ok(mut at) = self.last_read.lock() {
+            *at = Some(Instant::now());
+        }
+    }
+
     pub fn view(&self) -> View {
         self.tx.borrow().clone()
     }
@@ -190,10 +265,10 @@ impl Cache {
         self.tx.send_if_modified(|view| {
             let newer = match view {
                 View::Unknown => true,
-                View::Empty { epoch } => *epoch == current.header.epoch,
+                View::Empty { epoch } => *epoch == current.stamp.epoch,
                 View::Ready(held) => {
-                    held.header.epoch == current.header.epoch
-                        && held.header.generation < current.header.generation
+                    held.stamp.epoch == current.stamp.epoch
+                        && held.stamp.generation < current.stamp.generation
                 }
             };
             if newer {
@@ -227,6 +302,7 @@ impl Cache {
     pub async fn store_state(&self, store: &Store) -> Result<HeadState, RefreshError> {
         let mut seen = self.update.lock().await;
         let state = reconcile(&mut seen, store, None).await?;
+        self.read_succeeded();
         if state.head.is_none() {
             self.empty(state.epoch.clone());
         }
@@ -240,13 +316,17 @@ impl Cache {
     ) -> Result<View, RefreshError> {
         let mut seen = self.update.lock().await;
         // Held to the end: the view is updated under the same lock as the read.
+        // The view counts as read fresh only once it holds what the store's head names: a
+        // head whose body cannot be read or is refused leaves it ageing.
         let state = reconcile(&mut seen, store, claimed).await?;
         let Some(generation) = state.head else {
             self.empty(state.epoch);
+            self.read_succeeded();
             return Ok(self.view());
         };
         let wanted = Generation::new(state.epoch.clone(), generation);
         if self.view().generation().as_ref() == Some(&wanted) {
+            self.read_succeeded();
             return Ok(self.view());
         }
         if self
@@ -264,13 +344,15 @@ impl Cache {
                 epoch: wanted.epoch.clone(),
                 generation,
             })?;
-        let decoded = tokio::task::spawn_blocking(move || Current::decode(Bytes::from(body)))
-            .await
-            .map_err(|e| RefreshError::Task(e.to_string()))?;
+        let signer = Arc::clone(&self.signer);
+        let decoded =
+            tokio::task::spawn_blocking(move || Current::decode(Bytes::from(body), &signer))
+                .await
+                .map_err(|e| RefreshError::Task(e.to_string()))?;
         let current = match decoded {
             Ok(current)
-                if current.header.epoch == wanted.epoch
-                    && current.header.generation == generation =>
+                if current.stamp.epoch == wanted.epoch
+                    && current.stamp.generation == generation =>
             {
                 current
             }
@@ -279,7 +361,7 @@ impl Cache {
                     wanted,
                     SnapshotError::Invalid(format!(
                         "body claims epoch {} generation {}",
-                        current.header.epoch, current.header.generation
+                        current.stamp.epoch, current.stamp.generation
                     )),
                 ))
             }
@@ -287,6 +369,7 @@ impl Cache {
         };
         let current = Arc::new(current);
         self.tx.send_replace(View::Ready(current));
+        self.read_succeeded();
         Ok(self.view())
     }
 

@@ -9,12 +9,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use thiserror::Error;
 
 use registry_gate_core::config::Settings;
+use registry_gate_index::Signer;
 
 use crate::katello::{ClientIdentity, KatelloSettings};
 
@@ -96,6 +98,11 @@ pub struct ServeArgs {
     /// `keygen`. Required.
     #[arg(long, env = "RG_SIGNING_KEY", value_name = "PATH")]
     pub signing_key: Option<PathBuf>,
+    /// Private key (PKCS#8 PEM, Ed25519: `keygen --algorithm EdDSA`) that signs every
+    /// snapshot index this sidecar publishes; filters list its public half (which keygen
+    /// prints and the sidecar logs at start) in `publisher_keys`. Required.
+    #[arg(long, env = "RG_PUBLISHER_KEY", value_name = "PATH")]
+    pub publisher_key: Option<PathBuf>,
     /// Key id (`kid`) of minted tokens and of the published key [default: RFC 7638
     /// thumbprint of the public key].
     #[arg(long, env = "RG_KEY_ID")]
@@ -152,6 +159,11 @@ pub struct ServeArgs {
     /// File holding the bearer secret that PUT requests must present. Required.
     #[arg(long, env = "RG_SYNC_SECRET_FILE", value_name = "PATH")]
     pub sync_secret_file: Option<PathBuf>,
+    /// File holding the admin bearer secret: the only credential that may change a
+    /// snapshot's `keys` or `min_token_iat` (`PUT /v1/snapshot`) [default: none, they cannot
+    /// be changed through the API].
+    #[arg(long, env = "RG_ADMIN_SECRET_FILE", value_name = "PATH")]
+    pub admin_secret_file: Option<PathBuf>,
     /// File holding the bearer secret that `GET /v1/snapshot` must present (the snapshot
     /// fetcher's `authorization`; the sync secret is accepted too). Required.
     #[arg(long, env = "RG_READ_SECRET_FILE", value_name = "PATH")]
@@ -159,6 +171,12 @@ pub struct ServeArgs {
     /// Longest long-poll a snapshot fetcher may ask for, in seconds (0..=300).
     #[arg(long, env = "RG_LONG_POLL_MAX_SECS", default_value = "30")]
     pub long_poll_max_secs: String,
+    /// Longest this sidecar keeps confirming its view of the snapshot (`304`, or `200` of
+    /// what it holds) since it last read the store successfully, in seconds (1..=3600); past
+    /// it snapshot reads get 503, so every fetcher's `max_staleness_secs` runs out instead of
+    /// being kept fresh by a sidecar cut off from Redis.
+    #[arg(long, env = "RG_MAX_STORE_SILENCE_SECS", default_value = "10")]
+    pub max_store_silence_secs: String,
     /// Most snapshot long-polls waiting at once; beyond it a request that would wait gets 503
     /// + Retry-After at once (1..=1000000).
     #[arg(long, env = "RG_MAX_LONG_POLL_WAITERS", default_value = "1024")]
@@ -195,7 +213,7 @@ pub struct ServeArgs {
     /// Turn on the ext_authz check endpoint (`/ext_authz/...` for Envoy's
     /// `envoy.filters.http.ext_authz` `http_service`) with this file: the filter's JSON
     /// configuration document (issuer, service, realm, identity_header, ...), without
-    /// `fetcher` [default: none, no ext_authz endpoint].
+    /// `fetcher`, with `publisher_keys` [default: none, no ext_authz endpoint].
     #[arg(long, env = "RG_EXT_AUTHZ_CONFIG", value_name = "PATH")]
     pub ext_authz_config: Option<PathBuf>,
     /// Log format: `json` (one object per line) or `text`. Verbosity comes from `RUST_LOG`
@@ -248,6 +266,8 @@ pub struct Config {
     pub replica_acks: ReplicaAcks,
     pub key_prefix: String,
     pub signing_key: SigningKey,
+    /// Signs every published index.
+    pub publisher_key: Arc<Signer>,
     pub issuer: String,
     pub service: String,
     pub token_ttl: Duration,
@@ -260,6 +280,10 @@ pub struct Config {
     pub sync_secret: Secret,
     /// Bearer secret for snapshot reads (trailing newline of the file removed).
     pub read_secret: Secret,
+    /// Bearer secret that may change `keys` and `min_token_iat`, if configured.
+    pub admin_secret: Option<Secret>,
+    /// How long a view is confirmed without a successful store read.
+    pub max_store_silence: Duration,
     pub long_poll_max: Duration,
     pub max_long_poll_waiters: usize,
     pub login_queue_timeout: Duration,
@@ -333,6 +357,18 @@ impl Config {
                 .map_err(|e| problems.push(format!("--signing-key/RG_SIGNING_KEY: {e}")))
                 .ok(),
         };
+        let publisher_key = match &args.publisher_key {
+            None => {
+                problems.push(
+                    "--publisher-key/RG_PUBLISHER_KEY is required (see `keygen --algorithm EdDSA`)"
+                        .into(),
+                );
+                None
+            }
+            Some(path) => SigningKey::load_publisher(path)
+                .map_err(|e| problems.push(format!("--publisher-key/RG_PUBLISHER_KEY: {e}")))
+                .ok(),
+        };
         for (flag, value) in [
             ("--issuer/RG_ISSUER", &args.issuer),
             ("--service/RG_SERVICE", &args.service),
@@ -401,6 +437,27 @@ impl Config {
                 .map_err(|e| problems.push(format!("--read-secret-file/RG_READ_SECRET_FILE {e}")))
                 .ok(),
         };
+        let admin_secret = args.admin_secret_file.as_ref().and_then(|path| {
+            self::read_secret(path)
+                .map_err(|e| problems.push(format!("--admin-secret-file/RG_ADMIN_SECRET_FILE {e}")))
+                .ok()
+        });
+        if let (Some(admin), Some(sync), Some(read)) = (&admin_secret, &secret, &read_secret) {
+            if admin == sync || admin == read {
+                problems.push(
+                    "--admin-secret-file/RG_ADMIN_SECRET_FILE must differ from the sync and read \
+                     secrets"
+                        .into(),
+                );
+            }
+        }
+        let silence = number(
+            &mut problems,
+            "--max-store-silence-secs/RG_MAX_STORE_SILENCE_SECS",
+            &args.max_store_silence_secs,
+            1,
+            3600,
+        );
         let long_poll = number(
             &mut problems,
             "--long-poll-max-secs/RG_LONG_POLL_MAX_SECS",
@@ -501,7 +558,7 @@ impl Config {
         match (
             (listen, redis, replica_acks),
             pool,
-            signing_key,
+            (signing_key, publisher_key, silence),
             (ttl, login_cache_ttl),
             (secret, read_secret),
             (long_poll, waiters, queue_timeout, login_concurrency),
@@ -512,7 +569,7 @@ impl Config {
             (
                 (Some(listen), Some(redis), Some(replica_acks)),
                 Some(pool),
-                Some(signing_key),
+                (Some(signing_key), Some(publisher_key), Some(silence)),
                 (Some(ttl), Some(login_cache_ttl)),
                 (Some(secret), Some(read_secret)),
                 (Some(long_poll), Some(waiters), Some(queue_timeout), Some(login_concurrency)),
@@ -526,6 +583,7 @@ impl Config {
                 redis_pool_size: usize::try_from(pool).unwrap_or(usize::MAX),
                 key_prefix: args.key_prefix.clone(),
                 signing_key,
+                publisher_key: Arc::new(publisher_key),
                 issuer: args.issuer.clone(),
                 service: args.service.clone(),
                 token_ttl: Duration::from_secs(ttl),
@@ -534,6 +592,8 @@ impl Config {
                 refresh_repositories_on_login,
                 sync_secret: secret,
                 read_secret,
+                admin_secret,
+                max_store_silence: Duration::from_secs(silence),
                 long_poll_max: Duration::from_secs(long_poll),
                 max_long_poll_waiters: usize::try_from(waiters).unwrap_or(usize::MAX),
                 login_queue_timeout: Duration::from_millis(queue_timeout),
@@ -815,6 +875,12 @@ fn ext_authz_settings(path: &Path) -> Result<Settings, String> {
         return Err(format!(
             "{shown}: `fetcher` has no place in ext_authz mode: the sidecar decides from the \
              snapshot it holds"
+        ));
+    }
+    if settings.publisher_keys.is_empty() {
+        return Err(format!(
+            "{shown}: `publisher_keys` must name the publisher key(s) whose signatures the \
+             check accepts (what `keygen` printed for --publisher-key)"
         ));
     }
     Ok(settings)

@@ -8,7 +8,8 @@
 //! takes the lock of one deciding gate only, chosen by its `Authorization` value, so the
 //! requests of one token meet one token cache and verify once; nothing on the request path
 //! reads Redis or decodes a snapshot. Confirmations follow the view: while the view holds
-//! the installed generation it is confirmed every [`CONFIRM_INTERVAL`], exactly as a
+//! the installed generation (and the store was read within `--max-store-silence-secs`) it is
+//! confirmed every [`CONFIRM_INTERVAL`], exactly as a
 //! filter's fetcher confirms it on each answer of this sidecar; while the view has no
 //! snapshot (a new epoch, or Redis lost) the installed one keeps serving and ages towards
 //! `max_staleness_secs`, as in the filter.
@@ -123,20 +124,20 @@ impl ExtAuthz {
     /// by every deciding gate. Returns the generation newly installed, if any.
     pub fn offer(&self, current: &Current, now: u64) -> Option<u64> {
         let announcement = Announcement {
-            epoch: current.header.epoch.clone(),
-            generation: current.header.generation,
+            epoch: current.stamp.epoch.clone(),
+            generation: current.stamp.generation,
             confirmed_at: now,
         };
         let mut source = lock(&self.source);
         let mut installed = None;
         if source.announced(&announcement) {
-            match source.offer(&current.body, &announcement) {
+            match source.offer(current.body.to_vec(), &announcement) {
                 Ok(generation) => {
                     tracing::info!(%generation, "ext_authz: installed snapshot generation");
                     installed = Some(generation.number);
                 }
                 Err(error) => {
-                    tracing::warn!(%error, generation = current.header.generation, "ext_authz: snapshot refused");
+                    tracing::warn!(%error, generation = current.stamp.generation, "ext_authz: snapshot refused");
                 }
             }
         }
@@ -310,6 +311,7 @@ fn responded(reply: Reply, outcome: Outcome) -> (Reply, Checked) {
 pub async fn feed(
     ext_authz: Arc<ExtAuthz>,
     cache: Arc<Cache>,
+    max_store_silence: Duration,
     clock: fn() -> SystemTime,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
@@ -319,7 +321,12 @@ pub async fn feed(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let view = changes.borrow_and_update().clone();
-        if let View::Ready(current) = view {
+        // A view the store has not confirmed lately is not confirmed to the gates either:
+        // they age towards `max_staleness_secs` as a fetcher's would.
+        let heard = cache
+            .since_last_read()
+            .is_some_and(|silence| silence <= max_store_silence);
+        if let (View::Ready(current), true) = (view, heard) {
             let gates = Arc::clone(&ext_authz);
             let now = unix_seconds(clock());
             match tokio::task::spawn_blocking(move || gates.offer(&current, now)).await {

@@ -22,6 +22,7 @@ use p256::pkcs8::{
     PrivateKeyInfo, SecretDocument,
 };
 use registry_gate_core::token::{Algorithm, KeySpec};
+use registry_gate_index::Signer;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -114,6 +115,11 @@ pub enum KeyError {
     Encode(#[source] p256::pkcs8::Error),
     #[error("the generated key is unusable: {0}")]
     Generated(#[source] PemError),
+    #[error(
+        "{0}: a publisher key signs snapshots with Ed25519; this is an ES256 key (make one with \
+         `registry-gate-sidecar keygen --algorithm EdDSA`)"
+    )]
+    NotPublisher(PathBuf),
 }
 
 /// The private half, by algorithm.
@@ -247,6 +253,21 @@ impl SigningKey {
             }
         };
         SigningKey::new(secret, None).map_err(KeyError::Generated)
+    }
+
+    /// The snapshot publisher's signer of this key, if it is Ed25519 (publisher keys are).
+    pub fn publisher(&self) -> Option<Signer> {
+        match &self.secret {
+            Secret::Ed25519(pair) => Some(Signer::from_seed(*pair.sk.seed())),
+            Secret::Es256(_) => None,
+        }
+    }
+
+    /// Reads the publisher key: an Ed25519 PKCS#8 PEM.
+    pub fn load_publisher(path: &Path) -> Result<Signer, KeyError> {
+        SigningKey::load(path, None)?
+            .publisher()
+            .ok_or_else(|| KeyError::NotPublisher(path.to_path_buf()))
     }
 
     /// The PKCS#8 PEM of the private key (what `keygen` writes).

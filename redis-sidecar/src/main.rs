@@ -22,6 +22,11 @@ fn main() -> ExitCode {
                     key.algorithm().jose().name(),
                     key.kid()
                 );
+                if let Some(publisher) = key.publisher() {
+                    // What a filter's (or ext_authz check's) `publisher_keys` lists when this
+                    // key is a sidecar's --publisher-key.
+                    println!("publisher key: {}", publisher.public());
+                }
                 ExitCode::SUCCESS
             }
             Err(error) => {

@@ -11,23 +11,27 @@
 //! bounded number of times. With replica acknowledgements required (`--redis-min-replicas-acked`)
 //! the store answers a publish only once enough replicas hold it, and a publish that finds
 //! its content already current answers only once that head is confirmed current and
-//! replicated, so a success always means "held by the replicas". Publishes from this process are serialized, so local writers
-//! queue instead of fighting over the CAS; other instances are kept honest by the CAS alone.
+//! replicated, so a success always means "held by the replicas". Publishes from this process
+//! are serialized, so local writers queue instead of fighting over the CAS; other instances
+//! are kept honest by the CAS alone. Unconditional changes (Katello's sync calls, login
+//! refreshes) coalesce: one task takes every change waiting, applies them in order to one
+//! copy of the current content and publishes once, answering each caller with that
+//! generation, so a burst of a thousand calls makes a handful of snapshots.
 //!
 //! It must never write a generation that did not pass `Content::validate`, never write two
 //! bodies for one generation, never skip or reuse a generation within an epoch, and never
 //! publish without this sidecar's own verification key in the key set.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use registry_gate_core::generation::{Generation, Preconditions};
-use registry_gate_core::index::Index;
-use registry_gate_core::snapshot::{self, Content, Header, SnapshotError, Stamp};
+use registry_gate_core::snapshot::{self, Content, SnapshotError, Stamp};
 use registry_gate_core::token::KeySpec;
+use registry_gate_index::Signer;
 use thiserror::Error;
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::cache::{Cache, Current, RefreshError};
 use crate::keys;
@@ -45,11 +49,20 @@ pub struct Published {
     pub changed: bool,
 }
 
+/// Changes waiting to be coalesced into one publish, at most.
+const QUEUE: usize = 4096;
+
 /// Why a publish did not happen. Nothing was written in any of these cases.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum PublishError {
     #[error("{0}")]
     Invalid(String),
+    /// The caller may change repositories and grants only.
+    #[error(
+        "changing {0} needs the admin secret (--admin-secret-file): the sync secret, Katello's \
+         client certificates and the sync job change repositories and grants only"
+    )]
+    Forbidden(&'static str),
     #[error(
         "the body carries key id {0:?} with key material different from this sidecar's signing key"
     )]
@@ -69,9 +82,9 @@ pub enum PublishError {
     Internal(String),
 }
 
-/// A change to the current content: it must return the whole new content and may be
-/// called more than once (once per attempt).
-pub type Change = Arc<dyn Fn(&Content) -> Content + Send + Sync>;
+/// A change to the current content, made in place; it may be called more than once (once per
+/// attempt, on whatever is current then).
+pub type Change = Arc<dyn Fn(&mut Content) + Send + Sync>;
 
 /// Where the published content comes from.
 #[derive(Clone)]
@@ -94,7 +107,7 @@ impl std::fmt::Debug for Source {
 
 /// A source made ready to publish: a whole document is prepared once, outside the lock.
 enum Build {
-    Ready(Content, String),
+    Ready(Content),
     Change(Change),
 }
 
@@ -106,6 +119,24 @@ pub struct Request {
     pub precondition: Option<Precondition>,
     /// Permit replacing a non-empty snapshot with one without repositories.
     pub allow_empty: bool,
+    pub authority: Authority,
+}
+
+/// Who asks, and so what may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authority {
+    /// The admin secret (and this sidecar's own key upkeep): anything.
+    Admin,
+    /// The sync secret, Katello's client certificates, login refreshes: repositories and
+    /// grants only; `keys` and `min_token_iat` must stay as they are.
+    Sync,
+}
+
+/// A change waiting in the coalescing queue, with where its answer goes.
+struct Queued {
+    change: Change,
+    allow_empty: bool,
+    done: oneshot::Sender<Result<Published, PublishError>>,
 }
 
 /// A caller's condition on the current generation (RFC 9110 §13.1.1–13.1.2).
@@ -135,41 +166,71 @@ pub struct Publisher {
     cache: Arc<Cache>,
     /// Added to every published key set so minted tokens verify.
     own_key: KeySpec,
+    /// Signs every index published.
+    signer: Arc<Signer>,
     producer: String,
     clock: fn() -> SystemTime,
     /// Serializes this process's publishes (see the module doc).
     lock: Mutex<()>,
     metrics: Arc<Metrics>,
+    /// Into the coalescing task.
+    queue: mpsc::Sender<Queued>,
+}
+
+impl std::fmt::Debug for Queued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Queued(..)")
+    }
 }
 
 impl Publisher {
-    pub fn new(
+    /// The publisher, with its coalescing task started (so it must run inside the tokio
+    /// runtime; the task ends with the publisher).
+    pub fn start(
         store: Store,
         cache: Arc<Cache>,
         own_key: KeySpec,
+        signer: Arc<Signer>,
         clock: fn() -> SystemTime,
         metrics: Arc<Metrics>,
-    ) -> Publisher {
-        Publisher {
+    ) -> Arc<Publisher> {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        let publisher = Arc::new(Publisher {
             store,
             cache,
             own_key,
+            signer,
             producer: format!("registry-gate-sidecar/{}", env!("CARGO_PKG_VERSION")),
             clock,
             lock: Mutex::new(()),
             metrics,
-        }
+            queue,
+        });
+        tokio::spawn(coalesce(Arc::downgrade(&publisher), receiver));
+        publisher
     }
 
     /// Publishes a request (see the module doc for the protocol), counted by outcome.
     pub async fn publish(&self, request: Request) -> Result<Published, PublishError> {
         let started = std::time::Instant::now();
-        let result = self.publish_counted(request).await;
+        let result = match request {
+            Request {
+                source: Source::Change(change),
+                precondition: None,
+                allow_empty,
+                authority: Authority::Sync,
+            } => self.queued(change, allow_empty).await,
+            request => self.publish_now(request).await,
+        };
         let outcome = match &result {
             Ok(published) if published.changed => PublishOutcome::Published,
             Ok(_) => PublishOutcome::Unchanged,
             Err(PublishError::PreconditionFailed { .. }) => PublishOutcome::PreconditionFailed,
-            Err(PublishError::Invalid(_) | PublishError::KeyConflict(_)) => PublishOutcome::Invalid,
+            Err(
+                PublishError::Invalid(_)
+                | PublishError::KeyConflict(_)
+                | PublishError::Forbidden(_),
+            ) => PublishOutcome::Invalid,
             Err(PublishError::WouldEmpty { .. }) => PublishOutcome::WouldEmpty,
             Err(PublishError::Contended(_)) => PublishOutcome::Contended,
             Err(PublishError::Store(StoreError::NotReplicated { .. })) => {
@@ -182,19 +243,34 @@ impl Publisher {
         result
     }
 
-    async fn publish_counted(&self, request: Request) -> Result<Published, PublishError> {
+    /// Hands an unconditional change to the coalescing task and waits for its publish.
+    async fn queued(&self, change: Change, allow_empty: bool) -> Result<Published, PublishError> {
+        let (done, answer) = oneshot::channel();
+        let queued = Queued {
+            change,
+            allow_empty,
+            done,
+        };
+        self.queue
+            .send(queued)
+            .await
+            .map_err(|_| PublishError::Internal("the publish queue stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| PublishError::Internal("the publish queue dropped a change".into()))?
+    }
+
+    async fn publish_now(&self, request: Request) -> Result<Published, PublishError> {
         // A whole document is prepared once, outside the lock; a change needs the current
         // content, so it is prepared on every attempt.
         let Request {
             source,
             precondition,
             allow_empty,
+            authority,
         } = request;
         let build = match source {
-            Source::Whole(content) => {
-                let (content, checksum) = self.prepared(content).await?;
-                Build::Ready(content, checksum)
-            }
+            Source::Whole(content) => Build::Ready(self.prepared(content).await?),
             Source::Change(change) => Build::Change(change),
         };
         let _serial = self.lock.lock().await;
@@ -236,16 +312,21 @@ impl Publisher {
                 },
                 None => None,
             };
-            let (content, checksum) = match &build {
-                Build::Ready(content, checksum) => (content.clone(), checksum.clone()),
+            let content = match &build {
+                Build::Ready(content) => content.clone(),
                 Build::Change(change) => {
-                    let empty = Content::default();
-                    let base = current.as_ref().map_or(&empty, |c| &c.content);
-                    self.prepared(change(base)).await?
+                    let mut content = current
+                        .as_ref()
+                        .map_or_else(Content::default, |c| c.content.clone());
+                    change(&mut content);
+                    self.prepared(content).await?
                 }
             };
+            if authority == Authority::Sync {
+                self.within_sync_authority(current.as_deref(), &content)?;
+            }
             if let Some(current) = &current {
-                if current.header.checksum == checksum {
+                if current.content == content {
                     // Nothing to write — but a retry after a publish that was refused as not
                     // replicated lands here, so "unchanged" is answered only once the head is
                     // (still current and) replicated as a new write would be.
@@ -278,10 +359,10 @@ impl Publisher {
                 producer: self.producer.clone(),
                 allow_empty,
             };
-            let (body, encoded) = encode(content.clone(), stamp).await?;
+            let encoded = encode(content, stamp, Arc::clone(&self.signer)).await?;
             match self
                 .store
-                .compare_and_publish(&state.epoch, state.head, generation, &body)
+                .compare_and_publish(&state.epoch, state.head, generation, &encoded.body)
                 .await?
             {
                 CasOutcome::Published => {
@@ -319,6 +400,33 @@ impl Publisher {
         }
     }
 
+    /// A sync caller may change repositories and grants, never the verification keys (which
+    /// decide whose tokens verify) or `min_token_iat`: both must be what is current (before
+    /// the first publish: this sidecar's key alone, no `min_token_iat`).
+    fn within_sync_authority(
+        &self,
+        current: Option<&Current>,
+        content: &Content,
+    ) -> Result<(), PublishError> {
+        let (keys, min_token_iat) = match current {
+            Some(current) => (current.content.keys.clone(), current.content.min_token_iat),
+            None => (vec![self.own_key.clone()], None),
+        };
+        let mut wanted = keys;
+        if !wanted.iter().any(|k| k.kid == self.own_key.kid) {
+            // This sidecar adds its own key to whatever it publishes.
+            wanted.push(self.own_key.clone());
+            wanted.sort_by(|a, b| a.kid.cmp(&b.kid));
+        }
+        if content.keys != wanted {
+            return Err(PublishError::Forbidden("keys"));
+        }
+        if content.min_token_iat != min_token_iat {
+            return Err(PublishError::Forbidden("min_token_iat"));
+        }
+        Ok(())
+    }
+
     /// If the current snapshot lacks this sidecar's key, republishes it with the key added
     /// (conditional on it still being current). Called at startup and whenever the poller
     /// sees a generation without the key (e.g. published by another instance).
@@ -341,24 +449,19 @@ impl Publisher {
             precondition: Some(Precondition::IfMatch(Preconditions::Tags(vec![
                 current.generation()
             ]))),
-            allow_empty: current.header.allow_empty,
+            allow_empty: current.stamp.allow_empty,
+            authority: Authority::Admin,
         };
         self.publish(request).await.map(Some)
     }
 
-    /// The content with this sidecar's key, validated and canonical, and its checksum
-    /// (CPU-bound, so off the async runtime).
-    async fn prepared(&self, content: Content) -> Result<(Content, String), PublishError> {
+    /// The content with this sidecar's key, validated and canonical (CPU-bound, so off the
+    /// async runtime).
+    async fn prepared(&self, content: Content) -> Result<Content, PublishError> {
         let own_key = self.own_key.clone();
-        tokio::task::spawn_blocking(move || {
-            let content = prepare(&own_key, content)?;
-            let checksum = content
-                .checksum()
-                .map_err(|e| PublishError::Internal(e.to_string()))?;
-            Ok::<_, PublishError>((content, checksum))
-        })
-        .await
-        .map_err(|e| PublishError::Internal(e.to_string()))?
+        tokio::task::spawn_blocking(move || prepare(&own_key, content))
+            .await
+            .map_err(|e| PublishError::Internal(e.to_string()))?
     }
 
     /// After losing a race, brings the cache up to date at once (rather than at the next
@@ -379,9 +482,11 @@ impl Publisher {
         let Some(body) = self.store.body(wanted.number).await? else {
             return Ok(None);
         };
-        let decoded = tokio::task::spawn_blocking(move || Current::decode(Bytes::from(body)))
-            .await
-            .map_err(|e| PublishError::Internal(e.to_string()))?;
+        let signer = Arc::clone(&self.signer);
+        let decoded =
+            tokio::task::spawn_blocking(move || Current::decode(Bytes::from(body), &signer))
+                .await
+                .map_err(|e| PublishError::Internal(e.to_string()))?;
         match decoded {
             Ok(current) if current.generation() == *wanted => Ok(Some(Arc::new(current))),
             Ok(current) => Err(PublishError::Internal(format!(
@@ -412,29 +517,54 @@ fn prepare(own_key: &KeySpec, mut content: Content) -> Result<Content, PublishEr
     Ok(content)
 }
 
-/// Encodes off the async runtime and returns the bytes together with their decoded form
+/// Builds and signs the index off the async runtime, as the generation the cache will hold
 /// (built from what was encoded, so the cache needs no Redis read after a local publish).
-async fn encode(content: Content, stamp: Stamp) -> Result<(Vec<u8>, Current), PublishError> {
-    tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, Current), SnapshotError> {
-        let body = snapshot::encode(&content, &stamp)?;
-        let header = snapshot_header(&body)?;
-        let index = Index::build(&content);
-        let current = Current {
-            header,
-            body: Bytes::from(body.clone()),
-            content,
-            index,
-        };
-        Ok((body, current))
+async fn encode(
+    content: Content,
+    stamp: Stamp,
+    signer: Arc<Signer>,
+) -> Result<Current, PublishError> {
+    tokio::task::spawn_blocking(move || -> Result<Current, SnapshotError> {
+        let mut body = snapshot::build_index(&content, &stamp)?;
+        signer.sign(&mut body)?;
+        Current::new(stamp, Bytes::from(body), content)
     })
     .await
     .map_err(|e| PublishError::Internal(e.to_string()))?
     .map_err(|e| PublishError::Internal(format!("encoding failed: {e}")))
 }
 
-/// The header of bytes just encoded (decoding also re-checks the checksum end to end).
-fn snapshot_header(body: &[u8]) -> Result<Header, SnapshotError> {
-    snapshot::decode(body).map(|s| s.header)
+/// The coalescing task: takes every change waiting, publishes them as one, answers each.
+async fn coalesce(publisher: Weak<Publisher>, mut queue: mpsc::Receiver<Queued>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while let Ok(next) = queue.try_recv() {
+            batch.push(next);
+        }
+        let Some(publisher) = publisher.upgrade() else {
+            break;
+        };
+        let changes: Vec<Change> = batch.iter().map(|q| Arc::clone(&q.change)).collect();
+        let request = Request {
+            source: Source::Change(Arc::new(move |content: &mut Content| {
+                for change in &changes {
+                    change(content);
+                }
+            })),
+            precondition: None,
+            allow_empty: batch.iter().any(|q| q.allow_empty),
+            authority: Authority::Sync,
+        };
+        let result = publisher.publish_now(request).await;
+        tracing::debug!(
+            changes = batch.len(),
+            ok = result.is_ok(),
+            "coalesced publish"
+        );
+        for queued in batch {
+            let _ = queued.done.send(result.clone());
+        }
+    }
 }
 
 fn backoff(attempt: u32) -> Duration {

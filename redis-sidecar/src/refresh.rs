@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, OnceCell};
 
 use crate::cache::Cache;
 use crate::login::CatalogRefresh;
-use crate::publisher::{PublishError, Published, Publisher, Request, Source};
+use crate::publisher::{Authority, PublishError, Published, Publisher, Request, Source};
 
 /// Refreshes waiting to be published, at most.
 const QUEUE: usize = 4096;
@@ -148,11 +148,8 @@ impl Refresher {
             Err(error) => return Outcome::Failed(format!("catalog: {error}")),
         };
         let unchanged = self.cache.view().current().is_some_and(|current| {
-            let wanted = with_grants(
-                &current.content,
-                &BTreeMap::from([(user.to_owned(), names.clone())]),
-            );
-            wanted.users.get(user) == current.content.users.get(user)
+            let wanted = granted(&private(&current.content), &names);
+            current.content.users.get(user) == Some(&wanted)
         });
         if unchanged {
             return Outcome::Unchanged;
@@ -204,9 +201,10 @@ async fn run(publisher: Arc<Publisher>, mut receiver: mpsc::Receiver<Refresh>) {
         let users = grants.len();
         let result = publisher
             .publish(Request {
-                source: Source::Change(Arc::new(move |current| with_grants(current, &grants))),
+                source: Source::Change(Arc::new(move |content| with_grants(content, &grants))),
                 precondition: None,
                 allow_empty: false,
+                authority: Authority::Sync,
             })
             .await
             .map_err(|e: PublishError| e.to_string());
@@ -229,25 +227,32 @@ async fn run(publisher: Arc<Publisher>, mut receiver: mpsc::Receiver<Refresh>) {
 /// `current` with each user's grants replaced by the repositories of `grants` that it lists
 /// as needing a grant (Katello's catalog also names public repositories; as the old gateway
 /// did, those are not recorded as grants).
-pub fn with_grants(current: &Content, grants: &BTreeMap<String, BTreeSet<String>>) -> Content {
-    let known: BTreeSet<&str> = current
+pub fn with_grants(content: &mut Content, grants: &BTreeMap<String, BTreeSet<String>>) {
+    let known = private(content);
+    let users: Vec<(String, Vec<String>)> = grants
+        .iter()
+        .map(|(user, repositories)| (user.clone(), granted(&known, repositories)))
+        .collect();
+    content.users.extend(users);
+}
+
+/// The repositories of `content` that need a grant.
+fn private(content: &Content) -> BTreeSet<String> {
+    content
         .repositories
         .iter()
         .filter(|r| r.auth_required)
-        .map(|r| r.name.as_str())
-        .collect();
-    let mut next = current.clone();
-    for (user, repositories) in grants {
-        next.users.insert(
-            user.clone(),
-            repositories
-                .iter()
-                .filter(|name| known.contains(name.as_str()))
-                .cloned()
-                .collect(),
-        );
-    }
-    next
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// What a catalog listing `repositories` grants: the ones among `known`, sorted.
+fn granted(known: &BTreeSet<String>, repositories: &BTreeSet<String>) -> Vec<String> {
+    repositories
+        .iter()
+        .filter(|name| known.contains(*name))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -279,7 +284,8 @@ mod tests {
             ("bob".to_owned(), BTreeSet::from(["org/a".to_owned()])),
             ("new@example.com".to_owned(), BTreeSet::new()),
         ]);
-        let next = with_grants(&current, &grants);
+        let mut next = current.clone();
+        with_grants(&mut next, &grants);
         // org/b is public: no grant needed, none recorded.
         assert!(next.users["alice"].is_empty());
         assert_eq!(next.users["keep"], vec!["org/a".to_owned()]);

@@ -69,6 +69,10 @@ pub(crate) struct Inner {
     /// Limits on Katello's form-encoded bodies.
     pub form_limits: FormLimits,
     pub read_secret: Secret,
+    /// The only credential that may change `keys` and `min_token_iat`, if configured.
+    pub admin_secret: Option<Secret>,
+    /// Past this long without a successful store read, snapshot reads get 503.
+    pub max_store_silence: Duration,
     pub long_poll_max: Duration,
     /// One permit per snapshot long-poll allowed to wait at once.
     pub long_poll_waiters: Arc<Semaphore>,
@@ -96,16 +100,21 @@ impl AppState {
             config.keep_generations,
             config.replica_acks,
         )?;
-        let cache = Arc::new(Cache::default());
+        let cache = Arc::new(Cache::new(Arc::clone(&config.publisher_key)));
         let clock: fn() -> SystemTime = SystemTime::now;
         let metrics = Arc::new(Metrics::new());
-        let publisher = Arc::new(Publisher::new(
+        tracing::info!(
+            publisher_key = %config.publisher_key.public(),
+            "snapshots are signed with this publisher key (the filters' publisher_keys)"
+        );
+        let publisher = Publisher::start(
             store.clone(),
             Arc::clone(&cache),
             config.signing_key.key_spec(),
+            Arc::clone(&config.publisher_key),
             clock,
             Arc::clone(&metrics),
-        ));
+        );
         let refresher = Refresher::start(
             Arc::clone(&publisher),
             Arc::clone(&cache),
@@ -134,6 +143,7 @@ impl AppState {
             tokio::spawn(ext_authz::feed(
                 Arc::clone(&gates),
                 Arc::clone(&cache),
+                config.max_store_silence,
                 clock,
                 Arc::clone(&metrics),
                 shutdown.clone(),
@@ -158,6 +168,8 @@ impl AppState {
                 sync_client_subjects: config.sync_client_subjects,
                 form_limits: SYNC_FORM_LIMITS,
                 read_secret: config.read_secret,
+                admin_secret: config.admin_secret,
+                max_store_silence: config.max_store_silence,
                 long_poll_max: config.long_poll_max,
                 long_poll_waiters: Arc::new(Semaphore::new(config.max_long_poll_waiters)),
                 max_long_poll_waiters: config.max_long_poll_waiters,

@@ -136,7 +136,7 @@ return {ARGV[3], 1}
 ";
 
 /// A Redis failure, already phrased for an operator.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     #[error("Redis is unavailable: {0}")]
     Unavailable(String),

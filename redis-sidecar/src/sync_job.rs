@@ -323,10 +323,15 @@ impl Sidecar {
         let body = read_limited(response).await?;
         match status {
             200 => {
-                let decoded = snapshot::decode(&body).map_err(|e| {
+                let unreadable = |e: String| {
                     JobError::Sidecar(format!("the published snapshot cannot be read: {e}"))
-                })?;
-                Ok(Some((decoded.header.generation(), decoded.content)))
+                };
+                let index = registry_gate_index::Index::open(&body[..])
+                    .map_err(|e| unreadable(e.to_string()))?;
+                let generation = Generation::new(index.epoch(), index.generation());
+                let content =
+                    snapshot::content_of(&index).map_err(|e| unreadable(e.to_string()))?;
+                Ok(Some((generation, content)))
             }
             503 => Ok(None),
             _ => Err(refusal("GET /v1/snapshot", status, &body)),

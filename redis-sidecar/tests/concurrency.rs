@@ -16,7 +16,7 @@ mod harness;
 use std::collections::BTreeSet;
 
 use harness::{Options, Redis, Sidecar};
-use registry_gate_core::snapshot::{self, Content, Repository};
+use registry_gate_core::snapshot::{Content, Repository};
 use registry_gate_sidecar::keys::{KeyAlgorithm, SigningKey};
 use reqwest::StatusCode;
 
@@ -115,7 +115,7 @@ async fn two_writers_with_if_match_lose_nothing() {
         let body = redis
             .get(&format!("rg-test:snapshot:{generation}"))
             .unwrap_or_else(|| panic!("generation {generation} missing"));
-        let decoded = snapshot::decode(&body).unwrap();
+        let decoded = harness::decode(&body).unwrap();
         assert_eq!(decoded.header.generation, generation);
         let names: BTreeSet<String> = decoded
             .content
@@ -184,7 +184,7 @@ async fn unconditional_writers_each_get_their_own_generation() {
             .get(&format!("rg-test:snapshot:{generation}"))
             .unwrap();
         assert_eq!(
-            snapshot::decode(&body).unwrap().header.generation,
+            harness::decode(&body).unwrap().header.generation,
             generation
         );
     }

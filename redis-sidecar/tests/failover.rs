@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harness::{parse_etag, Options, Sidecar};
-use registry_gate_core::snapshot::{self, Content, Repository};
+use registry_gate_core::snapshot::{Content, Repository};
 use registry_gate_sidecar::keys::{KeyAlgorithm, SigningKey};
 use registry_gate_sidecar::store::CLIENT_NAME;
 use registry_gate_tests::redis::{self as servers, Replicated, ReplicatedOptions};
@@ -192,7 +192,7 @@ async fn writer(sidecars: Vec<Endpoint>, record: Shared, stop: Arc<AtomicBool>) 
             StatusCode::OK => {
                 let etag = etag.unwrap();
                 let (epoch, generation) = parse_etag(&etag);
-                let served = snapshot::decode(&body).unwrap().content;
+                let served = harness::decode(&body).unwrap().content;
                 check_acks(
                     &mut record.lock().unwrap(),
                     sidecar.name,
@@ -259,7 +259,7 @@ async fn fetcher(sidecar: Endpoint, record: Shared, stop: Arc<AtomicBool>) {
         match status {
             StatusCode::OK => {
                 let (epoch, generation) = parse_etag(&etag.unwrap());
-                let content = snapshot::decode(&body).unwrap().content;
+                let content = harness::decode(&body).unwrap().content;
                 let mut record = record.lock().unwrap();
                 record.fetched += 1;
                 check_acks(&mut record, sidecar.name, &epoch, generation, &content);
@@ -469,7 +469,7 @@ async fn failover_loses_no_acknowledged_publish(fault: Fault) {
         for endpoint in &endpoints {
             match endpoint.get(None, false).await {
                 Some((StatusCode::OK, Some(etag), body)) if Some(&etag) == tag.as_ref() => {
-                    served.push((endpoint.name, snapshot::decode(&body).unwrap().content));
+                    served.push((endpoint.name, harness::decode(&body).unwrap().content));
                 }
                 Some((StatusCode::SERVICE_UNAVAILABLE, _, _)) => {
                     let everything = Content {

@@ -14,7 +14,6 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use harness::{content, eventually, parse_etag, Options, Redis, Sidecar};
-use registry_gate_core::snapshot;
 use registry_gate_sidecar::keys::{KeyAlgorithm, SigningKey};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -85,7 +84,7 @@ async fn publish_then_get_serves_the_stored_envelope_with_its_etag() {
     assert_eq!(redis.get("rg-test:head").unwrap(), b"1");
     assert_eq!(redis.get("rg-test:epoch").unwrap(), epoch.as_bytes());
 
-    let decoded = snapshot::decode(&reply.body).unwrap();
+    let decoded = harness::decode(&reply.body).unwrap();
     assert_eq!(decoded.header.epoch, epoch);
     assert_eq!(decoded.header.generation, 1);
     assert_eq!(decoded.content.repositories.len(), 2);
@@ -501,7 +500,7 @@ async fn flushall_means_a_new_epoch_and_no_snapshot_until_republished() {
         let reply = sidecar.get(None, "").await;
         if reply.status == StatusCode::OK {
             // Until the poller notices, only the last real generation may be served.
-            let decoded = snapshot::decode(&reply.body).unwrap();
+            let decoded = harness::decode(&reply.body).unwrap();
             assert!(
                 !decoded.content.repositories.is_empty(),
                 "never an empty snapshot"
@@ -720,7 +719,7 @@ async fn a_fetcher_ahead_of_a_restored_backup_gets_a_new_epoch_never_a_304() {
     let reply = sidecar.get(Some(&fetcher_holds), "?wait=5").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(parse_etag(&reply.etag().unwrap()), (new_epoch, 1));
-    let decoded = snapshot::decode(&reply.body).unwrap();
+    let decoded = harness::decode(&reply.body).unwrap();
     assert_eq!(decoded.content.repositories[0].name, "a/after");
     sidecar.stop().await;
 }

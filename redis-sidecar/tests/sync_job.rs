@@ -71,7 +71,7 @@ impl Fixture {
         let reply = self.sidecar.get(None, "?schema=1.1").await;
         (reply.status == 200).then(|| {
             let (etag, snapshot) = (reply.etag().unwrap(), {
-                registry_gate_core::snapshot::decode(&reply.body).unwrap()
+                harness::decode(&reply.body).unwrap()
             });
             (etag, snapshot.content)
         })

@@ -16,7 +16,6 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use harness::{content, eventually, Options, Redis, Sidecar, DEADLINE};
-use registry_gate_core::snapshot;
 use registry_gate_sidecar::keys::{KeyAlgorithm, SigningKey};
 use reqwest::StatusCode;
 
@@ -61,7 +60,7 @@ async fn the_sidecar_serves_https_only_when_given_a_certificate() {
         .https("GET /v1/snapshot", &[("authorization", &bearer)])
         .await
         .unwrap();
-    let decoded = snapshot::decode(&reply.body).unwrap();
+    let decoded = harness::decode(&reply.body).unwrap();
     assert_eq!(decoded.content.repositories[0].name, "team/app");
     // The read secret is still required over TLS.
     let refused = secure.https("GET /v1/snapshot", &[]).await.unwrap();

@@ -68,12 +68,13 @@ pub fn elected_filter_config(
     listen_port: u16,
     access_log_state: bool,
     authorization: &str,
+    publisher_keys: &[String],
 ) -> String {
     let mut config = filter_json(listen_port, access_log_state);
     if let Some(object) = config.as_object_mut() {
         object.insert(
             "fetcher".to_owned(),
-            fetcher_json(SNAPSHOT_CLUSTER, authorization),
+            fetcher_json(SNAPSHOT_CLUSTER, authorization, publisher_keys),
         );
     }
     config.to_string()
@@ -99,24 +100,31 @@ fn filter_json(listen_port: u16, access_log_state: bool) -> serde_json::Value {
 
 /// The sidecar's `--ext-authz-config` for a listener on `listen_port`: the filter's
 /// configuration, with `Authorization` removed by the check (envoy/ext-authz/envoy.yaml's
-/// routes do not) and the `Retry-After` of that template's local reply.
-pub fn ext_authz_config(listen_port: u16) -> String {
+/// routes do not), the `Retry-After` of that template's local reply and the publisher key
+/// whose signatures the check accepts.
+pub fn ext_authz_config(listen_port: u16, publisher_key: &str) -> String {
     let mut config = filter_json(listen_port, false);
     if let Some(object) = config.as_object_mut() {
         object.insert("authorization_removed_by_route".to_owned(), json!(false));
         object.insert("retry_after_secs".to_owned(), json!(5));
+        object.insert("publisher_keys".to_owned(), json!([publisher_key]));
     }
     config.to_string()
 }
 
 /// The snapshot fetcher's configuration; `authorization` is the sidecar's read secret (the
-/// fetcher sends `Authorization: Bearer <it>`).
-pub fn fetcher_config(authorization: &str) -> String {
-    fetcher_json("registry_gate_sidecar", authorization).to_string()
+/// fetcher sends `Authorization: Bearer <it>`), `publisher_keys` the keys whose signatures it
+/// accepts (none: a filter from before signed indexes, which knows no such field).
+pub fn fetcher_config(authorization: &str, publisher_keys: &[String]) -> String {
+    fetcher_json("registry_gate_sidecar", authorization, publisher_keys).to_string()
 }
 
-fn fetcher_json(cluster: &str, authorization: &str) -> serde_json::Value {
-    json!({
+fn fetcher_json(
+    cluster: &str,
+    authorization: &str,
+    publisher_keys: &[String],
+) -> serde_json::Value {
+    let mut config = json!({
         "cluster": cluster,
         "authority": "registry-gate-sidecar",
         "path": "/v1/snapshot",
@@ -124,7 +132,11 @@ fn fetcher_json(cluster: &str, authorization: &str) -> serde_json::Value {
         "timeout_ms": 25000,
         "retry_ms": 250,
         "authorization": authorization
-    })
+    });
+    if !publisher_keys.is_empty() {
+        config["publisher_keys"] = json!(publisher_keys);
+    }
+    config
 }
 
 /// The address every scenario server listens on.
@@ -147,6 +159,8 @@ pub struct EnvoyParams {
     pub access_log_state: bool,
     /// The sidecar's snapshot read secret, rendered into the fetcher's `authorization`.
     pub snapshot_read_secret: String,
+    /// The fetcher's `publisher_keys` (empty for a filter from before signed indexes).
+    pub publisher_keys: Vec<String>,
 }
 
 impl EnvoyParams {
@@ -169,13 +183,17 @@ impl EnvoyParams {
                 "FILTER_CONFIG",
                 filter_config(self.listen_port, self.access_log_state),
             ),
-            ("FETCHER_CONFIG", fetcher_config(&self.snapshot_read_secret)),
+            (
+                "FETCHER_CONFIG",
+                fetcher_config(&self.snapshot_read_secret, &self.publisher_keys),
+            ),
             (
                 "ELECTED_FILTER_CONFIG",
                 elected_filter_config(
                     self.listen_port,
                     self.access_log_state,
                     &self.snapshot_read_secret,
+                    &self.publisher_keys,
                 ),
             ),
         ])

@@ -2,9 +2,9 @@
 //! `serve`, and the native publish API (`PUT /v1/snapshot`).
 //!
 //! The files are generated per scenario: the signing key by the sidecar's own `keygen` (its
-//! default algorithm, ES256), the htpasswd with bcrypt (`$2y$`, as `htpasswd -B` writes it),
-//! the sync secret and the snapshot read secret (the fetcher's `authorization`) from the OS
-//! RNG. The signing key's path is exposed so tests can mint tokens with the real key
+//! default algorithm, ES256), the publisher key (Ed25519) by this build's `keygen`, the
+//! htpasswd with bcrypt (`$2y$`, as `htpasswd -B` writes it), the sync, admin and snapshot
+//! read secrets (the read secret is the fetcher's `authorization`) from the OS RNG. The signing key's path is exposed so tests can mint tokens with the real key
 //! (`tokens::SidecarKey`: expired, wrong audience) — nothing else reads it.
 
 use std::collections::BTreeMap;
@@ -29,6 +29,13 @@ pub struct SidecarFiles {
     /// Bearer secret of `GET /v1/snapshot`: the Envoy fetcher's `authorization`.
     pub read_secret_file: PathBuf,
     pub read_secret: String,
+    /// The admin secret: the one credential that may change `keys` and `min_token_iat`.
+    pub admin_secret_file: PathBuf,
+    pub admin_secret: String,
+    /// The Ed25519 key that signs every published index (`--publisher-key`).
+    pub publisher_key: PathBuf,
+    /// Its public half as `keygen` printed it: what the filters' `publisher_keys` list.
+    pub publisher_public: String,
 }
 
 /// What `PUT /v1/snapshot` answered.
@@ -65,6 +72,8 @@ pub struct Sidecar {
     pub process: Process,
     pub port: u16,
     pub files: SidecarFiles,
+    /// Runs a previous release's binary (no publisher key, no admin secret).
+    pub previous_release: bool,
 }
 
 /// `n` random bytes as lowercase hex.
@@ -86,9 +95,9 @@ pub fn write_htpasswd(path: &Path, users: &BTreeMap<String, String>, cost: u32) 
     std::fs::write(path, out).unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
 }
 
-/// Runs `registry-gate-sidecar keygen [--algorithm <algorithm>] --out <path>` and checks the
-/// key file appeared.
-pub fn keygen(bin: &Path, out: &Path, algorithm: Option<&str>) {
+/// Runs `registry-gate-sidecar keygen [--algorithm <algorithm>] --out <path>`, checks the key
+/// file appeared and returns what it printed.
+pub fn keygen(bin: &Path, out: &Path, algorithm: Option<&str>) -> String {
     let mut command = Command::new(bin);
     command.arg("keygen");
     if let Some(algorithm) = algorithm {
@@ -114,6 +123,18 @@ pub fn keygen(bin: &Path, out: &Path, algorithm: Option<&str>) {
         bin.display(),
         out.display()
     );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Makes a publisher key at `out` with this build's `keygen` and returns its public half,
+/// from the `publisher key: <key>` line keygen prints.
+pub fn publisher_keygen(out: &Path) -> String {
+    let printed = keygen(&crate::paths::sidecar(), out, Some("EdDSA"));
+    printed
+        .lines()
+        .find_map(|line| line.strip_prefix("publisher key: "))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("keygen printed no publisher key: {printed}"))
 }
 
 impl Sidecar {
@@ -134,6 +155,14 @@ impl Sidecar {
             sync_secret: random_hex(32),
             read_secret_file: dir.join("snapshot-read-secret"),
             read_secret: random_hex(32),
+            admin_secret_file: dir.join("admin-secret"),
+            admin_secret: random_hex(32),
+            publisher_key: dir.join("sidecar-publisher-key.pem"),
+            publisher_public: String::new(),
+        };
+        let files = SidecarFiles {
+            publisher_public: publisher_keygen(&files.publisher_key),
+            ..files
         };
         keygen(&bin, &files.signing_key, extra.key_algorithm);
         write_htpasswd(&files.htpasswd, users, bcrypt_cost);
@@ -141,6 +170,8 @@ impl Sidecar {
             .unwrap_or_else(|err| panic!("write {}: {err}", files.sync_secret_file.display()));
         std::fs::write(&files.read_secret_file, &files.read_secret)
             .unwrap_or_else(|err| panic!("write {}: {err}", files.read_secret_file.display()));
+        std::fs::write(&files.admin_secret_file, &files.admin_secret)
+            .unwrap_or_else(|err| panic!("write {}: {err}", files.admin_secret_file.display()));
         files
     }
 
@@ -189,6 +220,13 @@ impl Sidecar {
         if !extra.args.iter().any(|a| a == "--katello-url") {
             cmd.arg("--htpasswd").arg(&files.htpasswd);
         }
+        if extra.binary.is_none() {
+            // A previous release (before signed indexes) knows neither flag.
+            cmd.arg("--publisher-key")
+                .arg(&files.publisher_key)
+                .arg("--admin-secret-file")
+                .arg(&files.admin_secret_file);
+        }
         cmd.args(&extra.args);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
@@ -218,6 +256,7 @@ impl Sidecar {
             process,
             port,
             files,
+            previous_release: extra.binary.is_some(),
         }
     }
 
@@ -226,11 +265,18 @@ impl Sidecar {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// `PUT /v1/snapshot` with the sync secret; panics (with the sidecar's log) unless 2xx.
+    /// `PUT /v1/snapshot` as the operator (the admin secret, which may also change keys and
+    /// `min_token_iat`; a previous release has none and takes the sync secret); panics (with
+    /// the sidecar's log) unless 2xx.
     pub fn publish(&mut self, content: &serde_json::Value) -> Published {
         let body = serde_json::to_vec(content).unwrap_or_else(|err| panic!("snapshot JSON: {err}"));
+        let secret = if self.previous_release {
+            &self.files.sync_secret
+        } else {
+            &self.files.admin_secret
+        };
         let resp = Request::new("PUT", format!("{}/v1/snapshot", self.url()))
-            .auth(Auth::Bearer(&self.files.sync_secret))
+            .auth(Auth::Bearer(secret))
             .header("Content-Type", "application/json")
             .body(body)
             .send();
@@ -298,7 +344,21 @@ impl Sidecar {
             .ok_or_else(|| format!("token response has no token: {}", resp.summary()))
     }
 
-    /// `GET /v1/snapshot` (no long-poll) with the read secret, the raw response.
+    /// `GET /v1/snapshot?schema=2.0` (no long-poll) with the read secret: the signed index,
+    /// opened (not its signature), or why not.
+    pub fn get_index(&self) -> Result<registry_gate_index::Index, String> {
+        let resp = Request::get(format!("{}/v1/snapshot?schema=2.0", self.url()))
+            .auth(Auth::Bearer(&self.files.read_secret))
+            .timeout(Duration::from_secs(5))
+            .send()?;
+        if resp.status != 200 {
+            return Err(resp.summary());
+        }
+        registry_gate_index::Index::open(resp.body).map_err(|err| err.to_string())
+    }
+
+    /// `GET /v1/snapshot` (no long-poll, no schema announced: the 1.x JSON envelope) with
+    /// the read secret, the raw response.
     pub fn get_snapshot(&self) -> Result<Response, String> {
         Request::get(format!("{}/v1/snapshot", self.url()))
             .auth(Auth::Bearer(&self.files.read_secret))

@@ -218,8 +218,11 @@ impl Stack {
                 "ext_authz mode runs in front of docker-registry, without a fetcher"
             );
             let config = dir.join("ext-authz.json");
-            std::fs::write(&config, crate::envoy::ext_authz_config(listen_port))
-                .unwrap_or_else(|err| panic!("write {}: {err}", config.display()));
+            std::fs::write(
+                &config,
+                crate::envoy::ext_authz_config(listen_port, &files.publisher_public),
+            )
+            .unwrap_or_else(|err| panic!("write {}: {err}", config.display()));
             sidecar_extra.args.push("--ext-authz-config".to_owned());
             sidecar_extra.args.push(config.display().to_string());
         }
@@ -251,6 +254,12 @@ impl Stack {
             wasm,
             access_log_state: true,
             snapshot_read_secret: sidecar.files.read_secret.clone(),
+            // A previous release's filter knows no `publisher_keys`.
+            publisher_keys: if options.wasm.is_some() {
+                Vec::new()
+            } else {
+                vec![sidecar.files.publisher_public.clone()]
+            },
         };
         let launch = Launch {
             concurrency: options.concurrency,

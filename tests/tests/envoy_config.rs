@@ -38,6 +38,7 @@ fn every_envoy_config_in_the_tree_validates() {
         wasm,
         access_log_state: true,
         snapshot_read_secret: registry_gate_tests::sidecar::random_hex(32),
+        publisher_keys: vec!["11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into()],
     };
     let mut vars: BTreeMap<&str, String> = params.vars();
     // The request benchmark's configs (envoy/bench/envoy-request-*.yaml): the no-op filter,

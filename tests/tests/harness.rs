@@ -130,6 +130,7 @@ fn render_fills_every_placeholder_and_refuses_gaps() {
         wasm: "/w.wasm".into(),
         access_log_state: true,
         snapshot_read_secret: "0123456789abcdef".into(),
+        publisher_keys: vec!["11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into()],
     };
     let rendered = envoy::render(&template, &params.vars()).unwrap();
     assert!(!rendered.contains("{{"), "placeholders left:\n{rendered}");

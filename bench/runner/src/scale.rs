@@ -174,6 +174,18 @@ mod tests {
         serde_json::from_value(value.clone()).unwrap()
     }
 
+    /// The index the sidecar would build of `content`.
+    fn indexed(content: &Content) -> Index {
+        let stamp = registry_gate_core::snapshot::Stamp {
+            epoch: "e".into(),
+            generation: 1,
+            published_at: 0,
+            producer: "bench".into(),
+            allow_empty: false,
+        };
+        Index::open(registry_gate_core::snapshot::build_index(content, &stamp).unwrap()).unwrap()
+    }
+
     #[test]
     fn sizes_are_exact_and_the_content_validates() {
         let content = typed(&content(&SMALL));
@@ -203,7 +215,7 @@ mod tests {
     fn the_probe_user_holds_the_private_probe_repository() {
         let probe = SMALL.probe().unwrap();
         let content = typed(&content(&SMALL));
-        let index = Index::build(&content);
+        let index = indexed(&content);
         let user = registry_gate_core::identity::Principal::User(probe.user.clone());
         let pull = registry_gate_core::route::Action::Pull;
         assert!(!index.is_public(&probe.repository));
@@ -235,7 +247,7 @@ mod tests {
         content.validate().unwrap();
         assert_eq!(content.repositories.len(), 501);
         let user = registry_gate_core::identity::Principal::User(user_name(0));
-        let index = Index::build(&content);
+        let index = indexed(&content);
         assert!(index.permits(&user, &name, registry_gate_core::route::Action::Pull));
         let mut empty = json!({});
         assert_eq!(mark(&mut empty, &SMALL, 1), None);

@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use super::{bearer_is_one_of, header_text, read_body, ApiError};
 use crate::katello::sync::{self, Endpoint};
-use crate::publisher::{Request, Source};
+use crate::publisher::{Authority, Request, Source};
 use crate::state::AppState;
 use crate::tls::ClientCertificate;
 
@@ -97,13 +97,13 @@ async fn put_part(
         .inner
         .publisher
         .publish(Request {
-            source: Source::Change(Arc::new(move |current| {
-                let applied = sync::apply(&change, current);
-                counted.store(applied.dropped, Ordering::Relaxed);
-                applied.content
+            source: Source::Change(Arc::new(move |content| {
+                let dropped = sync::apply_in_place(&change, content);
+                counted.store(dropped, Ordering::Relaxed);
             })),
             precondition: None,
             allow_empty,
+            authority: Authority::Sync,
         })
         .await?;
     tracing::info!(

@@ -18,6 +18,11 @@ use crate::token::Minter;
 
 const HOST: &str = "6a1f2c3d-0000-4000-8000-000000000001";
 
+/// The publisher whose signatures the check accepts.
+fn publisher() -> Arc<registry_gate_index::Signer> {
+    Arc::new(registry_gate_index::Signer::from_seed([11; 32]))
+}
+
 struct Fixture {
     key: SigningKey,
     settings: Settings,
@@ -31,6 +36,7 @@ fn fixture(extra: Value) -> Fixture {
         "realm": "https://gw.test/v2/token",
         "retry_after_secs": 7,
         "client_certificate_from_connection": true,
+        "publisher_keys": [publisher().public().to_string()],
     });
     for (name, value) in extra.as_object().unwrap() {
         config[name] = value.clone();
@@ -75,7 +81,9 @@ impl Fixture {
             producer: "test".to_owned(),
             allow_empty: false,
         };
-        Current::decode(Bytes::from(snapshot::encode(&content, &stamp).unwrap())).unwrap()
+        let mut body = snapshot::build_index(&content, &stamp).unwrap();
+        publisher().sign(&mut body).unwrap();
+        Current::decode(Bytes::from(body), &publisher()).unwrap()
     }
 
     fn token(&self, user: &str, repository: &str) -> String {
@@ -117,7 +125,7 @@ impl Fixture {
             confirmed_at: self.unix(),
         };
         assert!(gate.announced(&announcement));
-        gate.offer(&current.body, &announcement).unwrap();
+        gate.offer(current.body.to_vec(), &announcement).unwrap();
         gate
     }
 }

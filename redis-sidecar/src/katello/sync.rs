@@ -437,6 +437,13 @@ pub struct Applied {
 /// passed [`decode`]), and applying the same change again changes nothing.
 pub fn apply(change: &Change, current: &Content) -> Applied {
     let mut content = current.clone();
+    let dropped = apply_in_place(change, &mut content);
+    Applied { content, dropped }
+}
+
+/// [`apply`] to `content` itself (the publisher applies a burst of changes to one copy);
+/// returns how many grants of unknown repositories were dropped.
+pub fn apply_in_place(change: &Change, content: &mut Content) -> usize {
     let mut dropped = 0;
     match change {
         Change::Repositories(repositories) => {
@@ -454,39 +461,35 @@ pub fn apply(change: &Change, current: &Content) -> Applied {
             // Logins it does not name keep their grants: Katello names the logins `GET users`
             // returned, and a login that arrived after that read was granted by its own
             // refresh; wiping it would lose that login until its next refresh.
-            let known = names(&current.repositories);
+            let known = names(&content.repositories);
             content
                 .users
                 .extend(known_grants(users, &known, &mut dropped));
         }
         Change::Hosts(hosts) => {
+            let mut old = std::mem::take(&mut content.hosts);
             content.hosts = hosts
                 .iter()
-                .map(|host| {
-                    let granted = current.hosts.get(host).cloned().unwrap_or_default();
-                    (host.clone(), granted)
-                })
+                .map(|host| (host.clone(), old.remove(host).unwrap_or_default()))
                 .collect();
         }
         Change::HostGrants(grants) => {
-            let known = names(&current.repositories);
-            content.hosts = current
-                .hosts
-                .keys()
-                .map(|host| (host.clone(), Vec::new()))
-                .collect();
+            let known = names(&content.repositories);
+            for granted in content.hosts.values_mut() {
+                granted.clear();
+            }
             content
                 .hosts
                 .extend(known_grants(grants, &known, &mut dropped));
         }
         Change::SomeHostGrants(grants) => {
-            let known = names(&current.repositories);
+            let known = names(&content.repositories);
             content
                 .hosts
                 .extend(known_grants(grants, &known, &mut dropped));
         }
     }
-    Applied { content, dropped }
+    dropped
 }
 
 /// `GET /users`: the logins of the users map, sorted.

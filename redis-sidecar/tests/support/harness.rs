@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use registry_gate_core::generation::Generation;
-use registry_gate_core::snapshot::{self, Content, Repository, Snapshot};
+use registry_gate_core::snapshot::legacy::{self, Header, Snapshot};
+use registry_gate_core::snapshot::{self, Content, Repository, Schema};
 use registry_gate_sidecar::keys::{KeyAlgorithm, SigningKey};
 use registry_gate_sidecar::{Cli, Command as SidecarCommand, Config};
 use reqwest::StatusCode;
@@ -188,6 +189,8 @@ pub struct Options {
     pub bcrypt_cost: u32,
     /// Use this key instead of a fresh one.
     pub key: Option<SigningKey>,
+    /// Use this publisher key (Ed25519) instead of a fresh one.
+    pub publisher: Option<SigningKey>,
     pub extra: Vec<String>,
     /// Serve HTTPS with a certificate generated for `127.0.0.1` by a generated CA.
     pub tls: bool,
@@ -200,6 +203,7 @@ impl Default for Options {
             users: vec![],
             bcrypt_cost: 4,
             key: None,
+            publisher: None,
             extra: vec![],
             tls: false,
         }
@@ -221,6 +225,10 @@ pub struct Sidecar {
     pub secret: String,
     /// The read secret (`GET /v1/snapshot`).
     pub read_secret: String,
+    /// The admin secret: the operator's `PUT /v1/snapshot`, which may change keys.
+    pub admin_secret: String,
+    /// Signs what this sidecar publishes.
+    pub publisher: registry_gate_index::Signer,
     pub key: SigningKey,
     pub service: String,
     pub client: reqwest::Client,
@@ -232,10 +240,11 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    /// Two instances of one deployment on `redis`: they share the signing key.
+    /// Two instances of one deployment on `redis`: they share the signing and publisher keys.
     pub async fn pair(redis: &Redis) -> (Sidecar, Sidecar) {
         let shared = Options {
             key: Some(SigningKey::generate(KeyAlgorithm::default()).unwrap()),
+            publisher: Some(SigningKey::generate(KeyAlgorithm::EdDSA).unwrap()),
             ..Options::default()
         };
         let here = Sidecar::start(redis, shared.clone()).await;
@@ -261,6 +270,14 @@ impl Sidecar {
         let read_secret = format!("read-secret-{}", key.kid().replace(['-', '_'], "y"));
         let read_secret_path = dir.path().join("read-secret");
         std::fs::write(&read_secret_path, format!("{read_secret}\n")).unwrap();
+        let admin_secret = format!("admin-secret-{}", key.kid().replace(['-', '_'], "z"));
+        let admin_secret_path = dir.path().join("admin-secret");
+        std::fs::write(&admin_secret_path, format!("{admin_secret}\n")).unwrap();
+        let publisher = options
+            .publisher
+            .unwrap_or_else(|| SigningKey::generate(KeyAlgorithm::EdDSA).unwrap());
+        let publisher_path = dir.path().join("publisher.pem");
+        std::fs::write(&publisher_path, publisher.to_pem().unwrap()).unwrap();
         let mut argv: Vec<String> = vec![
             "registry-gate-sidecar".into(),
             "serve".into(),
@@ -272,6 +289,10 @@ impl Sidecar {
             secret_path.display().to_string(),
             "--read-secret-file".into(),
             read_secret_path.display().to_string(),
+            "--admin-secret-file".into(),
+            admin_secret_path.display().to_string(),
+            "--publisher-key".into(),
+            publisher_path.display().to_string(),
             "--service".into(),
             "test-registry".into(),
             "--issuer".into(),
@@ -328,6 +349,8 @@ impl Sidecar {
             base,
             secret,
             read_secret,
+            admin_secret,
+            publisher: publisher.publisher().unwrap(),
             key,
             service: "test-registry".into(),
             client: plain_client(),
@@ -398,9 +421,26 @@ impl Sidecar {
         self.put_with_headers(body, &headers, query).await
     }
 
-    /// `PUT /v1/snapshot` with the sync secret and extra `headers` (preconditions).
+    /// `PUT /v1/snapshot` as the operator (the admin secret) with extra `headers`
+    /// (preconditions).
     pub async fn put_with_headers(
         &self,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+        query: &str,
+    ) -> Reply {
+        self.put_as(&self.admin_secret, body, headers, query).await
+    }
+
+    /// `PUT /v1/snapshot` with the sync secret: repositories and grants only.
+    pub async fn put_as_sync(&self, content: &Value) -> Reply {
+        let body = serde_json::to_vec(content).unwrap();
+        self.put_as(&self.secret, body, &[], "").await
+    }
+
+    async fn put_as(
+        &self,
+        secret: &str,
         body: Vec<u8>,
         headers: &[(&str, &str)],
         query: &str,
@@ -408,7 +448,7 @@ impl Sidecar {
         let mut request = self
             .client
             .put(self.url(&format!("/v1/snapshot{query}")))
-            .bearer_auth(&self.secret)
+            .bearer_auth(secret)
             .header("content-type", "application/json")
             .body(body);
         for (name, value) in headers {
@@ -450,14 +490,13 @@ impl Sidecar {
             .unwrap()
     }
 
-    /// The current snapshot, decoded with the shared core decoder.
+    /// The current snapshot as a fetcher of this build gets it (`schema=2.0`: the signed
+    /// index), its signature checked against this sidecar's publisher key.
     pub async fn snapshot(&self) -> (String, Snapshot) {
-        let reply = self.get(None, "").await;
+        let reply = self.get(None, "?schema=2.0").await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-        (
-            reply.etag().unwrap(),
-            snapshot::decode(&reply.body).unwrap(),
-        )
+        registry_gate_index::verify(&reply.body, &[self.publisher.public()]).unwrap();
+        (reply.etag().unwrap(), decode(&reply.body).unwrap())
     }
 }
 
@@ -671,4 +710,27 @@ pub fn parse_etag(etag: &str) -> (String, u64) {
     let generation = Generation::parse(etag)
         .unwrap_or_else(|| panic!("{etag:?} is not a generation entity tag"));
     (generation.epoch, generation.number)
+}
+
+/// Decodes what a sidecar serves or stores: the signed index (schema 2) or the 1.x JSON
+/// envelope, as one shape (the index's checksum as 16 hex digits).
+pub fn decode(body: &[u8]) -> Result<Snapshot, String> {
+    if !body.starts_with(&registry_gate_index::layout::MAGIC) {
+        return legacy::decode(body).map_err(|e| e.to_string());
+    }
+    let index = registry_gate_index::Index::open(body).map_err(|e| e.to_string())?;
+    let content = snapshot::content_of(&index).map_err(|e| e.to_string())?;
+    Ok(Snapshot {
+        header: Header {
+            schema: Schema::CURRENT,
+            required_features: index.required_features().map(str::to_owned).collect(),
+            epoch: index.epoch().to_owned(),
+            generation: index.generation(),
+            published_at: index.published_at(),
+            producer: index.producer().to_owned(),
+            checksum: format!("{:016x}", index.checksum()),
+            allow_empty: index.allow_empty(),
+        },
+        content,
+    })
 }

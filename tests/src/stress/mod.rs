@@ -527,8 +527,12 @@ fn record_write(
 }
 
 /// `GET /v1/snapshot` (immediately), the answer.
+/// `GET /v1/snapshot`: as a fetcher does (the signed index, long-polling `If-None-Match`)
+/// with `wait`; the 1.x JSON a writer edits without.
 fn read_snapshot(endpoint: &Endpoint, wait: Option<(&str, u64)>) -> Result<Response, String> {
-    let query = wait.map_or(String::new(), |(_, secs)| format!("?wait={secs}"));
+    let query = wait.map_or(String::new(), |(_, secs)| {
+        format!("?wait={secs}&schema=2.0")
+    });
     let mut request = Request::get(format!("{}/v1/snapshot{query}", endpoint.url))
         .auth(Auth::Bearer(&endpoint.read_secret))
         .timeout(Duration::from_secs(wait.map_or(5, |(_, secs)| secs + 5)));
@@ -648,15 +652,15 @@ fn reader(endpoint: &Endpoint, recorder: &Recorder, stop: &AtomicBool) {
         let answer = read_snapshot(endpoint, Some((held.as_deref().unwrap_or("\"none.0\""), 2)));
         match answer {
             Ok(response) if response.status == 200 => {
-                let observation = match registry_gate_core::snapshot::decode(&response.body) {
-                    Ok(snapshot) => Observation {
+                let observation = match registry_gate_index::Index::open(&response.body[..]) {
+                    Ok(index) => Observation {
                         at_ms: recorder.now_ms(),
                         reader: endpoint.name.clone(),
                         generation: Some(Gen {
-                            epoch: snapshot.header.epoch.clone(),
-                            number: snapshot.header.generation,
+                            epoch: index.epoch().to_owned(),
+                            number: index.generation(),
                         }),
-                        checksum: Some(snapshot.header.checksum.clone()),
+                        checksum: Some(format!("{:016x}", index.checksum())),
                         error: None,
                     },
                     Err(error) => Observation {
@@ -721,24 +725,26 @@ fn harvest(
         let Some(body) = body else {
             continue;
         };
-        if let Ok(snapshot) = registry_gate_core::snapshot::decode(&body) {
+        if let Ok(index) = registry_gate_index::Index::open(&body[..]) {
             recorder.push(Event::Content(Content {
                 generation: Gen {
-                    epoch: snapshot.header.epoch.clone(),
-                    number: snapshot.header.generation,
+                    epoch: index.epoch().to_owned(),
+                    number: index.generation(),
                 },
-                checksum: snapshot.header.checksum.clone(),
-                repositories: snapshot
-                    .content
-                    .repositories
-                    .iter()
-                    .map(|r| (r.name.clone(), r.auth_required))
+                checksum: format!("{:016x}", index.checksum()),
+                repositories: index
+                    .repositories()
+                    .map(|(name, auth_required)| (name.to_owned(), auth_required))
                     .collect(),
-                users: snapshot
-                    .content
-                    .users
-                    .iter()
-                    .map(|(user, grants)| (user.clone(), grants.iter().cloned().collect()))
+                users: index
+                    .principals(registry_gate_index::Part::Users)
+                    .map(|(user, ids)| {
+                        let names = ids
+                            .iter()
+                            .filter_map(|id| index.name(id))
+                            .map(str::to_owned);
+                        (user.to_owned(), names.collect())
+                    })
                     .collect(),
             }));
         }

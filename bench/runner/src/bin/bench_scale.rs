@@ -598,6 +598,7 @@ fn run() -> Result<(), String> {
         wasm: paths::wasm(),
         access_log_state: false,
         snapshot_read_secret: sidecar.files.read_secret.clone(),
+        publisher_keys: vec![sidecar.files.publisher_public.clone()],
     };
     let launch = Launch {
         name: "envoy-scale".to_owned(),

@@ -635,8 +635,6 @@ fn run() -> Result<(), String> {
     // The sidecar also answers ext_authz checks (row 6), with the filter's configuration.
     let extauthz_port = ports::free_port();
     let extauthz_config = dir.join("ext-authz.json");
-    std::fs::write(&extauthz_config, ext_authz_config(extauthz_port))
-        .map_err(|err| format!("write {}: {err}", extauthz_config.display()))?;
     let extra = SidecarExtra {
         args: vec![
             "--ext-authz-config".to_owned(),
@@ -645,6 +643,11 @@ fn run() -> Result<(), String> {
         ..SidecarExtra::default()
     };
     let files = Sidecar::prepare(&dir, &users, 4, &extra);
+    std::fs::write(
+        &extauthz_config,
+        ext_authz_config(extauthz_port, &files.publisher_public),
+    )
+    .map_err(|err| format!("write {}: {err}", extauthz_config.display()))?;
     let mut sidecar = Sidecar::start_with(
         &dir,
         "sidecar",
@@ -733,6 +736,7 @@ fn run() -> Result<(), String> {
             wasm: wasm.clone(),
             access_log_state: false,
             snapshot_read_secret: fetch_from.files.read_secret.clone(),
+            publisher_keys: vec![fetch_from.files.publisher_public.clone()],
         };
         let cache = match proxy {
             Proxy::JwtAuthnCache => "jwt_cache_config: { jwt_cache_size: 100 }",
