@@ -3,23 +3,24 @@
 # the two publishing steps of a signing-key rotation (README.md, "Kubernetes": rotating the
 # signing key).
 #
-#   snapshot-key.sh add    SIDECAR_URL SYNC_SECRET_FILE NEW_KEY.pem [KID]
-#   snapshot-key.sh remove SIDECAR_URL SYNC_SECRET_FILE KID
+#   snapshot-key.sh add    SIDECAR_URL ADMIN_SECRET_FILE NEW_KEY.pem [KID]
+#   snapshot-key.sh remove SIDECAR_URL ADMIN_SECRET_FILE KID
 #
 # `add` publishes the public half of NEW_KEY.pem (a P-256 or Ed25519 private key, as
 # `registry-gate-sidecar keygen` writes them: ES256 by default, EdDSA with
 # `--algorithm EdDSA`) under KID (default: its RFC 7638 thumbprint, the kid the sidecar gives
 # it) next to the keys already published; `remove` drops KID. Both read the
 # current snapshot (GET /v1/snapshot) and publish it changed with If-Match (PUT /v1/snapshot),
-# so a concurrent publish is never overwritten: on 412, run it again. A sidecar still running
+# so a concurrent publish is never overwritten: on 412, run it again. Changing the keys needs
+# the sidecar's admin secret (--admin-secret-file): the sync secret is refused with 403. A sidecar still running
 # with a removed key publishes it again (it adds its own key to every snapshot).
 #
 # Needs curl, jq and openssl. The secret goes to curl in a header file, never on a command line.
 set -eu
 
 usage() {
-  echo "usage: snapshot-key.sh add SIDECAR_URL SYNC_SECRET_FILE NEW_KEY.pem [KID]" >&2
-  echo "       snapshot-key.sh remove SIDECAR_URL SYNC_SECRET_FILE KID" >&2
+  echo "usage: snapshot-key.sh add SIDECAR_URL ADMIN_SECRET_FILE NEW_KEY.pem [KID]" >&2
+  echo "       snapshot-key.sh remove SIDECAR_URL ADMIN_SECRET_FILE KID" >&2
   exit 2
 }
 

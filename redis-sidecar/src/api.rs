@@ -6,8 +6,8 @@
 //! | `GET /healthz` | 200 `ok` while the process runs |
 //! | `GET /metrics` | 200 Prometheus text exposition (see `metrics`) |
 //! | `GET /readyz` | 200 when Redis answers `PING`, else 503 |
-//! | `GET /v1/snapshot[?wait=SECS]` | read secret (or sync secret) as bearer, else 401; 200 envelope + `ETag`; 304 only when `If-None-Match` names exactly the current generation (after long-polling up to `wait` while it stays current); 503 + `Retry-After` before the first publish, after a rewound history started a new epoch, and at once when `--max-long-poll-waiters` requests already wait |
-//! | `PUT /v1/snapshot[?allow_empty=true]` | bearer-secret only; 200 `{"epoch","generation","changed"}` + `ETag`; 400 bad body, 401, 409 would empty, 412 stale `If-Match`, 413, 503 Redis |
+//! | `GET /v1/snapshot[?wait=SECS][&schema=M.N]` | read secret (or the sync or admin secret) as bearer, else 401; 200 + `ETag`: the signed index for `schema=2.x`, the 1.x JSON envelope for `1.x` or no `schema`, 406 for another major; 304 only when `If-None-Match` names exactly the current generation (after long-polling up to `wait` while it stays current); 503 + `Retry-After` before the first publish, after a rewound history started a new epoch, when the store was not read for `--max-store-silence-secs`, and at once when `--max-long-poll-waiters` requests already wait |
+//! | `PUT /v1/snapshot[?allow_empty=true]` | the sync secret (repositories and grants only: a changed `keys` or `min_token_iat` gets 403) or the admin secret; 200 `{"epoch","generation","changed"}` + `ETag`; 400 bad body, 401, 409 would empty, 412 stale `If-Match`, 413, 503 Redis |
 //! | `PUT /container_gateway/<part>[/]` | Katello's sync calls (`katello` submodule): sync secret as bearer, or a TLS client certificate with an allowed CN (403 otherwise); 200 empty body; 400 with the problems, 404 unknown part, 413, 503 Redis |
 //! | `GET /container_gateway/users[/]` | same callers; 200 `{"users":[...]}` |
 //! | `ANY /ext_authz/<path>` | only with `--ext-authz-config`: Envoy's ext_authz check of the request `<path>` (`ext_authz` module): 200 + identity header + `x-envoy-auth-headers-to-remove` to forward, 200 + `x-registry-gate-answer` for content the gate answers, else the filter's refusal (status, challenge, registry error body) |
@@ -396,12 +396,7 @@ async fn snapshot_response(current: Arc<Current>, reader: Schema) -> Result<Resp
             .map_err(|e| ApiError::Internal(format!("the 1.x envelope cannot be made: {e}")))?;
         (body, "application/json")
     } else {
-        return Err(ApiError::NotAcceptable(format!(
-            "this sidecar serves snapshot schemas {} and {}; a fetcher speaking schema {reader} \
-             cannot read either: upgrade the filter",
-            Schema::CURRENT,
-            Schema::LEGACY
-        )));
+        return Err(unreadable(reader));
     };
     let mut response = Response::new(Body::from(body));
     let headers = response.headers_mut();
@@ -411,6 +406,17 @@ async fn snapshot_response(current: Arc<Current>, reader: Schema) -> Result<Resp
         headers.insert(ETAG, etag);
     }
     Ok(response)
+}
+
+/// 406 for a fetcher that reads neither schema this sidecar serves: it keeps its last good
+/// snapshot and says why.
+fn unreadable(reader: Schema) -> ApiError {
+    ApiError::NotAcceptable(format!(
+        "this sidecar serves snapshot schemas {} and {}; a fetcher speaking schema {reader} \
+         cannot read either: upgrade the filter",
+        Schema::CURRENT,
+        Schema::LEGACY
+    ))
 }
 
 /// Refuses (503) to confirm a view the store has not confirmed within
@@ -471,10 +477,12 @@ async fn get_snapshot(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if !bearer_is_one_of(
-        &headers,
-        &[&state.inner.read_secret, &state.inner.sync_secret],
-    ) {
+    let inner = &state.inner;
+    let readers: Vec<&Secret> = [&inner.read_secret, &inner.sync_secret]
+        .into_iter()
+        .chain(inner.admin_secret.as_ref())
+        .collect();
+    if !bearer_is_one_of(&headers, &readers) {
         return Err(ApiError::ReadUnauthorized);
     }
     let wait = match query_param(query.as_deref(), "wait") {
@@ -490,6 +498,11 @@ async fn get_snapshot(
             ApiError::BadRequest(format!("schema={text:?}: expected <major>.<minor>"))
         })?,
     };
+    if !reader.reads(Schema::CURRENT) && !reader.reads(Schema::LEGACY) {
+        // Before any 304: a fetcher that cannot read what is served must not be told its
+        // snapshot is current.
+        return Err(unreadable(reader));
+    }
     let known = header_text(&headers, &IF_NONE_MATCH).map(Preconditions::parse);
     let cache = &state.inner.cache;
     let mut changes = cache.subscribe();

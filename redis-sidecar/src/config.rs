@@ -891,9 +891,18 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// `serve` with `args`, and a fresh publisher key unless `args` name one.
     fn parse(args: &[&str]) -> ServeArgs {
         let mut argv = vec!["registry-gate-sidecar", "serve"];
         argv.extend_from_slice(args);
+        let publisher;
+        if !args.contains(&"--publisher-key") {
+            let key = SigningKey::generate(KeyAlgorithm::EdDSA).unwrap();
+            let (mut file, path) = tempfile::NamedTempFile::new().unwrap().keep().unwrap();
+            file.write_all(key.to_pem().unwrap().as_bytes()).unwrap();
+            publisher = path.display().to_string();
+            argv.extend(["--publisher-key", publisher.as_str()]);
+        }
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(args) => *args,
             _ => unreachable!(),
@@ -952,6 +961,11 @@ mod tests {
         assert_eq!(config.sync_secret.0, b"0123456789abcdef0123");
         assert_eq!(config.read_secret.0, b"read-secret-0123456789");
         assert!(
+            config.admin_secret.is_none(),
+            "no admin secret unless given"
+        );
+        assert_eq!(config.max_store_silence, Duration::from_secs(10));
+        assert!(
             config.ext_authz.is_none(),
             "ext_authz is off unless configured"
         );
@@ -985,6 +999,10 @@ mod tests {
             "",
             "--signing-key",
             &key,
+            "--publisher-key",
+            &key,
+            "--max-store-silence-secs",
+            "0",
             "--token-ttl-secs",
             "10",
             "--htpasswd",
@@ -1014,6 +1032,8 @@ mod tests {
             "--redis-pool-size",
             "--key-prefix",
             "--signing-key",
+            "--publisher-key",
+            "--max-store-silence-secs",
             "--token-ttl-secs",
             "line 1",
             "line 3",
@@ -1028,9 +1048,55 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
-        assert_eq!(error.problems.len(), 16, "{text}");
+        assert_eq!(error.problems.len(), 18, "{text}");
         assert!(!text.contains("short"), "the secret is never echoed");
         assert!(!text.contains("space in it"), "the secret is never echoed");
+    }
+
+    #[test]
+    fn the_publisher_key_is_ed25519_and_the_admin_secret_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let es256 = key_file(&dir);
+        let secret = file(&dir, "secret", "0123456789abcdef0123\n");
+        let read = file(&dir, "read", "read-secret-0123456789\n");
+        let error = Config::from_args(&parse(&[
+            "--signing-key",
+            &es256,
+            "--publisher-key",
+            &es256,
+            "--sync-secret-file",
+            &secret,
+            "--read-secret-file",
+            &read,
+            "--admin-secret-file",
+            &secret,
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("keygen --algorithm EdDSA"), "{error}");
+        assert!(
+            error.contains("--admin-secret-file/RG_ADMIN_SECRET_FILE must differ"),
+            "{error}"
+        );
+        let admin = file(&dir, "admin", "admin-secret-0123456789\n");
+        let config = Config::from_args(&parse(&[
+            "--signing-key",
+            &es256,
+            "--sync-secret-file",
+            &secret,
+            "--read-secret-file",
+            &read,
+            "--admin-secret-file",
+            &admin,
+            "--max-store-silence-secs",
+            "3",
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.admin_secret.map(|s| s.0),
+            Some(b"admin-secret-0123456789".to_vec())
+        );
+        assert_eq!(config.max_store_silence, Duration::from_secs(3));
     }
 
     #[test]
@@ -1040,6 +1106,18 @@ mod tests {
         assert!(text.contains("--signing-key/RG_SIGNING_KEY is required"));
         assert!(text.contains("--sync-secret-file/RG_SYNC_SECRET_FILE is required"));
         assert!(text.contains("--read-secret-file/RG_READ_SECRET_FILE is required"));
+        let error = Config::from_args(
+            &Cli::try_parse_from(["registry-gate-sidecar", "serve"])
+                .map(|cli| match cli.command {
+                    Command::Serve(args) => *args,
+                    _ => unreachable!(),
+                })
+                .unwrap(),
+        )
+        .unwrap_err();
+        assert!(error
+            .to_string()
+            .contains("--publisher-key/RG_PUBLISHER_KEY is required"));
     }
 
     #[test]
@@ -1325,12 +1403,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = key_file(&dir);
         let secret = file(&dir, "secret", "0123456789abcdef0123\n");
-        let filter = r#"{"issuer":"registry-gate","service":"registry-gate","realm":"https://gw.test/v2/token","identity_header":"X-Who"}"#;
-        let good = file(&dir, "good.json", filter);
+        let unsigned = r#"{"issuer":"registry-gate","service":"registry-gate","realm":"https://gw.test/v2/token","identity_header":"X-Who"}"#;
+        let filter = unsigned.replace(
+            '}',
+            r#","publisher_keys":["11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"]}"#,
+        );
+        let good = file(&dir, "good.json", &filter);
+        let no_publisher = file(&dir, "no-publisher.json", unsigned);
         let with_fetcher = file(
             &dir,
             "fetcher.json",
-            &filter.replace('}', r#","fetcher":{"cluster":"sidecar","authority":"s","authorization":"read-secret-0123456789"}}"#),
+            &filter.replace("]}", r#"],"fetcher":{"cluster":"sidecar","authority":"s","authorization":"read-secret-0123456789","publisher_keys":["11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"]}}"#),
         );
         let invalid = file(&dir, "invalid.json", r#"{"issuer":"","service":"s"}"#);
         let run = |path: &str| {
@@ -1357,6 +1440,11 @@ mod tests {
                 case: "a fetcher object",
                 path: with_fetcher,
                 problem: "`fetcher` has no place in ext_authz mode",
+            },
+            Row {
+                case: "no publisher keys",
+                path: no_publisher,
+                problem: "`publisher_keys` must name the publisher key(s)",
             },
             Row {
                 case: "not the filter's document",

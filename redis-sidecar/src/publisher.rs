@@ -51,6 +51,9 @@ pub struct Published {
 
 /// Changes waiting to be coalesced into one publish, at most.
 const QUEUE: usize = 4096;
+/// How long the first change of a batch waits for others to join it: a burst of sync calls
+/// arrives over tens of milliseconds, and each publish rebuilds and signs the whole index.
+const LINGER: Duration = Duration::from_millis(20);
 
 /// Why a publish did not happen. Nothing was written in any of these cases.
 #[derive(Debug, Clone, Error)]
@@ -534,9 +537,11 @@ async fn encode(
     .map_err(|e| PublishError::Internal(format!("encoding failed: {e}")))
 }
 
-/// The coalescing task: takes every change waiting, publishes them as one, answers each.
+/// The coalescing task: takes every change waiting (the first lingers [`LINGER`] for others),
+/// publishes them as one, answers each.
 async fn coalesce(publisher: Weak<Publisher>, mut queue: mpsc::Receiver<Queued>) {
     while let Some(first) = queue.recv().await {
+        tokio::time::sleep(LINGER).await;
         let mut batch = vec![first];
         while let Ok(next) = queue.try_recv() {
             batch.push(next);

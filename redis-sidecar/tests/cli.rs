@@ -67,6 +67,22 @@ fn keygen_takes_the_algorithm() {
         assert!(output.status.success(), "{output:?}");
         let key = registry_gate_sidecar::keys::SigningKey::load(&path, None).unwrap();
         assert_eq!(key.algorithm(), algorithm, "{name}");
+        // An Ed25519 key can be a publisher key: keygen prints its public half, as the
+        // filters' `publisher_keys` name it.
+        let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+        let shown = printed
+            .lines()
+            .find_map(|line| line.strip_prefix("publisher key: "));
+        match key.publisher() {
+            Some(publisher) => {
+                assert_eq!(
+                    shown,
+                    Some(publisher.public().to_string().as_str()),
+                    "{printed}"
+                );
+            }
+            None => assert_eq!(shown, None, "{printed}"),
+        }
     }
     let path = dir.path().join("rsa.pem");
     let output = Command::new(BINARY)
@@ -128,6 +144,14 @@ fn serve_stops_gracefully_on_sigterm() {
         .status()
         .unwrap()
         .success());
+    let publisher = dir.path().join("publisher.pem");
+    assert!(Command::new(BINARY)
+        .args(["keygen", "--algorithm", "EdDSA", "--out"])
+        .arg(&publisher)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "a-long-enough-sync-secret\n").unwrap();
     let read_secret = dir.path().join("read-secret");
@@ -142,6 +166,7 @@ fn serve_stops_gracefully_on_sigterm() {
         .env("RG_LISTEN", format!("127.0.0.1:{port}"))
         .env("RG_REDIS_URL", redis.url())
         .env("RG_SIGNING_KEY", &key)
+        .env("RG_PUBLISHER_KEY", &publisher)
         .env("RG_SYNC_SECRET_FILE", &secret)
         .env("RG_READ_SECRET_FILE", &read_secret)
         .stdout(Stdio::null())

@@ -69,17 +69,17 @@ async fn publish_then_get_serves_the_stored_envelope_with_its_etag() {
         "the core's Generation parses what the sidecar serves"
     );
 
-    let reply = sidecar.get(None, "").await;
+    let reply = sidecar.get(None, "?schema=2.0").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.etag().as_deref(), Some(etag.as_str()));
     assert_eq!(
         reply.header("content-type").as_deref(),
-        Some("application/json")
+        Some("application/vnd.registry-gate.index.v2")
     );
     let stored = redis.get("rg-test:snapshot:1").unwrap();
     assert_eq!(
         reply.body, stored,
-        "served bytes are exactly the stored envelope"
+        "served bytes are exactly the stored index"
     );
     assert_eq!(redis.get("rg-test:head").unwrap(), b"1");
     assert_eq!(redis.get("rg-test:epoch").unwrap(), epoch.as_bytes());
@@ -186,9 +186,9 @@ async fn long_poll_wakes_within_a_second_of_a_publish_here_or_on_another_instanc
     there.stop().await;
 }
 
-/// A fetcher says which schema it reads (`schema=<major>.<minor>`): any minor of the written
-/// major gets the snapshot, another major a 406 naming both (it keeps its last good snapshot),
-/// a malformed announcement a 400; a fetcher that says nothing is one from before negotiation
+/// A fetcher says which schema it reads (`schema=<major>.<minor>`): 2.x gets the signed index,
+/// 1.x the JSON envelope, another major a 406 naming both (it keeps its last good snapshot), a
+/// malformed announcement a 400; a fetcher that says nothing is one from before negotiation
 /// (1.0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetchers_get_a_schema_they_read_or_a_406() {
@@ -203,16 +203,19 @@ async fn fetchers_get_a_schema_they_read_or_a_406() {
         assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.text());
         assert_eq!(reply.json()["schema"]["major"], 1, "{query}");
     }
-    let newer = sidecar.get(None, "?schema=2.0").await;
+    let index = sidecar.get(None, "?schema=2.0").await;
+    assert_eq!(index.status, StatusCode::OK, "{}", index.text());
+    assert!(index.body.starts_with(&registry_gate_index::layout::MAGIC));
+    let newer = sidecar.get(None, "?schema=3.0").await;
     assert_eq!(newer.status, StatusCode::NOT_ACCEPTABLE, "{}", newer.text());
     let text = newer.text();
     assert!(
-        text.contains("schema 1.") && text.contains("schema 2.0"),
+        text.contains("schemas 2.0 and 1.1") && text.contains("schema 3.0"),
         "{text}"
     );
     // Also when the fetcher holds a generation: it is not told "not modified".
     let tag = published.etag().unwrap();
-    let held = sidecar.get(Some(&tag), "?schema=2.0").await;
+    let held = sidecar.get(Some(&tag), "?schema=3.0").await;
     assert_eq!(held.status, StatusCode::NOT_ACCEPTABLE, "{}", held.text());
     for bad in ["x", "1", "1.0.0", "-1.0"] {
         let reply = sidecar.get(None, &format!("?schema={bad}")).await;

@@ -1,6 +1,6 @@
 //! The previous release, built from git: the filter and the sidecar as they were at
-//! [`PREVIOUS_RELEASE`], the last commit before snapshot schema 1.1, for the rolling-upgrade
-//! scenario (old and new side by side).
+//! [`PREVIOUS_RELEASE`], the last commit before snapshot schema 2 (the signed index), for the
+//! rolling-upgrade scenario (old and new side by side).
 //!
 //! The sources come from `git archive` of this repository (so a clone with its history is
 //! needed, as any `git clone` has), into `<target>/previous-release/<commit>/`; the build
@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The last commit whose filter and sidecar speak snapshot schema 1.0 without negotiation.
-pub const PREVIOUS_RELEASE: &str = "0aef7a44742b7ab216149bb0efd25ae3bd2b9178";
+/// The last commit whose filter and sidecar speak only the JSON snapshot, schema 1.1.
+pub const PREVIOUS_RELEASE: &str = "64a6bd0aaa19158ae09f0dea82944f3bd6781819";
 
 /// The previous release's filter and sidecar.
 #[derive(Debug, Clone)]

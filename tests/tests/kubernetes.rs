@@ -33,6 +33,9 @@ use serde_json::{json, Value};
 /// The placeholder the CRD overlays carry for the sidecar's read secret (substituted at
 /// install time: README.md, "Kubernetes").
 const READ_SECRET_PLACEHOLDER: &str = "${REGISTRY_GATE_READ_SECRET}";
+const PUBLISHER_KEY_PLACEHOLDER: &str = "${REGISTRY_GATE_PUBLISHER_KEY}";
+/// A publisher key, for the manifests' placeholders.
+const PUBLISHER_KEY: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
 
 #[test]
 fn every_overlay_and_component_validates() {
@@ -244,10 +247,10 @@ fn every_overlay_carries_a_filter_configuration_the_filter_accepts() {
 
     let objects = kubernetes::render(PLAIN_ENVOY);
     let pod = PlainEnvoyPod::from_manifests(&objects);
-    let environment = pod.environment(&BTreeMap::from([(
-        "registry-gate-read-secret",
-        secret.clone(),
-    )]));
+    let environment = pod.environment(&BTreeMap::from([
+        ("registry-gate-read-secret", secret.clone()),
+        ("registry-gate-publisher-key", PUBLISHER_KEY.to_owned()),
+    ]));
     let (cluster, authority) = elected_fetcher(PLAIN_ENVOY, &environment["ELECTED_FILTER_CONFIG"]);
     let (sidecar_host, sidecar_port) = sidecar_service(&objects);
     assert!(
@@ -267,7 +270,8 @@ fn every_overlay_carries_a_filter_configuration_the_filter_accepts() {
     let plugin = find(&objects, "WasmPlugin", "registry-gate");
     let config = plugin["spec"]["pluginConfig"]
         .to_string()
-        .replace(READ_SECRET_PLACEHOLDER, &secret);
+        .replace(READ_SECRET_PLACEHOLDER, &secret)
+        .replace(PUBLISHER_KEY_PLACEHOLDER, PUBLISHER_KEY);
     let (cluster, authority) = elected_fetcher(ISTIO, &config);
     let (sidecar_host, sidecar_port) = sidecar_service(&objects);
     assert_eq!(cluster, format!("outbound|{sidecar_port}||{sidecar_host}"));
@@ -280,7 +284,8 @@ fn every_overlay_carries_a_filter_configuration_the_filter_accepts() {
     assert_eq!(route["kind"], "HTTPRoute");
     let config = policy["spec"]["wasm"][0]["config"]
         .to_string()
-        .replace(READ_SECRET_PLACEHOLDER, &secret);
+        .replace(READ_SECRET_PLACEHOLDER, &secret)
+        .replace(PUBLISHER_KEY_PLACEHOLDER, PUBLISHER_KEY);
     let (cluster, authority) = elected_fetcher(ENVOY_GATEWAY, &config);
     let (sidecar_host, _) = sidecar_service(&objects);
     assert_eq!(
@@ -320,7 +325,10 @@ fn the_plain_envoy_pod_renders_the_shipped_template_into_a_valid_configuration()
     let scenario = Scenario::new("k8s-plain-envoy");
     let tls = registry_gate_tests::tls::generate(&scenario.subdir("tls"));
     let secret = registry_gate_tests::sidecar::random_hex(32);
-    let mut environment = pod.environment(&BTreeMap::from([("registry-gate-read-secret", secret)]));
+    let mut environment = pod.environment(&BTreeMap::from([
+        ("registry-gate-read-secret", secret),
+        ("registry-gate-publisher-key", PUBLISHER_KEY.to_owned()),
+    ]));
     let missing: Vec<String> = placeholders(&pod.template)
         .into_iter()
         .filter(|name| !environment.contains_key(name))

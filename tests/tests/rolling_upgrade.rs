@@ -1,13 +1,16 @@
-//! Rolling upgrades without waiting: the previous release (`registry_gate_tests::previous`,
-//! built from git: snapshot schema 1.0, no negotiation) beside this one (schema 1.1, which
-//! added `min_token_iat`), in both directions, with no component waiting for the other.
+//! Rolling upgrades across the signed index: the previous release (`registry_gate_tests::
+//! previous`, built from git: JSON snapshots, schema 1.1) beside this one (schema 2.0), in both
+//! directions.
 //!
-//! - The previous filter against this sidecar reads its 1.1 snapshots, refuses one that
-//!   requires `min_token_iat` (counted as `snapshot.rejected.unknown_features`) and keeps
-//!   serving its last good one, then installs the next one it can read.
-//! - This filter against the previous sidecar reads its 1.0 snapshots (the `schema=` it
-//!   announces is ignored there), and the previous sidecar refuses a document with
-//!   `min_token_iat` with a 400 rather than drop the restriction.
+//! - The previous filter against this sidecar: it announces 1.1 and is served the JSON
+//!   envelope of every generation, and enforces what this sidecar publishes (a revocation and
+//!   `min_token_iat`).
+//! - This filter against the previous sidecar: the sidecar cannot serve 2.0 (406), and this
+//!   filter does not fall back to unsigned JSON — whoever could answer as the sidecar could
+//!   otherwise hand it any keys — so it installs nothing, says why in its log and answers
+//!   503. Sidecars are upgraded first. Once this sidecar replaces the previous one on the
+//!   same Redis, it serves the previous sidecar's last 1.x generation as a signed index and
+//!   the filter installs it.
 //! - This filter and sidecar enforce `min_token_iat`: a token issued before it is refused,
 //!   a fresh login works.
 #![allow(
@@ -21,10 +24,10 @@
 use std::time::Duration;
 
 use registry_gate_tests::expect::bearer_manifest_status;
-use registry_gate_tests::http::Request;
+use registry_gate_tests::sidecar::{Sidecar, SidecarExtra};
 use registry_gate_tests::stack::default_snapshot;
 use registry_gate_tests::wait::wait_until;
-use registry_gate_tests::{previous, Auth, HttpVersion, Stack, StackOptions};
+use registry_gate_tests::{previous, HttpVersion, Stack, StackOptions};
 use serde_json::json;
 
 fn alice_token(stack: &Stack) -> String {
@@ -65,73 +68,76 @@ fn revoked(min_token_iat: Option<i64>) -> serde_json::Value {
 #[test]
 fn previous_and_current_run_side_by_side() {
     let previous = previous::build();
-    let now = registry_gate_tests::tokens::now_secs();
 
-    // The previous filter, this sidecar.
+    // The previous filter, this sidecar: the JSON envelope, and what it carries enforced.
     let mut options = StackOptions::new("rolling_upgrade_previous_filter");
     options.wasm = Some(previous.wasm.clone());
     let mut stack = Stack::start_with(options);
     let token = alice_token(&stack);
-    assert_eq!(
-        status(&stack, &token),
-        200,
-        "the previous filter reads schema 1.1"
-    );
-    let refused = stack.publish(&revoked(Some(now - 3600)));
+    assert_eq!(status(&stack, &token), 200, "the previous filter reads 1.1");
     let served = stack.sidecar.get_snapshot().unwrap().json();
     assert_eq!(
-        (&served["schema"], &served["required_features"]),
-        (&json!({"major": 1, "minor": 1}), &json!(["min_token_iat"])),
+        served["schema"],
+        json!({"major": 1, "minor": 1}),
         "{served}"
     );
-    wait_until(
-        "the previous filter to refuse a snapshot requiring min_token_iat",
-        Duration::from_secs(30),
-        || {
-            let stats = stack.envoy.stats("snapshot.rejected").unwrap_or_default();
-            stats
-                .iter()
-                .find(|(name, value)| name.ends_with("unknown_features") && **value > 0)
-                .map(|_| ())
-                .ok_or_else(|| format!("rejections so far: {stats:?}"))
-        },
-    );
-    assert_eq!(
-        status(&stack, &token),
-        200,
-        "the last good snapshot (generation {} refused) keeps serving",
-        refused.generation
-    );
-    stack.publish(&revoked(None));
+    let issued = registry_gate_tests::tokens::claims(&token)["iat"]
+        .as_i64()
+        .unwrap();
+    stack.publish(&revoked(Some(issued + 1)));
     enforced(
         &stack,
         &token,
-        404,
-        "then the next readable one is enforced",
+        401,
+        "the previous filter refuses a token issued before min_token_iat",
     );
     drop(stack);
 
-    // This filter, the previous sidecar.
+    // This filter, the previous sidecar: refused, said, and 503 — never unsigned JSON.
     let mut options = StackOptions::new("rolling_upgrade_previous_sidecar");
     options.sidecar.binary = Some(previous.sidecar.clone());
+    options.snapshot = None;
     let mut stack = Stack::start_with(options);
-    let token = alice_token(&stack);
-    assert_eq!(status(&stack, &token), 200, "this filter reads schema 1.0");
-    let snapshot = stack.sidecar.get_snapshot().unwrap().json();
-    assert_eq!(snapshot["schema"], json!({"major": 1, "minor": 0}));
-    let refusal = Request::new("PUT", format!("{}/v1/snapshot", stack.sidecar.url()))
-        .auth(Auth::Bearer(&stack.sidecar.files.sync_secret))
-        .header("Content-Type", "application/json")
-        .body(revoked(Some(now)).to_string())
-        .send_ok();
-    assert_eq!(refusal.status, 400, "{}", refusal.summary());
-    assert!(
-        refusal.text().contains("min_token_iat"),
-        "{}",
-        refusal.summary()
+    stack.publish(&default_snapshot());
+    let log = wait_until(
+        "this filter to say why it installs nothing",
+        Duration::from_secs(30),
+        || {
+            let log = stack.envoy.process.log();
+            log.contains("upgrade the sidecars before the filters")
+                .then_some(log)
+                .ok_or("not yet".to_owned())
+        },
     );
-    stack.publish(&revoked(None));
-    enforced(&stack, &token, 404, "the previous sidecar's snapshot");
+    assert!(log.contains("refused (406)"), "{log}");
+    let token = alice_token(&stack);
+    assert_eq!(status(&stack, &token), 503, "no snapshot: fail closed");
+
+    // The sidecar upgraded in place (same Redis, port and publisher key): it serves the
+    // previous sidecar's generation, signed, and the filter installs it.
+    let generation = stack.generation();
+    let port = stack.sidecar.port;
+    let files = stack.sidecar.files.clone();
+    let dir = stack.dir().to_path_buf();
+    let redis = stack.redis.url();
+    stack.sidecar.process.stop();
+    stack.sidecar = Sidecar::start_with(
+        &dir,
+        "sidecar-upgraded",
+        port,
+        &redis,
+        files,
+        &SidecarExtra::default(),
+    );
+    let index = stack.sidecar.get_index().unwrap();
+    assert!(
+        index.generation() >= generation,
+        "the previous sidecar's generation {generation} or the one adding this sidecar's key"
+    );
+    stack
+        .envoy
+        .wait_for_generation(index.generation(), Duration::from_secs(30));
+    assert_eq!(status(&stack, &token), 200, "enforced after the upgrade");
     drop(stack);
 
     // This filter and this sidecar: min_token_iat is enforced.

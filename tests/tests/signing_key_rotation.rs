@@ -116,7 +116,7 @@ fn the_signing_key_rotates_without_logging_anyone_out() {
     let secret = stack
         .sidecar
         .files
-        .sync_secret_file
+        .admin_secret_file
         .to_str()
         .unwrap()
         .to_owned();
@@ -127,10 +127,25 @@ fn the_signing_key_rotates_without_logging_anyone_out() {
     assert_eq!(published_kids(&stack), vec![old_kid.clone()]);
     assert_eq!(pull_status(&stack, &old_token), 200);
 
-    // 1. Publish the new key first.
+    // 1. Publish the new key first — with the admin secret: the sync secret may change
+    // repositories and grants only, and is refused without a write.
     let new_key = stack.dir().join("new-signing-key.pem");
     keygen(&paths::sidecar(), &new_key, None);
     let new_key_arg = new_key.to_str().unwrap();
+    let etag = published_etag(&stack);
+    let sync_secret = stack.sidecar.files.sync_secret_file.display().to_string();
+    let refused = snapshot_key(&["add", &url, &sync_secret, new_key_arg]);
+    assert!(
+        !refused.status.success() && text(&refused).contains("403"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        text(&refused).contains("needs the admin secret"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(published_etag(&stack), etag, "nothing was written");
     publish_key_change(&mut stack, &["add", &url, &secret, new_key_arg]);
     let kids = published_kids(&stack);
     assert_eq!(kids.len(), 2, "{kids:?}");

@@ -239,12 +239,20 @@ pub struct Sidecar {
     _dir: tempfile::TempDir,
 }
 
+/// The publisher key every sidecar of this test process shares unless told otherwise: the
+/// instances of one deployment on one Redis sign alike.
+fn deployment_publisher() -> SigningKey {
+    static KEY: std::sync::OnceLock<SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| SigningKey::generate(KeyAlgorithm::EdDSA).unwrap())
+        .clone()
+}
+
 impl Sidecar {
-    /// Two instances of one deployment on `redis`: they share the signing and publisher keys.
+    /// Two instances of one deployment on `redis`: they share the signing key (and, as every
+    /// sidecar here, the publisher key).
     pub async fn pair(redis: &Redis) -> (Sidecar, Sidecar) {
         let shared = Options {
             key: Some(SigningKey::generate(KeyAlgorithm::default()).unwrap()),
-            publisher: Some(SigningKey::generate(KeyAlgorithm::EdDSA).unwrap()),
             ..Options::default()
         };
         let here = Sidecar::start(redis, shared.clone()).await;
@@ -273,9 +281,7 @@ impl Sidecar {
         let admin_secret = format!("admin-secret-{}", key.kid().replace(['-', '_'], "z"));
         let admin_secret_path = dir.path().join("admin-secret");
         std::fs::write(&admin_secret_path, format!("{admin_secret}\n")).unwrap();
-        let publisher = options
-            .publisher
-            .unwrap_or_else(|| SigningKey::generate(KeyAlgorithm::EdDSA).unwrap());
+        let publisher = options.publisher.unwrap_or_else(deployment_publisher);
         let publisher_path = dir.path().join("publisher.pem");
         std::fs::write(&publisher_path, publisher.to_pem().unwrap()).unwrap();
         let mut argv: Vec<String> = vec![
@@ -733,4 +739,60 @@ pub fn decode(body: &[u8]) -> Result<Snapshot, String> {
         },
         content,
     })
+}
+
+/// A TCP relay in front of a server (Redis): what passes through it can be cut off, as a
+/// network partition cuts one sidecar off from the store while another still reaches it.
+pub struct Relay {
+    pub port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    /// Relays `127.0.0.1:<port>` to `127.0.0.1:<target>`.
+    pub async fn start(target: u16) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, cut_off) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if *cut_off.borrow() {
+                    continue; // dropped: the connection closes at once
+                }
+                let mut cut_off = cut_off.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut_off.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Relay { port, cut, task }
+    }
+
+    /// `redis://127.0.0.1:<port>/0` through the relay.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Closes every relayed connection and every new one from now on.
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
