@@ -27,6 +27,9 @@
 #                SCALE_REPOSITORIES, SCALE_USERS, SCALE_GRANTS, SCALE_SEED, SCALE_PUBLISHES,
 #                SCALE_PAUSE_MS, SCALE_LOAD_CONNECTIONS, SCALE_LOAD_INTERVAL_MS, SCALE_LOGINS,
 #                SCALE_LOGIN_USERS); writes bench/results/scale.md
+#   make bench-formats  the index layout beside two alternatives (fst maps, an rkyv archive) on
+#                the scale data, natively and under node's V8 (bench/formats); writes
+#                bench/results/formats.md
 #   make stress  deps + build, then the stress suite larger than CI runs it (tests/tests/stress.rs:
 #                writers, logins, probes and pulls while Redis, sidecars and Envoy are faulted, then
 #                the checker; STRESS_SECONDS, STRESS_KATELLO_WRITERS, STRESS_NATIVE_WRITERS,
@@ -84,7 +87,7 @@ NOOP_WASM := $(TARGET_DIR)/wasm32-wasip1/release/registry_gate_bench_noop.wasm
 E2E_TEST_THREADS ?= 2
 
 .PHONY: deps deps-apt deps-rust deps-envoy deps-k8s deps-pulp deps-wasm-bindgen build fmt lint \
-	test test-native test-wasm test-k8s test-e2e run stress bench bench-login bench-scale fuzz
+	test test-native test-wasm test-k8s test-e2e run stress bench bench-login bench-scale bench-formats fuzz
 
 ## deps ----------------------------------------------------------------------------------
 
@@ -221,6 +224,14 @@ bench-login: deps build
 
 bench-scale: deps build
 	$(CARGO) run -p registry-gate-bench --bin bench_scale
+
+# Two tables in one run: native, then the same code as wasm32-wasip1 under node's V8.
+bench-formats: deps
+	$(CARGO) build --release -p registry-gate-bench-formats
+	$(CARGO) build --release -p registry-gate-bench-formats --target wasm32-wasip1
+	{ $(TARGET_DIR)/release/formats && echo && \
+	  node --single-threaded bench/formats/run-wasm.mjs $(TARGET_DIR)/wasm32-wasip1/release/formats.wasm; } \
+	  | tee bench/results/formats.md.new && mv bench/results/formats.md.new bench/results/formats.md
 
 ## fuzz -----------------------------------------------------------------------------------
 
