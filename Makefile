@@ -6,7 +6,7 @@
 #   make build   the filter (.wasm) and the sidecar, release
 #   make fmt     format the workspace
 #   make lint    rustfmt check + clippy (native, and the wasm crates for wasm32-wasip1)
-#   make test    deps + build, then native tests, core tests compiled to wasm, the Kubernetes
+#   make test    deps + build, then native tests, index and core tests compiled to wasm, the Kubernetes
 #                manifests validated offline, end-to-end tests
 #   make run     deps + build, then the demo stack on loopback (Ctrl-C stops it)
 #   make bench   deps + build, then the request path side by side (bench/runner/src/bin/bench/):
@@ -188,7 +188,7 @@ test-native:
 
 test-wasm:
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(WASM_BINDGEN_TEST_RUNNER)" \
-	  $(CARGO) test -p registry-gate-core --target wasm32-unknown-unknown
+	  $(CARGO) test -p registry-gate-index -p registry-gate-core --target wasm32-unknown-unknown
 
 # Every overlay (and the base with each component) rendered and every object checked: core
 # kinds by kubernetes-validate --strict, WasmPlugin/EnvoyExtensionPolicy by their CRD schemas

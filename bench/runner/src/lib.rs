@@ -1,11 +1,12 @@
 //! What `make bench` and its siblings share: reading `/proc` ([`procfs`]), timing single
-//! requests ([`http1`]), wrk as the load
+//! requests ([`http1`]), the latency picture ([`plot`]), wrk as the load
 //! generator ([`wrk`]), the report tables ([`report`]), large generated snapshots ([`scale`])
 //! and settings from the environment ([`env_number`]). The binaries in `src/bin/` start the stacks (with the end-to-end tests'
 //! harness, `registry-gate-tests`) and print their tables.
 
 pub mod context;
 pub mod http1;
+pub mod plot;
 pub mod procfs;
 pub mod report;
 pub mod scale;

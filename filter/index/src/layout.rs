@@ -6,8 +6,8 @@
 //! ```
 //!
 //! Every integer is little-endian and read from any offset: nothing assumes alignment (the
-//! bytes arrive in a `Vec<u8>` copied out of Envoy's shared data). The README's "Snapshot
-//! format" section documents the same layout byte by byte; change both together. Nothing
+//! bytes arrive in a `Vec<u8>` copied out of Envoy's shared data). docs/snapshot-format.md
+//! documents the same layout byte by byte; change both together. Nothing
 //! here validates or allocates: `validate` walks the layout, `build` writes it.
 
 use xxhash_rust::xxh3::xxh3_64;

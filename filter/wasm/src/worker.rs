@@ -103,15 +103,16 @@ impl Worker {
         if !self.gate.announced(&announcement) {
             return;
         }
+        let started = host::now_ms();
         let Some(bytes) = host::shared_data(SNAPSHOT_KEY) else {
             return;
         };
-        let started = host::now_ms();
         let size = bytes.len();
         match self.gate.offer(bytes, &announcement) {
             Ok(generation) => {
-                // Checksum and validation of the copied index, and its keys: the cost of a
-                // new snapshot on this worker (the copy out of shared data came before).
+                // The copy out of shared data, the checksum and validation of the index, and
+                // its keys: what a new snapshot costs this worker, which serves nothing
+                // meanwhile.
                 let took = host::now_ms().saturating_sub(started);
                 self.stats.gauge("snapshot.install_ms", took);
                 host::log(
