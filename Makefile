@@ -18,15 +18,17 @@
 #   make bench-login  deps + build, then a login storm (podman) against htpasswd without and
 #                with the positive login cache, and against Katello (bench/runner/src/bin/bench_login.rs;
 #                BENCH_LOGINS, BENCH_USERS)
-#   make bench-scale  deps + build, then issue 9's scale measurement: a snapshot of 100,000
-#                repositories, 10,000 users and 1,000,000 grants (bench/runner/src/scale.rs) published
-#                SCALE_PUBLISHES times to Envoy --concurrency 2 under load — wire size and compression,
-#                publish time, publish → enforced on every worker, install time per worker, RSS,
-#                latency during rebuilds — and 1,000 concurrent /v2/token logins (curl) against
-#                htpasswd without and with the positive login cache (bench/runner/src/bin/bench_scale.rs;
-#                SCALE_REPOSITORIES, SCALE_USERS, SCALE_GRANTS, SCALE_SEED, SCALE_PUBLISHES,
-#                SCALE_PAUSE_MS, SCALE_LOAD_CONNECTIONS, SCALE_LOAD_INTERVAL_MS, SCALE_LOGINS,
-#                SCALE_LOGIN_USERS); writes bench/results/scale.md
+#   make bench-scale  deps + build, then the snapshot at Katello scale: 100,000 repositories,
+#                10,000 users, 1,000,000 grants (bench/runner/src/scale.rs) published SCALE_PUBLISHES
+#                times under load, the previous release (schema 1.1 JSON, built from git) beside
+#                this one (the signed index) — wire size, PUT time, install per worker, publish →
+#                enforced on every worker, latency during installs, RSS per worker — then this
+#                release at SCALE_SLOPE grants (10k,100k,1M,4M), SCALE_FETCHERS (100) concurrent
+#                fetchers on one sidecar, and 1,000 concurrent /v2/token logins (SCALE_LOGINS;
+#                bench/runner/src/bin/bench_scale.rs; SCALE_REPOSITORIES, SCALE_USERS,
+#                SCALE_GRANTS, SCALE_SEED, SCALE_SLOPE_PUBLISHES, SCALE_PAUSE_MS,
+#                SCALE_LOAD_CONNECTIONS, SCALE_LOAD_INTERVAL_MS, SCALE_LOGIN_USERS); writes
+#                bench/results/scale.md and scale-latency.svg
 #   make bench-formats  the index layout beside two alternatives (fst maps, an rkyv archive) on
 #                the scale data, natively and under node's V8 (bench/formats); writes
 #                bench/results/formats.md
