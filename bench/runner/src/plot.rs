@@ -10,7 +10,7 @@ use plotters::prelude::*;
 #[derive(Debug, Clone)]
 pub struct Panel {
     pub title: String,
-    /// (seconds since the panel's first publish, latency in ms) per request.
+    /// (seconds since the panel's first publish, latency in ms) of the requests drawn.
     pub requests: Vec<(f64, f64)>,
     /// Install windows, seconds since the same origin: (from, to) of each worker's install.
     pub installs: Vec<(f64, f64)>,
@@ -82,7 +82,7 @@ fn draw_panel(
                 .map(|(at, ms)| Circle::new((*at, ms.max(FLOOR_MS)), 1, dot)),
         )
         .map_err(|err| err.to_string())?
-        .label("one request")
+        .label("slowest request of 50 ms")
         .legend(move |(x, y)| Circle::new((x + 5, y), 3, dot));
     chart
         .configure_series_labels()
@@ -118,7 +118,7 @@ mod tests {
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
         assert!(
-            svg.contains(">JSON<") && svg.contains(">index<"),
+            svg.contains("\nJSON\n") && svg.contains("\nindex\n"),
             "both titles"
         );
         assert_eq!(

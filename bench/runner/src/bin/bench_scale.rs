@@ -699,11 +699,7 @@ impl Stage {
                 self.spec.grants,
                 self.publishes.len()
             ),
-            requests: self
-                .samples
-                .iter()
-                .map(|s| (seconds(s.started_ms), s.latency.as_secs_f64() * 1000.0))
-                .collect(),
+            requests: slowest_per_bucket(&self.samples, self.origin_ms),
             installs: self
                 .windows()
                 .iter()
@@ -711,6 +707,30 @@ impl Stage {
                 .collect(),
         }
     }
+}
+
+/// Width of the picture's time buckets: each draws only its slowest request, so a stall
+/// shows while the SVG stays small (a run is about half a million requests).
+const BUCKET_MS: u64 = 50;
+
+/// (seconds since `origin_ms`, latency in ms) of the slowest request of each
+/// [`BUCKET_MS`] bucket, in time order.
+fn slowest_per_bucket(samples: &[Sample], origin_ms: u64) -> Vec<(f64, f64)> {
+    let mut buckets: BTreeMap<u64, Duration> = BTreeMap::new();
+    for sample in samples {
+        let bucket = sample.started_ms.saturating_sub(origin_ms) / BUCKET_MS;
+        let slowest = buckets.entry(bucket).or_default();
+        *slowest = (*slowest).max(sample.latency);
+    }
+    buckets
+        .into_iter()
+        .map(|(bucket, latency)| {
+            (
+                (bucket * BUCKET_MS) as f64 / 1000.0,
+                latency.as_secs_f64() * 1000.0,
+            )
+        })
+        .collect()
 }
 
 /// Publishes `spec`'s content on `bench` once, then `publishes` small changes of it under
@@ -1475,6 +1495,26 @@ mod tests {
             "990 ends inside, 1200 starts inside"
         );
         assert_eq!(windows.failed, 0);
+    }
+
+    #[test]
+    fn the_picture_keeps_the_slowest_request_of_each_bucket() {
+        let sample = |started_ms: u64, latency_ms: u64| Sample {
+            started_ms,
+            latency: Duration::from_millis(latency_ms),
+            ok: true,
+        };
+        let samples = [
+            sample(1_000, 1),
+            sample(1_010, 30),
+            sample(1_049, 2),
+            sample(1_050, 3),
+            sample(1_200, 1),
+        ];
+        assert_eq!(
+            slowest_per_bucket(&samples, 1_000),
+            vec![(0.0, 30.0), (0.05, 3.0), (0.2, 1.0)]
+        );
     }
 
     #[test]
