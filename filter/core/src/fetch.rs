@@ -24,6 +24,11 @@ pub struct Announcement {
     pub generation: u64,
     /// Unix seconds of the sidecar's last answer confirming exactly this generation.
     pub confirmed_at: u64,
+    /// The checksum of the index the fetcher validated in full and wrote to shared data: a
+    /// worker finding these very bytes there checks their identity and shape only. (Absent
+    /// from a fetcher before it: the worker then validates in full.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<u64>,
 }
 
 impl Announcement {
@@ -99,6 +104,17 @@ impl Fetch {
         snapshot::check(body)
     }
 
+    /// The announcement of what is held, confirmed at `now`.
+    fn announce(&self, now: u64) -> Announcement {
+        let held = self.held.as_ref();
+        Announcement {
+            epoch: held.map(|h| h.generation.epoch.clone()).unwrap_or_default(),
+            generation: held.map_or(0, |h| h.generation.number),
+            confirmed_at: now,
+            checksum: held.map(|h| h.checksum),
+        }
+    }
+
     /// The generation held, if any.
     pub fn held(&self) -> Option<&Generation> {
         self.held.as_ref().map(|held| &held.generation)
@@ -118,9 +134,7 @@ impl Fetch {
                     .and_then(|etag| core::str::from_utf8(etag).ok())
                     .and_then(Generation::parse);
                 match self.held() {
-                    Some(held) if named.as_ref() == Some(held) => {
-                        Step::Confirm(announce(held, now))
-                    }
+                    Some(held) if named.as_ref() == Some(held) => Step::Confirm(self.announce(now)),
                     _ => Step::Retry,
                 }
             }
@@ -135,22 +149,16 @@ impl Fetch {
         };
         if self.held.as_ref().map(|held| &held.generation) == Some(&offered.generation) {
             // The same generation again (e.g. after a fetcher restart): a confirmation.
-            return Step::Confirm(announce(&offered.generation, now));
+            return Step::Confirm(self.announce(now));
         }
         if let Err(err) = snapshot::admit(self.held.as_ref(), &offered) {
             return Step::Refused(err);
         }
-        let announcement = announce(&offered.generation, now);
         self.held = Some(offered);
-        Step::Publish { body, announcement }
-    }
-}
-
-fn announce(generation: &Generation, now: u64) -> Announcement {
-    Announcement {
-        epoch: generation.epoch.clone(),
-        generation: generation.number,
-        confirmed_at: now,
+        Step::Publish {
+            body,
+            announcement: self.announce(now),
+        }
     }
 }
 

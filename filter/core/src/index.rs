@@ -23,6 +23,12 @@ impl Index {
         registry_gate_index::Index::open(bytes).map(|stored| Index { stored })
     }
 
+    /// Keeps bytes a full validation accepted before, named by `checksum` (see
+    /// `registry_gate_index::Index::open_known`).
+    pub fn open_known(bytes: Vec<u8>, checksum: u64) -> Result<Index, IndexError> {
+        registry_gate_index::Index::open_known(bytes, checksum).map(|stored| Index { stored })
+    }
+
     /// The index itself, for its header fields and tables.
     pub fn stored(&self) -> &registry_gate_index::Index {
         &self.stored

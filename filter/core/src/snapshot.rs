@@ -385,6 +385,15 @@ pub fn open(bytes: Vec<u8>) -> Result<Opened, SnapshotError> {
     Ok(Opened { index, keys })
 }
 
+/// [`open`] for the bytes a full validation accepted before, named by their `checksum` (a
+/// worker opening what the fetcher checked): identity and shape are checked, not each item
+/// (`registry_gate_index::Index::open_known`); the keys are parsed as by [`open`].
+pub fn open_known(bytes: Vec<u8>, checksum: u64) -> Result<Opened, SnapshotError> {
+    let index = Index::open_known(bytes, checksum)?;
+    let keys = key_ring(index.stored())?;
+    Ok(Opened { index, keys })
+}
+
 /// [`open`] without keeping the bytes: what holding them would mean.
 pub fn check(bytes: &[u8]) -> Result<Held, SnapshotError> {
     let index = registry_gate_index::Index::open(bytes)?;
@@ -399,6 +408,8 @@ pub struct Held {
     pub repositories: usize,
     /// The publisher meant it to replace one with repositories even if it has none.
     pub allow_empty: bool,
+    /// The index's checksum: what names exactly these bytes.
+    pub checksum: u64,
 }
 
 impl Held {
@@ -408,6 +419,7 @@ impl Held {
             generation: Generation::new(index.epoch(), index.generation()),
             repositories: index.len(),
             allow_empty: index.allow_empty(),
+            checksum: index.checksum(),
         }
     }
 }

@@ -10,7 +10,7 @@
 use crate::error::IndexError;
 use crate::layout::Part;
 use crate::tables::{Ids, Strings};
-use crate::validate::{validate, Layout};
+use crate::validate::{validate, validate_to, Depth, Layout};
 
 /// A repository as the index knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,21 @@ impl<B: AsRef<[u8]>> Index<B> {
     /// Validates `bytes` (not their signature: see [`crate::verify`]) and keeps them.
     pub fn open(bytes: B) -> Result<Index<B>, IndexError> {
         let layout = validate(bytes.as_ref())?;
+        Ok(Index { bytes, layout })
+    }
+
+    /// Opens bytes that [`Index::open`] accepted before (in another VM, say), named by their
+    /// `checksum`: the checksum is recomputed over the body and must be that one, and the
+    /// frame, header, directory, meta, keys and the shape of every table are checked — not
+    /// each name, order, hash slot and grant id, which is where validation spends its time.
+    /// Every query stays bounds-checked, so no bytes can make one fail; that these are the
+    /// bytes the full validation accepted makes its answers right. Other bytes are refused
+    /// (`checksum_mismatch` when the checksum is not the one named).
+    pub fn open_known(bytes: B, checksum: u64) -> Result<Index<B>, IndexError> {
+        let layout = validate_to(bytes.as_ref(), Depth::Shape)?;
+        if layout.checksum != checksum {
+            return Err(IndexError::ChecksumMismatch);
+        }
         Ok(Index { bytes, layout })
     }
 

@@ -476,3 +476,71 @@ fn repository_grammar() {
         assert!(!is_valid_repository_name(bad), "{bad:?}");
     }
 }
+
+#[test]
+fn open_known_checks_identity_and_shape_not_items() {
+    let bytes = built();
+    let index = Index::open(bytes.clone()).unwrap();
+    let sum = index.checksum();
+    assert_eq!(Index::open_known(bytes.clone(), sum).unwrap(), index);
+    assert_eq!(
+        Index::open_known(bytes.clone(), sum ^ 1).unwrap_err(),
+        IndexError::ChecksumMismatch,
+        "bytes other than the ones named"
+    );
+    let mut torn = bytes.clone();
+    torn.truncate(bytes.len() - 1);
+    assert!(
+        Index::open_known(torn, sum).is_err(),
+        "the frame is checked"
+    );
+
+    // A repository name out of grammar, resealed: a full validation refuses it, a check of
+    // shape does not look (the bytes it is meant for passed a full validation already).
+    let mut wrong = bytes.clone();
+    let names = section_start(&wrong, Section::RepositoryNames);
+    let count = u32_at(&wrong, names).unwrap() as usize;
+    let data = names + 4 + 4 * count;
+    wrong[data] = b'A';
+    let wrong = resealed(wrong);
+    let sum = u64::from_le_bytes(
+        wrong[header::CHECKSUM..header::CHECKSUM + 8]
+            .try_into()
+            .unwrap(),
+    );
+    assert!(matches!(
+        Index::open(wrong.clone()),
+        Err(IndexError::Invalid(_))
+    ));
+    let known = Index::open_known(wrong, sum).unwrap();
+    assert_eq!(
+        known.repository("team/a").map(|r| r.auth_required),
+        Some(true)
+    );
+
+    // A flag byte is an item too; a table of the wrong shape is refused at either depth.
+    let mut flagged = bytes.clone();
+    let flags = section_start(&flagged, Section::RepositoryFlags);
+    flagged[flags] = 2;
+    let flagged = resealed(flagged);
+    let sum = u64::from_le_bytes(
+        flagged[header::CHECKSUM..header::CHECKSUM + 8]
+            .try_into()
+            .unwrap(),
+    );
+    assert!(Index::open(flagged.clone()).is_err());
+    assert!(Index::open_known(flagged, sum).is_ok());
+    let mut shapeless = bytes;
+    shapeless[names..names + 4].copy_from_slice(&(count as u32 + 1000).to_le_bytes());
+    let shapeless = resealed(shapeless);
+    let sum = u64::from_le_bytes(
+        shapeless[header::CHECKSUM..header::CHECKSUM + 8]
+            .try_into()
+            .unwrap(),
+    );
+    assert!(Index::open(shapeless.clone()).is_err());
+    assert!(matches!(
+        Index::open_known(shapeless, sum),
+        Err(IndexError::Invalid(_))
+    ));
+}

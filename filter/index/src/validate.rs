@@ -31,6 +31,19 @@ pub const MAX_KEY_SPEC_LEN: usize = 16 * 1024;
 /// Features this reader implements; an index requiring any other is refused.
 pub const KNOWN_FEATURES: &[&str] = &[];
 
+/// How much of an index the validator checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Depth {
+    /// Everything: the first time these bytes are seen.
+    Full,
+    /// The frame, the checksum, the directory, the header fields, meta, the keys and the
+    /// shape of every table (counts and lengths, the first and last offsets), not each item:
+    /// for bytes a [`Depth::Full`] validation accepted before, identified by their checksum.
+    /// Every query stays bounds-checked, so a lookup cannot fail even on bytes that only
+    /// pass this; it is their identity with the checked bytes that makes its answers right.
+    Shape,
+}
+
 /// Where everything is, as the validator found it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Layout {
@@ -100,6 +113,12 @@ pub(crate) fn frame(bytes: &[u8]) -> Result<usize, IndexError> {
 
 /// Validates `bytes` as a schema-2 index (not its signature).
 pub(crate) fn validate(bytes: &[u8]) -> Result<Layout, IndexError> {
+    validate_to(bytes, Depth::Full)
+}
+
+/// Validates `bytes` as a schema-2 index to `depth`.
+pub(crate) fn validate_to(bytes: &[u8], depth: Depth) -> Result<Layout, IndexError> {
+    let full = depth == Depth::Full;
     let body_end = frame(bytes)?;
     let covered = bytes
         .get(header::MAJOR..body_end)
@@ -127,34 +146,54 @@ pub(crate) fn validate(bytes: &[u8]) -> Result<Layout, IndexError> {
     };
     let meta = meta(bytes, span(Section::Meta)?)?;
     let names = span(Section::RepositoryNames)?;
-    let repository_names = strings(bytes, names, MAX_REPOSITORIES)?;
-    ascending(
+    let repository_names = strings(bytes, names, MAX_REPOSITORIES, depth)?;
+    if full {
+        ascending(
+            bytes,
+            &repository_names,
+            names,
+            is_valid_repository_name_bytes,
+        )?;
+    }
+    let repositories = name_set(
         bytes,
-        &repository_names,
-        names,
-        is_valid_repository_name_bytes,
+        repository_names,
+        span(Section::RepositoryHash)?,
+        depth,
     )?;
-    let repositories = name_set(bytes, repository_names, span(Section::RepositoryHash)?)?;
     let flags_span = span(Section::RepositoryFlags)?;
-    let public_count = repository_flags(bytes, flags_span, repository_names.count)?;
+    let public_count = if full {
+        repository_flags(bytes, flags_span, repository_names.count)?
+    } else {
+        public_shape(span(Section::Public)?)?
+    };
     let public = public_ids(
         bytes,
         span(Section::Public)?,
         flags_span.start,
         public_count,
+        depth,
     )?;
+    if !full && flags_span.len != repository_names.count {
+        return Err(flags_span.invalid(format!(
+            "{} bytes for {} repositories",
+            flags_span.len, repository_names.count
+        )));
+    }
     let mut parts = [Table::default(); 3];
     let mut principals = 0_usize;
     for part in Part::ALL {
         let [names, hash, grants] = part.sections().map(&span);
         let (names, hash, grants) = (names?, hash?, grants?);
-        let table = strings(bytes, names, MAX_PRINCIPALS)?;
-        ascending(bytes, &table, names, |name| {
-            core::str::from_utf8(name).is_ok_and(is_valid_principal_name)
-        })?;
+        let table = strings(bytes, names, MAX_PRINCIPALS, depth)?;
+        if full {
+            ascending(bytes, &table, names, |name| {
+                core::str::from_utf8(name).is_ok_and(is_valid_principal_name)
+            })?;
+        }
         principals = principals.saturating_add(table.count);
-        let set = name_set(bytes, table, hash)?;
-        let grants = grant_lists(bytes, grants, table.count, repository_names.count)?;
+        let set = name_set(bytes, table, hash, depth)?;
+        let grants = grant_lists(bytes, grants, table.count, repository_names.count, depth)?;
         if let Some(slot) = parts.get_mut(part.position()) {
             *slot = Table { names: set, grants };
         }
@@ -165,12 +204,12 @@ pub(crate) fn validate(bytes: &[u8]) -> Result<Layout, IndexError> {
         )));
     }
     let ids = span(Section::KeyIds)?;
-    let key_ids = strings(bytes, ids, MAX_KEYS)?;
+    let key_ids = strings(bytes, ids, MAX_KEYS, Depth::Full)?;
     ascending(bytes, &key_ids, ids, |kid| {
         core::str::from_utf8(kid).is_ok_and(is_valid_key_id)
     })?;
     let specs = span(Section::KeySpecs)?;
-    let key_specs = strings(bytes, specs, MAX_KEYS)?;
+    let key_specs = strings(bytes, specs, MAX_KEYS, Depth::Full)?;
     if key_specs.count != key_ids.count {
         return Err(specs.invalid(format!(
             "{} specs for {} key ids",
@@ -263,8 +302,9 @@ fn directory(bytes: &[u8], body_end: usize) -> Result<Vec<Span>, IndexError> {
     Ok(spans)
 }
 
-/// A string table filling `span`, of at most `max` strings.
-fn strings(bytes: &[u8], span: Span, max: usize) -> Result<Strings, IndexError> {
+/// A string table filling `span`, of at most `max` strings ([`Depth::Shape`]: only the last
+/// end offset is checked).
+fn strings(bytes: &[u8], span: Span, max: usize, depth: Depth) -> Result<Strings, IndexError> {
     let count = u32_at(bytes, span.start)
         .filter(|_| span.len >= 4)
         .ok_or_else(|| span.invalid("no count"))? as usize;
@@ -278,7 +318,11 @@ fn strings(bytes: &[u8], span: Span, max: usize) -> Result<Strings, IndexError> 
     }
     let data_len = span.end().saturating_sub(data);
     let mut previous = 0_usize;
-    for i in 0..count {
+    let first = match depth {
+        Depth::Full => 0,
+        Depth::Shape => count.saturating_sub(1),
+    };
+    for i in first..count {
         let end = u32_item(bytes, ends, i).unwrap_or(0) as usize;
         if end < previous || end > data_len {
             return Err(span.invalid(format!("entry {i} ends at {end}, out of order or range")));
@@ -323,7 +367,7 @@ fn ascending(
 /// id below the count, every id exactly once, and every id reachable from its home slot
 /// without crossing an empty slot (so lookups find it). Checked in one pass: the distance of
 /// an id from its home must be shorter than the run of occupied slots ending at it.
-fn name_set(bytes: &[u8], names: Strings, span: Span) -> Result<NameSet, IndexError> {
+fn name_set(bytes: &[u8], names: Strings, span: Span, depth: Depth) -> Result<NameSet, IndexError> {
     let slots = span.len / 4;
     if span.len % 4 != 0 || Some(slots) != slots_for(names.count) {
         return Err(span.invalid(format!(
@@ -332,6 +376,14 @@ fn name_set(bytes: &[u8], names: Strings, span: Span) -> Result<NameSet, IndexEr
             names.count,
             slots_for(names.count)
         )));
+    }
+    let set = NameSet {
+        names,
+        table: span.start,
+        slots,
+    };
+    if depth == Depth::Shape {
+        return Ok(set);
     }
     let mask = slots.saturating_sub(1);
     let table = bytes.get(span.start..span.end()).unwrap_or_default();
@@ -378,11 +430,7 @@ fn name_set(bytes: &[u8], names: Strings, span: Span) -> Result<NameSet, IndexEr
             )));
         }
     }
-    Ok(NameSet {
-        names,
-        table: span.start,
-        slots,
-    })
+    Ok(set)
 }
 
 /// One byte per repository, each 0 (public) or 1 (grant needed). Returns how many are public.
@@ -402,15 +450,28 @@ fn repository_flags(bytes: &[u8], span: Span, count: usize) -> Result<usize, Ind
     Ok(public)
 }
 
-/// The public ids: ascending, exactly the repositories flagged 0.
+/// How many public ids the public section holds, from its length alone.
+fn public_shape(span: Span) -> Result<usize, IndexError> {
+    if span.len % 4 != 0 {
+        return Err(span.invalid(format!("{} bytes are not a list of ids", span.len)));
+    }
+    Ok(span.len / 4)
+}
+
+/// The public ids: ascending, exactly the repositories flagged 0 ([`Depth::Shape`]: the
+/// length only).
 fn public_ids(
     bytes: &[u8],
     span: Span,
     flags: usize,
     public: usize,
+    depth: Depth,
 ) -> Result<(usize, usize), IndexError> {
     if span.len != public.saturating_mul(4) {
         return Err(span.invalid(format!("{} bytes for {public} public ids", span.len)));
+    }
+    if depth == Depth::Shape {
+        return Ok((span.start, public));
     }
     let ids = Ids::new(bytes.get(span.start..span.end()).unwrap_or_default());
     let mut previous: Option<u32> = None;
@@ -434,6 +495,7 @@ fn grant_lists(
     span: Span,
     principals: usize,
     repositories: usize,
+    depth: Depth,
 ) -> Result<Grants, IndexError> {
     let starts_len = principals.saturating_add(1).saturating_mul(4);
     if span.len < starts_len || (span.len - starts_len) % 4 != 0 {
@@ -455,6 +517,9 @@ fn grant_lists(
             start(0),
             start(principals)
         )));
+    }
+    if depth == Depth::Shape {
+        return Ok(grants);
     }
     let mut previous_start = 0;
     for p in 0..principals {
@@ -478,7 +543,7 @@ fn grant_lists(
 
 /// The meta strings: epoch, producer, then required features (all known to this reader).
 fn meta(bytes: &[u8], span: Span) -> Result<Strings, IndexError> {
-    let table = strings(bytes, span, 2 + 64)?;
+    let table = strings(bytes, span, 2 + 64, Depth::Full)?;
     let text = |i| table.text(bytes, i).unwrap_or_default();
     if table.count < 2 {
         return Err(span.invalid("epoch and producer missing"));

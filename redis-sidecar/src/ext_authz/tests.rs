@@ -123,6 +123,7 @@ impl Fixture {
             epoch: "e1".to_owned(),
             generation: 1,
             confirmed_at: self.unix(),
+            checksum: None,
         };
         assert!(gate.announced(&announcement));
         gate.offer(current.body.to_vec(), &announcement).unwrap();

@@ -41,11 +41,18 @@ fn signed(signer: &Signer, mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
-fn confirmed(epoch: &str, generation: u64, at: u64) -> Step<'static> {
+/// The checksum that names `body`.
+fn checksum(body: &[u8]) -> Option<u64> {
+    Some(registry_gate_index::check(body).unwrap().checksum)
+}
+
+/// A confirmation of `held` (generation `epoch.generation`) at `at`.
+fn confirmed(held: &[u8], epoch: &str, generation: u64, at: u64) -> Step<'static> {
     Step::Confirm(Announcement {
         epoch: epoch.into(),
         generation,
         confirmed_at: at,
+        checksum: checksum(held),
     })
 }
 
@@ -56,6 +63,7 @@ fn published<'a>(body: &'a [u8], epoch: &str, generation: u64, at: u64) -> Step<
             epoch: epoch.into(),
             generation,
             confirmed_at: at,
+            checksum: checksum(body),
         },
     }
 }
@@ -76,13 +84,14 @@ fn publishes_newer_and_confirms_only_exact_matches() {
         answer: Answer<'static>,
         want: Step<'static>,
     }
+    let held = ten.clone();
     let rows = [
         Row {
             case: "304 naming the held generation",
             answer: Answer::NotModified {
                 etag: Some(b"\"e.10\""),
             },
-            want: confirmed("e", 10, NOW + 1),
+            want: confirmed(&held, "e", 10, NOW + 1),
         },
         Row {
             case: "304 naming an older generation (store rewound)",
@@ -131,7 +140,7 @@ fn publishes_newer_and_confirms_only_exact_matches() {
     assert_eq!(err.reason(), "not_newer");
     assert_eq!(
         fetch.answer(Answer::Snapshot(&ten), NOW + 3),
-        confirmed("e", 10, NOW + 3),
+        confirmed(&ten, "e", 10, NOW + 3),
         "the same generation again is a confirmation"
     );
     let new_epoch = body("f", 1, 2);
@@ -214,10 +223,19 @@ fn announcements_round_trip_and_refuse_garbage() {
         epoch: "e".into(),
         generation: 4,
         confirmed_at: NOW,
+        checksum: Some(u64::MAX),
     };
     assert_eq!(
         Announcement::decode(&announcement.encode()),
         Some(announcement.clone())
+    );
+    // A fetcher from before the checksum announced none: still read, as naming no bytes.
+    assert_eq!(
+        Announcement::decode(br#"{"epoch":"e","generation":4,"confirmed_at":1700000000}"#),
+        Some(Announcement {
+            checksum: None,
+            ..announcement.clone()
+        })
     );
     assert_eq!(announcement.generation(), Generation::new("e", 4));
     assert_eq!(Announcement::decode(b"{\"epoch\":1}"), None);

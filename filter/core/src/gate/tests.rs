@@ -142,11 +142,24 @@ impl Fixture {
     }
 }
 
+/// An announcement of generation `generation` naming no bytes (the gate validates in full).
 fn announcement(generation: u64, confirmed_at: u64) -> Announcement {
     Announcement {
         epoch: "e1".into(),
         generation,
         confirmed_at,
+        checksum: None,
+    }
+}
+
+/// The announcement a fetcher makes after validating `bytes` in full: it names them.
+fn naming(bytes: &[u8], confirmed_at: u64) -> Announcement {
+    let summary = registry_gate_index::check(bytes).unwrap();
+    Announcement {
+        epoch: summary.epoch,
+        generation: summary.generation,
+        confirmed_at,
+        checksum: Some(summary.checksum),
     }
 }
 
@@ -1416,12 +1429,9 @@ fn a_gate_given_publisher_keys_checks_signatures_itself() {
             "unknown_publisher",
         ),
     ] {
-        let generation = registry_gate_index::Index::open(bytes.as_slice())
-            .unwrap()
-            .generation();
-        let err = gate
-            .offer(bytes, &announcement(generation, NOW))
-            .unwrap_err();
+        // Even when the announcement names the bytes, a gate with publisher keys checks.
+        let named = naming(&bytes, NOW);
+        let err = gate.offer(bytes, &named).unwrap_err();
         assert_eq!(err.reason(), reason, "{case}: {err}");
         assert_eq!(gate.generation(), None, "{case}");
     }
@@ -1432,4 +1442,59 @@ fn a_gate_given_publisher_keys_checks_signatures_itself() {
         gate.counts().rejected,
         vec![("unsigned", 1), ("unknown_publisher", 1)]
     );
+}
+
+#[test]
+fn bytes_the_announcement_names_are_trusted_and_others_validated_in_full() {
+    // A repository name no full validation accepts, with the checksum recomputed (what only
+    // a broken fetcher could put in shared data).
+    let good = snapshot().bytes(2);
+    let mut broken = good.clone();
+    let at = broken
+        .windows(b"team/private".len())
+        .position(|w| w == b"team/private")
+        .unwrap();
+    broken[at] = b'T';
+    let end = broken.len() - registry_gate_index::layout::TRAILER_LEN;
+    let sum = registry_gate_index::layout::checksum(
+        &broken[registry_gate_index::layout::header::MAJOR..end],
+    );
+    let field = registry_gate_index::layout::header::CHECKSUM;
+    broken[field..field + 8].copy_from_slice(&sum.to_le_bytes());
+
+    // Not named (the announcement names the good bytes, or none): validated in full.
+    for announced in [naming(&good, NOW), announcement(2, NOW)] {
+        let mut gate = Gate::new(settings(json!({})));
+        let err = gate.offer(broken.clone(), &announced).unwrap_err();
+        assert_eq!(err.reason(), "invalid", "{announced:?}: {err}");
+    }
+    // Named: the fetcher validated these very bytes, so only their identity and shape are
+    // checked (and every query stays bounds-checked).
+    let mut gate = Gate::new(settings(json!({})));
+    let named = Announcement {
+        checksum: Some(sum),
+        ..naming(&good, NOW)
+    };
+    assert_eq!(
+        gate.offer(broken, &named).unwrap(),
+        Generation::new("e1", 2)
+    );
+    // The good bytes, named, install and decide as after a full validation.
+    let mut gate = Gate::new(settings(json!({})));
+    gate.offer(good.clone(), &naming(&good, NOW)).unwrap();
+    let mut full = Gate::new(settings(json!({})));
+    full.offer(good, &announcement(2, NOW)).unwrap();
+    assert_eq!(gate.generation(), full.generation());
+    for user in ["alice", "bob"] {
+        let authorization = format!("Bearer {}", token(user));
+        let headers: [(&str, &[u8]); 1] = [("authorization", authorization.as_bytes())];
+        for repository in ["library/public", "team/private", "team/other", "nope/x"] {
+            let path = format!("/v2/{repository}/manifests/latest");
+            assert_eq!(
+                gate.check(&head("GET", &path, &headers), NOW),
+                full.check(&head("GET", &path, &headers), NOW),
+                "{user} pulling {repository}"
+            );
+        }
+    }
 }

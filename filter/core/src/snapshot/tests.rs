@@ -61,6 +61,7 @@ fn a_content_survives_the_index_whole() {
             generation: Generation::new("e1", 7),
             repositories: 2,
             allow_empty: false,
+            checksum: opened.index.stored().checksum(),
         }
     );
 }
@@ -158,6 +159,7 @@ fn admission() {
         generation: Generation::new(epoch, number),
         repositories,
         allow_empty,
+        checksum: 0,
     };
     let held = offered("e1", 5, 3, false);
     struct Row<'a> {
