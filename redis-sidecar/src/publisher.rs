@@ -114,6 +114,15 @@ enum Build {
     Change(Change),
 }
 
+impl Build {
+    /// Gives a whole document back for the next attempt (a change is applied afresh).
+    fn retry_with(&mut self, content: Content) {
+        if let Build::Ready(ready) = self {
+            *ready = content;
+        }
+    }
+}
+
 /// What a caller asks to publish.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -272,7 +281,7 @@ impl Publisher {
             allow_empty,
             authority,
         } = request;
-        let build = match source {
+        let mut build = match source {
             Source::Whole(content) => Build::Ready(self.prepared(content).await?),
             Source::Change(change) => Build::Change(change),
         };
@@ -315,8 +324,10 @@ impl Publisher {
                 },
                 None => None,
             };
-            let content = match &build {
-                Build::Ready(content) => content.clone(),
+            // A whole document moves into this attempt (a million grants are not cloned);
+            // an attempt that retries puts it back.
+            let content = match &mut build {
+                Build::Ready(content) => std::mem::take(content),
                 Build::Change(change) => {
                     let mut content = current
                         .as_ref()
@@ -342,6 +353,7 @@ impl Publisher {
                         if attempt >= MAX_ATTEMPTS {
                             return Err(PublishError::Contended(attempt));
                         }
+                        build.retry_with(content);
                         continue;
                     }
                     return Ok(Published {
@@ -362,7 +374,8 @@ impl Publisher {
                 producer: self.producer.clone(),
                 allow_empty,
             };
-            let encoded = encode(content, stamp, Arc::clone(&self.signer)).await?;
+            let mut encoded = encode(content, stamp, Arc::clone(&self.signer)).await?;
+            let _publishing = self.cache.publishing(&encoded.generation());
             match self
                 .store
                 .compare_and_publish(&state.epoch, state.head, generation, &encoded.body)
@@ -396,6 +409,7 @@ impl Publisher {
                     if attempt >= MAX_ATTEMPTS {
                         return Err(PublishError::Contended(attempt));
                     }
+                    build.retry_with(std::mem::take(&mut encoded.content));
                     tracing::debug!(attempt, "publish lost the compare-and-set; retrying");
                     tokio::time::sleep(backoff(attempt)).await;
                 }
