@@ -1,10 +1,11 @@
-//! The one validator: run once per install, it checks every offset, length, count, id range
-//! and ordering, and every name against its grammar, and returns the [`Layout`] the queries
-//! read through. After it accepted bytes, no query can read out of bounds or answer from a
-//! table that disagrees with another.
+//! The one validator: run in full once per generation (by the fetcher), it checks every
+//! offset, length, count, id range and ordering, and every name against its grammar, and
+//! returns the [`Layout`] the queries read through. After it accepted bytes, no query can read
+//! out of bounds or answer from a table that disagrees with another. Each worker then runs it
+//! to [`Depth::Shape`] on the same bytes, named by their checksum.
 //!
 //! Work is linear in the size of the index (hash tables are checked in one pass over their
-//! slots, not by probing), and it allocates one bit per repository. It never checks the
+//! slots, not by probing), and it allocates two `u32` per slot and name. It never checks the
 //! signature (that is `signature::verify`, done once by the fetcher) and never trusts a count
 //! it has not bounded by the bytes that hold it.
 
