@@ -72,13 +72,17 @@ impl Current {
         )
         .unwrap_or_default();
         let opened = snapshot::open_known(body.to_vec(), checksum)?;
-        Ok(Current {
+        Ok(Current::of(stamp, body, content, opened.index))
+    }
+
+    fn of(stamp: Stamp, body: Bytes, content: Content, index: Index) -> Current {
+        Current {
             stamp,
             body,
             content,
-            index: opened.index,
+            index,
             legacy: OnceLock::new(),
-        })
+        }
     }
 
     /// Reads what the store holds: a signed index, or the 1.x JSON envelope a sidecar before
@@ -112,13 +116,7 @@ impl Current {
             allow_empty: stored.allow_empty(),
         };
         let content = snapshot::content_of(stored)?;
-        Ok(Current {
-            stamp,
-            body,
-            content,
-            index: opened.index,
-            legacy: OnceLock::new(),
-        })
+        Ok(Current::of(stamp, body, content, opened.index))
     }
 
     /// The identity this generation is served under (its `ETag`).
