@@ -83,6 +83,8 @@ WASM := $(TARGET_DIR)/wasm32-wasip1/release/registry_gate_wasm.wasm
 SIDECAR := $(TARGET_DIR)/release/registry-gate-sidecar
 # The bench's baseline filter (bench/noop-filter, a workspace member outside default-members).
 NOOP_WASM := $(TARGET_DIR)/wasm32-wasip1/release/registry_gate_bench_noop.wasm
+# The bench's native baseline (bench/native-floor): an Envoy dynamic module.
+NATIVE_FLOOR := $(TARGET_DIR)/release/libregistry_gate_bench_native_floor.so
 
 # End-to-end scenarios each start their own Envoy + sidecar + Redis + registry; two at a
 # time fits 2 cores (scenario binaries themselves run one after another).
@@ -166,8 +168,8 @@ deps-wasm-bindgen:
 
 build:
 	$(CARGO) build --release --target wasm32-wasip1 -p registry-gate-wasm -p registry-gate-bench-noop
-	$(CARGO) build --release -p registry-gate-sidecar
-	@ls -l $(WASM) $(NOOP_WASM) $(SIDECAR)
+	$(CARGO) build --release -p registry-gate-sidecar -p registry-gate-bench-native-floor
+	@ls -l $(WASM) $(NOOP_WASM) $(SIDECAR) $(NATIVE_FLOOR)
 
 fmt:
 	$(CARGO) fmt --all

@@ -301,7 +301,12 @@ impl Envoy {
             .arg(&launch.log_level)
             // Access-log lines are asserted on: flush them promptly (Envoy's default is 10 s).
             .arg("--file-flush-interval-msec")
-            .arg("100");
+            .arg("100")
+            // Where configs that load a dynamic module by name find it (`make build`'s).
+            .env(
+                "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+                crate::paths::target_dir().join("release"),
+            );
         let mut process = Process::spawn(&launch.name, cmd, dir);
         let admin = params.admin_port;
         process.wait_ready("admin /ready = 200", Duration::from_secs(60), || {

@@ -227,6 +227,23 @@ pub fn noop_wasm() -> PathBuf {
     path
 }
 
+/// The bench's native floor, an Envoy dynamic module built by `make build`
+/// (`cargo build --release -p registry-gate-bench-native-floor`). Envoy finds it by name in
+/// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`, which [`crate::envoy::Envoy::start_with`] sets to its
+/// directory.
+pub fn native_floor() -> PathBuf {
+    let path = locate(
+        Requirement {
+            what: "native floor module (.so)",
+            env: "REGISTRY_GATE_NATIVE_FLOOR",
+            provided_by: "make build",
+        },
+        target_dir().join("release/libregistry_gate_bench_native_floor.so"),
+    );
+    note_artifact(&path);
+    path
+}
+
 /// Prints which build artifact a scenario runs and how old it is, so a stale build (tests run
 /// with plain `cargo test` instead of `make test`) is visible in the test output.
 fn note_artifact(path: &Path) {

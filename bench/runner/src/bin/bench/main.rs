@@ -9,7 +9,10 @@
 //! the numbering:
 //!
 //! 1. **Envoy, no filter** (`envoy/bench/envoy-request-nofilter.yaml`): the floor.
-//! 2. **no-op Rust wasm** (`envoy-request-noop.yaml`, `bench/noop-filter`): the price of wasm.
+//! 2. **no-op Rust wasm** (`envoy-request-noop.yaml`, `bench/noop-filter`): the price of wasm;
+//!    and the **native floor** (`envoy-request-native.yaml`, `bench/native-floor`): an Envoy
+//!    dynamic module that reads `authorization` and `:path` and sets one header, deciding
+//!    nothing — what a native registry-gate cannot go below.
 //! 3. **registry-gate, cached token** (`envoy-request-gate.yaml`): the steady state of a pull.
 //! 4. **registry-gate, first use** of every token, per algorithm: wrk sends the next token of
 //!    a pool larger than the filter's token cache (FIFO), so each request verifies anew.
@@ -147,6 +150,8 @@ impl Settings {
 enum Proxy {
     NoFilter,
     Noop,
+    /// The native floor module (bench/native-floor).
+    NativeFloor,
     Gate,
     JwtAuthnCache,
     JwtAuthn,
@@ -158,9 +163,10 @@ enum Proxy {
 }
 
 impl Proxy {
-    const ALL: [Proxy; 9] = [
+    const ALL: [Proxy; 10] = [
         Proxy::NoFilter,
         Proxy::Noop,
+        Proxy::NativeFloor,
         Proxy::Gate,
         Proxy::JwtAuthnCache,
         Proxy::JwtAuthn,
@@ -174,6 +180,7 @@ impl Proxy {
         match self {
             Proxy::NoFilter => "envoy-nofilter",
             Proxy::Noop => "envoy-noop",
+            Proxy::NativeFloor => "envoy-native-floor",
             Proxy::Gate => "envoy-gate",
             Proxy::JwtAuthnCache => "envoy-jwtauthn-cache",
             Proxy::JwtAuthn => "envoy-jwtauthn",
@@ -188,6 +195,7 @@ impl Proxy {
         let file = match self {
             Proxy::NoFilter | Proxy::NoFilterRegistry => "envoy-request-nofilter.yaml",
             Proxy::Noop => "envoy-request-noop.yaml",
+            Proxy::NativeFloor => "envoy-request-native.yaml",
             Proxy::Gate | Proxy::GateRegistry | Proxy::GateLarge => "envoy-request-gate.yaml",
             Proxy::JwtAuthnCache | Proxy::JwtAuthn => "envoy-request-jwtauthn.yaml",
             Proxy::ExtAuthz => "envoy-request-extauthz.yaml",
@@ -254,6 +262,13 @@ fn all_rows() -> Vec<Row> {
             "noop",
             "no-op Rust wasm filter",
             Proxy::Noop,
+            Credential::Sidecar,
+        ),
+        row(
+            2,
+            "native-floor",
+            "native floor: a dynamic module reading two headers, setting one",
+            Proxy::NativeFloor,
             Credential::Sidecar,
         ),
         row(
@@ -711,6 +726,10 @@ fn run() -> Result<(), String> {
 
     let wasm = paths::wasm();
     let noop_wasm = paths::noop_wasm();
+    if rows.iter().any(|r| r.proxy == Proxy::NativeFloor) {
+        // Envoy finds it by name; this fails early, naming `make build`, if it is not built.
+        paths::native_floor();
+    }
     let mut envoys: BTreeMap<Proxy, Envoy> = BTreeMap::new();
     for proxy in Proxy::ALL {
         if !rows.iter().any(|r| r.proxy == proxy) {
@@ -1035,6 +1054,14 @@ fn targets(rows: &[Row], runs: &Runs) -> String {
         target(
             "the price of wasm: no-op wasm vs no filter".into(),
             "noop",
+            "nofilter",
+            RPS,
+            None,
+        ),
+        target(
+            "the native floor: a dynamic module's two header reads and one write vs no filter"
+                .into(),
+            "native-floor",
             "nofilter",
             RPS,
             None,
