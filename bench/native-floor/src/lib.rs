@@ -9,7 +9,9 @@
 //! with `RTLD_NOW`, so every imported symbol must exist in the binary. Hooks whose arguments
 //! are not read are declared without them (the C calling convention lets a callee ignore its
 //! arguments); every hook that returns a status returns 0, "continue". Nothing here can
-//! panic, so nothing can unwind into Envoy.
+//! panic, so nothing can unwind into Envoy. (The workspace's release profile aborts on a
+//! panic, and Cargo cannot set `panic` per package: a module whose hooks catch panics needs
+//! a profile of its own that unwinds.)
 #![allow(
     unsafe_code,
     reason = "a dynamic module is a C ABI: its hooks are called by Envoy and it calls Envoy"
