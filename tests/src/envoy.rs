@@ -209,10 +209,20 @@ pub fn render_file(template: &Path, vars: &BTreeMap<&str, String>, out: &Path) {
     std::fs::write(out, rendered).unwrap_or_else(|err| panic!("write {}: {err}", out.display()));
 }
 
+/// The variable Envoy looks in for a dynamic module a config names
+/// (`lib<name>.so` in that directory).
+const DYNAMIC_MODULES_SEARCH_PATH: &str = "ENVOY_DYNAMIC_MODULES_SEARCH_PATH";
+
+/// Where `make build` puts the dynamic modules (the bench's native floor).
+fn dynamic_modules_dir() -> PathBuf {
+    crate::paths::target_dir().join("release")
+}
+
 /// `envoy --mode validate -c <config>`: `Ok(output)` or `Err(output)`.
 pub fn validate(config: &Path) -> Result<String, String> {
     let envoy = crate::paths::envoy();
     let output = Command::new(&envoy)
+        .env(DYNAMIC_MODULES_SEARCH_PATH, dynamic_modules_dir())
         .arg("--mode")
         .arg("validate")
         .arg("-c")
@@ -302,11 +312,7 @@ impl Envoy {
             // Access-log lines are asserted on: flush them promptly (Envoy's default is 10 s).
             .arg("--file-flush-interval-msec")
             .arg("100")
-            // Where configs that load a dynamic module by name find it (`make build`'s).
-            .env(
-                "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
-                crate::paths::target_dir().join("release"),
-            );
+            .env(DYNAMIC_MODULES_SEARCH_PATH, dynamic_modules_dir());
         let mut process = Process::spawn(&launch.name, cmd, dir);
         let admin = params.admin_port;
         process.wait_ready("admin /ready = 200", Duration::from_secs(60), || {
