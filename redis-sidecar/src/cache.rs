@@ -66,11 +66,7 @@ impl Current {
     /// A generation from its parts (a local publish: the body was just built from `content`).
     pub fn new(stamp: Stamp, body: Bytes, content: Content) -> Result<Current, SnapshotError> {
         // The builder validated what it wrote: a check of identity and shape suffices.
-        let checksum = registry_gate_index::layout::u64_at(
-            &body,
-            registry_gate_index::layout::header::CHECKSUM,
-        )
-        .unwrap_or_default();
+        let checksum = registry_gate_index::layout::carried_checksum(&body).unwrap_or_default();
         let opened = snapshot::open_known(body.to_vec(), checksum)?;
         Ok(Current::of(stamp, body, content, opened.index))
     }

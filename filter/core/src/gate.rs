@@ -363,10 +363,7 @@ impl Gate {
         announcement: &Announcement,
     ) -> Result<Generation, SnapshotError> {
         // The checksum the bytes carry (recomputed by either open below).
-        let carried = registry_gate_index::layout::u64_at(
-            &bytes,
-            registry_gate_index::layout::header::CHECKSUM,
-        );
+        let carried = registry_gate_index::layout::carried_checksum(&bytes);
         let opened = match announcement.checksum {
             // The fetcher validated these bytes in full and named them: check that these are
             // they, and their shape (a worker's install then costs little more than the

@@ -10,8 +10,8 @@ use thiserror::Error;
 
 use crate::error::IndexError;
 use crate::layout::{
-    checksum, header, name_hash, slots_for, Part, Section, DIRECTORY_ENTRY_LEN, EMPTY_SLOT,
-    FLAG_ALLOW_EMPTY, FLAG_MIN_TOKEN_IAT, HEADER_LEN, MAGIC, MAJOR, MINOR, TRAILER_LEN,
+    name_hash, seal, slots_for, Part, Section, DIRECTORY_ENTRY_LEN, EMPTY_SLOT, FLAG_ALLOW_EMPTY,
+    FLAG_MIN_TOKEN_IAT, HEADER_LEN, MAGIC, MAJOR, MINOR, TRAILER_LEN,
 };
 
 /// Why a content cannot be built into an index.
@@ -242,11 +242,8 @@ impl<'a> Builder<'a> {
         for (_, bytes) in sections {
             out.extend_from_slice(&bytes);
         }
-        let sum = checksum(out.get(header::MAJOR..).unwrap_or_default());
-        if let Some(field) = out.get_mut(header::CHECKSUM..header::CHECKSUM + 8) {
-            field.copy_from_slice(&sum.to_le_bytes());
-        }
         out.resize(body_end + TRAILER_LEN, 0);
+        seal(&mut out);
         crate::validate::validate(&out)?;
         Ok(out)
     }

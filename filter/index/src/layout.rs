@@ -252,6 +252,28 @@ pub fn checksum(bytes: &[u8]) -> u64 {
     xxh3_64(bytes)
 }
 
+/// Writes into the header of `bytes` (a whole index, trailer included, signed or not) the
+/// checksum of everything from [`header::MAJOR`] to the trailer. Bytes too short to hold a
+/// header and a trailer are left as they are.
+pub fn seal(bytes: &mut [u8]) {
+    let Some(end) = bytes
+        .len()
+        .checked_sub(TRAILER_LEN)
+        .filter(|end| *end >= header::MAJOR)
+    else {
+        return;
+    };
+    let sum = bytes.get(header::MAJOR..end).map_or(0, checksum);
+    if let Some(field) = bytes.get_mut(header::CHECKSUM..header::CHECKSUM + 8) {
+        field.copy_from_slice(&sum.to_le_bytes());
+    }
+}
+
+/// The checksum `bytes` carry in their header, unchecked (`None` if too short to hold one).
+pub fn carried_checksum(bytes: &[u8]) -> Option<u64> {
+    u64_at(bytes, header::CHECKSUM)
+}
+
 /// Slots of the hash table for `count` names: the smallest power of two at least twice the
 /// count (at least 1), so at most half the slots are used and every probe meets an empty
 /// one. `None` if that overflows.

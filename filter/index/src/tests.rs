@@ -1,7 +1,7 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use crate::layout::{checksum, header, u32_at, Section, HEADER_LEN, TRAILER_LEN};
+use crate::layout::{carried_checksum, header, seal, u32_at, Section, HEADER_LEN, TRAILER_LEN};
 use crate::{verify, BuildError, Builder, Index, IndexError, Part, PublisherKey, Signer, Stamp};
 
 const STAMP: Stamp<'static> = Stamp {
@@ -35,9 +35,7 @@ fn built() -> Vec<u8> {
 /// Recomputes the checksum after a deliberate change, so the validator (not the checksum)
 /// has to catch it.
 fn resealed(mut bytes: Vec<u8>) -> Vec<u8> {
-    let end = bytes.len() - TRAILER_LEN;
-    let sum = checksum(&bytes[header::MAJOR..end]);
-    bytes[header::CHECKSUM..header::CHECKSUM + 8].copy_from_slice(&sum.to_le_bytes());
+    seal(&mut bytes);
     bytes
 }
 
@@ -503,11 +501,7 @@ fn open_known_checks_identity_and_shape_not_items() {
     let data = names + 4 + 4 * count;
     wrong[data] = b'A';
     let wrong = resealed(wrong);
-    let sum = u64::from_le_bytes(
-        wrong[header::CHECKSUM..header::CHECKSUM + 8]
-            .try_into()
-            .unwrap(),
-    );
+    let sum = carried_checksum(&wrong).unwrap();
     assert!(matches!(
         Index::open(wrong.clone()),
         Err(IndexError::Invalid(_))
@@ -523,21 +517,13 @@ fn open_known_checks_identity_and_shape_not_items() {
     let flags = section_start(&flagged, Section::RepositoryFlags);
     flagged[flags] = 2;
     let flagged = resealed(flagged);
-    let sum = u64::from_le_bytes(
-        flagged[header::CHECKSUM..header::CHECKSUM + 8]
-            .try_into()
-            .unwrap(),
-    );
+    let sum = carried_checksum(&flagged).unwrap();
     assert!(Index::open(flagged.clone()).is_err());
     assert!(Index::open_known(flagged, sum).is_ok());
     let mut shapeless = bytes;
     shapeless[names..names + 4].copy_from_slice(&(count as u32 + 1000).to_le_bytes());
     let shapeless = resealed(shapeless);
-    let sum = u64::from_le_bytes(
-        shapeless[header::CHECKSUM..header::CHECKSUM + 8]
-            .try_into()
-            .unwrap(),
-    );
+    let sum = carried_checksum(&shapeless).unwrap();
     assert!(Index::open(shapeless.clone()).is_err());
     assert!(matches!(
         Index::open_known(shapeless, sum),

@@ -163,24 +163,15 @@ pub(crate) fn validate_to(bytes: &[u8], depth: Depth) -> Result<Layout, IndexErr
         depth,
     )?;
     let flags_span = span(Section::RepositoryFlags)?;
-    let public_count = if full {
-        repository_flags(bytes, flags_span, repository_names.count)?
-    } else {
-        public_shape(span(Section::Public)?)?
-    };
-    let public = public_ids(
+    let public_span = span(Section::Public)?;
+    let public_count = repository_flags(
         bytes,
-        span(Section::Public)?,
-        flags_span.start,
-        public_count,
+        flags_span,
+        repository_names.count,
+        public_span,
         depth,
     )?;
-    if !full && flags_span.len != repository_names.count {
-        return Err(flags_span.invalid(format!(
-            "{} bytes for {} repositories",
-            flags_span.len, repository_names.count
-        )));
-    }
+    let public = public_ids(bytes, public_span, flags_span.start, public_count, depth)?;
     let mut parts = [Table::default(); 3];
     let mut principals = 0_usize;
     for part in Part::ALL {
@@ -434,10 +425,23 @@ fn name_set(bytes: &[u8], names: Strings, span: Span, depth: Depth) -> Result<Na
     Ok(set)
 }
 
-/// One byte per repository, each 0 (public) or 1 (grant needed). Returns how many are public.
-fn repository_flags(bytes: &[u8], span: Span, count: usize) -> Result<usize, IndexError> {
+/// One byte per repository, each 0 (public) or 1 (grant needed). Returns how many are public
+/// ([`Depth::Shape`]: the length only, and how many ids the public section holds).
+fn repository_flags(
+    bytes: &[u8],
+    span: Span,
+    count: usize,
+    public: Span,
+    depth: Depth,
+) -> Result<usize, IndexError> {
     if span.len != count {
         return Err(span.invalid(format!("{} bytes for {count} repositories", span.len)));
+    }
+    if depth == Depth::Shape {
+        if public.len % 4 != 0 {
+            return Err(public.invalid(format!("{} bytes are not a list of ids", public.len)));
+        }
+        return Ok(public.len / 4);
     }
     let flags = bytes.get(span.start..span.end()).unwrap_or_default();
     let mut public = 0;
@@ -449,14 +453,6 @@ fn repository_flags(bytes: &[u8], span: Span, count: usize) -> Result<usize, Ind
         }
     }
     Ok(public)
-}
-
-/// How many public ids the public section holds, from its length alone.
-fn public_shape(span: Span) -> Result<usize, IndexError> {
-    if span.len % 4 != 0 {
-        return Err(span.invalid(format!("{} bytes are not a list of ids", span.len)));
-    }
-    Ok(span.len / 4)
 }
 
 /// The public ids: ascending, exactly the repositories flagged 0 ([`Depth::Shape`]: the

@@ -1455,12 +1455,8 @@ fn bytes_the_announcement_names_are_trusted_and_others_validated_in_full() {
         .position(|w| w == b"team/private")
         .unwrap();
     broken[at] = b'T';
-    let end = broken.len() - registry_gate_index::layout::TRAILER_LEN;
-    let sum = registry_gate_index::layout::checksum(
-        &broken[registry_gate_index::layout::header::MAJOR..end],
-    );
-    let field = registry_gate_index::layout::header::CHECKSUM;
-    broken[field..field + 8].copy_from_slice(&sum.to_le_bytes());
+    registry_gate_index::layout::seal(&mut broken);
+    let sum = registry_gate_index::layout::carried_checksum(&broken).unwrap();
 
     // Not named (the announcement names the good bytes, or none): validated in full.
     for announced in [naming(&good, NOW), announcement(2, NOW)] {

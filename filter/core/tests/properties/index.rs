@@ -11,7 +11,7 @@ use registry_gate_core::identity::Principal;
 use registry_gate_core::index::Index;
 use registry_gate_core::route::Action;
 use registry_gate_core::snapshot::{build_index, content_of, Content};
-use registry_gate_index::layout::{checksum, header, MAGIC, TRAILER_LEN};
+use registry_gate_index::layout::{carried_checksum, seal, MAGIC, TRAILER_LEN};
 use registry_gate_index::Part;
 
 use crate::config;
@@ -123,11 +123,7 @@ fn query_everything(index: &registry_gate_index::Index<&[u8]>, checked: bool) {
 
 /// Recomputes the checksum, so that a mutation reaches the validator's table checks.
 fn resealed(mut bytes: Vec<u8>) -> Vec<u8> {
-    if bytes.len() >= header::MAJOR + TRAILER_LEN {
-        let end = bytes.len() - TRAILER_LEN;
-        let sum = checksum(&bytes[header::MAJOR..end.max(header::MAJOR)]);
-        bytes[header::CHECKSUM..header::CHECKSUM + 8].copy_from_slice(&sum.to_le_bytes());
-    }
+    seal(&mut bytes);
     bytes
 }
 
@@ -258,9 +254,7 @@ proptest! {
             mutate(&mut bytes, mutation);
         }
         let bytes = resealed(bytes);
-        let named = bytes
-            .get(header::CHECKSUM..header::CHECKSUM + 8)
-            .map_or(0, |raw| u64::from_le_bytes(raw.try_into().unwrap()));
+        let named = carried_checksum(&bytes).unwrap_or(0);
         if let Ok(index) = registry_gate_index::Index::open_known(bytes.as_slice(), named) {
             query_everything(&index, false);
         }
