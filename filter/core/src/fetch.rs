@@ -104,17 +104,6 @@ impl Fetch {
         snapshot::check(body)
     }
 
-    /// The announcement of what is held, confirmed at `now`.
-    fn announce(&self, now: u64) -> Announcement {
-        let held = self.held.as_ref();
-        Announcement {
-            epoch: held.map(|h| h.generation.epoch.clone()).unwrap_or_default(),
-            generation: held.map_or(0, |h| h.generation.number),
-            confirmed_at: now,
-            checksum: held.map(|h| h.checksum),
-        }
-    }
-
     /// The generation held, if any.
     pub fn held(&self) -> Option<&Generation> {
         self.held.as_ref().map(|held| &held.generation)
@@ -133,8 +122,10 @@ impl Fetch {
                 let named = etag
                     .and_then(|etag| core::str::from_utf8(etag).ok())
                     .and_then(Generation::parse);
-                match self.held() {
-                    Some(held) if named.as_ref() == Some(held) => Step::Confirm(self.announce(now)),
+                match &self.held {
+                    Some(held) if named.as_ref() == Some(&held.generation) => {
+                        Step::Confirm(announce(held, now))
+                    }
                     _ => Step::Retry,
                 }
             }
@@ -147,18 +138,32 @@ impl Fetch {
             Ok(offered) => offered,
             Err(err) => return Step::Refused(err),
         };
-        if self.held.as_ref().map(|held| &held.generation) == Some(&offered.generation) {
-            // The same generation again (e.g. after a fetcher restart): a confirmation.
-            return Step::Confirm(self.announce(now));
+        if let Some(held) = self
+            .held
+            .as_ref()
+            .filter(|held| held.generation == offered.generation)
+        {
+            // The same generation again (e.g. after a fetcher restart): a confirmation of
+            // the bytes already published.
+            return Step::Confirm(announce(held, now));
         }
         if let Err(err) = snapshot::admit(self.held.as_ref(), &offered) {
             return Step::Refused(err);
         }
+        let announcement = announce(&offered, now);
         self.held = Some(offered);
-        Step::Publish {
-            body,
-            announcement: self.announce(now),
-        }
+        Step::Publish { body, announcement }
+    }
+}
+
+/// The announcement of `held`, confirmed at `now`: its generation, and the checksum that
+/// names the bytes in shared data.
+fn announce(held: &Held, now: u64) -> Announcement {
+    Announcement {
+        epoch: held.generation.epoch.clone(),
+        generation: held.generation.number,
+        confirmed_at: now,
+        checksum: Some(held.checksum),
     }
 }
 
