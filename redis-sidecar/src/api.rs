@@ -381,22 +381,46 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &axum::http::HeaderName) -> Opt
 /// The media type of a schema-2 index.
 pub const INDEX_MEDIA_TYPE: &str = "application/vnd.registry-gate.index.v2";
 
-/// What a fetcher announcing `reader` gets of `current`: the signed index (2.x), the 1.x JSON
-/// envelope of the same generation (1.x: made on first request, off the async runtime), or
-/// 406 for a major this sidecar does not serve, so the fetcher keeps its last good snapshot
-/// and says why.
-async fn snapshot_response(current: Arc<Current>, reader: Schema) -> Result<Response, ApiError> {
-    let (body, media_type) = if reader.reads(Schema::CURRENT) {
-        (current.body.clone(), INDEX_MEDIA_TYPE)
-    } else if reader.reads(Schema::LEGACY) {
-        let legacy = Arc::clone(&current);
-        let body = tokio::task::spawn_blocking(move || legacy.legacy_body())
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::Internal(format!("the 1.x envelope cannot be made: {e}")))?;
-        (body, "application/json")
-    } else {
-        return Err(unreadable(reader));
+/// What a fetcher is served, by the schema it announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// The signed index (2.x).
+    Index,
+    /// The 1.x JSON envelope of the same generation.
+    Legacy,
+}
+
+impl Served {
+    /// What a fetcher announcing `reader` gets, or 406 for a major this sidecar does not
+    /// serve, so the fetcher keeps its last good snapshot and says why.
+    fn to(reader: Schema) -> Result<Served, ApiError> {
+        if reader.reads(Schema::CURRENT) {
+            Ok(Served::Index)
+        } else if reader.reads(Schema::LEGACY) {
+            Ok(Served::Legacy)
+        } else {
+            Err(ApiError::NotAcceptable(format!(
+                "this sidecar serves snapshot schemas {} and {}; a fetcher speaking schema \
+                 {reader} cannot read either: upgrade the filter",
+                Schema::CURRENT,
+                Schema::LEGACY
+            )))
+        }
+    }
+}
+
+/// `current` as `served` (the 1.x envelope is made on first request, off the async runtime).
+async fn snapshot_response(current: Arc<Current>, served: Served) -> Result<Response, ApiError> {
+    let (body, media_type) = match served {
+        Served::Index => (current.body.clone(), INDEX_MEDIA_TYPE),
+        Served::Legacy => {
+            let legacy = Arc::clone(&current);
+            let body = tokio::task::spawn_blocking(move || legacy.legacy_body())
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .map_err(|e| ApiError::Internal(format!("the 1.x envelope cannot be made: {e}")))?;
+            (body, "application/json")
+        }
     };
     let mut response = Response::new(Body::from(body));
     let headers = response.headers_mut();
@@ -406,17 +430,6 @@ async fn snapshot_response(current: Arc<Current>, reader: Schema) -> Result<Resp
         headers.insert(ETAG, etag);
     }
     Ok(response)
-}
-
-/// 406 for a fetcher that reads neither schema this sidecar serves: it keeps its last good
-/// snapshot and says why.
-fn unreadable(reader: Schema) -> ApiError {
-    ApiError::NotAcceptable(format!(
-        "this sidecar serves snapshot schemas {} and {}; a fetcher speaking schema {reader} \
-         cannot read either: upgrade the filter",
-        Schema::CURRENT,
-        Schema::LEGACY
-    ))
 }
 
 /// Refuses (503) to confirm a view the store has not confirmed within
@@ -498,11 +511,9 @@ async fn get_snapshot(
             ApiError::BadRequest(format!("schema={text:?}: expected <major>.<minor>"))
         })?,
     };
-    if !reader.reads(Schema::CURRENT) && !reader.reads(Schema::LEGACY) {
-        // Before any 304: a fetcher that cannot read what is served must not be told its
-        // snapshot is current.
-        return Err(unreadable(reader));
-    }
+    // Before any 304: a fetcher that cannot read what is served must not be told its
+    // snapshot is current.
+    let served = Served::to(reader)?;
     let known = header_text(&headers, &IF_NONE_MATCH).map(Preconditions::parse);
     let cache = &state.inner.cache;
     let mut changes = cache.subscribe();
@@ -527,11 +538,11 @@ async fn get_snapshot(
     let current = ready(&changes.borrow_and_update())?;
     store_heard_from(&state)?;
     let Some(known) = known else {
-        return snapshot_response(current, reader).await;
+        return snapshot_response(current, served).await;
     };
     let held = current.generation();
     if !known.matches(&held) {
-        return snapshot_response(current, reader).await;
+        return snapshot_response(current, served).await;
     }
     if wait.is_zero() {
         return Ok(not_modified(&held));
@@ -555,7 +566,7 @@ async fn get_snapshot(
     if known.matches(&latest.generation()) {
         Ok(not_modified(&latest.generation()))
     } else {
-        snapshot_response(latest, reader).await
+        snapshot_response(latest, served).await
     }
 }
 

@@ -278,6 +278,15 @@ impl Cache {
         }
     }
 
+    /// [`Current::decode`] of a body read from the store, off the async runtime (`Err`: the
+    /// blocking task failed).
+    pub async fn decode(&self, body: Vec<u8>) -> Result<Result<Current, SnapshotError>, String> {
+        let signer = Arc::clone(&self.signer);
+        tokio::task::spawn_blocking(move || Current::decode(Bytes::from(body), &signer))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// How long ago the store last answered a read (`None`: never since start).
     pub fn since_last_read(&self) -> Option<std::time::Duration> {
         self.last_read
@@ -392,11 +401,7 @@ impl Cache {
                 epoch: wanted.epoch.clone(),
                 generation,
             })?;
-        let signer = Arc::clone(&self.signer);
-        let decoded =
-            tokio::task::spawn_blocking(move || Current::decode(Bytes::from(body), &signer))
-                .await
-                .map_err(|e| RefreshError::Task(e.to_string()))?;
+        let decoded = self.decode(body).await.map_err(RefreshError::Task)?;
         let current = match decoded {
             Ok(current)
                 if current.stamp.epoch == wanted.epoch

@@ -499,11 +499,11 @@ impl Publisher {
         let Some(body) = self.store.body(wanted.number).await? else {
             return Ok(None);
         };
-        let signer = Arc::clone(&self.signer);
-        let decoded =
-            tokio::task::spawn_blocking(move || Current::decode(Bytes::from(body), &signer))
-                .await
-                .map_err(|e| PublishError::Internal(e.to_string()))?;
+        let decoded = self
+            .cache
+            .decode(body)
+            .await
+            .map_err(PublishError::Internal)?;
         match decoded {
             Ok(current) if current.generation() == *wanted => Ok(Some(Arc::new(current))),
             Ok(current) => Err(PublishError::Internal(format!(
