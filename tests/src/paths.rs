@@ -175,30 +175,37 @@ pub fn curl() -> PathBuf {
     )
 }
 
-/// The sidecar, built by `make build` (`cargo build --release -p registry-gate-sidecar`).
-pub fn sidecar() -> PathBuf {
+/// An artifact `make build` writes at `relative` under the target directory (or where `env`
+/// says), noted in the test output with its age.
+fn built(what: &'static str, env: &'static str, relative: &str) -> PathBuf {
     let path = locate(
         Requirement {
-            what: "registry-gate-sidecar binary",
-            env: "REGISTRY_GATE_SIDECAR_BIN",
+            what,
+            env,
             provided_by: "make build",
         },
-        target_dir().join("release/registry-gate-sidecar"),
+        target_dir().join(relative),
     );
     note_artifact(&path);
     path
 }
 
+/// The sidecar, built by `make build` (`cargo build --release -p registry-gate-sidecar`).
+pub fn sidecar() -> PathBuf {
+    built(
+        "registry-gate-sidecar binary",
+        "REGISTRY_GATE_SIDECAR_BIN",
+        "release/registry-gate-sidecar",
+    )
+}
+
 /// The filter, built by `make build`
 /// (`cargo build --release --target wasm32-wasip1 -p registry-gate-wasm`).
 pub fn wasm() -> PathBuf {
-    let path = locate(
-        Requirement {
-            what: "registry-gate filter (.wasm)",
-            env: "REGISTRY_GATE_WASM",
-            provided_by: "make build",
-        },
-        target_dir().join("wasm32-wasip1/release/registry_gate_wasm.wasm"),
+    let path = built(
+        "registry-gate filter (.wasm)",
+        "REGISTRY_GATE_WASM",
+        "wasm32-wasip1/release/registry_gate_wasm.wasm",
     );
     let magic = std::fs::read(&path)
         .map(|bytes| bytes.get(..4) == Some(b"\0asm"))
@@ -208,23 +215,17 @@ pub fn wasm() -> PathBuf {
         "{} is not a WebAssembly module; run `make build`",
         path.display()
     );
-    note_artifact(&path);
     path
 }
 
 /// The benchmark's no-op proxy-wasm filter (`bench/noop-filter`), built by `make build`
 /// (`cargo build --release --target wasm32-wasip1 -p registry-gate-bench-noop`).
 pub fn noop_wasm() -> PathBuf {
-    let path = locate(
-        Requirement {
-            what: "no-op bench filter (.wasm)",
-            env: "REGISTRY_GATE_NOOP_WASM",
-            provided_by: "make build",
-        },
-        target_dir().join("wasm32-wasip1/release/registry_gate_bench_noop.wasm"),
-    );
-    note_artifact(&path);
-    path
+    built(
+        "no-op bench filter (.wasm)",
+        "REGISTRY_GATE_NOOP_WASM",
+        "wasm32-wasip1/release/registry_gate_bench_noop.wasm",
+    )
 }
 
 /// The bench's native floor, an Envoy dynamic module built by `make build`
@@ -232,16 +233,11 @@ pub fn noop_wasm() -> PathBuf {
 /// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`, which [`crate::envoy::Envoy::start_with`] sets to its
 /// directory.
 pub fn native_floor() -> PathBuf {
-    let path = locate(
-        Requirement {
-            what: "native floor module (.so)",
-            env: "REGISTRY_GATE_NATIVE_FLOOR",
-            provided_by: "make build",
-        },
-        target_dir().join("release/libregistry_gate_bench_native_floor.so"),
-    );
-    note_artifact(&path);
-    path
+    built(
+        "native floor module (.so)",
+        "REGISTRY_GATE_NATIVE_FLOOR",
+        "release/libregistry_gate_bench_native_floor.so",
+    )
 }
 
 /// Prints which build artifact a scenario runs and how old it is, so a stale build (tests run

@@ -94,33 +94,13 @@ fn header_len(filter: *mut c_void, name: &[u8]) -> Option<usize> {
 
 /// `path-length;credential` into `out`, without allocating: the value depends on both reads.
 fn floor_value(path: usize, credential: bool, out: &mut [u8; 24]) -> &[u8] {
-    let mut digits = [0_u8; 20];
-    let mut n = path;
-    let mut len = 0;
-    loop {
-        if let Some(d) = digits.get_mut(len) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        len += 1;
-        n /= 10;
-        if n == 0 || len == digits.len() {
-            break;
-        }
-    }
-    let mut at = 0;
-    for d in digits.iter().take(len).rev() {
-        if let Some(o) = out.get_mut(at) {
-            *o = *d;
-        }
-        at += 1;
-    }
-    for b in if credential { b";1" } else { b";0" } {
-        if let Some(o) = out.get_mut(at) {
-            *o = *b;
-        }
-        at += 1;
-    }
-    out.get(..at).unwrap_or_default()
+    use std::io::Write as _;
+    let room = out.len();
+    let mut rest = &mut out[..];
+    // At most 20 digits, a semicolon and a digit: it always fits.
+    let _ = write!(rest, "{path};{}", u8::from(credential));
+    let written = room - rest.len();
+    out.get(..written).unwrap_or_default()
 }
 
 #[no_mangle]
