@@ -58,7 +58,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use registry_gate_bench::http1::Connection;
+use registry_gate_bench::http1::{Connection, Response};
 use registry_gate_bench::plot::{self, Panel};
 use registry_gate_bench::report::markdown_table;
 use registry_gate_bench::scale::{self, Scale};
@@ -304,6 +304,14 @@ impl Build {
             Build::Current => "current",
         }
     }
+
+    /// The path and `Accept` of the snapshot as this build's fetcher asks for it.
+    fn snapshot_request(self) -> (&'static str, &'static str) {
+        match self {
+            Build::Previous => ("/v1/snapshot?schema=1.1", "application/json"),
+            Build::Current => ("/v1/snapshot?schema=2.0", INDEX_MEDIA_TYPE),
+        }
+    }
 }
 
 struct Bench {
@@ -405,14 +413,7 @@ impl Bench {
             rss_small: 0.0,
             _redis: redis,
         };
-        let mut connection = Connection::open(bench.envoy_port(), Duration::from_secs(10))?;
-        let authorization = format!("Bearer {}", bench.token);
-        let response = connection.request(
-            "GET",
-            &format!("/v2/{}/manifests/latest", probe.repository),
-            &[("Authorization", &authorization), ("Accept", ACCEPT)],
-            b"",
-        )?;
+        let response = bench.pull(&probe.repository)?;
         if response.status != 200 {
             return Err(format!(
                 "{}: the probe answered {} with the small snapshot: {}",
@@ -432,15 +433,19 @@ impl Bench {
 
     /// `GET /v2/<repository>/manifests/latest` as the probe user on a fresh connection.
     fn probe(&self, repository: &str) -> Result<u16, String> {
+        self.pull(repository).map(|response| response.status)
+    }
+
+    /// [`Bench::probe`]'s whole answer.
+    fn pull(&self, repository: &str) -> Result<Response, String> {
         let mut connection = Connection::open(self.envoy_port(), Duration::from_secs(10))?;
         let authorization = format!("Bearer {}", self.token);
-        let response = connection.request(
+        connection.request(
             "GET",
             &format!("/v2/{repository}/manifests/latest"),
             &[("Authorization", &authorization), ("Accept", ACCEPT)],
             b"",
-        )?;
-        Ok(response.status)
+        )
     }
 
     /// `PUT /v1/snapshot` of `body` with the sync secret (repositories and grants: what a
@@ -527,10 +532,7 @@ impl Bench {
     fn wire(&self) -> Result<Vec<u8>, String> {
         let mut connection = Connection::open(self.sidecar.port, Duration::from_secs(60))?;
         let authorization = format!("Bearer {}", self.sidecar.files.read_secret);
-        let (path, accept) = match self.build {
-            Build::Previous => ("/v1/snapshot?schema=1.1", "application/json"),
-            Build::Current => ("/v1/snapshot?schema=2.0", INDEX_MEDIA_TYPE),
-        };
+        let (path, accept) = self.build.snapshot_request();
         let response = connection.request(
             "GET",
             path,
@@ -863,6 +865,7 @@ fn fan_out(bench: &Bench, fetchers: usize) -> Result<FanOut, String> {
     let cpu_before = procfs::cpu_ticks(pid)?;
     let port = bench.sidecar.port;
     let authorization = format!("Bearer {}", bench.sidecar.files.read_secret);
+    let (path, accept) = bench.build.snapshot_request();
     let gate = Barrier::new(fetchers + 1);
     let done = AtomicBool::new(false);
     let (results, rss_peak, all_hold) = std::thread::scope(|scope| {
@@ -884,11 +887,8 @@ fn fan_out(bench: &Bench, fetchers: usize) -> Result<FanOut, String> {
                     let started = Instant::now();
                     let response = connection.request(
                         "GET",
-                        "/v1/snapshot?schema=2.0",
-                        &[
-                            ("Authorization", &authorization),
-                            ("Accept", INDEX_MEDIA_TYPE),
-                        ],
+                        path,
+                        &[("Authorization", &authorization), ("Accept", accept)],
                         b"",
                     )?;
                     if response.status != 200 || response.body != expected {
