@@ -53,6 +53,65 @@ pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, S
     }
 }
 
+/// A line of Envoy's log about a snapshot: when (unix ms), which thread, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logged {
+    pub at_ms: u64,
+    pub thread: u64,
+    pub event: LogEvent,
+}
+
+/// What a [`Logged`] line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEvent {
+    /// A filter VM swapped in generation `generation` after `took_ms`.
+    Installed { generation: u64, took_ms: u64 },
+    /// The fetcher wrote generation `generation` to shared data.
+    Published { generation: u64 },
+}
+
+/// Parses Envoy's default log format, `[%Y-%m-%d %T.%e][%t][%l][%n] [%g:%#] %v` (local time),
+/// for the filter's install and the fetcher's publish lines; `None` for any other line.
+pub fn parse_log_line(line: &str) -> Option<Logged> {
+    let rest = line.strip_prefix('[')?;
+    let (stamp, rest) = rest.split_once("][")?;
+    let (thread, rest) = rest.split_once(']')?;
+    let naive = chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.3f").ok()?;
+    let at = naive.and_local_timezone(chrono::Local).single()?;
+    let at_ms = u64::try_from(at.timestamp_millis()).ok()?;
+    let thread = thread.parse().ok()?;
+    let event = if let Some((_, tail)) = rest.split_once("installed snapshot generation ") {
+        let generation = generation_number(tail.split_whitespace().next()?)?;
+        let took_ms = tail
+            .rsplit_once(" in ")?
+            .1
+            .strip_suffix(" ms")?
+            .trim()
+            .parse()
+            .ok()?;
+        LogEvent::Installed {
+            generation,
+            took_ms,
+        }
+    } else if let Some((_, tail)) = rest.split_once("published snapshot generation ") {
+        LogEvent::Published {
+            generation: generation_number(tail.split_whitespace().next()?)?,
+        }
+    } else {
+        return None;
+    };
+    Some(Logged {
+        at_ms,
+        thread,
+        event,
+    })
+}
+
+/// The number of a logged generation, `<epoch>.<number>`.
+fn generation_number(word: &str) -> Option<u64> {
+    word.rsplit_once('.')?.1.parse().ok()
+}
+
 /// The cluster of the snapshot long-poll in envoy/ingress/envoy.yaml (the token route has
 /// its own): its stats show the fetch stream alone.
 pub const SNAPSHOT_CLUSTER: &str = "registry_gate_snapshot";
@@ -362,6 +421,29 @@ impl Envoy {
         self.stat("cluster.registry.upstream_rq_total")
     }
 
+    /// The worker VMs' install lines and the fetcher's publish line of `generation` so far,
+    /// from the log. Lines of Envoy's main thread (whose id is the pid: its VM holds the
+    /// filter's root context too) are not workers'.
+    pub fn snapshot_lines(&self, generation: u64) -> (Vec<Logged>, Option<Logged>) {
+        let main_thread = self.process.pid().map(u64::from);
+        let mut installs = Vec::new();
+        let mut published = None;
+        for logged in self.process.log().lines().filter_map(parse_log_line) {
+            match logged.event {
+                LogEvent::Installed { generation: g, .. }
+                    if g == generation && Some(logged.thread) != main_thread =>
+                {
+                    installs.push(logged);
+                }
+                LogEvent::Published { generation: g } if g == generation => {
+                    published = Some(logged);
+                }
+                _ => {}
+            }
+        }
+        (installs, published)
+    }
+
     /// Waits until every gauge ending in `snapshot.generation` is ≥ `generation`.
     pub fn wait_for_generation(&mut self, generation: u64, timeout: Duration) {
         let mut last = BTreeMap::new();
@@ -422,4 +504,51 @@ pub fn parse_stats(text: &str) -> BTreeMap<String, u64> {
             Some((name.trim().to_owned(), value.trim().parse().ok()?))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local_ms(stamp: &str) -> u64 {
+        let naive = chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.3f").unwrap();
+        u64::try_from(
+            naive
+                .and_local_timezone(chrono::Local)
+                .single()
+                .unwrap()
+                .timestamp_millis(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn install_and_publish_lines_are_parsed_and_others_ignored() {
+        let install = "[2026-11-30 17:01:02.345][4242][info][wasm] [source/extensions/common/wasm/context.cc:1192] wasm log registry_gate registry_gate_filter registry_gate: installed snapshot generation 54bfcfe4.17 (31457280 bytes) in 412 ms";
+        assert_eq!(
+            parse_log_line(install),
+            Some(Logged {
+                at_ms: local_ms("2026-11-30 17:01:02.345"),
+                thread: 4242,
+                event: LogEvent::Installed {
+                    generation: 17,
+                    took_ms: 412
+                }
+            })
+        );
+        let published = "[2026-11-30 17:01:01.900][77][info][wasm] [source/extensions/common/wasm/context.cc:1192] wasm log registry_gate_fetcher: published snapshot generation 54bfcfe4.17 to workers";
+        assert_eq!(
+            parse_log_line(published).map(|l| l.event),
+            Some(LogEvent::Published { generation: 17 })
+        );
+        for other in [
+            "[2026-11-30 17:01:01.900][77][info][main] [source/server/server.cc:1] starting main dispatch loop",
+            "[access] 2026-11-30T17:01:01.900Z HTTP/1.1 GET /v2/ 200",
+            "installed snapshot generation e.3 (1 bytes) in 2 ms",
+            "[2026-11-30 17:01:01.900][77][info][wasm] installed snapshot generation 3 (1 bytes) in 2 ms",
+            "[2026-11-30 17:01:01.900][x][info][wasm] installed snapshot generation e.3 (1 bytes) in 2 ms",
+        ] {
+            assert_eq!(parse_log_line(other), None, "{other}");
+        }
+    }
 }

@@ -61,25 +61,11 @@ fn status(stack: &Stack, repository: &str, token: &str) -> u16 {
     .status
 }
 
-/// The worker threads that logged installing `generation` (each worker VM logs
-/// `installed snapshot generation <epoch>.<n> …` on its own thread; Envoy's main thread, whose
-/// id is the pid, is not a worker).
-fn installed_on(stack: &Stack, generation: u64) -> BTreeSet<String> {
-    let main_thread = stack.envoy.process.pid().unwrap().to_string();
-    let needle = format!(".{generation} (");
-    stack
-        .envoy
-        .process
-        .log()
-        .lines()
-        .filter_map(|line| {
-            let (_, installed) = line.split_once("installed snapshot generation ")?;
-            installed.contains(&needle).then_some(())?;
-            // `[time][thread][level][logger] …`
-            let thread = line.split('[').nth(2)?.split(']').next()?;
-            (thread != main_thread).then(|| thread.to_owned())
-        })
-        .collect()
+/// The worker threads that logged installing `generation` (each worker VM logs it on its own
+/// thread; see `Envoy::snapshot_lines`).
+fn installed_on(stack: &Stack, generation: u64) -> BTreeSet<u64> {
+    let (installs, _) = stack.envoy.snapshot_lines(generation);
+    installs.iter().map(|line| line.thread).collect()
 }
 
 /// Restarts the sidecar on the same port and Redis with `publisher_key`.

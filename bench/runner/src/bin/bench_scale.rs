@@ -63,7 +63,7 @@ use registry_gate_bench::plot::{self, Panel};
 use registry_gate_bench::report::markdown_table;
 use registry_gate_bench::scale::{self, Scale};
 use registry_gate_bench::{context, env_number, htpasswd_logins, procfs, V2_DIRECT_RESPONSE};
-use registry_gate_tests::envoy::{Envoy, EnvoyParams, Launch};
+use registry_gate_tests::envoy::{Envoy, EnvoyParams, Launch, LogEvent};
 use registry_gate_tests::previous::{self, PreviousRelease};
 use registry_gate_tests::redis::Redis;
 use registry_gate_tests::sidecar::{random_hex, Sidecar, SidecarExtra};
@@ -180,85 +180,6 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-// ---- Envoy's log ----------------------------------------------------------------------------
-
-/// One line of Envoy's log this bench reads: when (unix ms), which thread, and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Logged {
-    at_ms: u64,
-    thread: u64,
-    event: Event,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Event {
-    /// A worker swapped in generation `generation` after `took_ms`.
-    Installed { generation: u64, took_ms: u64 },
-    /// The fetcher wrote generation `generation` to shared data.
-    Published { generation: u64 },
-}
-
-/// Parses Envoy's default log format, `[%Y-%m-%d %T.%e][%t][%l][%n] [%g:%#] %v` (local time),
-/// for the filter's install and the fetcher's publish lines; `None` for any other line.
-fn parse_log_line(line: &str) -> Option<Logged> {
-    let rest = line.strip_prefix('[')?;
-    let (stamp, rest) = rest.split_once("][")?;
-    let (thread, rest) = rest.split_once(']')?;
-    let naive = chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.3f").ok()?;
-    let at = naive.and_local_timezone(chrono::Local).single()?;
-    let at_ms = u64::try_from(at.timestamp_millis()).ok()?;
-    let thread = thread.parse().ok()?;
-    let event = if let Some((_, tail)) = rest.split_once("installed snapshot generation ") {
-        let generation = generation_number(tail.split_whitespace().next()?)?;
-        let took_ms = tail
-            .rsplit_once(" in ")?
-            .1
-            .strip_suffix(" ms")?
-            .trim()
-            .parse()
-            .ok()?;
-        Event::Installed {
-            generation,
-            took_ms,
-        }
-    } else if let Some((_, tail)) = rest.split_once("published snapshot generation ") {
-        Event::Published {
-            generation: generation_number(tail.split_whitespace().next()?)?,
-        }
-    } else {
-        return None;
-    };
-    Some(Logged {
-        at_ms,
-        thread,
-        event,
-    })
-}
-
-/// The number of a logged generation, `<epoch>.<number>`.
-fn generation_number(word: &str) -> Option<u64> {
-    word.rsplit_once('.')?.1.parse().ok()
-}
-
-/// The workers' install lines and the fetcher's publish line of `generation` so far. Lines
-/// of Envoy's main thread (thread id = pid) are not workers'.
-fn lines_of(envoy: &Envoy, generation: u64, main_thread: u64) -> (Vec<Logged>, Option<Logged>) {
-    let mut installs = Vec::new();
-    let mut published = None;
-    for logged in envoy.process.log().lines().filter_map(parse_log_line) {
-        match logged.event {
-            Event::Installed { generation: g, .. }
-                if g == generation && logged.thread != main_thread =>
-            {
-                installs.push(logged);
-            }
-            Event::Published { generation: g } if g == generation => published = Some(logged),
-            _ => {}
-        }
-    }
-    (installs, published)
-}
-
 /// What one publish took.
 #[derive(Debug, Clone)]
 struct Publish {
@@ -318,7 +239,6 @@ struct Bench {
     build: Build,
     sidecar: Sidecar,
     envoy: Envoy,
-    main_thread: u64,
     token: String,
     rss_small: f64,
     /// Kept for its drop (after the sidecar and Envoy).
@@ -394,7 +314,6 @@ impl Bench {
         let template = paths::repo_root().join("envoy/bench/envoy-request-gate.yaml");
         let mut envoy = Envoy::start_with(&dir, &template, params, &launch);
         envoy.wait_for_generation(small.generation, Duration::from_secs(30));
-        let main_thread = u64::from(envoy.process.pid().ok_or("Envoy has no pid")?);
 
         // A token without an `access` claim (the snapshot alone decides), valid for the run.
         let signed = sidecar.token(&probe.user, &password, &probe.repository)?;
@@ -408,7 +327,6 @@ impl Bench {
             build,
             sidecar,
             envoy,
-            main_thread,
             token,
             rss_small: 0.0,
             _redis: redis,
@@ -487,7 +405,7 @@ impl Bench {
         let deadline = Instant::now() + ENFORCE_TIMEOUT;
         loop {
             self.envoy.process.assert_running();
-            let (installs, published) = lines_of(&self.envoy, generation, self.main_thread);
+            let (installs, published) = self.envoy.snapshot_lines(generation);
             let threads: std::collections::BTreeSet<u64> =
                 installs.iter().map(|l| l.thread).collect();
             if threads.len() > WORKERS {
@@ -505,8 +423,10 @@ impl Bench {
                     installs: installs
                         .iter()
                         .filter_map(|l| match l.event {
-                            Event::Installed { took_ms, .. } => Some((l.thread, l.at_ms, took_ms)),
-                            Event::Published { .. } => None,
+                            LogEvent::Installed { took_ms, .. } => {
+                                Some((l.thread, l.at_ms, took_ms))
+                            }
+                            LogEvent::Published { .. } => None,
                         })
                         .collect(),
                 });
@@ -1425,48 +1345,6 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn local_ms(stamp: &str) -> u64 {
-        let naive = chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.3f").unwrap();
-        u64::try_from(
-            naive
-                .and_local_timezone(chrono::Local)
-                .single()
-                .unwrap()
-                .timestamp_millis(),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn install_and_publish_lines_are_parsed_and_others_ignored() {
-        let install = "[2026-11-30 17:01:02.345][4242][info][wasm] [source/extensions/common/wasm/context.cc:1192] wasm log registry_gate registry_gate_filter registry_gate: installed snapshot generation 54bfcfe4.17 (31457280 bytes) in 412 ms";
-        assert_eq!(
-            parse_log_line(install),
-            Some(Logged {
-                at_ms: local_ms("2026-11-30 17:01:02.345"),
-                thread: 4242,
-                event: Event::Installed {
-                    generation: 17,
-                    took_ms: 412
-                }
-            })
-        );
-        let published = "[2026-11-30 17:01:01.900][77][info][wasm] [source/extensions/common/wasm/context.cc:1192] wasm log registry_gate_fetcher: published snapshot generation 54bfcfe4.17 to workers";
-        assert_eq!(
-            parse_log_line(published).map(|l| l.event),
-            Some(Event::Published { generation: 17 })
-        );
-        for other in [
-            "[2026-11-30 17:01:01.900][77][info][main] [source/server/server.cc:1] starting main dispatch loop",
-            "[access] 2026-11-30T17:01:01.900Z HTTP/1.1 GET /v2/ 200",
-            "installed snapshot generation e.3 (1 bytes) in 2 ms",
-            "[2026-11-30 17:01:01.900][77][info][wasm] installed snapshot generation 3 (1 bytes) in 2 ms",
-            "[2026-11-30 17:01:01.900][x][info][wasm] installed snapshot generation e.3 (1 bytes) in 2 ms",
-        ] {
-            assert_eq!(parse_log_line(other), None, "{other}");
-        }
-    }
 
     #[test]
     fn requests_overlapping_an_install_are_apart() {
