@@ -30,6 +30,7 @@ use registry_gate_tests::smart_proxy::{SmartProxy, SmartProxyOptions};
 use registry_gate_tests::stack::{PreferredPorts, Stack, StackOptions, Upstream};
 use registry_gate_tests::storm::KatelloSite;
 use registry_gate_tests::sync_run::SyncRun;
+use registry_gate_tests::wait::wait_until;
 use registry_gate_tests::{oci, ports, tls, OciImage};
 use serde_json::json;
 
@@ -250,11 +251,19 @@ fn anonymous_public_pull(c: &Capsule) {
         .skopeo_pull(&format!("{PUBLIC}:latest"), Auth::Anonymous);
     run.assert_success();
     oci::layout_has_image(&dest, &c.images[PUBLIC]).unwrap();
-    // The blobs came from the content app, through Envoy.
-    let content = c.content_requests();
-    assert!(
-        content.len() > before,
-        "no /pulp/container/ request in Envoy's access log: {content:?}"
+    // The blobs came from the content app, through Envoy. Envoy writes an access-log line
+    // when its stream completes and flushes the log every 100 ms, so poll for it.
+    wait_until(
+        "a /pulp/container/ request in Envoy's access log",
+        Duration::from_secs(5),
+        || {
+            let content = c.content_requests();
+            if content.len() > before {
+                Ok(())
+            } else {
+                Err(format!("content-app lines so far: {content:?}"))
+            }
+        },
     );
 }
 
