@@ -112,7 +112,7 @@ impl Candidate {
         match host::set_shared_data_if(LEASE_KEY, &bytes, cas) {
             Ok(()) => true,
             Err(error) => {
-                if !error.is_cas_mismatch() {
+                if !host::is_cas_mismatch(&error) {
                     host::log(Level::Warn, &error.to_string());
                 }
                 false

@@ -20,36 +20,20 @@ use std::time::Duration;
 
 use registry_gate_core::reply::Reply;
 
-/// A host call that did not succeed: the ABI status it returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostError {
-    pub call: &'static str,
-    pub status: u32,
+pub use registry_gate_glue::{HostError, Level};
+
+/// A compare-and-swap write lost: someone else wrote the value since it was read.
+pub fn is_cas_mismatch(error: &HostError) -> bool {
+    error.status == CAS_MISMATCH
 }
 
-impl HostError {
-    /// A compare-and-swap write lost: someone else wrote the value since it was read.
-    pub fn is_cas_mismatch(&self) -> bool {
-        self.status == CAS_MISMATCH
+/// The ABI's number of a log level.
+fn level_number(level: Level) -> u32 {
+    match level {
+        Level::Info => 2,
+        Level::Warn => 3,
+        Level::Critical => 5,
     }
-}
-
-impl std::fmt::Display for HostError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "host call {} failed with status {}",
-            self.call, self.status
-        )
-    }
-}
-
-/// Log levels of the ABI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Info = 2,
-    Warn = 3,
-    Critical = 5,
 }
 
 /// Header maps of the ABI that the filter reads or writes.
@@ -244,7 +228,7 @@ use abi::call;
 /// left to report it.
 pub fn log(level: Level, message: &str) {
     let _ = counted(call!(abi::proxy_log(
-        level as u32,
+        level_number(level),
         message.as_ptr(),
         message.len()
     )));
@@ -252,6 +236,70 @@ pub fn log(level: Level, message: &str) {
 
 fn failed(error: HostError) {
     log(Level::Warn, &error.to_string());
+}
+
+/// The proxy-wasm host as the glue sees it: every call goes to the functions below.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wasm;
+
+impl registry_gate_glue::Env for Wasm {
+    fn now_secs(&mut self) -> u64 {
+        now_secs()
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        now_ms()
+    }
+
+    fn log(&mut self, level: Level, message: &str) {
+        log(level, message);
+    }
+}
+
+impl registry_gate_glue::Host for Wasm {
+    fn set_request_header(&mut self, name: &str, value: &[u8]) -> Result<(), HostError> {
+        set_request_header(name, value)
+    }
+
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        remove_request_header(name)
+    }
+
+    fn response_header(&mut self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        response_header(name)
+    }
+
+    fn remove_response_header(&mut self, name: &str) -> Result<(), HostError> {
+        remove_response_header(name)
+    }
+
+    fn take_response_body(
+        &mut self,
+        size: usize,
+        held: &mut Vec<u8>,
+        end_of_stream: bool,
+    ) -> Result<(), HostError> {
+        held.extend_from_slice(&response_body(size)?);
+        // Paused with `StopIterationAndBuffer`, Envoy would keep every chunk: empty its
+        // buffer, so that only the next chunk is there next time.
+        if end_of_stream {
+            Ok(())
+        } else {
+            replace_response_body(&[])
+        }
+    }
+
+    fn send_reply(&mut self, reply: &Reply) -> Result<(), HostError> {
+        send_reply(reply)
+    }
+
+    fn set_filter_state(&mut self, name: &str, value: &[u8]) -> Result<(), HostError> {
+        set_filter_state(name, value)
+    }
+
+    fn peer_certificate(&mut self) -> Option<Vec<u8>> {
+        property(&registry_gate_glue::PEER_CERTIFICATE_SUBJECT)
+    }
 }
 
 /// Host wall clock in whole seconds since the Unix epoch (0 if the host cannot tell, which
@@ -604,7 +652,7 @@ pub fn set_shared_data(key: &str, value: &[u8]) -> Result<(), HostError> {
 }
 
 /// Writes shared data only if it still carries the token `cas` read with it (0: always).
-/// A lost race is an error for which [`HostError::is_cas_mismatch`] holds. A key never
+/// A lost race is an error for which [`is_cas_mismatch`] holds. A key never
 /// written before is written whatever `cas` says (the host has no create-if-absent).
 pub fn set_shared_data_if(key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
     let status = counted(call!(abi::proxy_set_shared_data(

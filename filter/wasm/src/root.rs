@@ -18,7 +18,7 @@ use crate::elected::Candidate;
 use crate::fetcher::{self, Fetcher};
 use crate::host::{self, Level};
 use crate::http::Request;
-use crate::worker::Worker;
+use crate::worker::WasmWorker;
 
 /// `root_id` of the fetcher service; any other root id is the HTTP filter.
 pub const FETCHER_ROOT_ID: &str = "registry_gate_fetcher";
@@ -26,7 +26,7 @@ pub const FETCHER_ROOT_ID: &str = "registry_gate_fetcher";
 enum Role {
     Unconfigured,
     Filter {
-        worker: Rc<RefCell<Worker>>,
+        worker: Rc<RefCell<WasmWorker>>,
         /// With a `fetcher` object: this root's candidacy for the fetcher lease.
         candidate: Option<Box<Candidate>>,
     },
@@ -92,7 +92,7 @@ impl RootContext for Root {
                         .elected_fetcher
                         .clone()
                         .map(|elected| Box::new(Candidate::new(elected)));
-                    let worker = Worker::new(settings);
+                    let worker = WasmWorker::new(settings);
                     self.role = Role::Filter {
                         worker: Rc::new(RefCell::new(worker)),
                         candidate,
@@ -128,8 +128,7 @@ impl RootContext for Root {
         match &self.role {
             Role::Filter { worker, .. } => Some(Box::new(Request {
                 worker: Rc::clone(worker),
-                response: crate::http::Response::default(),
-                answered: false,
+                exchange: registry_gate_glue::Exchange::default(),
             })),
             // Not configured as a filter: a context that refuses every request.
             Role::Fetcher(_) | Role::Unconfigured => Some(Box::new(crate::http::Refuse)),

@@ -1,5 +1,5 @@
 //! The filter's Envoy stats. Requests never call the host to count: the gate keeps plain
-//! counters, and the root context's timer turns their growth into metric increments.
+//! counters, and the root context's timer reports their growth (the glue's [`Tally`]).
 //!
 //! Names (Envoy may prefix them, e.g. `wasmcustom.`): `registry_gate.decisions.<outcome>`,
 //! `registry_gate.token_failures.<reason>`, `registry_gate.certificate_failures.<reason>`,
@@ -14,7 +14,7 @@
 
 use hashbrown::HashMap;
 use registry_gate_core::gate::Counts;
-use registry_gate_core::refusal::Outcome;
+use registry_gate_glue::{metric_names, Tally};
 
 use crate::host::{self, MetricKind};
 
@@ -22,7 +22,7 @@ use crate::host::{self, MetricKind};
 #[derive(Debug, Default)]
 pub struct Stats {
     ids: HashMap<String, Option<u32>>,
-    reported: Counts,
+    tally: Tally,
     host_calls: u64,
 }
 
@@ -30,8 +30,8 @@ impl Stats {
     /// Defines the metrics every root context reports, so they show up as 0 from the start.
     pub fn new() -> Stats {
         let mut stats = Stats::default();
-        for outcome in Outcome::ALL {
-            stats.counter(&format!("decisions.{}", outcome.as_str()), 0);
+        for name in metric_names(false) {
+            stats.counter(&name, 0);
         }
         stats.counter("host_calls", 0);
         stats
@@ -62,52 +62,13 @@ impl Stats {
 
     /// Reports what the gate counted since the last flush, and the host calls made.
     pub fn flush(&mut self, counts: &Counts) {
-        let before = self.reported.outcomes;
-        for (outcome, (now, before)) in Outcome::ALL
-            .iter()
-            .zip(counts.outcomes.iter().zip(before.iter()))
-        {
-            let grown = now.saturating_sub(*before);
-            if grown > 0 {
-                self.counter(&format!("decisions.{}", outcome.as_str()), grown);
-            }
+        for (name, by) in self.tally.growth(counts) {
+            self.counter(&name, by);
         }
-        self.grown("token_failures", &counts.token_failures, |r| {
-            &r.token_failures
-        });
-        self.grown("certificate_failures", &counts.certificate_failures, |r| {
-            &r.certificate_failures
-        });
-        self.grown("snapshot.rejected", &counts.rejected, |r| &r.rejected);
-        self.grown("flatpak_index", &counts.flatpak_index, |r| &r.flatpak_index);
-        self.grown("signatures", &counts.signatures, |r| &r.signatures);
-        let installed = counts.installed.saturating_sub(self.reported.installed);
-        if installed > 0 {
-            self.counter("snapshot.installed", installed);
-        }
-        self.reported = counts.clone();
         // Calls made by this flush itself are counted in the next one.
         let calls = host::calls();
         let grown = calls.saturating_sub(self.host_calls);
         self.host_calls = calls;
         self.counter("host_calls", grown);
-    }
-
-    fn grown(
-        &mut self,
-        prefix: &str,
-        now: &[(&'static str, u64)],
-        before: fn(&Counts) -> &Vec<(&'static str, u64)>,
-    ) {
-        for (reason, count) in now {
-            let reported = before(&self.reported)
-                .iter()
-                .find(|(r, _)| r == reason)
-                .map_or(0, |(_, c)| *c);
-            let grown = count.saturating_sub(reported);
-            if grown > 0 {
-                self.counter(&format!("{prefix}.{reason}"), grown);
-            }
-        }
     }
 }
