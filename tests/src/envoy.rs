@@ -139,6 +139,36 @@ pub fn elected_filter_config(
     config.to_string()
 }
 
+/// The native module's configuration (envoy/local/envoy-native.yaml): the HTTP filter's, with
+/// the `fetcher` object the module fetches with for every worker of its Envoy.
+pub fn native_filter_config(
+    listen_port: u16,
+    access_log_state: bool,
+    authorization: &str,
+    publisher_keys: &[String],
+) -> String {
+    with_fetcher(
+        filter_json(listen_port, access_log_state),
+        authorization,
+        publisher_keys,
+    )
+}
+
+/// `filter` (a filter configuration) with the native module's `fetcher` object.
+fn with_fetcher(
+    mut filter: serde_json::Value,
+    authorization: &str,
+    publisher_keys: &[String],
+) -> String {
+    if let Some(object) = filter.as_object_mut() {
+        object.insert(
+            "fetcher".to_owned(),
+            fetcher_json("registry_gate_sidecar", authorization, publisher_keys),
+        );
+    }
+    filter.to_string()
+}
+
 fn filter_json(listen_port: u16, access_log_state: bool) -> serde_json::Value {
     json!({
         "issuer": crate::sidecar::ISSUER,
@@ -247,6 +277,15 @@ impl EnvoyParams {
                 fetcher_config(&self.snapshot_read_secret, &self.publisher_keys),
             ),
             (
+                "NATIVE_FILTER_CONFIG",
+                native_filter_config(
+                    self.listen_port,
+                    self.access_log_state,
+                    &self.snapshot_read_secret,
+                    &self.publisher_keys,
+                ),
+            ),
+            (
                 "ELECTED_FILTER_CONFIG",
                 elected_filter_config(
                     self.listen_port,
@@ -272,9 +311,9 @@ pub fn render_file(template: &Path, vars: &BTreeMap<&str, String>, out: &Path) {
 /// (`lib<name>.so` in that directory).
 const DYNAMIC_MODULES_SEARCH_PATH: &str = "ENVOY_DYNAMIC_MODULES_SEARCH_PATH";
 
-/// Where `make build` puts the dynamic modules (the bench's native floor).
+/// Where `make build` puts the dynamic modules (the native build, the bench's native floor).
 fn dynamic_modules_dir() -> PathBuf {
-    crate::paths::target_dir().join("release")
+    crate::paths::target_dir().join("native")
 }
 
 /// `envoy --mode validate -c <config>`: `Ok(output)` or `Err(output)`.
@@ -348,6 +387,19 @@ impl Envoy {
         let config = dir.join(format!("{}.yaml", launch.name));
         let mut vars = params.vars();
         vars.extend(launch.extra_vars.iter().cloned());
+        // A scenario's own filter configuration is the native module's too (with its fetcher).
+        if let Some((_, filter)) = launch
+            .extra_vars
+            .iter()
+            .find(|(name, _)| *name == "FILTER_CONFIG")
+        {
+            let filter = serde_json::from_str(filter)
+                .unwrap_or_else(|err| panic!("FILTER_CONFIG is not JSON: {err}"));
+            vars.insert(
+                "NATIVE_FILTER_CONFIG",
+                with_fetcher(filter, &params.snapshot_read_secret, &params.publisher_keys),
+            );
+        }
         render_file(template, &vars, &config);
         let envoy = crate::paths::envoy();
         let mut cmd = match &launch.cpus {
@@ -425,7 +477,12 @@ impl Envoy {
     /// from the log. Lines of Envoy's main thread (whose id is the pid: its VM holds the
     /// filter's root context too) are not workers'.
     pub fn snapshot_lines(&self, generation: u64) -> (Vec<Logged>, Option<Logged>) {
-        let main_thread = self.process.pid().map(u64::from);
+        // The wasm filter's main-thread VM installs too, serving nothing; the native module
+        // installs only there, once for every worker.
+        let main_thread = match crate::paths::build() {
+            crate::paths::Build::Wasm => self.process.pid().map(u64::from),
+            crate::paths::Build::Native => None,
+        };
         let mut installs = Vec::new();
         let mut published = None;
         for logged in self.process.log().lines().filter_map(parse_log_line) {

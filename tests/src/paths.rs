@@ -236,8 +236,45 @@ pub fn native_floor() -> PathBuf {
     built(
         "native floor module (.so)",
         "REGISTRY_GATE_NATIVE_FLOOR",
-        "release/libregistry_gate_bench_native_floor.so",
+        "native/libregistry_gate_bench_native_floor.so",
     )
+}
+
+/// The native build (filter/native), as `make build` leaves it.
+pub fn native_module() -> PathBuf {
+    built(
+        "registry-gate native module (.so)",
+        "REGISTRY_GATE_NATIVE",
+        "native/libregistry_gate.so",
+    )
+}
+
+/// Which build of the filter the scenarios run: `REGISTRY_GATE_FILTER=native` runs them
+/// against the dynamic module (`make test-e2e-native`), anything else against the wasm one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    Wasm,
+    Native,
+}
+
+impl Build {
+    /// The full name of the filter's stat `registry_gate.<name>` in this build: Envoy puts
+    /// a wasm filter's metrics under `wasmcustom.` and a dynamic module's under its
+    /// `metrics_namespace` (by default `dynamicmodulescustom.`).
+    pub fn stat(self, name: &str) -> String {
+        match self {
+            Build::Wasm => format!("wasmcustom.{name}"),
+            Build::Native => format!("dynamicmodulescustom.{name}"),
+        }
+    }
+}
+
+/// The build the scenarios run against (see [`Build`]).
+pub fn build() -> Build {
+    match std::env::var("REGISTRY_GATE_FILTER").as_deref() {
+        Ok("native") => Build::Native,
+        _ => Build::Wasm,
+    }
 }
 
 /// Prints which build artifact a scenario runs and how old it is, so a stale build (tests run
@@ -280,7 +317,14 @@ pub fn envoy_configs() -> Vec<PathBuf> {
 
 /// The local Envoy template used by the scenarios and the demo.
 pub fn local_envoy_template() -> PathBuf {
-    let path = repo_root().join("envoy/local/envoy.yaml");
+    let path = match build() {
+        Build::Wasm => repo_root().join("envoy/local/envoy.yaml"),
+        Build::Native => {
+            // Fails loudly, naming `make build`, if the module is not there.
+            native_module();
+            repo_root().join("envoy/local/envoy-native.yaml")
+        }
+    };
     assert!(path.is_file(), "Envoy template missing: {}", path.display());
     path
 }

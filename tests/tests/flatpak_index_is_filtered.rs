@@ -221,7 +221,10 @@ fn the_flatpak_index_shows_only_what_the_caller_may_pull() {
         let stats = envoy.stats("registry_gate.flatpak_index")?;
         let get = |reason: &str| {
             stats
-                .get(&format!("wasmcustom.registry_gate.flatpak_index.{reason}"))
+                .get(
+                    &registry_gate_tests::paths::build()
+                        .stat(&format!("registry_gate.flatpak_index.{reason}")),
+                )
                 .copied()
                 .unwrap_or(0)
         };

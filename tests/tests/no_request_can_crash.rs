@@ -13,6 +13,7 @@
 )]
 
 use registry_gate_tests::expect::{assert_is_manifest_of, assert_registry_error, get_manifest};
+use registry_gate_tests::paths::{self, Build};
 use registry_gate_tests::{Auth, HttpVersion, Stack};
 
 /// Hostile bytes in one header, and what the client must get back.
@@ -79,21 +80,32 @@ const ATTACKS: [Attack; 6] = [
     },
 ];
 
-/// Envoy's and the filter's counts of VM (re)starts.
-fn vm_restarts(stack: &mut Stack) -> (u64, u64, u64) {
-    (
-        stack.envoy.stat("wasm.registry_gate.vm_reload"),
-        stack.envoy.stat("wasm.registry_gate.vm_reload_success"),
-        stack.envoy.stat("wasmcustom.registry_gate.vm_starts"),
-    )
+/// What counts a filter that failed: Envoy's and the filter's counts of wasm VM (re)starts,
+/// or the native module's starts and caught panics.
+fn restarts(stack: &mut Stack) -> Vec<u64> {
+    let names = match paths::build() {
+        Build::Wasm => vec![
+            "wasm.registry_gate.vm_reload".to_owned(),
+            "wasm.registry_gate.vm_reload_success".to_owned(),
+            Build::Wasm.stat("registry_gate.vm_starts"),
+        ],
+        Build::Native => vec![
+            Build::Native.stat("registry_gate.vm_starts"),
+            Build::Native.stat("registry_gate.panics"),
+        ],
+    };
+    names.iter().map(|name| stack.envoy.stat(name)).collect()
 }
 
 #[test]
 fn hostile_header_bytes_get_refusals_and_every_worker_keeps_serving() {
     let mut stack = Stack::start();
     let public = stack.image("library/public:latest").clone();
-    let before = vm_restarts(&mut stack);
-    assert!(before.2 > 0, "the filter counts its VM starts");
+    let before = restarts(&mut stack);
+    assert!(
+        before.iter().any(|count| *count > 0),
+        "the filter counts its starts: {before:?}"
+    );
 
     for version in HttpVersion::ALL {
         // Several rounds on fresh connections, so the requests land on every worker.
@@ -115,9 +127,10 @@ fn hostile_header_bytes_get_refusals_and_every_worker_keeps_serving() {
     }
 
     assert_eq!(
-        vm_restarts(&mut stack),
+        restarts(&mut stack),
         before,
-        "(vm_reload, vm_reload_success, vm_starts): no VM trapped or restarted"
+        "(wasm: vm_reload, vm_reload_success, vm_starts; native: starts, panics): no VM \
+         trapped or restarted, no hook panicked"
     );
     // Every worker still serves: many fresh connections, each answered by the registry.
     for version in HttpVersion::ALL {
@@ -133,7 +146,7 @@ fn hostile_header_bytes_get_refusals_and_every_worker_keeps_serving() {
     assert_eq!(
         stack
             .envoy
-            .stat("wasmcustom.registry_gate.decisions.internal"),
+            .stat(&paths::build().stat("registry_gate.decisions.internal")),
         0,
         "no host call failed"
     );

@@ -16,14 +16,31 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use registry_gate_tests::expect::get_manifest;
+use registry_gate_tests::paths::{self, Build};
 use registry_gate_tests::sidecar::{publisher_keygen, Sidecar, SidecarExtra};
 use registry_gate_tests::wait::wait_until;
 use registry_gate_tests::{Auth, HttpVersion, Stack, StackOptions};
 use serde_json::json;
 
 const WORKERS: u32 = 4;
-const REJECTED: &str = "wasmcustom.registry_gate.snapshot.rejected.unknown_publisher";
-const GENERATION: &str = "wasmcustom.registry_gate.snapshot.generation";
+
+/// The counter of indexes refused for their publisher, and the installed generation's gauge.
+fn rejected_stat() -> String {
+    paths::build().stat("registry_gate.snapshot.rejected.unknown_publisher")
+}
+
+fn generation_stat() -> String {
+    paths::build().stat("registry_gate.snapshot.generation")
+}
+
+/// How many threads install each generation: every wasm worker VM installs its own copy;
+/// the native module installs once per process, on the main thread, for all workers.
+fn installers() -> usize {
+    match paths::build() {
+        Build::Wasm => WORKERS as usize,
+        Build::Native => 1,
+    }
+}
 
 /// alice loses `team/private`, bob gains `team/other`; `extra` more repositories (a content
 /// the sidecar has not published yet).
@@ -41,13 +58,14 @@ fn changed_grants(extra: &[&str]) -> serde_json::Value {
     json!({"repositories": repositories, "users": {"alice": [], "bob": ["team/other"]}})
 }
 
-/// `REJECTED` so far (Envoy lists a counter once it was first counted).
+/// [`rejected_stat`] so far (Envoy lists a counter once it was first counted).
 fn rejected(stack: &mut Stack) -> u64 {
+    let name = rejected_stat();
     let stats = stack
         .envoy
-        .stats(&format!("^{}$", REJECTED.replace('.', "\\.")))
+        .stats(&format!("^{}$", name.replace('.', "\\.")))
         .unwrap();
-    stats.get(REJECTED).copied().unwrap_or(0)
+    stats.get(&name).copied().unwrap_or(0)
 }
 
 fn status(stack: &Stack, repository: &str, token: &str) -> u16 {
@@ -108,7 +126,7 @@ fn an_index_from_an_unknown_publisher_is_refused_and_the_last_good_one_serves() 
         "every worker installs the first generation",
         Duration::from_secs(10),
         || match installed_on(&stack, good) {
-            workers if workers.len() == WORKERS as usize => Ok(()),
+            workers if workers.len() == installers() => Ok(()),
             workers => Err(format!("installed on {workers:?}")),
         },
     );
@@ -138,7 +156,7 @@ fn an_index_from_an_unknown_publisher_is_refused_and_the_last_good_one_serves() 
         BTreeSet::new(),
         "no worker installs the unknown publisher's generation {refused}"
     );
-    assert_eq!(stack.envoy.stat(GENERATION), good);
+    assert_eq!(stack.envoy.stat(&generation_stat()), good);
     assert_eq!(
         status(&stack, "team/private", &alice),
         200,
@@ -167,7 +185,7 @@ fn an_index_from_an_unknown_publisher_is_refused_and_the_last_good_one_serves() 
         "every worker installs the trusted publisher's generation",
         Duration::from_secs(10),
         || match installed_on(&stack, installed) {
-            workers if workers.len() == WORKERS as usize => Ok(()),
+            workers if workers.len() == installers() => Ok(()),
             workers => Err(format!("installed on {workers:?}")),
         },
     );

@@ -160,10 +160,14 @@ enum Proxy {
     GateRegistry,
     /// registry-gate fetching from its own sidecar, whose snapshot is large.
     GateLarge,
+    /// registry-gate's native build (filter/native).
+    Native,
+    /// The native build fetching from the large snapshot's sidecar.
+    NativeLarge,
 }
 
 impl Proxy {
-    const ALL: [Proxy; 10] = [
+    const ALL: [Proxy; 12] = [
         Proxy::NoFilter,
         Proxy::Noop,
         Proxy::NativeFloor,
@@ -174,6 +178,8 @@ impl Proxy {
         Proxy::NoFilterRegistry,
         Proxy::GateRegistry,
         Proxy::GateLarge,
+        Proxy::Native,
+        Proxy::NativeLarge,
     ];
 
     fn name(self) -> &'static str {
@@ -188,6 +194,8 @@ impl Proxy {
             Proxy::NoFilterRegistry => "envoy-nofilter-registry",
             Proxy::GateRegistry => "envoy-gate-registry",
             Proxy::GateLarge => "envoy-gate-large",
+            Proxy::Native => "envoy-native",
+            Proxy::NativeLarge => "envoy-native-large",
         }
     }
 
@@ -197,6 +205,7 @@ impl Proxy {
             Proxy::Noop => "envoy-request-noop.yaml",
             Proxy::NativeFloor => "envoy-request-native.yaml",
             Proxy::Gate | Proxy::GateRegistry | Proxy::GateLarge => "envoy-request-gate.yaml",
+            Proxy::Native | Proxy::NativeLarge => "envoy-request-gate-native.yaml",
             Proxy::JwtAuthnCache | Proxy::JwtAuthn => "envoy-request-jwtauthn.yaml",
             Proxy::ExtAuthz => "envoy-request-extauthz.yaml",
         };
@@ -212,7 +221,19 @@ impl Proxy {
 
     /// Whether it runs registry-gate (waits for the snapshot; reports host calls).
     fn is_gate(self) -> bool {
-        matches!(self, Proxy::Gate | Proxy::GateRegistry | Proxy::GateLarge)
+        matches!(
+            self,
+            Proxy::Gate
+                | Proxy::GateRegistry
+                | Proxy::GateLarge
+                | Proxy::Native
+                | Proxy::NativeLarge
+        )
+    }
+
+    /// Whether it fetches from the large snapshot's sidecar.
+    fn is_large(self) -> bool {
+        matches!(self, Proxy::GateLarge | Proxy::NativeLarge)
     }
 }
 
@@ -278,6 +299,13 @@ fn all_rows() -> Vec<Row> {
             Proxy::Gate,
             Credential::Sidecar,
         ),
+        row(
+            3,
+            "native",
+            "registry-gate native, cached token",
+            Proxy::Native,
+            Credential::Sidecar,
+        ),
     ];
     for alg in ALGORITHMS {
         let (name, id) = (alg.name(), alg_id(alg));
@@ -286,6 +314,13 @@ fn all_rows() -> Vec<Row> {
             &format!("gate-fresh-{id}"),
             &format!("registry-gate, first use, {name}"),
             Proxy::Gate,
+            Credential::Fresh(alg),
+        ));
+        rows.push(row(
+            4,
+            &format!("native-fresh-{id}"),
+            &format!("registry-gate native, first use, {name}"),
+            Proxy::Native,
             Credential::Fresh(alg),
         ));
     }
@@ -349,6 +384,13 @@ fn all_rows() -> Vec<Row> {
             "gate-large",
             "registry-gate, cached token, large snapshot",
             Proxy::GateLarge,
+            Credential::Same(Algorithm::ES256),
+        ),
+        row(
+            8,
+            "native-large",
+            "registry-gate native, cached token, large snapshot",
+            Proxy::NativeLarge,
             Credential::Same(Algorithm::ES256),
         ),
     ]);
@@ -684,7 +726,7 @@ fn run() -> Result<(), String> {
 
     // Row 8's own Redis and sidecar, holding the large snapshot (plus alice's grant and the
     // issuers' keys, so row 8 sends what row 3 sends).
-    let large = if rows.iter().any(|r| r.proxy == Proxy::GateLarge) {
+    let large = if rows.iter().any(|r| r.proxy.is_large()) {
         let large_dir = dir.join("large");
         std::fs::create_dir_all(&large_dir)
             .map_err(|err| format!("create {}: {err}", large_dir.display()))?;
@@ -730,13 +772,21 @@ fn run() -> Result<(), String> {
         // Envoy finds it by name; this fails early, naming `make build`, if it is not built.
         paths::native_floor();
     }
+    if rows
+        .iter()
+        .any(|r| matches!(r.proxy, Proxy::Native | Proxy::NativeLarge))
+    {
+        paths::native_module();
+    }
     let mut envoys: BTreeMap<Proxy, Envoy> = BTreeMap::new();
     for proxy in Proxy::ALL {
         if !rows.iter().any(|r| r.proxy == proxy) {
             continue;
         }
         let (fetch_from, generation) = match (&large, proxy) {
-            (Some((_, large, published)), Proxy::GateLarge) => (large, published.generation),
+            (Some((_, large, published)), proxy) if proxy.is_large() => {
+                (large, published.generation)
+            }
             _ => (&sidecar, published.generation),
         };
         let params = EnvoyParams {
@@ -1086,6 +1136,40 @@ fn targets(rows: &[Row], runs: &Runs) -> String {
             Some(Bound::AtMost(bound)),
         ));
     }
+    list.push(target(
+        "native (cached) vs jwt_authn + cache, ES256: Envoy CPU per request (stretch ≤ 1.0)".into(),
+        "native",
+        "jwt-cache-es256",
+        CPU,
+        Some(Bound::AtMost(1.05)),
+    ));
+    list.push(target(
+        "native (cached) vs the native floor".into(),
+        "native",
+        "native-floor",
+        RPS,
+        Some(Bound::AtLeast(0.97)),
+    ));
+    for alg in [Algorithm::ES256, Algorithm::EdDSA] {
+        let id = alg_id(alg);
+        list.push(target(
+            format!(
+                "native first use, {} vs jwt_authn with a fresh token",
+                alg.name()
+            ),
+            &format!("native-fresh-{id}"),
+            &format!("jwt-fresh-{id}"),
+            CPU,
+            Some(Bound::AtMost(1.0)),
+        ));
+    }
+    list.push(target(
+        "native (cached) with the large snapshot vs the small one".into(),
+        "native-large",
+        "native",
+        RPS,
+        Some(Bound::AtLeast(0.97)),
+    ));
     list.push(target(
         "registry-gate (cached) vs ext_authz to the sidecar".into(),
         "gate",
