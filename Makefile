@@ -211,13 +211,16 @@ test-e2e:
 	$(CARGO) test -p registry-gate-tests --no-fail-fast -- --test-threads=$(E2E_TEST_THREADS)
 
 # The same scenarios against the native build (REGISTRY_GATE_FILTER=native: the harness
-# renders envoy/local/envoy-native.yaml). Not here: what only the wasm build has (the elected
-# fetcher, host signature checks, wasm VM reloads, the previous release's wasm), the capsule
-# (no native capsule config yet) and the suites that start no filter.
+# renders the envoy-native.yaml templates). Not here: what only the wasm build has (the
+# elected fetcher's lease, host signature checks, the previous release's wasm in rolling
+# upgrades), the stress suite (make stress) and the suites that start no filter or test the
+# module itself in both runs (native_module, native_floor, envoy_config, harness, ext_authz,
+# the smart-proxy plugin).
 E2E_NATIVE_TESTS := anonymous_private_challenge anonymous_public_pull authenticated_private_pull \
 	bad_tokens catalog content_host_certificate flatpak_index_is_filtered katello_sync_drives_the_gateway \
 	login_storm no_grant_is_name_unknown no_request_can_crash no_snapshot_yet path_traversal \
 	revocation sidecar_down signed_snapshots signing_key_rotation underscore_headers \
+	capsule_pulp kubernetes \
 	upstream_sees_only_the_verified_identity wrong_password
 test-e2e-native:
 	REGISTRY_GATE_FILTER=native $(CARGO) test -p registry-gate-tests --no-fail-fast \

@@ -307,6 +307,9 @@ pub fn render_file(template: &Path, vars: &BTreeMap<&str, String>, out: &Path) {
     std::fs::write(out, rendered).unwrap_or_else(|err| panic!("write {}: {err}", out.display()));
 }
 
+/// The dynamic-module ABI the native modules are built for (Envoy 1.40's).
+const DYNAMIC_MODULE_ABI: &str = "v0.2.0";
+
 /// The variable Envoy looks in for a dynamic module a config names
 /// (`lib<name>.so` in that directory).
 const DYNAMIC_MODULES_SEARCH_PATH: &str = "ENVOY_DYNAMIC_MODULES_SEARCH_PATH";
@@ -429,6 +432,18 @@ impl Envoy {
         process.wait_ready("admin /ready = 200", Duration::from_secs(60), || {
             crate::wait::http_ok(admin, "/ready")
         });
+        // A dynamic module loads only if Envoy accepts the ABI version it was built for.
+        if std::fs::read_to_string(&config)
+            .is_ok_and(|text| text.contains("envoy.filters.http.dynamic_modules"))
+        {
+            let log = process.log();
+            assert!(
+                log.contains(&format!(
+                    "Dynamic module ABI version {DYNAMIC_MODULE_ABI} matched"
+                )),
+                "Envoy did not accept a module built for ABI {DYNAMIC_MODULE_ABI}:\n{log}"
+            );
+        }
         Envoy {
             process,
             params,

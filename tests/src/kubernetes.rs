@@ -17,6 +17,20 @@ use crate::paths;
 
 /// The plain-Envoy overlay (Envoy itself as the ingress).
 pub const PLAIN_ENVOY: &str = "envoy";
+/// The plain-Envoy overlay with the native build (the dynamic module instead of the wasm
+/// filter).
+pub const PLAIN_ENVOY_NATIVE: &str = "envoy-native";
+/// The Envoy Gateway overlay with the native build (an EnvoyExtensionPolicy's
+/// `dynamicModule` list).
+pub const ENVOY_GATEWAY_NATIVE: &str = "envoy-gateway-native";
+
+/// The plain-Envoy overlay of the build the scenarios run against.
+pub fn plain_envoy() -> &'static str {
+    match paths::build() {
+        paths::Build::Wasm => PLAIN_ENVOY,
+        paths::Build::Native => PLAIN_ENVOY_NATIVE,
+    }
+}
 /// The Istio overlay (a WasmPlugin on the ingress gateway).
 pub const ISTIO: &str = "istio";
 /// The Envoy Gateway overlay (an EnvoyExtensionPolicy).

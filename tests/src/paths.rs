@@ -331,7 +331,13 @@ pub fn local_envoy_template() -> PathBuf {
 
 /// The ingress Envoy template: the HTTP filter only, its workers electing the fetcher.
 pub fn ingress_envoy_template() -> PathBuf {
-    let path = repo_root().join("envoy/ingress/envoy.yaml");
+    let path = match build() {
+        Build::Wasm => repo_root().join("envoy/ingress/envoy.yaml"),
+        Build::Native => {
+            native_module();
+            kubernetes_dir().join("overlays/envoy-native/envoy.yaml")
+        }
+    };
     assert!(path.is_file(), "Envoy template missing: {}", path.display());
     path
 }
@@ -356,7 +362,13 @@ pub fn ext_authz_envoy_template() -> PathBuf {
 
 /// The capsule Envoy template: registry-gate in front of Pulp.
 pub fn capsule_envoy_template() -> PathBuf {
-    let path = repo_root().join("envoy/capsule/envoy.yaml");
+    let path = match build() {
+        Build::Wasm => repo_root().join("envoy/capsule/envoy.yaml"),
+        Build::Native => {
+            native_module();
+            repo_root().join("envoy/capsule/envoy-native.yaml")
+        }
+    };
     assert!(path.is_file(), "Envoy template missing: {}", path.display());
     path
 }

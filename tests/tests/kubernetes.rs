@@ -25,8 +25,10 @@ use std::collections::BTreeMap;
 
 use registry_gate_core::config::Settings;
 use registry_gate_tests::kubernetes::{
-    self, find, find_mut, placeholders, PlainEnvoyPod, ENVOY_GATEWAY, ISTIO, PLAIN_ENVOY,
+    self, find, find_mut, placeholders, plain_envoy, PlainEnvoyPod, ENVOY_GATEWAY,
+    ENVOY_GATEWAY_NATIVE, ISTIO, PLAIN_ENVOY,
 };
+use registry_gate_tests::paths::Build;
 use registry_gate_tests::{envoy, oci, paths, Auth, Scenario, Stack, StackOptions};
 use serde_json::{json, Value};
 
@@ -45,6 +47,8 @@ fn every_overlay_and_component_validates() {
         "overlays/envoy: apps/v1 Deployment registry-gate/registry-gate-envoy [kubernetes-validate]",
         "overlays/istio: extensions.istio.io/v1alpha1 WasmPlugin istio-system/registry-gate [crd-schema]",
         "overlays/envoy-gateway: gateway.envoyproxy.io/v1alpha1 EnvoyExtensionPolicy registry-gate/registry-gate [crd-schema]",
+        "overlays/envoy-native: apps/v1 Deployment registry-gate/registry-gate-envoy [kubernetes-validate]",
+        "overlays/envoy-gateway-native: gateway.envoyproxy.io/v1alpha1 EnvoyExtensionPolicy registry-gate/registry-gate [crd-schema]",
         "base+components/redis-sentinel: apps/v1 StatefulSet registry-gate/registry-gate-redis [kubernetes-validate]",
         "base+components/external-redis: apps/v1 Deployment registry-gate/registry-gate-sidecar [kubernetes-validate]",
         " 0 invalid",
@@ -245,17 +249,18 @@ fn sidecar_service(objects: &[Value]) -> (String, u64) {
 fn every_overlay_carries_a_filter_configuration_the_filter_accepts() {
     let secret = registry_gate_tests::sidecar::random_hex(32);
 
-    let objects = kubernetes::render(PLAIN_ENVOY);
+    let objects = kubernetes::render(plain_envoy());
     let pod = PlainEnvoyPod::from_manifests(&objects);
     let environment = pod.environment(&BTreeMap::from([
         ("registry-gate-read-secret", secret.clone()),
         ("registry-gate-publisher-key", PUBLISHER_KEY.to_owned()),
     ]));
-    let (cluster, authority) = elected_fetcher(PLAIN_ENVOY, &environment["ELECTED_FILTER_CONFIG"]);
+    let (cluster, authority) =
+        elected_fetcher(plain_envoy(), &environment["ELECTED_FILTER_CONFIG"]);
     let (sidecar_host, sidecar_port) = sidecar_service(&objects);
     assert!(
         pod.template.contains(&format!("- name: {cluster}\n")),
-        "the fetcher's cluster {cluster} is not in envoy/ingress/envoy.yaml"
+        "the fetcher's cluster {cluster} is not in the pod's template"
     );
     assert_eq!(authority, sidecar_host);
     assert_eq!(environment["SIDECAR_HOST"], sidecar_host);
@@ -277,36 +282,45 @@ fn every_overlay_carries_a_filter_configuration_the_filter_accepts() {
     assert_eq!(cluster, format!("outbound|{sidecar_port}||{sidecar_host}"));
     assert_eq!(authority, sidecar_host);
 
-    // Envoy Gateway names the cluster of a route rule httproute/<ns>/<route>/rule/<index>.
-    let objects = kubernetes::render(ENVOY_GATEWAY);
-    let policy = find(&objects, "EnvoyExtensionPolicy", "registry-gate");
-    let route = &policy["spec"]["targetRefs"][0];
-    assert_eq!(route["kind"], "HTTPRoute");
-    let config = policy["spec"]["wasm"][0]["config"]
-        .to_string()
-        .replace(READ_SECRET_PLACEHOLDER, &secret)
-        .replace(PUBLISHER_KEY_PLACEHOLDER, PUBLISHER_KEY);
-    let (cluster, authority) = elected_fetcher(ENVOY_GATEWAY, &config);
-    let (sidecar_host, _) = sidecar_service(&objects);
-    assert_eq!(
-        cluster,
-        format!(
-            "httproute/{}/{}/rule/0",
-            policy["metadata"]["namespace"].as_str().unwrap(),
-            route["name"].as_str().unwrap()
-        )
-    );
-    assert_eq!(authority, sidecar_host);
+    // Envoy Gateway names the cluster of a route rule httproute/<ns>/<route>/rule/<index>:
+    // the wasm filter's policy, and the native module's (`dynamicModule`).
+    for (overlay, filters) in [
+        (ENVOY_GATEWAY, "wasm"),
+        (ENVOY_GATEWAY_NATIVE, "dynamicModule"),
+    ] {
+        let objects = kubernetes::render(overlay);
+        let policy = find(&objects, "EnvoyExtensionPolicy", "registry-gate");
+        let route = &policy["spec"]["targetRefs"][0];
+        assert_eq!(route["kind"], "HTTPRoute");
+        let config = policy["spec"][filters][0]["config"]
+            .to_string()
+            .replace(READ_SECRET_PLACEHOLDER, &secret)
+            .replace(PUBLISHER_KEY_PLACEHOLDER, PUBLISHER_KEY);
+        let (cluster, authority) = elected_fetcher(overlay, &config);
+        let (sidecar_host, _) = sidecar_service(&objects);
+        assert_eq!(
+            cluster,
+            format!(
+                "httproute/{}/{}/rule/0",
+                policy["metadata"]["namespace"].as_str().unwrap(),
+                route["name"].as_str().unwrap()
+            ),
+            "{overlay}"
+        );
+        assert_eq!(authority, sidecar_host, "{overlay}");
+    }
 }
 
 #[test]
 fn the_plain_envoy_pod_renders_the_shipped_template_into_a_valid_configuration() {
-    let objects = kubernetes::render(PLAIN_ENVOY);
+    let objects = kubernetes::render(plain_envoy());
     let pod = PlainEnvoyPod::from_manifests(&objects);
-    let shipped = std::fs::read_to_string(paths::ingress_envoy_template()).unwrap();
+    let template = paths::ingress_envoy_template();
+    let shipped = std::fs::read_to_string(&template).unwrap();
     assert!(
         pod.template == shipped,
-        "the ConfigMap's envoy.yaml differs from envoy/ingress/envoy.yaml"
+        "the ConfigMap's envoy.yaml differs from {}",
+        template.display()
     );
     assert!(
         pod.command.first().map(String::as_str) == Some("/bin/sh")
@@ -334,11 +348,27 @@ fn the_plain_envoy_pod_renders_the_shipped_template_into_a_valid_configuration()
         .filter(|name| !environment.contains_key(name))
         .collect();
     assert!(missing.is_empty(), "the pod sets no {missing:?}");
-    for (name, local) in [
-        ("TLS_CERT", &tls.server_cert),
-        ("TLS_KEY", &tls.server_key),
-        ("WASM_PATH", &paths::wasm()),
-    ] {
+    let mut local = vec![
+        ("TLS_CERT", tls.server_cert.clone()),
+        ("TLS_KEY", tls.server_key.clone()),
+    ];
+    match paths::build() {
+        Build::Wasm => local.push(("WASM_PATH", paths::wasm())),
+        Build::Native => {
+            assert!(
+                !environment.contains_key("WASM_PATH"),
+                "the native pod still sets WASM_PATH"
+            );
+            assert_eq!(
+                environment
+                    .get("ENVOY_DYNAMIC_MODULES_SEARCH_PATH")
+                    .map(String::as_str),
+                Some("/etc/registry-gate/filter"),
+                "Envoy does not look for the module where the pod mounts it"
+            );
+        }
+    }
+    for (name, local) in local {
         environment.insert(name.to_owned(), local.display().to_string());
     }
     let rendered = pod
@@ -382,7 +412,7 @@ fn the_plain_envoy_pod_renders_the_shipped_template_into_a_valid_configuration()
 
 #[test]
 fn skopeo_pulls_through_what_the_plain_envoy_pod_runs() {
-    let pod = PlainEnvoyPod::from_manifests(&kubernetes::render(PLAIN_ENVOY));
+    let pod = PlainEnvoyPod::from_manifests(&kubernetes::render(plain_envoy()));
     let mut options = StackOptions::new("k8s_plain_envoy");
     options.elected_fetcher = true;
     options.concurrency = pod.concurrency();
@@ -426,14 +456,24 @@ fn skopeo_pulls_through_what_the_plain_envoy_pod_runs() {
     );
     run.assert_failure();
 
-    // One worker of the pod's four fetched the snapshots.
-    let acquired: u64 = stack
-        .envoy
-        .stats("fetcher_lease")
-        .unwrap()
-        .iter()
-        .filter(|(name, _)| name.ends_with("fetcher_lease.acquired"))
-        .map(|(_, value)| value)
-        .sum();
-    assert_eq!(acquired, 1, "exactly one worker took the fetcher lease");
+    match paths::build() {
+        Build::Wasm => {
+            // One worker of the pod's four fetched the snapshots.
+            let acquired: u64 = stack
+                .envoy
+                .stats("fetcher_lease")
+                .unwrap()
+                .iter()
+                .filter(|(name, _)| name.ends_with("fetcher_lease.acquired"))
+                .map(|(_, value)| value)
+                .sum();
+            assert_eq!(acquired, 1, "exactly one worker took the fetcher lease");
+        }
+        Build::Native => {
+            // The module fetched and installed the snapshot once, for all four workers.
+            let (installs, published) = stack.envoy.snapshot_lines(stack.generation());
+            assert_eq!(installs.len(), 1, "one install per process: {installs:?}");
+            assert!(published.is_some(), "the module published what it fetched");
+        }
+    }
 }

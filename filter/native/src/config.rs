@@ -85,6 +85,13 @@ struct TimerShared {
     stop: AtomicBool,
 }
 
+// The configuration is used from every worker thread through the raw pointer Envoy holds:
+// the compiler cannot see that, so say it here.
+const _: () = {
+    const fn shared_between_threads<T: Send + Sync>() {}
+    shared_between_threads::<Config>();
+};
+
 /// Locks, recovering from a panic that poisoned the lock: the state behind it is caches and
 /// counters, and serving on beats failing every request after one bug.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

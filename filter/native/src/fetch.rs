@@ -69,17 +69,18 @@ pub struct Publisher<'a> {
     pub delivered: Option<&'a Delivered>,
 }
 
+/// The fetcher's clock and log are the process's.
 impl Env for Publisher<'_> {
     fn now_secs(&mut self) -> u64 {
-        host::now_ms() / 1000
+        host::Process.now_secs()
     }
 
     fn now_ms(&mut self) -> u64 {
-        host::now_ms()
+        host::Process.now_ms()
     }
 
     fn log(&mut self, level: Level, message: &str) {
-        host::log(level, message);
+        host::Process.log(level, message);
     }
 }
 

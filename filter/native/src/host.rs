@@ -144,17 +144,18 @@ impl Stream {
     }
 }
 
+/// A stream's clock and log are the process's.
 impl Env for Stream {
     fn now_secs(&mut self) -> u64 {
-        now_ms() / 1000
+        Process.now_secs()
     }
 
     fn now_ms(&mut self) -> u64 {
-        now_ms()
+        Process.now_ms()
     }
 
     fn log(&mut self, level: Level, message: &str) {
-        log(level, message);
+        Process.log(level, message);
     }
 }
 

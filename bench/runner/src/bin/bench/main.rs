@@ -79,6 +79,8 @@ const HOST_CALLS_SUFFIX: &str = "registry_gate.host_calls";
 const SIDECAR_ALGORITHM: Algorithm = Algorithm::ES256;
 /// The algorithms rows 4 and 5 cover.
 const ALGORITHMS: [Algorithm; 3] = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
+/// Workers of the memory comparison's Envoys.
+const MEMORY_WORKERS: u32 = 4;
 /// `V2_ACTION` of the rows with an upstream (the others: [`V2_DIRECT_RESPONSE`]).
 const UPSTREAM: &str = "route: { cluster: registry, timeout: 30s }";
 
@@ -566,6 +568,100 @@ fn sum_suffix(stats: &BTreeMap<String, u64>, suffix: &str) -> Option<u64> {
 // ---- the stack ------------------------------------------------------------------------------
 
 /// `taskset -a -p -c <cpus> <pid>`: moves every thread of a running process.
+/// A bench Envoy's parameters, fetching from `fetch_from`.
+fn params_for(fetch_from: &Sidecar, registry_port: u16, wasm: &Path) -> EnvoyParams {
+    EnvoyParams {
+        listen_port: ports::free_port(),
+        admin_port: ports::free_port(),
+        sidecar_port: fetch_from.port,
+        registry_port,
+        // No TLS listener in the bench configs.
+        tls_cert: PathBuf::new(),
+        tls_key: PathBuf::new(),
+        client_ca: PathBuf::new(),
+        wasm: wasm.to_path_buf(),
+        access_log_state: false,
+        snapshot_read_secret: fetch_from.files.read_secret.clone(),
+        publisher_keys: vec![fetch_from.files.publisher_public.clone()],
+    }
+}
+
+/// Envoy's memory with the large index: each build at `--concurrency 4` (`MEMORY_WORKERS`),
+/// once with the small snapshot and once with the large one installed; the difference over
+/// the index's size is how many copies of it the process holds (the wasm build: one per
+/// worker VM, the main thread's and the fetcher's; the native build: one).
+fn memory(
+    dir: &Path,
+    small: (&Sidecar, u64),
+    large: (&Sidecar, u64),
+    registry_port: u16,
+    wasm: &Path,
+) -> Result<String, String> {
+    let mut rows = Vec::new();
+    for (build, proxy) in [("wasm", Proxy::Gate), ("native", Proxy::Native)] {
+        let mut rss = Vec::new();
+        let mut index_bytes = 0usize;
+        for (size, (fetch_from, generation)) in [("small", small), ("large", large)] {
+            let launch = Launch {
+                name: format!("envoy-memory-{build}-{size}"),
+                concurrency: MEMORY_WORKERS,
+                log_level: "info".to_owned(),
+                cpus: None,
+                extra_vars: vec![("V2_ACTION", V2_DIRECT_RESPONSE.to_owned())],
+            };
+            let params = params_for(fetch_from, registry_port, wasm);
+            let mut envoy = Envoy::start_with(dir, &proxy.template(), params, &launch);
+            envoy.wait_for_generation(generation, Duration::from_secs(300));
+            // Every worker takes it in on its own timer: give them time, then read.
+            std::thread::sleep(Duration::from_secs(3));
+            let pid = envoy.process.pid().ok_or("Envoy has no pid")?;
+            rss.push(procfs::vm_rss_kib(pid)? as f64 / 1024.0);
+            if size == "large" {
+                index_bytes = installed_bytes(&envoy.process.log(), generation)
+                    .ok_or("no install line of the large generation")?;
+            }
+        }
+        let (small_rss, large_rss) = match rss.as_slice() {
+            [small, large] => (*small, *large),
+            _ => return Err("two RSS readings expected".to_owned()),
+        };
+        let index_mib = index_bytes as f64 / (1024.0 * 1024.0);
+        let grown = large_rss - small_rss;
+        rows.push(vec![
+            build.to_owned(),
+            format!("{small_rss:.1}"),
+            format!("{large_rss:.1}"),
+            format!("{grown:.1}"),
+            format!("{index_mib:.1}"),
+            format!("{:.1}", grown / index_mib),
+        ]);
+    }
+    Ok(markdown_table(
+        &[
+            "build (`--concurrency 4`)",
+            "RSS, small snapshot (MiB)",
+            "RSS, large index (MiB)",
+            "grown (MiB)",
+            "index (MiB)",
+            "copies (grown ÷ index)",
+        ],
+        &rows,
+    ))
+}
+
+/// The size an `installed snapshot generation <epoch>.<generation> (N bytes)` line gives.
+fn installed_bytes(log: &str, generation: u64) -> Option<usize> {
+    log.lines().find_map(|line| {
+        let (_, tail) = line.split_once("installed snapshot generation ")?;
+        let (name, tail) = tail.split_once(" (")?;
+        let number: u64 = name.rsplit_once('.')?.1.parse().ok()?;
+        if number != generation {
+            return None;
+        }
+        tail.split_once(" bytes)")?.0.parse().ok()
+    })
+}
+
 fn pin(pid: Option<u32>, cpus: &str, what: &str) -> Result<(), String> {
     let pid = pid.ok_or_else(|| format!("{what} has no pid"))?;
     let status = Command::new("taskset")
@@ -789,24 +885,10 @@ fn run() -> Result<(), String> {
             }
             _ => (&sidecar, published.generation),
         };
-        let params = EnvoyParams {
-            listen_port: if proxy == Proxy::ExtAuthz {
-                extauthz_port
-            } else {
-                ports::free_port()
-            },
-            admin_port: ports::free_port(),
-            sidecar_port: fetch_from.port,
-            registry_port: registry.port,
-            // No TLS listener in the bench configs.
-            tls_cert: PathBuf::new(),
-            tls_key: PathBuf::new(),
-            client_ca: PathBuf::new(),
-            wasm: wasm.clone(),
-            access_log_state: false,
-            snapshot_read_secret: fetch_from.files.read_secret.clone(),
-            publisher_keys: vec![fetch_from.files.publisher_public.clone()],
-        };
+        let mut params = params_for(fetch_from, registry.port, &wasm);
+        if proxy == Proxy::ExtAuthz {
+            params.listen_port = extauthz_port;
+        }
         let cache = match proxy {
             Proxy::JwtAuthnCache => "jwt_cache_config: { jwt_cache_size: 100 }",
             _ => "# no jwt_cache_config: every request verifies",
@@ -945,6 +1027,23 @@ fn run() -> Result<(), String> {
     }
     let table = table(&rows, &runs);
     let targets = targets(&rows, &runs);
+    // Both builds' memory with the large index, when the large rows ran.
+    let memory = match &large {
+        Some((_, large, large_published)) if rows.iter().any(|r| r.proxy == Proxy::NativeLarge) => {
+            eprintln!("[bench] memory: each build at --concurrency {MEMORY_WORKERS}, small and large snapshot");
+            let table = memory(
+                &dir,
+                (&sidecar, published.generation),
+                (large, large_published.generation),
+                registry.port,
+                &wasm,
+            )?;
+            format!(
+                "\n## Memory at `--concurrency {MEMORY_WORKERS}` with the large index\n\n{table}"
+            )
+        }
+        _ => String::new(),
+    };
     let envoy_version = context::first_line(&paths::envoy(), &["--version"]);
     let commit = context::commit();
     let date = context::first_line(Path::new("date"), &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
@@ -975,11 +1074,11 @@ fn run() -> Result<(), String> {
             signature_paths.join(", ")
         },
     );
-    println!("\n{table}\n{targets}\n{context}");
+    println!("\n{table}\n{targets}\n{memory}\n{context}");
     let document = format!(
         "# `make bench`: the request path side by side\n\n\
          Medians over rounds, min–max in parentheses. Ratios are taken between two rows in \
-         the same round, then summarised.\n\n{table}\n## Targets\n\n{targets}\n{context}"
+         the same round, then summarised.\n\n{table}\n## Targets\n\n{targets}{memory}\n{context}"
     );
     let out = paths::repo_root().join(RESULTS);
     std::fs::write(&out, document).map_err(|err| format!("write {}: {err}", out.display()))?;
