@@ -22,6 +22,7 @@ use registry_gate_core::gate::Gate;
 use registry_gate_glue::{Fetcher, Level, Tally, Worker, TICK};
 
 use crate::abi;
+use crate::crypto::NativeCrypto;
 use crate::fetch::{Delivered, Publisher};
 use crate::host;
 use crate::stats::Stats;
@@ -111,10 +112,21 @@ impl Config {
             );
         };
         let stats = Stats::define(envoy.0);
+        let crypto = NativeCrypto::probe();
+        if settings.host_signatures {
+            host::log(
+                Level::Info,
+                &format!("signatures checked by ring: {}", crypto.describe()),
+            );
+        }
         let slots = (0..workers.max(1))
             .map(|_| {
+                let mut gate = Gate::new(settings.clone());
+                if settings.host_signatures {
+                    gate.set_signature_host(Box::new(crypto.clone()));
+                }
                 Mutex::new(Slot {
-                    worker: Worker::new(Gate::new(settings.clone()), random_id()),
+                    worker: Worker::new(gate, random_id()),
                     tally: Tally::default(),
                 })
             })

@@ -5,6 +5,7 @@
 //! - `abi`: the C types and the callbacks imported, declared by hand
 //! - `host`: the glue's `Host` over those callbacks, for one stream
 //! - `config`: the filter configuration shared by every worker thread (one index per process)
+//! - `crypto`: token signatures checked with ring
 //! - `fetch`: the fetcher's host (the configuration-level HTTP callout)
 //! - `stats`: the Envoy stats, defined up front
 //!
@@ -19,6 +20,7 @@
 
 mod abi;
 mod config;
+mod crypto;
 mod fetch;
 mod host;
 mod stats;
