@@ -182,7 +182,7 @@ fmt:
 lint: deps-rust
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p registry-gate-core -p registry-gate-wasm -p registry-gate-bench-noop --target wasm32-wasip1 --all-targets -- -D warnings
+	$(CARGO) clippy -p registry-gate-core -p registry-gate-glue -p registry-gate-wasm -p registry-gate-bench-noop --target wasm32-wasip1 --all-targets -- -D warnings
 
 ## test -----------------------------------------------------------------------------------
 

@@ -349,6 +349,8 @@ pub struct Envoy {
     pub process: Process,
     pub params: EnvoyParams,
     pub config: PathBuf,
+    /// `--concurrency`: its worker threads.
+    pub concurrency: u32,
 }
 
 /// How an Envoy process is launched. [`Launch::default`] is what the scenarios use.
@@ -448,6 +450,7 @@ impl Envoy {
             process,
             params,
             config,
+            concurrency: launch.concurrency,
         }
     }
 
@@ -541,6 +544,47 @@ impl Envoy {
             }
             last = gauges;
             std::thread::sleep(crate::wait::POLL_INTERVAL);
+        }
+    }
+
+    /// Waits until every worker decides by `generation` or a newer one. The generation gauge
+    /// cannot say so (the wasm build's workers share one gauge; the last to report sets it):
+    /// the log can. Each wasm worker logs its own install, on its own thread; the native module
+    /// installs once, on the main thread, for every worker.
+    pub fn wait_for_every_worker(&mut self, generation: u64, timeout: Duration) {
+        let main_thread = self.process.pid().map(u64::from);
+        let wanted = match crate::paths::build() {
+            crate::paths::Build::Wasm => self.concurrency as usize,
+            crate::paths::Build::Native => 1,
+        };
+        let waited = crate::wait::poll(timeout, || {
+            self.process.assert_running();
+            let threads: std::collections::BTreeSet<u64> = self
+                .process
+                .log()
+                .lines()
+                .filter_map(parse_log_line)
+                .filter(|logged| match logged.event {
+                    LogEvent::Installed { generation: g, .. } => g >= generation,
+                    LogEvent::Published { .. } => false,
+                })
+                .filter(|logged| {
+                    crate::paths::build() == crate::paths::Build::Native
+                        || Some(logged.thread) != main_thread
+                })
+                .map(|logged| logged.thread)
+                .collect();
+            if threads.len() >= wanted {
+                Ok(())
+            } else {
+                Err(format!(
+                    "generation {generation} or newer installed on threads {threads:?}, {wanted} wanted"
+                ))
+            }
+        });
+        if let Err(err) = waited {
+            self.process.print_tail();
+            panic!("not every worker installed generation {generation}: {err}");
         }
     }
 

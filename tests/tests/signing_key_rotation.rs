@@ -65,9 +65,10 @@ fn publish_key_change(stack: &mut Stack, args: &[&str]) {
     .unwrap_or_else(|err| panic!("no publish answer in {}: {err}", text(&output)));
     assert_eq!(answer["changed"], true, "{answer}");
     let generation = answer["generation"].as_u64().expect("generation");
+    // Every worker: the next request may land on any of them.
     stack
         .envoy
-        .wait_for_generation(generation, INSTALLED_WITHIN);
+        .wait_for_every_worker(generation, INSTALLED_WITHIN);
 }
 
 /// The published snapshot's ETag (its generation).
