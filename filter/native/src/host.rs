@@ -19,6 +19,18 @@ use crate::abi::{self, Buffer, Header};
 /// The status a failed boolean callback is reported with.
 const FAILED: u32 = 1;
 
+/// A boolean callback's answer as the glue takes it.
+fn succeeded(done: bool, call: &'static str) -> Result<(), HostError> {
+    if done {
+        Ok(())
+    } else {
+        Err(HostError {
+            call,
+            status: FAILED,
+        })
+    }
+}
+
 /// Logs through Envoy (`[dynamic_modules]`). If logging fails there is nowhere left to report
 /// it.
 pub fn log(level: Level, message: &str) {
@@ -103,12 +115,7 @@ impl Stream {
                 headers.as_mut_ptr(),
             )
         };
-        if count > 0 && !read {
-            return Err(HostError {
-                call: "get_headers",
-                status: FAILED,
-            });
-        }
+        succeeded(count == 0 || read, "get_headers")?;
         Ok(headers)
     }
 
@@ -122,14 +129,7 @@ impl Stream {
                 Buffer::of(value),
             )
         };
-        if done {
-            Ok(())
-        } else {
-            Err(HostError {
-                call: "set_header",
-                status: FAILED,
-            })
-        }
+        succeeded(done, "set_header")
     }
 
     /// The size of the response body chunk this hook received.
@@ -161,13 +161,8 @@ impl Env for Stream {
 
 impl Host for Stream {
     fn set_request_header(&mut self, name: &str, value: &[u8]) -> Result<(), HostError> {
-        if value.is_empty() {
-            // Envoy removes a header set to nothing: never the identity's meaning.
-            return Err(HostError {
-                call: "set_header(empty value)",
-                status: FAILED,
-            });
-        }
+        // Envoy removes a header set to nothing: never the identity's meaning.
+        succeeded(!value.is_empty(), "set_header(empty value)")?;
         self.set(abi::REQUEST_HEADER, name, value)
     }
 
@@ -223,12 +218,7 @@ impl Host for Stream {
                     chunks.as_mut_ptr(),
                 )
             };
-            if !read {
-                return Err(HostError {
-                    call: "get_body_chunks",
-                    status: FAILED,
-                });
-            }
+            succeeded(read, "get_body_chunks")?;
             for chunk in chunks {
                 // SAFETY: Envoy's views of its body slices, valid until the drain below.
                 held.extend_from_slice(unsafe { chunk.bytes() });
@@ -242,14 +232,7 @@ impl Host for Stream {
                 size,
             )
         };
-        if drained || size == 0 {
-            Ok(())
-        } else {
-            Err(HostError {
-                call: "drain_body",
-                status: FAILED,
-            })
-        }
+        succeeded(drained || size == 0, "drain_body")
     }
 
     fn send_reply(&mut self, reply: &Reply) -> Result<(), HostError> {
@@ -282,14 +265,7 @@ impl Host for Stream {
                 Buffer::of(value),
             )
         };
-        if done {
-            Ok(())
-        } else {
-            Err(HostError {
-                call: "set_filter_state_bytes",
-                status: FAILED,
-            })
-        }
+        succeeded(done, "set_filter_state_bytes")
     }
 
     fn peer_certificate(&mut self) -> Option<Vec<u8>> {

@@ -366,28 +366,37 @@ fn wants_response(module: *const c_void) -> bool {
         .map_or(true, |exchange| exchange.wants_response())
 }
 
+/// A response hook: nothing to do unless the response needs the worker (the Flatpak index),
+/// else `hook` through [`with_worker`]; `status` maps its action (and, on a panic, `Stop`).
+fn response_hook(
+    envoy: *mut c_void,
+    module: *const c_void,
+    status: fn(Action) -> u32,
+    hook: impl FnOnce(&mut Exchange, &mut registry_gate_glue::Worker, &mut Stream) -> Action,
+) -> u32 {
+    guard(
+        status(Action::Stop),
+        || {
+            if !wants_response(module) {
+                return abi::CONTINUE;
+            }
+            // SAFETY: Envoy's pointers for the hook running now.
+            status(unsafe { with_worker(envoy, module, hook) })
+        },
+        // SAFETY: Envoy's pointers for the hook running now.
+        || unsafe { panicked(envoy, module) },
+    )
+}
+
 #[no_mangle]
 extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     envoy: *mut c_void,
     module: *const c_void,
     end_of_stream: bool,
 ) -> u32 {
-    guard(
-        abi::STOP_ITERATION,
-        || {
-            if !wants_response(module) {
-                return abi::CONTINUE;
-            }
-            // SAFETY: Envoy's pointers for this hook.
-            headers_status(unsafe {
-                with_worker(envoy, module, |exchange, worker, stream| {
-                    exchange.on_response_headers(worker, stream, end_of_stream)
-                })
-            })
-        },
-        // SAFETY: Envoy's pointers for this hook.
-        || unsafe { panicked(envoy, module) },
-    )
+    response_hook(envoy, module, headers_status, |exchange, worker, stream| {
+        exchange.on_response_headers(worker, stream, end_of_stream)
+    })
 }
 
 #[no_mangle]
@@ -396,23 +405,10 @@ extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     module: *const c_void,
     end_of_stream: bool,
 ) -> u32 {
-    guard(
-        abi::STOP_ITERATION_NO_BUFFER,
-        || {
-            if !wants_response(module) {
-                return abi::CONTINUE;
-            }
-            // SAFETY: Envoy's pointers for this hook.
-            body_status(unsafe {
-                with_worker(envoy, module, |exchange, worker, stream| {
-                    let size = stream.received_response_body_size();
-                    exchange.on_response_body(worker, stream, size, end_of_stream)
-                })
-            })
-        },
-        // SAFETY: Envoy's pointers for this hook.
-        || unsafe { panicked(envoy, module) },
-    )
+    response_hook(envoy, module, body_status, |exchange, worker, stream| {
+        let size = stream.received_response_body_size();
+        exchange.on_response_body(worker, stream, size, end_of_stream)
+    })
 }
 
 #[no_mangle]
@@ -420,22 +416,9 @@ extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     envoy: *mut c_void,
     module: *const c_void,
 ) -> u32 {
-    guard(
-        abi::STOP_ITERATION,
-        || {
-            if !wants_response(module) {
-                return abi::CONTINUE;
-            }
-            // SAFETY: Envoy's pointers for this hook.
-            headers_status(unsafe {
-                with_worker(envoy, module, |exchange, worker, stream| {
-                    exchange.on_response_trailers(worker, stream)
-                })
-            })
-        },
-        // SAFETY: Envoy's pointers for this hook.
-        || unsafe { panicked(envoy, module) },
-    )
+    response_hook(envoy, module, headers_status, |exchange, worker, stream| {
+        exchange.on_response_trailers(worker, stream)
+    })
 }
 
 // Hooks Envoy requires of every HTTP filter module that this filter has no use for: it starts
