@@ -24,9 +24,9 @@ use std::process::Command;
 use registry_gate_tests::envoy::{self, EnvoyParams};
 use registry_gate_tests::{paths, ports, Scenario};
 
-/// The hooks Envoy 1.40 requires of an HTTP filter module, and the two configuration-level
-/// ones this module uses (the scheduler's tick and the fetcher's callout).
-const HOOKS: [&str; 23] = [
+/// The hooks Envoy 1.40 requires of an HTTP filter module, and the configuration-level ones
+/// this module uses (the scheduler's tick and the fetcher's stream).
+const HOOKS: [&str; 27] = [
     "envoy_dynamic_module_on_program_init",
     "envoy_dynamic_module_on_http_filter_config_new",
     "envoy_dynamic_module_on_http_filter_config_destroy",
@@ -49,7 +49,11 @@ const HOOKS: [&str; 23] = [
     "envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark",
     "envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark",
     "envoy_dynamic_module_on_http_filter_config_scheduled",
-    "envoy_dynamic_module_on_http_filter_config_http_callout_done",
+    "envoy_dynamic_module_on_http_filter_config_http_stream_headers",
+    "envoy_dynamic_module_on_http_filter_config_http_stream_data",
+    "envoy_dynamic_module_on_http_filter_config_http_stream_trailers",
+    "envoy_dynamic_module_on_http_filter_config_http_stream_complete",
+    "envoy_dynamic_module_on_http_filter_config_http_stream_reset",
 ];
 
 /// The dynamic symbols of `binary` whose names start with `prefix`: `defined` ones, or the

@@ -45,6 +45,10 @@ struct Fake {
     calls: Vec<Vec<(String, String)>>,
     answer: Option<(Option<&'static [u8]>, Vec<u8>)>,
     published: Vec<Announcement>,
+    /// The bodies published, and where their bytes were (to see they were not copied).
+    published_bodies: Vec<(Vec<u8>, *const u8)>,
+    /// Where the body `response_body` handed over was.
+    handed_over: Option<*const u8>,
     confirmed: Vec<Announcement>,
     counters: BTreeMap<String, u64>,
 }
@@ -176,17 +180,21 @@ impl FetchHost for Fake {
     }
 
     fn response_body(&mut self, size: usize) -> Result<Vec<u8>, HostError> {
-        let body = self
+        let mut body = self
             .answer
-            .as_ref()
-            .map(|(_, body)| body.clone())
+            .as_mut()
+            .map(|(_, body)| std::mem::take(body))
             .unwrap_or_default();
-        Ok(body.into_iter().take(size).collect())
+        body.truncate(size);
+        self.handed_over = Some(body.as_ptr());
+        Ok(body)
     }
 
-    fn publish(&mut self, _body: &[u8], announcement: &Announcement) -> Result<(), HostError> {
+    fn publish(&mut self, body: Vec<u8>, announcement: &Announcement) -> Result<(), HostError> {
         self.check("publish")?;
         self.published.push(announcement.clone());
+        let at = body.as_ptr();
+        self.published_bodies.push((body, at));
         Ok(())
     }
 
@@ -455,9 +463,12 @@ fn a_flatpak_index_without_a_body_loses_what_describes_the_unfiltered_one() {
 }
 
 fn fetcher(host: &mut Fake) -> Fetcher {
+    fetcher_trusting(host, "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+}
+
+fn fetcher_trusting(host: &mut Fake, publisher: &str) -> Fetcher {
     let config = json!({"cluster": "sidecar", "authority": "registry-gate-sidecar",
-        "authorization": "secret", "retry_ms": 100,
-        "publisher_keys": ["11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"]});
+        "authorization": "secret", "retry_ms": 100, "publisher_keys": [publisher]});
     let settings = FetcherConfig::from_json(config.to_string().as_bytes()).unwrap();
     Fetcher::new(host, settings)
 }
@@ -505,4 +516,36 @@ fn the_fetcher_long_polls_and_backs_off_after_a_failure() {
         "{:?}",
         host.counters
     );
+}
+
+#[test]
+fn a_signed_index_is_published_as_the_very_bytes_received() {
+    let signer = registry_gate_index::Signer::from_seed([5; 32]);
+    let mut host = Fake::new();
+    let mut fetcher = fetcher_trusting(&mut host, &signer.public().to_string());
+    host.now_ms += 100;
+    fetcher.on_tick(&mut host);
+    assert_eq!(host.calls.len(), 1);
+    let mut body = index(3);
+    signer.sign(&mut body).unwrap();
+    host.answer = Some((Some(b"200"), body.clone()));
+    fetcher.on_response(&mut host, 1, body.len());
+    assert_eq!(
+        host.published
+            .iter()
+            .map(|published| published.generation)
+            .collect::<Vec<_>>(),
+        [3]
+    );
+    let (published, at) = &host.published_bodies[0];
+    assert_eq!(published, &body);
+    assert_eq!(
+        Some(*at),
+        host.handed_over,
+        "the body handed over is published, not a copy of it"
+    );
+    // Published: the next call long-polls for what follows it.
+    assert_eq!(host.calls.len(), 2);
+    let call: BTreeMap<_, _> = host.calls[1].iter().cloned().collect();
+    assert!(call.contains_key("if-none-match"), "{call:?}");
 }

@@ -34,11 +34,14 @@ pub trait FetchHost: Env {
     /// A header of the answer being delivered.
     fn response_header(&mut self, name: &str) -> Option<Vec<u8>>;
 
-    /// The body of the answer being delivered (`size` bytes).
+    /// The body of the answer being delivered (`size` bytes); a host may hand over the bytes
+    /// it received rather than copy them, as each answer's body is asked for once.
     fn response_body(&mut self, size: usize) -> Result<Vec<u8>, HostError>;
 
-    /// Hands the workers a new snapshot and its announcement.
-    fn publish(&mut self, body: &[u8], announcement: &Announcement) -> Result<(), HostError>;
+    /// Hands the workers a new snapshot and its announcement. The body is the one
+    /// [`FetchHost::response_body`] gave, passed on so a host that keeps it keeps these bytes
+    /// and makes no copy.
+    fn publish(&mut self, body: Vec<u8>, announcement: &Announcement) -> Result<(), HostError>;
 
     /// Tells the workers the held snapshot was confirmed.
     fn confirm(&mut self, announcement: &Announcement) -> Result<(), HostError>;
@@ -161,7 +164,7 @@ impl Fetcher {
         }
         let status = host.response_header(":status");
         let now = host.now_secs();
-        let body;
+        let mut body = Vec::new();
         let etag;
         let answer = match status.as_deref() {
             Some(b"200") if body_size > self.settings.max_snapshot_bytes => {
@@ -197,7 +200,8 @@ impl Fetcher {
             }
         };
         match self.fetch.answer(answer, now) {
-            Step::Publish { body, announcement } => match host.publish(body, &announcement) {
+            // The step names the very bytes received: hand those over.
+            Step::Publish { announcement, .. } => match host.publish(body, &announcement) {
                 Ok(()) => {
                     host.log(
                         Level::Info,

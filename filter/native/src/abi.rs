@@ -32,8 +32,7 @@ pub const LOG_INFO: u32 = 2;
 pub const LOG_WARN: u32 = 3;
 pub const LOG_CRITICAL: u32 = 5;
 
-/// `envoy_dynamic_module_type_metrics_result_Success`; `…_http_callout_init_result_Success`;
-/// `…_http_callout_result_Success`.
+/// `envoy_dynamic_module_type_metrics_result_Success`; `…_http_callout_init_result_Success`.
 pub const SUCCESS: u32 = 0;
 
 /// Header and trailer statuses (`FilterHeadersStatus`, `FilterTrailersStatus`).
@@ -238,13 +237,14 @@ extern "C" {
     pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
         scheduler: *mut c_void,
     );
-    pub fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+    pub fn envoy_dynamic_module_callback_http_filter_config_start_http_stream(
         config: *mut c_void,
-        callout_id: *mut u64,
+        stream_id: *mut u64,
         cluster_name: Buffer,
         headers: *mut Header,
         headers_size: usize,
         body: Buffer,
+        end_stream: bool,
         timeout_milliseconds: u64,
     ) -> u32;
 }

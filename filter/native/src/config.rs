@@ -66,8 +66,12 @@ pub struct Config {
     pub main: Mutex<Main>,
     /// Hooks that panicked since the last report.
     pub panics: AtomicU64,
-    /// Callout answers delivered while the fetcher was busy on this same thread (Envoy may
-    /// fail a callout inside the call that starts it): handled on the next tick.
+    /// The fetch streams' answers being received, by stream id.
+    receiving: Mutex<Vec<(u64, Delivered)>>,
+    /// The most body bytes kept of an answer (the fetcher's `max_snapshot_bytes`).
+    body_limit: usize,
+    /// Answers that ended while the fetcher was busy on this same thread (Envoy may fail a
+    /// stream inside the call that starts it): handled on the next tick.
     deferred: Mutex<Vec<(u64, Option<Delivered>)>>,
     timer: Mutex<Option<Timer>>,
 }
@@ -136,6 +140,8 @@ impl Config {
             envoy,
             stats,
             slots,
+            receiving: Mutex::new(Vec::new()),
+            body_limit: elected.fetcher.max_snapshot_bytes,
             main: Mutex::new(Main {
                 source,
                 fetcher: None,
@@ -195,7 +201,7 @@ impl Config {
     pub fn publisher<'a>(
         &'a self,
         source: &'a mut Worker,
-        delivered: Option<&'a Delivered>,
+        delivered: Option<&'a mut Delivered>,
     ) -> Publisher<'a> {
         Publisher {
             config: self,
@@ -215,9 +221,9 @@ impl Config {
                 ticks,
             } = &mut *main;
             if let Some(fetcher) = fetcher {
-                for (id, delivered) in deferred {
-                    let size = delivered.as_ref().map_or(0, |d| d.body.len());
-                    let mut publisher = self.publisher(source, delivered.as_ref());
+                for (id, mut delivered) in deferred {
+                    let size = delivered.as_ref().map_or(0, |d| d.received);
+                    let mut publisher = self.publisher(source, delivered.as_mut());
                     fetcher.on_response(&mut publisher, id, size);
                 }
                 fetcher.on_tick(&mut self.publisher(source, None));
@@ -230,9 +236,38 @@ impl Config {
         }
     }
 
-    /// The answer to callout `id` (`None`: the callout failed).
-    pub fn on_callout_done(&self, id: u64, delivered: Option<Delivered>) {
-        // Envoy may deliver a failure inside the call that started the callout, while the
+    /// Adds to the answer stream `id` is receiving: `add` gets it and the most body bytes to
+    /// keep.
+    pub fn receive(&self, id: u64, add: impl FnOnce(&mut Delivered, usize)) {
+        let mut receiving = lock(&self.receiving);
+        let index = match receiving.iter().position(|(known, _)| *known == id) {
+            Some(index) => index,
+            None => {
+                receiving.push((id, Delivered::default()));
+                receiving.len().saturating_sub(1)
+            }
+        };
+        if let Some((_, delivered)) = receiving.get_mut(index) {
+            add(delivered, self.body_limit);
+        }
+    }
+
+    /// Stream `id` ended: complete (`true`) with what it received, or reset.
+    pub fn on_stream_end(&self, id: u64, complete: bool) {
+        let delivered = {
+            let mut receiving = lock(&self.receiving);
+            receiving
+                .iter()
+                .position(|(known, _)| *known == id)
+                .map(|index| receiving.swap_remove(index).1)
+        };
+        // A stream that completes without headers delivered nothing: a failure too.
+        self.on_answer(id, delivered.filter(|_| complete));
+    }
+
+    /// The answer to fetch `id` (`None`: the fetch failed).
+    fn on_answer(&self, id: u64, mut delivered: Option<Delivered>) {
+        // Envoy may end a stream inside the call that started it, while the
         // fetcher holds the lock on this same thread: then it waits for the next tick.
         let mut main = match self.main.try_lock() {
             Ok(main) => main,
@@ -246,8 +281,8 @@ impl Config {
             source, fetcher, ..
         } = &mut *main;
         if let Some(fetcher) = fetcher {
-            let size = delivered.as_ref().map_or(0, |d| d.body.len());
-            let mut publisher = self.publisher(source, delivered.as_ref());
+            let size = delivered.as_ref().map_or(0, |d| d.received);
+            let mut publisher = self.publisher(source, delivered.as_mut());
             fetcher.on_response(&mut publisher, id, size);
         }
     }

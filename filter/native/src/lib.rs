@@ -6,7 +6,7 @@
 //! - `host`: the glue's `Host` over those callbacks, for one stream
 //! - `config`: the filter configuration shared by every worker thread (one index per process)
 //! - `crypto`: token signatures checked with ring
-//! - `fetch`: the fetcher's host (the configuration-level HTTP callout)
+//! - `fetch`: the fetcher's host (a configuration-level HTTP stream)
 //! - `stats`: the Envoy stats, defined up front
 //!
 //! **Never unwind into Envoy.** Every hook runs inside [`guard`]: a panic is caught, logged,
@@ -221,27 +221,80 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     );
 }
 
+// The fetch stream's hooks: the answer is copied out piece by piece as it arrives.
+
 #[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_headers(
     _envoy: *mut c_void,
     config: *const c_void,
-    callout_id: u64,
-    result: u32,
+    stream_id: u64,
     headers: *const Header,
     headers_size: usize,
-    body_chunks: *const Buffer,
-    body_chunks_size: usize,
+    _end_stream: bool,
 ) {
+    receive(config, stream_id, |delivered, limit| {
+        // SAFETY: the array Envoy passed to this hook, with its length.
+        unsafe { delivered.add_headers(headers, headers_size, limit) }
+    });
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_data(
+    _envoy: *mut c_void,
+    config: *const c_void,
+    stream_id: u64,
+    data: *const Buffer,
+    data_count: usize,
+    _end_stream: bool,
+) {
+    receive(config, stream_id, |delivered, limit| {
+        // SAFETY: the array Envoy passed to this hook, with its length.
+        unsafe { delivered.add_data(data, data_count, limit) }
+    });
+}
+
+/// The snapshot answer carries no trailers; any are ignored.
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_trailers() {}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_complete(
+    _envoy: *mut c_void,
+    config: *const c_void,
+    stream_id: u64,
+) {
+    stream_end(config, stream_id, true);
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
+    _envoy: *mut c_void,
+    config: *const c_void,
+    stream_id: u64,
+    _reason: u32,
+) {
+    stream_end(config, stream_id, false);
+}
+
+fn receive(config: *const c_void, stream_id: u64, add: impl FnOnce(&mut Delivered, usize)) {
     guard(
         (),
         || {
             // SAFETY: Envoy passes the live configuration `config_new` returned.
             let config = unsafe { &*config.cast::<Config>() };
-            let delivered = (result == abi::SUCCESS).then(|| {
-                // SAFETY: the arrays Envoy passed to this hook, with their lengths.
-                unsafe { Delivered::copy(headers, headers_size, body_chunks, body_chunks_size) }
-            });
-            config.on_callout_done(callout_id, delivered);
+            config.receive(stream_id, add);
+        },
+        || {},
+    );
+}
+
+fn stream_end(config: *const c_void, stream_id: u64, complete: bool) {
+    guard(
+        (),
+        || {
+            // SAFETY: Envoy passes the live configuration `config_new` returned.
+            let config = unsafe { &*config.cast::<Config>() };
+            config.on_stream_end(stream_id, complete);
         },
         || {},
     );

@@ -93,8 +93,8 @@ impl FetchHost for Shared {
         host::call_response_body(size)
     }
 
-    fn publish(&mut self, body: &[u8], announcement: &Announcement) -> Result<(), HostError> {
-        host::set_shared_data(SNAPSHOT_KEY, body).and_then(|()| self.confirm(announcement))
+    fn publish(&mut self, body: Vec<u8>, announcement: &Announcement) -> Result<(), HostError> {
+        host::set_shared_data(SNAPSHOT_KEY, &body).and_then(|()| self.confirm(announcement))
     }
 
     fn confirm(&mut self, announcement: &Announcement) -> Result<(), HostError> {

@@ -589,7 +589,11 @@ fn params_for(fetch_from: &Sidecar, registry_port: u16, wasm: &Path) -> EnvoyPar
 /// Envoy's memory with the large index: each build at `--concurrency 4` (`MEMORY_WORKERS`),
 /// once with the small snapshot and once with the large one installed; the difference over
 /// the index's size is how many copies of it the process holds (the wasm build: one per
-/// worker VM, the main thread's and the fetcher's; the native build: one).
+/// worker VM, the main thread's and the fetcher's; the native build: one). Beside RSS, the
+/// bytes Envoy's allocator (tcmalloc) holds allocated (its admin `/memory`): the native
+/// module allocates there, so the growth of `allocated` is what it keeps live, while RSS
+/// also counts pages freed but not yet returned (the fetch's buffers); a wasm VM's linear
+/// memory is mapped outside tcmalloc and shows in RSS only.
 fn memory(
     dir: &Path,
     small: (&Sidecar, u64),
@@ -600,6 +604,7 @@ fn memory(
     let mut rows = Vec::new();
     for (build, proxy) in [("wasm", Proxy::Gate), ("native", Proxy::Native)] {
         let mut rss = Vec::new();
+        let mut allocated = Vec::new();
         let mut index_bytes = 0usize;
         for (size, (fetch_from, generation)) in [("small", small), ("large", large)] {
             let launch = Launch {
@@ -616,17 +621,22 @@ fn memory(
             std::thread::sleep(Duration::from_secs(3));
             let pid = envoy.process.pid().ok_or("Envoy has no pid")?;
             rss.push(procfs::vm_rss_kib(pid)? as f64 / 1024.0);
+            allocated.push(allocated_bytes(&envoy.admin("/memory")?)? as f64 / MIB);
             if size == "large" {
                 index_bytes = installed_bytes(&envoy.process.log(), generation)
                     .ok_or("no install line of the large generation")?;
             }
         }
-        let (small_rss, large_rss) = match rss.as_slice() {
-            [small, large] => (*small, *large),
-            _ => return Err("two RSS readings expected".to_owned()),
-        };
-        let index_mib = index_bytes as f64 / (1024.0 * 1024.0);
+        let (small_rss, large_rss, small_allocated, large_allocated) =
+            match (rss.as_slice(), allocated.as_slice()) {
+                ([small, large], [small_allocated, large_allocated]) => {
+                    (*small, *large, *small_allocated, *large_allocated)
+                }
+                _ => return Err("two readings of each expected".to_owned()),
+            };
+        let index_mib = index_bytes as f64 / MIB;
         let grown = large_rss - small_rss;
+        let allocated_grown = large_allocated - small_allocated;
         rows.push(vec![
             build.to_owned(),
             format!("{small_rss:.1}"),
@@ -634,6 +644,8 @@ fn memory(
             format!("{grown:.1}"),
             format!("{index_mib:.1}"),
             format!("{:.1}", grown / index_mib),
+            format!("{allocated_grown:.1}"),
+            format!("{:.1}", allocated_grown / index_mib),
         ]);
     }
     Ok(markdown_table(
@@ -644,9 +656,28 @@ fn memory(
             "grown (MiB)",
             "index (MiB)",
             "copies (grown ÷ index)",
+            "tcmalloc allocated, grown (MiB)",
+            "live copies (allocated grown ÷ index)",
         ],
         &rows,
     ))
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The `allocated` bytes of Envoy's admin `/memory` answer (a JSON object whose numbers are
+/// strings, as Envoy's protobuf JSON writes 64-bit integers).
+fn allocated_bytes(memory: &str) -> Result<u64, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(memory).map_err(|err| format!("admin /memory: {err}"))?;
+    let allocated = value
+        .get("allocated")
+        .ok_or("admin /memory: no `allocated`")?;
+    allocated
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| allocated.as_u64())
+        .ok_or_else(|| format!("admin /memory: `allocated` is {allocated}"))
 }
 
 /// The size an `installed snapshot generation <epoch>.<generation> (N bytes)` line gives.
@@ -1339,6 +1370,15 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allocated_bytes_reads_envoys_memory_answer() {
+        let answer = r#"{"allocated": "6291456", "heap_size": "12582912"}"#;
+        assert_eq!(allocated_bytes(answer), Ok(6_291_456));
+        assert!(allocated_bytes(r#"{"heap_size": "1"}"#).is_err());
+        assert!(allocated_bytes(r#"{"allocated": "many"}"#).is_err());
+        assert!(allocated_bytes("not json").is_err());
+    }
 
     #[test]
     fn host_calls_are_summed_over_every_prefix_and_absent_is_none() {
