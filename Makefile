@@ -95,7 +95,8 @@ NATIVE_FLOOR := $(TARGET_DIR)/native/libregistry_gate_bench_native_floor.so
 E2E_TEST_THREADS ?= 2
 
 .PHONY: deps deps-apt deps-rust deps-envoy deps-k8s deps-pulp deps-wasm-bindgen build fmt lint \
-	test test-native test-wasm test-k8s test-e2e test-e2e-native run stress bench bench-login bench-scale bench-formats fuzz
+	test test-native test-wasm test-k8s test-e2e test-e2e-native run stress bench bench-login bench-scale bench-formats \
+	bench-token-cache fuzz
 
 ## deps ----------------------------------------------------------------------------------
 
@@ -219,7 +220,7 @@ test-e2e:
 E2E_NATIVE_TESTS := anonymous_private_challenge anonymous_public_pull authenticated_private_pull \
 	bad_tokens catalog content_host_certificate flatpak_index_is_filtered katello_sync_drives_the_gateway \
 	login_storm no_grant_is_name_unknown no_request_can_crash no_snapshot_yet path_traversal \
-	revocation sidecar_down signed_snapshots signing_key_rotation underscore_headers \
+	revocation sidecar_down signed_snapshots signing_key_rotation token_cache_shared underscore_headers \
 	capsule_pulp kubernetes \
 	upstream_sees_only_the_verified_identity wrong_password
 test-e2e-native:
@@ -250,6 +251,9 @@ bench-login: deps build
 
 bench-scale: deps build
 	$(CARGO) run -p registry-gate-bench --bin bench_scale
+
+bench-token-cache: deps
+	$(CARGO) run --release -p registry-gate-bench --bin bench_token_cache
 
 # Two tables in one run: native, then the same code as wasm32-wasip1 under node's V8.
 bench-formats: deps

@@ -10,6 +10,7 @@
 //! performs I/O and never reads the clock: the glue moves bytes and passes the time in.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::certificate::host_from_subject;
@@ -211,6 +212,9 @@ struct Installed {
     index: Index,
     /// Static keys ∪ the snapshot's keys.
     keys: KeyRing,
+    /// Names `keys` in [`SharedCallers`]: unique in the process, kept while the keys stay
+    /// the same from one snapshot to the next.
+    ring: u64,
     /// `content.min_token_iat`: tokens issued before it are refused.
     min_token_iat: Option<u64>,
 }
@@ -233,6 +237,9 @@ pub struct Counts {
     pub flatpak_index: Vec<(&'static str, u64)>,
     /// Signatures checked, by [`signature_stat`]: algorithm and where (`host`, `wasm`).
     pub signatures: Vec<(&'static str, u64)>,
+    /// Tokens this gate's own cache missed that another gate of the process had verified
+    /// ([`Gate::share_callers`]).
+    pub shared_callers: u64,
 }
 
 /// The counter of a signature checked with `alg` along `path`, e.g. `es256_host`.
@@ -268,6 +275,8 @@ pub struct Gate {
     /// The generation last refused, so the same bad bytes are not decoded on every tick.
     refused: Option<Generation>,
     callers: TokenCache<Caller>,
+    /// Behind `callers`, the callers other gates of this process verified, if shared.
+    shared: Option<Arc<SharedCallers>>,
     counts: Counts,
     /// Checks signatures where it can ([`Gate::set_signature_host`]); Rust otherwise.
     host: Box<dyn SignatureHost>,
@@ -277,6 +286,7 @@ impl Gate {
     pub fn new(settings: Settings) -> Gate {
         Gate {
             callers: TokenCache::new(settings.token_cache_entries),
+            shared: None,
             settings,
             installed: None,
             confirmed_at: 0,
@@ -289,6 +299,13 @@ impl Gate {
     /// Signatures are checked by `host` from now on, for the algorithms it takes.
     pub fn set_signature_host(&mut self, host: Box<dyn SignatureHost>) {
         self.host = host;
+    }
+
+    /// From now on a token this gate's own cache misses is looked up in `shared` before it
+    /// is verified, and one it verifies is added there: for gates deciding from one snapshot
+    /// ([`Gate::adopt`]) on several threads.
+    pub fn share_callers(&mut self, shared: Arc<SharedCallers>) {
+        self.shared = Some(shared);
     }
 
     pub fn settings(&self) -> &Settings {
@@ -388,9 +405,13 @@ impl Gate {
             .settings
             .static_keys
             .merge_preferring_self(&opened.keys);
-        if self.installed.as_ref().is_some_and(|i| i.keys != keys) {
-            self.callers.clear();
-        }
+        let ring = match self.installed.as_deref() {
+            Some(installed) if installed.keys == keys => installed.ring,
+            _ => {
+                self.callers.clear();
+                RINGS.fetch_add(1, Ordering::Relaxed)
+            }
+        };
         // Usually the announcement names these very bytes. If shared data moved on between
         // the two reads, the bytes are a newer generation the fetcher fetched after that
         // confirmation, so they are at least that fresh; the next tick reads their own.
@@ -402,6 +423,7 @@ impl Gate {
             held,
             index: opened.index,
             keys,
+            ring,
         }));
         Ok(generation)
     }
@@ -456,12 +478,15 @@ impl Gate {
             installed,
             confirmed_at,
             callers,
+            shared,
             counts,
             host,
             ..
         } = self;
         let request = Request {
             settings,
+            shared: shared.as_deref(),
+            shared_hits: &mut counts.shared_callers,
             installed: installed.as_deref(),
             confirmed_at: *confirmed_at,
             token_failures: &mut counts.token_failures,
@@ -609,6 +634,8 @@ impl Gate {
 /// forwarded identity can borrow from the cache while the outcome is counted.
 struct Request<'g> {
     settings: &'g Settings,
+    shared: Option<&'g SharedCallers>,
+    shared_hits: &'g mut u64,
     installed: Option<&'g Installed>,
     confirmed_at: u64,
     token_failures: &'g mut Vec<(&'static str, u64)>,
@@ -676,18 +703,34 @@ impl<'g> Request<'g> {
                 let hash = callers.hash(token);
                 let mut fresh = None;
                 if callers.get_hashed(hash, token, now).is_none() {
-                    let (verified, checked) = verify_using(
-                        &self.settings.verifier,
-                        &installed.keys,
-                        token,
-                        now,
-                        self.host,
-                    );
-                    if let Some((alg, path)) = checked {
-                        bump(self.signatures, signature_stat(alg, path));
-                    }
-                    let verified = verified.map_err(|error| self.token_refusal(&request, error))?;
-                    let caller = Caller::new(verified, self.settings.verifier.leeway_secs);
+                    let shared = self
+                        .shared
+                        .and_then(|shared| shared.get(token, installed.ring, now));
+                    let caller = match shared {
+                        Some(caller) => {
+                            *self.shared_hits = self.shared_hits.saturating_add(1);
+                            caller
+                        }
+                        None => {
+                            let (verified, checked) = verify_using(
+                                &self.settings.verifier,
+                                &installed.keys,
+                                token,
+                                now,
+                                self.host,
+                            );
+                            if let Some((alg, path)) = checked {
+                                bump(self.signatures, signature_stat(alg, path));
+                            }
+                            let verified =
+                                verified.map_err(|error| self.token_refusal(&request, error))?;
+                            let caller = Caller::new(verified, self.settings.verifier.leeway_secs);
+                            if let Some(shared) = self.shared {
+                                shared.insert(token, installed.ring, caller.clone(), now);
+                            }
+                            caller
+                        }
+                    };
                     callers.insert(token, caller.clone(), now);
                     fresh = Some(caller);
                 }
@@ -822,5 +865,11 @@ fn text<'a>(value: Option<&'a [u8]>, name: &'static str) -> Result<&'a str, Refu
     core::str::from_utf8(bytes).map_err(|_| Refusal::Head(HeadError::NotText(name)))
 }
 
+mod shared;
 #[cfg(test)]
 mod tests;
+
+pub use shared::SharedCallers;
+
+/// The next key ring's [`Installed::ring`].
+static RINGS: AtomicU64 = AtomicU64::new(1);

@@ -5,7 +5,7 @@
 //! Names (each build prefixes `registry_gate.`, and Envoy its namespace):
 //! `decisions.<outcome>`, `token_failures.<reason>`, `certificate_failures.<reason>`,
 //! `snapshot.installed`, `snapshot.rejected.<reason>`, `flatpak_index.<outcome>`,
-//! `signatures.<alg>_<path>`.
+//! `signatures.<alg>_<path>`, `token_cache.shared_hits`.
 
 use registry_gate_core::gate::{signature_stat, Counts};
 use registry_gate_core::refusal::Outcome;
@@ -84,9 +84,12 @@ const REASONS: [(&str, &[&str]); 4] = [
     ),
 ];
 
+/// Tokens a gate took over from the callers another worker verified.
+const SHARED_HITS: &str = "token_cache.shared_hits";
+
 /// The counters every worker reports from the start, as 0: the decisions by outcome; with
-/// `all`, also every counter the gate may report ([`REASONS`], the signature paths and
-/// `snapshot.installed`).
+/// `all`, also every counter the gate may report ([`REASONS`], the signature paths,
+/// `snapshot.installed` and the shared token cache's hits).
 pub fn metric_names(all: bool) -> Vec<String> {
     let mut names: Vec<String> = Outcome::ALL
         .iter()
@@ -102,6 +105,7 @@ pub fn metric_names(all: bool) -> Vec<String> {
             }
         }
         names.push("snapshot.installed".to_owned());
+        names.push(SHARED_HITS.to_owned());
     }
     names
 }
@@ -154,9 +158,22 @@ impl Tally {
                 }
             }
         }
-        let installed = counts.installed.saturating_sub(self.reported.installed);
-        if installed > 0 {
-            grown.push(("snapshot.installed".to_owned(), installed));
+        for (name, now, before) in [
+            (
+                "snapshot.installed",
+                counts.installed,
+                self.reported.installed,
+            ),
+            (
+                SHARED_HITS,
+                counts.shared_callers,
+                self.reported.shared_callers,
+            ),
+        ] {
+            let by = now.saturating_sub(before);
+            if by > 0 {
+                grown.push((name.to_owned(), by));
+            }
         }
         self.reported = counts.clone();
         grown

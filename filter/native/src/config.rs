@@ -3,7 +3,8 @@
 //!
 //! A source [`Worker`] takes in each snapshot the fetcher publishes (validated once, on the
 //! main thread) and every worker thread's gate adopts it: the decoded index is shared behind
-//! an `Arc`, each thread keeps its own token cache, and a worker waits at most for one
+//! an `Arc`, each thread keeps its own token cache (behind it one shared by all, so a token
+//! is verified once per process rather than once per thread), and a worker waits at most for one
 //! decision of another thread's while the new index is handed over. A timer thread wakes the
 //! main thread every [`TICK`] through the configuration's scheduler: the fetcher runs and the
 //! stats are reported there.
@@ -18,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use registry_gate_core::config::{FetcherSettings, Settings};
-use registry_gate_core::gate::Gate;
+use registry_gate_core::gate::{Gate, SharedCallers};
 use registry_gate_glue::{Fetcher, Level, Tally, Worker, TICK};
 
 use crate::abi;
@@ -123,9 +124,12 @@ impl Config {
                 &format!("signatures checked by ring: {}", crypto.describe()),
             );
         }
+        // Behind each worker's own token cache, the tokens any worker verified.
+        let shared = Arc::new(SharedCallers::new(settings.token_cache_entries));
         let slots = (0..workers.max(1))
             .map(|_| {
                 let mut gate = Gate::new(settings.clone());
+                gate.share_callers(Arc::clone(&shared));
                 if settings.host_signatures {
                     gate.set_signature_host(Box::new(crypto.clone()));
                 }

@@ -227,7 +227,10 @@ mod tests {
         // SAFETY: the array and its length, live for the call.
         unsafe { delivered.add_headers(headers.as_ptr(), headers.len(), 10) };
         assert_eq!(delivered.headers[0], (b":status".to_vec(), b"200".to_vec()));
-        assert!(delivered.body.capacity() >= 10, "room for the announced body");
+        assert!(
+            delivered.body.capacity() >= 10,
+            "room for the announced body"
+        );
         let pieces = [Buffer::of(b"0123"), Buffer::of(b"456")];
         // SAFETY: as above.
         unsafe { delivered.add_data(pieces.as_ptr(), pieces.len(), 10) };

@@ -1494,3 +1494,94 @@ fn bytes_the_announcement_names_are_trusted_and_others_validated_in_full() {
         }
     }
 }
+
+/// The signatures a gate has checked, over every algorithm and path.
+fn signatures_checked(gate: &Gate) -> u64 {
+    gate.counts().signatures.iter().map(|(_, n)| n).sum()
+}
+
+#[test]
+fn a_token_verified_by_one_gate_is_taken_from_the_shared_callers_by_another() {
+    let source = ready_gate(json!({}));
+    let shared = Arc::new(SharedCallers::new(64));
+    let mut gates: Vec<Gate> = (0..2)
+        .map(|_| {
+            let mut gate = Gate::new(settings(json!({})));
+            gate.share_callers(Arc::clone(&shared));
+            gate.adopt(&source);
+            gate
+        })
+        .collect();
+    let alice = format!("Bearer {}", token("alice"));
+    let headers: [(&str, &[u8]); 1] = [("authorization", alice.as_bytes())];
+    let private = head("GET", PRIVATE, &headers);
+    for gate in &mut gates {
+        assert!(matches!(gate.check(&private, NOW), Verdict::Forward(_)));
+    }
+    let [first, second] = &gates[..] else {
+        unreachable!()
+    };
+    assert_eq!(signatures_checked(first), 1, "the first gate verifies");
+    assert_eq!(signatures_checked(second), 0, "the second takes it over");
+    assert_eq!(second.counts().shared_callers, 1);
+    // A token that fails verification is shared by nobody: each gate refuses it itself.
+    let forged = format!(
+        "Bearer {}",
+        mint_with(KID, &signing_key(9), claims("alice", None))
+    );
+    let forged_headers: [(&str, &[u8]); 1] = [("authorization", forged.as_bytes())];
+    for gate in &mut gates {
+        let Verdict::Respond { reply, .. } =
+            gate.check(&head("GET", PRIVATE, &forged_headers), NOW)
+        else {
+            panic!("a forged token forwarded");
+        };
+        assert_eq!(reply.status, 401);
+    }
+    assert_eq!(gates[1].counts().shared_callers, 1);
+}
+
+#[test]
+fn shared_callers_verified_under_other_keys_are_not_taken_over() {
+    let mut source = ready_gate(json!({}));
+    let shared = Arc::new(SharedCallers::new(64));
+    let mut early = Gate::new(settings(json!({})));
+    let mut late = Gate::new(settings(json!({})));
+    for gate in [&mut early, &mut late] {
+        gate.share_callers(Arc::clone(&shared));
+        gate.adopt(&source);
+    }
+    // A new snapshot with the same keys keeps the ring: shared callers still serve.
+    source
+        .offer(snapshot().bytes(2), &announcement(2, NOW))
+        .unwrap();
+    early.adopt(&source);
+    let alice = format!("Bearer {}", token("alice"));
+    let headers: [(&str, &[u8]); 1] = [("authorization", alice.as_bytes())];
+    let private = head("GET", PRIVATE, &headers);
+    assert!(matches!(early.check(&private, NOW), Verdict::Forward(_)));
+    late.adopt(&source);
+    assert!(matches!(late.check(&private, NOW), Verdict::Forward(_)));
+    assert_eq!(late.counts().shared_callers, 1, "same keys: taken over");
+
+    // The key is rotated out. A gate still on the old keys verifies and shares alice's
+    // token; a gate on the new keys must not take that caller over.
+    let mut rotated_source = ready_gate(json!({}));
+    let rotated = snapshot().keys(vec![key_spec("gate-2", &signing_key(2))]);
+    rotated_source
+        .offer(rotated.bytes(2), &announcement(2, NOW))
+        .unwrap();
+    let mut old_keys = Gate::new(settings(json!({})));
+    let mut new_keys = Gate::new(settings(json!({})));
+    let fresh = Arc::new(SharedCallers::new(64));
+    old_keys.share_callers(Arc::clone(&fresh));
+    new_keys.share_callers(Arc::clone(&fresh));
+    old_keys.adopt(&source);
+    new_keys.adopt(&rotated_source);
+    assert!(matches!(old_keys.check(&private, NOW), Verdict::Forward(_)));
+    let Verdict::Respond { reply, .. } = new_keys.check(&private, NOW) else {
+        panic!("a caller verified under a removed key served");
+    };
+    assert_eq!(reply.status, 401);
+    assert_eq!(new_keys.counts().shared_callers, 0);
+}
