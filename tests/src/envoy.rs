@@ -307,6 +307,24 @@ pub fn render_file(template: &Path, vars: &BTreeMap<&str, String>, out: &Path) {
     std::fs::write(out, rendered).unwrap_or_else(|err| panic!("write {}: {err}", out.display()));
 }
 
+/// Applies `rewrites` to the file at `path`; a `from` that does not occur is a test bug.
+fn rewrite_file(path: &Path, rewrites: &[(&str, &str)]) {
+    if rewrites.is_empty() {
+        return;
+    }
+    let mut text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    for (from, to) in rewrites {
+        assert!(
+            text.contains(from),
+            "{}: no {from:?} to rewrite",
+            path.display()
+        );
+        text = text.replace(from, to);
+    }
+    std::fs::write(path, text).unwrap_or_else(|err| panic!("write {}: {err}", path.display()));
+}
+
 /// The dynamic-module ABI the native modules are built for (Envoy 1.40's).
 const DYNAMIC_MODULE_ABI: &str = "v0.2.0";
 
@@ -366,6 +384,9 @@ pub struct Launch {
     pub cpus: Option<String>,
     /// Placeholders beyond [`EnvoyParams::vars`] (e.g. `NOOP_WASM_PATH` for the bench).
     pub extra_vars: Vec<(&'static str, String)>,
+    /// Text replaced in the rendered config, `(from, to)`, each `from` required to occur: a
+    /// scenario that runs a shipped template as another deployment would configure it.
+    pub rewrites: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Launch {
@@ -376,6 +397,7 @@ impl Default for Launch {
             log_level: "info".to_owned(),
             cpus: None,
             extra_vars: Vec::new(),
+            rewrites: Vec::new(),
         }
     }
 }
@@ -406,6 +428,7 @@ impl Envoy {
             );
         }
         render_file(template, &vars, &config);
+        rewrite_file(&config, &launch.rewrites);
         let envoy = crate::paths::envoy();
         let mut cmd = match &launch.cpus {
             // taskset execs Envoy: the child's pid is Envoy's.

@@ -95,6 +95,8 @@ pub struct StackOptions {
     /// (`--ext-authz-config`, [`crate::envoy::ext_authz_config`]). Only with
     /// [`Upstream::DockerRegistry`].
     pub ext_authz: bool,
+    /// Text replaced in the rendered Envoy config ([`Launch::rewrites`]).
+    pub envoy_rewrites: Vec<(&'static str, &'static str)>,
 }
 
 /// The snapshot every scenario starts from unless it says otherwise: one public repository,
@@ -130,6 +132,7 @@ impl StackOptions {
             wasm: None,
             concurrency: Launch::default().concurrency,
             ext_authz: false,
+            envoy_rewrites: Vec::new(),
         }
     }
 }
@@ -263,6 +266,7 @@ impl Stack {
         };
         let launch = Launch {
             concurrency: options.concurrency,
+            rewrites: options.envoy_rewrites.clone(),
             ..Launch::default()
         };
         let mut envoy = match &options.upstream {

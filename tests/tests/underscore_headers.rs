@@ -5,6 +5,10 @@
 //! public anonymous pull alike. The registry never sees such a request, Envoy's own
 //! underscore counter proves which rule refused it, and the same request without the header
 //! is served right after.
+//!
+//! And where Envoy lets such names through (`ALLOW`, Istio's default), the filter itself
+//! refuses any header spelled like its identity or trusted certificate header but for case or
+//! `_`: 400 `UNSUPPORTED`, nothing forwarded, in either build.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,7 +18,7 @@
 )]
 
 use registry_gate_tests::expect::{assert_is_manifest_of, MANIFEST_ACCEPT};
-use registry_gate_tests::{Auth, HttpVersion, Stack};
+use registry_gate_tests::{Auth, HttpVersion, Stack, StackOptions};
 
 /// The filter's identity header spelt with underscores.
 const UNDERSCORE_IDENTITY: &str = "x_registry_gate_identity";
@@ -117,5 +121,61 @@ fn underscore_identity_header_is_rejected_before_the_filter_and_the_registry() {
                 "{context}: the ordinary request did not reach the registry"
             );
         }
+    }
+}
+
+#[test]
+fn the_filter_refuses_lookalike_headers_when_envoy_allows_underscores() {
+    let mut options = StackOptions::new("underscores-allowed");
+    options.envoy_rewrites = vec![(
+        "headers_with_underscores_action: REJECT_REQUEST",
+        "headers_with_underscores_action: ALLOW",
+    )];
+    let mut stack = Stack::start_with(options);
+    let alice = stack.token(
+        Some("alice"),
+        &["repository:team/private:pull"],
+        HttpVersion::Http1,
+    );
+    let lookalikes = [
+        UNDERSCORE_IDENTITY,
+        "x-registry-gate_identity",
+        "X_Registry_Gate_Identity",
+    ];
+    for (name, auth) in [
+        ("team/private", Auth::Bearer(&alice)),
+        ("library/public", Auth::Anonymous),
+    ] {
+        let path = format!("/v2/{name}/manifests/latest");
+        for header in lookalikes {
+            for version in HttpVersion::ALL {
+                let context = format!("GET {path} with {header} over {version}");
+                let upstream_before = stack.upstream_requests();
+                let resp = stack
+                    .request("GET", &path, version)
+                    .header("Accept", MANIFEST_ACCEPT)
+                    .header(header, "user:admin")
+                    .auth(auth)
+                    .send()
+                    .unwrap_or_else(|err| panic!("{context}: {err}"));
+                assert_eq!(resp.status, 400, "{context}: {}", resp.summary());
+                let body: serde_json::Value = serde_json::from_slice(&resp.body)
+                    .unwrap_or_else(|err| panic!("{context}: not JSON: {err}"));
+                assert_eq!(body["errors"][0]["code"], "UNSUPPORTED", "{context}");
+                assert_eq!(
+                    stack.upstream_requests(),
+                    upstream_before,
+                    "{context}: forwarded to the registry"
+                );
+            }
+        }
+        // The request itself is fine: served without the lookalike.
+        let image = stack.image(&format!("{name}:latest")).clone();
+        let resp = stack
+            .request("GET", &path, HttpVersion::Http1)
+            .header("Accept", MANIFEST_ACCEPT)
+            .auth(auth)
+            .send_ok();
+        assert_is_manifest_of(&resp, &image, &format!("{path} without a lookalike"));
     }
 }

@@ -51,6 +51,9 @@ pub struct RequestHead<'a> {
     pub method_override: Option<&'static str>,
     /// Whether the client sent its own copy of the identity header.
     pub identity_header: bool,
+    /// The first header spelled like the identity or client-certificate header but for case
+    /// or `_` for `-` (which of the two it imitates).
+    pub lookalike: Option<&'static str>,
     /// The configured `client_certificate_header` (a front proxy's verified subject DN, or a
     /// client's forgery: only the settings say which).
     pub client_certificate_header: Option<&'a [u8]>,
@@ -103,13 +106,34 @@ impl<'a> RequestHead<'a> {
                     if head.method_override.is_none() {
                         head.method_override = METHOD_OVERRIDE_HEADERS
                             .into_iter()
-                            .find(|header| header.as_bytes() == name);
+                            .find(|header| same_spelling(name, header.as_bytes()));
+                    }
+                    if head.lookalike.is_none() {
+                        head.lookalike = if same_spelling(name, identity_header.as_bytes()) {
+                            Some("identity header")
+                        } else if certificate_header
+                            .is_some_and(|header| same_spelling(name, header))
+                        {
+                            Some("client certificate header")
+                        } else {
+                            None
+                        };
                     }
                 }
             }
         }
         head
     }
+}
+
+/// Whether two header names are the same once case is ignored and `_` is read as `-`, as
+/// CGI, WSGI and gunicorn fold them.
+fn same_spelling(name: &[u8], header: &[u8]) -> bool {
+    let fold = |b: &u8| match b {
+        b'_' => b'-',
+        b => b.to_ascii_lowercase(),
+    };
+    name.len() == header.len() && name.iter().map(fold).eq(header.iter().map(fold))
 }
 
 /// What the glue must do with a request.
@@ -656,6 +680,9 @@ impl<'g> Request<'g> {
         let request = parse_request(method, path).map_err(Refusal::Route)?;
         if let Some(header) = head.method_override {
             return Err(Refusal::Head(HeadError::MethodOverride(header)).into());
+        }
+        if let Some(header) = head.lookalike {
+            return Err(Refusal::Head(HeadError::Lookalike(header)).into());
         }
         let remove_identity = head.identity_header;
         let remove_client_certificate_header = head.client_certificate_header.is_some();

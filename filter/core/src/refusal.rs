@@ -48,6 +48,11 @@ pub enum HeadError {
     /// this gate never decided on.
     #[error("method override header {0} is not accepted")]
     MethodOverride(&'static str),
+    /// A header spelled like one the gate trusts or sets, but for case or `_` in place of
+    /// `-` (`x_registry_gate_identity`): an upstream that folds the spelling (gunicorn turns
+    /// `_` into `-`) would read it as the real one.
+    #[error("header {0} is spelled like the gate's own and is not accepted")]
+    Lookalike(&'static str),
 }
 
 /// What happened to a request, for stats (`decisions.<outcome>`) and access logs.
@@ -245,6 +250,13 @@ mod tests {
                 status: 400,
                 code: "UNSUPPORTED",
                 outcome: Outcome::Unsupported,
+            },
+            Row {
+                case: "lookalike header",
+                refusal: Refusal::Head(HeadError::Lookalike("identity header")),
+                status: 400,
+                code: "UNSUPPORTED",
+                outcome: Outcome::Invalid,
             },
             Row {
                 case: "not a registry path",

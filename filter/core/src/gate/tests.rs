@@ -827,6 +827,85 @@ fn request_head_from_pairs() {
 }
 
 #[test]
+fn headers_spelled_like_the_gates_own_are_refused() {
+    let mut gate = ready_gate(json!({"client_certificate_header": "ssl-client-s-dn"}));
+    let certificate_header = gate.settings.client_certificate_header.clone();
+    let rows: [(&str, &[u8], Option<&str>); 8] = [
+        (
+            "underscores",
+            b"x_registry_gate_identity",
+            Some("identity header"),
+        ),
+        (
+            "one underscore",
+            b"x-registry-gate_identity",
+            Some("identity header"),
+        ),
+        (
+            "upper case",
+            b"X-Registry-Gate-Identity",
+            Some("identity header"),
+        ),
+        (
+            "certificate",
+            b"ssl_client_s_dn",
+            Some("client certificate header"),
+        ),
+        (
+            "certificate, case",
+            b"SSL-CLIENT-S-DN",
+            Some("client certificate header"),
+        ),
+        (
+            "the identity header itself: stripped",
+            b"x-registry-gate-identity",
+            None,
+        ),
+        (
+            "the certificate header itself: read",
+            b"ssl-client-s-dn",
+            None,
+        ),
+        ("a longer name", b"x-registry-gate-identity-2", None),
+    ];
+    for (case, name, lookalike) in rows {
+        let pairs: [(&[u8], &[u8]); 3] = [
+            (b":method", b"GET"),
+            (b":path", b"/v2/library/public/manifests/latest"),
+            (name, b"user:admin"),
+        ];
+        let head = RequestHead::from_pairs_with(
+            pairs,
+            "x-registry-gate-identity",
+            certificate_header.as_deref(),
+        );
+        assert_eq!(head.lookalike, lookalike, "{case}");
+        let verdict = gate.check(&head, NOW);
+        match lookalike {
+            Some(header) => {
+                let Verdict::Respond { reply, outcome, .. } = verdict else {
+                    panic!("{case}: forwarded");
+                };
+                assert_eq!((reply.status, outcome), (400, Outcome::Invalid), "{case}");
+                assert!(reply.body.contains(header), "{case}: {}", reply.body);
+            }
+            None => assert!(
+                matches!(verdict, Verdict::Forward(_)),
+                "{case}: {verdict:?}"
+            ),
+        }
+    }
+    // Without a certificate header configured, its spelling means nothing.
+    let pairs: [(&[u8], &[u8]); 1] = [(b"ssl_client_s_dn", b"CN=x")];
+    let head = RequestHead::from_pairs(pairs, "x-registry-gate-identity");
+    assert_eq!(head.lookalike, None);
+    // Method overrides are recognised however they are spelled.
+    let pairs: [(&[u8], &[u8]); 1] = [(b"x_http_method_override", b"DELETE")];
+    let head = RequestHead::from_pairs(pairs, "x-registry-gate-identity");
+    assert_eq!(head.method_override, Some("x-http-method-override"));
+}
+
+#[test]
 fn pseudo_headers_that_are_not_text_are_refused() {
     let mut gate = ready_gate(json!({}));
     for (case, method, path) in [
