@@ -179,6 +179,13 @@ impl Time {
         let (low, high) = match self {
             Time::Int(t) if i64::try_from(*t).is_ok() => (*t, *t),
             Time::Float(f) if f.abs() < 9.2e18 => (f.floor() as i128, f.ceil() as i128),
+            // An arbitrary JSON value that happens to be a number is read as one.
+            Time::Other(value) if value.is_number() => {
+                return match Time::from_value(value) {
+                    number @ (Time::Int(_) | Time::Float(_)) => number.readings(),
+                    Time::Other(_) => vec![None],
+                }
+            }
             _ => return vec![None],
         };
         for t in [low, high] {
