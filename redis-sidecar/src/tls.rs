@@ -143,17 +143,18 @@ fn client_verifier(
 pub struct ClientCertificate(pub Option<String>);
 
 impl ClientCertificate {
-    /// The first CN of a DER certificate's subject; `None` when it has none or does not parse
-    /// (the handshake already verified it, so that only happens for CN-less certificates).
-    fn of(certificate: &CertificateDer<'_>) -> ClientCertificate {
-        let cn = x509_parser::parse_x509_certificate(certificate.as_ref())
+    /// The one CN of a DER certificate's subject; `None` when it has none, several (which one
+    /// names the client would be a guess, and the filter refuses them too), one that is not
+    /// text, or does not parse (the handshake already verified it).
+    fn of(certificate: &[u8]) -> ClientCertificate {
+        let cn = x509_parser::parse_x509_certificate(certificate)
             .ok()
             .and_then(|(_, parsed)| {
-                parsed
-                    .subject()
-                    .iter_common_name()
-                    .next()
-                    .and_then(|cn| cn.as_str().ok().map(str::to_owned))
+                let mut names = parsed.subject().iter_common_name();
+                match (names.next(), names.next()) {
+                    (Some(cn), None) => cn.as_str().ok().map(str::to_owned),
+                    _ => None,
+                }
             });
         ClientCertificate(cn)
     }
@@ -165,7 +166,7 @@ impl Connected<IncomingStream<'_, TlsListener>> for ClientCertificate {
         session
             .peer_certificates()
             .and_then(<[CertificateDer<'_>]>::first)
-            .map(ClientCertificate::of)
+            .map(|certificate| ClientCertificate::of(certificate.as_ref()))
             .unwrap_or_default()
     }
 }
@@ -248,5 +249,47 @@ async fn accept_loop(
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificate(common_names: &[&str]) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        let mut name = rcgen::DistinguishedName::new();
+        name.push(rcgen::DnType::OrganizationName, "ACME");
+        // rcgen keeps one value per type: a second CN goes in under CN's OID (2.5.4.3) as a
+        // custom type, which is the same attribute to any reader.
+        for (index, cn) in common_names.iter().enumerate() {
+            let kind = if index == 0 {
+                rcgen::DnType::CommonName
+            } else {
+                rcgen::DnType::CustomDnType(vec![2, 5, 4, 3])
+            };
+            name.push(kind, *cn);
+        }
+        params.distinguished_name = name;
+        let key = rcgen::KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("sign").der().to_vec()
+    }
+
+    #[test]
+    fn a_client_is_named_by_its_one_cn() {
+        assert_eq!(
+            ClientCertificate::of(&certificate(&["sync-job"])),
+            ClientCertificate(Some("sync-job".into()))
+        );
+        assert_eq!(
+            ClientCertificate::of(&certificate(&[])),
+            ClientCertificate(None)
+        );
+        assert_eq!(
+            ClientCertificate::of(&certificate(&["victim", "attacker"])),
+            ClientCertificate(None),
+            "two CNs name nobody"
+        );
+        assert_eq!(ClientCertificate::of(b"not DER"), ClientCertificate(None));
     }
 }

@@ -184,7 +184,10 @@ fn content_hosts_pull_with_their_verified_certificate() {
     capsule.wait_for_generation(stack.generation(), INSTALL_TIMEOUT);
     let capsule_base = format!("https://127.0.0.1:{}", capsule.params.listen_port);
     let granted_dn = format!("O=ACME,CN={GRANTED}");
-    let legacy_dn = format!("/O=ACME/CN={GRANTED}");
+    let legacy_dn = format!("/CN={GRANTED}/O=ACME");
+    // mod_ssl's legacy form does not escape `/`: this is also how a certificate with no CN
+    // and `OU=x/CN=<granted>` prints.
+    let ambiguous_dn = format!("/O=ACME/OU=x/CN={GRANTED}");
     let ungranted_dn = format!("CN={UNGRANTED},O=ACME");
     let alice = stack.token(
         Some("alice"),
@@ -207,6 +210,14 @@ fn content_hosts_pull_with_their_verified_certificate() {
             None,
             None,
             Ok("host:GRANTED"),
+        ),
+        (
+            "legacy DN form, CN after another attribute: ambiguous, no certificate",
+            "team/private",
+            Some(ambiguous_dn.as_str()),
+            None,
+            None,
+            Err(401),
         ),
         (
             "trusted subject, not granted",

@@ -4,7 +4,7 @@
 //! It reads the subject distinguished name as text, in the forms the two verifiers hand over:
 //! RFC 2253 / 4514 (`CN=<uuid>,O=<org>`: Envoy's `connection.subject_peer_certificate`, and
 //! Apache mod_ssl's `SSL_CLIENT_S_DN` by default) and the legacy slash form
-//! (`/O=<org>/CN=<uuid>`: mod_ssl's `LegacyDNStringFormat`). It never verifies a certificate
+//! (`/CN=<uuid>/O=<org>`: mod_ssl's `LegacyDNStringFormat`). It never verifies a certificate
 //! (Envoy or the trusted front proxy did) and never decides access (that is `decision`).
 //! Anything it cannot read with certainty is an error, never a guess: the gate then treats
 //! the request as carrying no certificate.
@@ -24,6 +24,8 @@ pub enum CertificateError {
     NoCommonName,
     #[error("certificate subject has more than one CN")]
     ManyCommonNames,
+    #[error("certificate subject in the legacy slash form has a CN that another attribute's value may hold")]
+    Ambiguous,
     #[error("certificate subject CN is not a host UUID")]
     BadHostName,
 }
@@ -36,6 +38,7 @@ impl CertificateError {
             CertificateError::Malformed => "malformed",
             CertificateError::NoCommonName => "no_cn",
             CertificateError::ManyCommonNames => "many_cn",
+            CertificateError::Ambiguous => "ambiguous",
             CertificateError::BadHostName => "bad_host_name",
         }
     }
@@ -57,12 +60,13 @@ pub fn host_from_subject(subject: &[u8]) -> Result<&str, CertificateError> {
     if subject.contains('\\') || subject.contains('"') {
         return Err(CertificateError::Malformed);
     }
-    let attributes: Vec<&str> = match subject.strip_prefix('/') {
+    let legacy = subject.strip_prefix('/');
+    let attributes: Vec<&str> = match legacy {
         Some(legacy) => legacy.split('/').collect(),
         None => subject.split([',', '+']).collect(),
     };
     let mut host = None;
-    for attribute in attributes {
+    for (position, attribute) in attributes.into_iter().enumerate() {
         let (kind, value) = attribute
             .split_once('=')
             .ok_or(CertificateError::Malformed)?;
@@ -75,6 +79,13 @@ pub fn host_from_subject(subject: &[u8]) -> Result<&str, CertificateError> {
         }
         if host.is_some() {
             return Err(CertificateError::ManyCommonNames);
+        }
+        // The legacy form does not escape `/` inside a value, so a CN after another
+        // attribute may be the tail of that attribute's value (`/O=ACME/OU=x/CN=<victim>` is
+        // also the form of `OU="x/CN=<victim>"` with no CN at all). Only a CN that comes
+        // first, where no value precedes it, has one reading.
+        if legacy.is_some() && position != 0 {
+            return Err(CertificateError::Ambiguous);
         }
         host = Some(value.trim_matches(' '));
     }
@@ -102,7 +113,7 @@ mod tests {
     #[test]
     fn subjects_table() {
         let long = format!("CN={}", "a".repeat(MAX_PRINCIPAL_LEN + 1));
-        let rows: [(&str, &[u8], Result<&str, CertificateError>); 19] = [
+        let rows: [(&str, &[u8], Result<&str, CertificateError>); 23] = [
             (
                 "RFC 2253, CN first",
                 b"CN=8f2b6c3e-1d2a-4c5b-9e7f-0a1b2c3d4e5f,O=ACME",
@@ -134,9 +145,29 @@ mod tests {
                 Ok(UUID),
             ),
             (
-                "legacy slash form",
-                b"/O=ACME/CN=8f2b6c3e-1d2a-4c5b-9e7f-0a1b2c3d4e5f",
+                "legacy slash form, CN first (as OpenSSL prints an RHSM certificate)",
+                b"/CN=8f2b6c3e-1d2a-4c5b-9e7f-0a1b2c3d4e5f/O=ACME",
                 Ok(UUID),
+            ),
+            (
+                "legacy slash form, CN alone",
+                b"/CN=8f2b6c3e-1d2a-4c5b-9e7f-0a1b2c3d4e5f",
+                Ok(UUID),
+            ),
+            (
+                "legacy slash form, CN after another attribute: its value may hold it",
+                b"/O=ACME/CN=8f2b6c3e-1d2a-4c5b-9e7f-0a1b2c3d4e5f",
+                Err(CertificateError::Ambiguous),
+            ),
+            (
+                "legacy slash form, OU=x/CN=<victim> and no CN of its own",
+                b"/O=ACME/OU=x/CN=8f2b6c3e-1d2a-4c5b-9e7f-0a1b2c3d4e5f",
+                Err(CertificateError::Ambiguous),
+            ),
+            (
+                "legacy slash form, a second CN inside a later value",
+                b"/CN=8f2b6c3e-1d2a-4c5b-9e7f-0a1b2c3d4e5f/OU=x/CN=victim",
+                Err(CertificateError::ManyCommonNames),
             ),
             ("not UTF-8", b"CN=\xff\xfe", Err(CertificateError::NotText)),
             ("empty", b"", Err(CertificateError::Malformed)),

@@ -50,7 +50,14 @@ const REASONS: [(&str, &[&str]); 4] = [
     ),
     (
         "certificate_failures",
-        &["not_text", "malformed", "no_cn", "many_cn", "bad_host_name"],
+        &[
+            "not_text",
+            "malformed",
+            "no_cn",
+            "many_cn",
+            "ambiguous",
+            "bad_host_name",
+        ],
     ),
     (
         "snapshot.rejected",

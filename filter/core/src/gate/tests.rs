@@ -1141,7 +1141,13 @@ fn content_hosts_by_trusted_header() {
         vec![
             cert_row("trusted header used", PRIVATE, Want::Forward(HOST_LABEL)).dn(HOST_DN),
             cert_row("legacy DN form", PRIVATE, Want::Forward(HOST_LABEL))
-                .dn(b"/O=ACME/CN=8f2b6c3e-1d2a-4c5b-9e7f-0a1b2c3d4e5f"),
+                .dn(b"/CN=8f2b6c3e-1d2a-4c5b-9e7f-0a1b2c3d4e5f/O=ACME"),
+            cert_row(
+                "legacy DN form, CN after O: ambiguous",
+                PRIVATE,
+                challenge("repository:team/private:pull"),
+            )
+            .dn(b"/O=ACME/OU=x/CN=8f2b6c3e-1d2a-4c5b-9e7f-0a1b2c3d4e5f"),
             cert_row(
                 "host not granted",
                 OTHER,
