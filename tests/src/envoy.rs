@@ -197,6 +197,9 @@ pub fn ext_authz_config(listen_port: u16, publisher_key: &str) -> String {
         object.insert("authorization_removed_by_route".to_owned(), json!(false));
         object.insert("retry_after_secs".to_owned(), json!(5));
         object.insert("publisher_keys".to_owned(), json!([publisher_key]));
+        // As the template intends: content hosts by the connection's certificate, whose
+        // subject Envoy passes to the check.
+        object.insert("client_certificate_from_connection".to_owned(), json!(true));
     }
     config.to_string()
 }

@@ -4,7 +4,9 @@
 //! gets 404 `NAME_UNKNOWN`, a malformed token 401, the catalog is answered from the snapshot,
 //! a new generation is enforced once published, and the upstream sees the verified identity
 //! only — never the client's token or forged identity headers. Before any snapshot every
-//! request gets 503 `UNAVAILABLE` with `Retry-After`, and nothing reaches the registry.
+//! request gets 503 `UNAVAILABLE` with `Retry-After`, and nothing reaches the registry. A
+//! content host is named by its connection's certificate only: a client without one that
+//! sends the peer-subject header itself is anonymous.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -222,4 +224,54 @@ fn before_any_snapshot_the_check_fails_closed() {
         Auth::Anonymous,
     );
     assert_is_manifest_of(&resp, &public, "public pull after the first publish");
+}
+
+/// A granted content host's UUID, as its certificate's CN.
+const HOST: &str = "6a1c1e52-3f0b-4a8e-9d41-8f5f0c2b7e10";
+
+#[test]
+fn the_peer_subject_comes_from_the_connection_only() {
+    let mut options = StackOptions::new("ext-authz-peer-subject");
+    options.ext_authz = true;
+    let mut snapshot = default_snapshot();
+    snapshot["hosts"] = serde_json::json!({ HOST: ["team/private"] });
+    options.snapshot = Some(snapshot);
+    options.client_cns = vec![HOST.to_owned()];
+    // Even with the check allowed to see a client's copy of the header (a widened
+    // `allowed_headers`), the template removes it before the check.
+    options.envoy_rewrites = vec![(
+        "- exact: ssl-client-s-dn\n",
+        "- exact: ssl-client-s-dn\n                          - exact: x-registry-gate-peer-subject\n",
+    )];
+    let mut stack = Stack::start_with(options);
+    let private = stack.image("team/private:latest").clone();
+    let url = format!("{}/v2/team/private/manifests/latest", stack.base_url());
+    for version in HttpVersion::ALL {
+        // The host's own certificate: its subject names it, and it is granted.
+        let host = stack.client(HOST).clone();
+        let resp = Request::get(&url)
+            .version(version)
+            .cacert(stack.ca_cert())
+            .client_cert(&host.cert, &host.key)
+            .header("Accept", registry_gate_tests::expect::MANIFEST_ACCEPT)
+            .send_ok();
+        assert_is_manifest_of(
+            &resp,
+            &private,
+            &format!("the host's certificate, {version}"),
+        );
+        // No certificate, the subject claimed in the header the check reads: anonymous.
+        for subject in [format!("CN={HOST}"), format!("O=ACME,CN={HOST}")] {
+            let context = format!("claimed {subject}, {version}");
+            let resp = assert_upstream_untouched(&mut stack, &context, |s| {
+                Request::get(&url)
+                    .version(version)
+                    .cacert(s.ca_cert())
+                    .header("x-registry-gate-peer-subject", &subject)
+                    .header("Accept", registry_gate_tests::expect::MANIFEST_ACCEPT)
+                    .send_ok()
+            });
+            assert_challenge(&stack, &resp, "team/private", &context);
+        }
+    }
 }
