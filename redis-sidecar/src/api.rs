@@ -678,6 +678,7 @@ async fn put_snapshot(
             authority,
         })
         .await?;
+    state.inner.refresher.synced();
     let body = serde_json::to_vec(&PublishedBody {
         epoch: &published.generation.epoch,
         generation: published.generation.number,

@@ -156,6 +156,11 @@ pub struct ServeArgs {
         value_name = "BOOL"
     )]
     pub refresh_repositories_on_login: String,
+    /// Users that login refreshes may add to the snapshot between two syncs (0..=1000000):
+    /// a login of a user the sync has not listed yet adds one; past the bound such logins
+    /// still succeed but wait for the next sync for their grants.
+    #[arg(long, env = "RG_LOGIN_USERS_BETWEEN_SYNCS", default_value = "1000")]
+    pub login_users_between_syncs: String,
     /// File holding the bearer secret that PUT requests must present. Required.
     #[arg(long, env = "RG_SYNC_SECRET_FILE", value_name = "PATH")]
     pub sync_secret_file: Option<PathBuf>,
@@ -276,6 +281,8 @@ pub struct Config {
     pub login_cache_ttl: Duration,
     /// Katello logins refresh the user's grants from Katello's catalog.
     pub refresh_repositories_on_login: bool,
+    /// Users login refreshes may add between two syncs.
+    pub login_users_between_syncs: usize,
     /// Bearer secret for PUT endpoints (trailing newline of the file removed).
     pub sync_secret: Secret,
     /// Bearer secret for snapshot reads (trailing newline of the file removed).
@@ -418,6 +425,13 @@ impl Config {
             0,
             3600,
         );
+        let login_users_between_syncs = number(
+            &mut problems,
+            "--login-users-between-syncs/RG_LOGIN_USERS_BETWEEN_SYNCS",
+            &args.login_users_between_syncs,
+            0,
+            1_000_000,
+        );
         let login = login_backend(args, &mut problems, katello_timeout, katello_connections);
         let secret = match &args.sync_secret_file {
             None => {
@@ -559,7 +573,7 @@ impl Config {
             (listen, redis, replica_acks),
             pool,
             (signing_key, publisher_key, silence),
-            (ttl, login_cache_ttl),
+            (ttl, login_cache_ttl, login_users_between_syncs),
             (secret, read_secret),
             (long_poll, waiters, queue_timeout, login_concurrency),
             keep,
@@ -570,7 +584,7 @@ impl Config {
                 (Some(listen), Some(redis), Some(replica_acks)),
                 Some(pool),
                 (Some(signing_key), Some(publisher_key), Some(silence)),
-                (Some(ttl), Some(login_cache_ttl)),
+                (Some(ttl), Some(login_cache_ttl), Some(login_users_between_syncs)),
                 (Some(secret), Some(read_secret)),
                 (Some(long_poll), Some(waiters), Some(queue_timeout), Some(login_concurrency)),
                 Some(keep),
@@ -590,6 +604,8 @@ impl Config {
                 login,
                 login_cache_ttl: Duration::from_secs(login_cache_ttl),
                 refresh_repositories_on_login,
+                login_users_between_syncs: usize::try_from(login_users_between_syncs)
+                    .unwrap_or(usize::MAX),
                 sync_secret: secret,
                 read_secret,
                 admin_secret,

@@ -13,6 +13,7 @@
 
 pub mod cache;
 
+use std::borrow::Cow;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -167,6 +168,13 @@ impl Authenticator {
             }
             Credentials::Basic { user, password } => (user, password),
         };
+        // Foreman finds a login by its lower-case form (`lower_login`): `JDoe` is `jdoe`, one
+        // principal, one cache entry and one catalog.
+        let user = match &self.backend {
+            Backend::Katello(_) => Cow::Owned(user.to_lowercase()),
+            Backend::None | Backend::Htpasswd(_) => Cow::Borrowed(user.as_str()),
+        };
+        let user = user.as_ref();
         if let Backend::Htpasswd(source) = &self.backend {
             source.refresh(&self.cache).await;
         }

@@ -14,8 +14,13 @@
 //! for more — refreshes that arrive while a publish runs make up the next one. This module
 //! must never grant a repository the snapshot does not list, and a failed refresh never fails
 //! the login: the user keeps the grants the snapshot already has.
+//!
+//! A login never grows the snapshot for nothing: a user whose catalog grants nothing gets no
+//! entry, and logins may add at most a configured number of users the snapshot does not list
+//! between two syncs (a sync lists the users it knows); past that, a new user's grants wait
+//! for the sync.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -63,6 +68,8 @@ struct Refresh {
 pub enum RefreshError {
     #[error("too many login refreshes waiting")]
     Full,
+    #[error("logins added {0} users since the last sync; this one waits for the next sync")]
+    TooManyNewUsers(usize),
     #[error("the refresh task stopped")]
     Stopped,
     #[error("publishing the refresh failed: {0}")]
@@ -76,6 +83,8 @@ pub struct Refresher {
     cache: Arc<Cache>,
     /// How long a refreshed user is not asked about again (the login cache's lifetime).
     fresh_for: Duration,
+    /// Users not in the snapshot that logins may add between two syncs.
+    max_new_users: usize,
     users: Mutex<Users>,
 }
 
@@ -83,20 +92,33 @@ pub struct Refresher {
 struct Users {
     flights: HashMap<String, Flight>,
     recent: HashMap<String, Instant>,
+    /// Users logins added since the last sync (those the snapshot did not list).
+    added: HashSet<String>,
 }
 
 impl Refresher {
     /// Starts the task that publishes refreshes with `publisher`; grants are compared with
     /// the snapshot in `cache`.
-    pub fn start(publisher: Arc<Publisher>, cache: Arc<Cache>, fresh_for: Duration) -> Refresher {
+    pub fn start(
+        publisher: Arc<Publisher>,
+        cache: Arc<Cache>,
+        fresh_for: Duration,
+        max_new_users: usize,
+    ) -> Refresher {
         let (queue, receiver) = mpsc::channel(QUEUE);
         tokio::spawn(run(publisher, receiver));
         Refresher {
             queue,
             cache,
             fresh_for,
+            max_new_users,
             users: Mutex::default(),
         }
+    }
+
+    /// A sync published: the users logins added are now the sync's to keep or drop.
+    pub fn synced(&self) {
+        self.users().added.clear();
     }
 
     fn users(&self) -> std::sync::MutexGuard<'_, Users> {
@@ -147,12 +169,30 @@ impl Refresher {
             Ok(names) => names.into_iter().collect(),
             Err(error) => return Outcome::Failed(format!("catalog: {error}")),
         };
-        let unchanged = self.cache.view().current().is_some_and(|current| {
-            let wanted = granted(&private(&current.content), &names);
-            current.content.users.get(user) == Some(&wanted)
-        });
+        let (unchanged, listed) = self
+            .cache
+            .view()
+            .current()
+            .map_or((false, false), |current| {
+                let wanted = granted(&private(&current.content), &names);
+                match current.content.users.get(user) {
+                    Some(grants) => (*grants == wanted, true),
+                    // A user with nothing granted needs no entry.
+                    None => (wanted.is_empty(), false),
+                }
+            });
         if unchanged {
             return Outcome::Unchanged;
+        }
+        if !listed {
+            let mut users = self.users();
+            if !users.added.contains(user) {
+                if users.added.len() >= self.max_new_users {
+                    let added = users.added.len();
+                    return Outcome::Failed(RefreshError::TooManyNewUsers(added).to_string());
+                }
+                users.added.insert(user.to_owned());
+            }
         }
         match self.refresh(user.to_owned(), names).await {
             Ok(published) => Outcome::Published(published.generation.number),
@@ -232,6 +272,8 @@ pub fn with_grants(content: &mut Content, grants: &BTreeMap<String, BTreeSet<Str
     let users: Vec<(String, Vec<String>)> = grants
         .iter()
         .map(|(user, repositories)| (user.clone(), granted(&known, repositories)))
+        // A user the snapshot does not list and nothing granted: no entry.
+        .filter(|(user, grants)| !grants.is_empty() || content.users.contains_key(user))
         .collect();
     content.users.extend(users);
 }
@@ -290,7 +332,10 @@ mod tests {
         assert!(next.users["alice"].is_empty());
         assert_eq!(next.users["keep"], vec!["org/a".to_owned()]);
         assert_eq!(next.users["bob"], vec!["org/a".to_owned()]);
-        assert!(next.users["new@example.com"].is_empty());
+        assert!(
+            !next.users.contains_key("new@example.com"),
+            "nothing granted, no entry"
+        );
         assert_eq!(next.repositories, current.repositories);
         next.validate().expect("still valid");
     }

@@ -119,6 +119,7 @@ impl AppState {
             Arc::clone(&publisher),
             Arc::clone(&cache),
             config.login_cache_ttl,
+            config.login_users_between_syncs,
         );
         let backend = match config.login {
             LoginBackend::None => Backend::None,

@@ -469,7 +469,10 @@ async fn logins_refresh_grants_from_katellos_catalog_coalesced() {
         snapshot.content.users["bob"],
         vec!["team/secret".to_owned()]
     );
-    assert!(snapshot.content.users["carol"].is_empty());
+    assert!(
+        !snapshot.content.users.contains_key("carol"),
+        "carol's catalog grants nothing: no entry"
+    );
     let publishes = snapshot.header.generation - before;
     assert!(
         (1..=3).contains(&publishes),
@@ -496,4 +499,67 @@ async fn logins_refresh_grants_from_katellos_catalog_coalesced() {
     let reply = quiet.token(&query, Some(("alice", "alice-pw"))).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(katello.catalog_calls(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_are_case_insensitive_and_add_few_users_between_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tls, client) = material(dir.path());
+    let katello = katello(&tls, Refusal::Status401);
+    let redis = Redis::start();
+    let mut flags = katello_flags(&katello.url(), &tls, &client, 5000);
+    flags.extend(["--login-users-between-syncs".to_owned(), "1".to_owned()]);
+    let sidecar = sidecar(&redis, flags).await;
+    let repositories = [
+        ("public/base", false),
+        ("team/app", true),
+        ("team/secret", true),
+    ];
+    // A sync that lists nobody.
+    let reply = sidecar.put(&content(&repositories, &[]), None, "").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let query = [("service", SERVICE), ("scope", "repository:team/app:pull")];
+
+    // Katello's `alice`, however the login is spelled: one principal, one Katello check,
+    // one catalog call, one entry.
+    for login in ["alice", "Alice", "ALICE", "aLiCe"] {
+        let reply = sidecar.token(&query, Some((login, "alice-pw"))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{login}: {}", reply.text());
+        let claims = claims(&reply);
+        assert_eq!(claims["sub"], "alice", "{login}");
+        assert_eq!(granted(&claims), ["team/app"], "{login}");
+    }
+    assert_eq!(katello.token_calls(), 1, "one login, however spelled");
+    assert_eq!(katello.catalog_calls(), 1);
+    let users = |snapshot: &registry_gate_core::snapshot::legacy::Snapshot| {
+        snapshot.content.users.keys().cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(users(&sidecar.snapshot().await.1), ["alice"]);
+
+    // carol's catalog grants nothing: she gets no entry, and does not count.
+    let reply = sidecar.token(&query, Some(("carol", "carol-pw"))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    // bob would be the second user logins add before a sync: he logs in, without grants.
+    let bob_query = [
+        ("service", SERVICE),
+        ("scope", "repository:team/secret:pull"),
+    ];
+    let reply = sidecar.token(&bob_query, Some(("bob", "bob-pw"))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert!(granted(&claims(&reply)).is_empty());
+    assert_eq!(users(&sidecar.snapshot().await.1), ["alice"]);
+
+    // After a sync (which kept alice), bob's next login adds him.
+    let reply = sidecar
+        .put(
+            &content(&repositories, &[("alice", &["team/app"])]),
+            None,
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let reply = sidecar.token(&bob_query, Some(("bob", "bob-pw"))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(granted(&claims(&reply)), ["team/secret"]);
+    assert_eq!(users(&sidecar.snapshot().await.1), ["alice", "bob"]);
 }

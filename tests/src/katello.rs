@@ -12,6 +12,7 @@
 //!   "issued_at"}` (a fresh random token, `expires_in` 360, RFC 3339 `issued_at`); bad or
 //!   missing credentials → 401 `{"error":{"message":"Unable to authenticate user"}}`, or,
 //!   with [`Refusal::UnauthorizedToken`], 200 `{"token":"unauthorized"}`.
+//! - logins are case-insensitive, as Foreman's (`find_by(lower_login: login.downcase)`).
 //! - `/v2/_catalog` → `{"repositories":[...]}`: the user's repositories plus the public ones
 //!   with good Basic credentials, the public ones without credentials, 401 with bad ones.
 //!
@@ -313,7 +314,11 @@ fn basic_user<'a>(shared: &'a Shared, headers: &HeaderMap) -> Option<Option<&'a 
     }
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (user, password) = decoded.split_once(':')?;
-    let (name, known) = shared.users.get_key_value(user)?;
+    // Foreman finds a login by its lower-case form: `Alice` is `alice`.
+    let (name, known) = shared
+        .users
+        .iter()
+        .find(|(name, _)| name.to_lowercase() == user.to_lowercase())?;
     (known.password == password).then_some(Some(name.as_str()))
 }
 

@@ -106,6 +106,7 @@ async fn put_part(
             authority: Authority::Sync,
         })
         .await?;
+    state.inner.refresher.synced();
     tracing::info!(
         endpoint = endpoint.name(),
         changed = published.changed,
