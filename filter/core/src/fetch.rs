@@ -62,13 +62,10 @@ pub enum Answer<'a> {
 
 /// What the glue must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step<'a> {
-    /// Write `body` (the fetched snapshot) to shared data, then `announcement`; poll again
-    /// at once.
-    Publish {
-        body: &'a [u8],
-        announcement: Announcement,
-    },
+pub enum Step {
+    /// Write the answer's body (the fetched snapshot) to shared data, then this
+    /// announcement; poll again at once.
+    Publish(Announcement),
     /// Write this announcement only (same generation, newer confirmation); poll again at once.
     Confirm(Announcement),
     /// The body was refused: count it and poll again after the retry pause. Nothing is
@@ -115,7 +112,7 @@ impl Fetch {
     }
 
     /// Handles one answer received at unix second `now`.
-    pub fn answer<'a>(&mut self, answer: Answer<'a>, now: u64) -> Step<'a> {
+    pub fn answer(&mut self, answer: Answer<'_>, now: u64) -> Step {
         match answer {
             Answer::Snapshot(body) => self.offer(body, now),
             Answer::NotModified { etag } => {
@@ -133,7 +130,7 @@ impl Fetch {
         }
     }
 
-    fn offer<'a>(&mut self, body: &'a [u8], now: u64) -> Step<'a> {
+    fn offer(&mut self, body: &[u8], now: u64) -> Step {
         let offered = match self.accept(body) {
             Ok(offered) => offered,
             Err(err) => return Step::Refused(err),
@@ -152,7 +149,7 @@ impl Fetch {
         }
         let announcement = announce(&offered, now);
         self.held = Some(offered);
-        Step::Publish { body, announcement }
+        Step::Publish(announcement)
     }
 }
 

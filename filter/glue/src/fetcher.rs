@@ -200,8 +200,8 @@ impl Fetcher {
             }
         };
         match self.fetch.answer(answer, now) {
-            // The step names the very bytes received: hand those over.
-            Step::Publish { announcement, .. } => match host.publish(body, &announcement) {
+            // The very bytes received are handed over.
+            Step::Publish(announcement) => match host.publish(body, &announcement) {
                 Ok(()) => {
                     host.log(
                         Level::Info,

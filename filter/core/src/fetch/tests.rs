@@ -47,7 +47,7 @@ fn checksum(body: &[u8]) -> Option<u64> {
 }
 
 /// A confirmation of `held` (generation `epoch.generation`) at `at`.
-fn confirmed(held: &[u8], epoch: &str, generation: u64, at: u64) -> Step<'static> {
+fn confirmed(held: &[u8], epoch: &str, generation: u64, at: u64) -> Step {
     Step::Confirm(Announcement {
         epoch: epoch.into(),
         generation,
@@ -56,16 +56,13 @@ fn confirmed(held: &[u8], epoch: &str, generation: u64, at: u64) -> Step<'static
     })
 }
 
-fn published<'a>(body: &'a [u8], epoch: &str, generation: u64, at: u64) -> Step<'a> {
-    Step::Publish {
-        body,
-        announcement: Announcement {
-            epoch: epoch.into(),
-            generation,
-            confirmed_at: at,
-            checksum: checksum(body),
-        },
-    }
+fn published(body: &[u8], epoch: &str, generation: u64, at: u64) -> Step {
+    Step::Publish(Announcement {
+        epoch: epoch.into(),
+        generation,
+        confirmed_at: at,
+        checksum: checksum(body),
+    })
 }
 
 #[test]
@@ -82,7 +79,7 @@ fn publishes_newer_and_confirms_only_exact_matches() {
     struct Row {
         case: &'static str,
         answer: Answer<'static>,
-        want: Step<'static>,
+        want: Step,
     }
     let held = ten.clone();
     let rows = [
