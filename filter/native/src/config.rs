@@ -226,9 +226,7 @@ impl Config {
             } = &mut *main;
             if let Some(fetcher) = fetcher {
                 for (id, mut delivered) in deferred {
-                    let size = delivered.as_ref().map_or(0, |d| d.received);
-                    let mut publisher = self.publisher(source, delivered.as_mut());
-                    fetcher.on_response(&mut publisher, id, size);
+                    self.deliver(fetcher, source, id, delivered.as_mut());
                 }
                 fetcher.on_tick(&mut self.publisher(source, None));
             }
@@ -285,10 +283,20 @@ impl Config {
             source, fetcher, ..
         } = &mut *main;
         if let Some(fetcher) = fetcher {
-            let size = delivered.as_ref().map_or(0, |d| d.received);
-            let mut publisher = self.publisher(source, delivered.as_mut());
-            fetcher.on_response(&mut publisher, id, size);
+            self.deliver(fetcher, source, id, delivered.as_mut());
         }
+    }
+
+    /// Hands the fetcher the answer to fetch `id` (`None`: the fetch failed).
+    fn deliver(
+        &self,
+        fetcher: &mut Fetcher,
+        source: &mut Worker,
+        id: u64,
+        delivered: Option<&mut Delivered>,
+    ) {
+        let size = delivered.as_ref().map_or(0, |d| d.received);
+        fetcher.on_response(&mut self.publisher(source, delivered), id, size);
     }
 
     /// Reports every worker's counters and the source's gauges.

@@ -210,15 +210,7 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     config: *const c_void,
     _event_id: u64,
 ) {
-    guard(
-        (),
-        || {
-            // SAFETY: Envoy passes the live configuration `config_new` returned.
-            let config = unsafe { &*config.cast::<Config>() };
-            config.on_tick();
-        },
-        || {},
-    );
+    with_config(config, Config::on_tick);
 }
 
 // The fetch stream's hooks: the answer is copied out piece by piece as it arrives.
@@ -277,24 +269,21 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
 }
 
 fn receive(config: *const c_void, stream_id: u64, add: impl FnOnce(&mut Delivered, usize)) {
-    guard(
-        (),
-        || {
-            // SAFETY: Envoy passes the live configuration `config_new` returned.
-            let config = unsafe { &*config.cast::<Config>() };
-            config.receive(stream_id, add);
-        },
-        || {},
-    );
+    with_config(config, |config| config.receive(stream_id, add));
 }
 
 fn stream_end(config: *const c_void, stream_id: u64, complete: bool) {
+    with_config(config, |config| config.on_stream_end(stream_id, complete));
+}
+
+/// Runs a configuration-level hook on the configuration Envoy passed it, behind [`guard`].
+fn with_config(config: *const c_void, hook: impl FnOnce(&Config)) {
     guard(
         (),
         || {
             // SAFETY: Envoy passes the live configuration `config_new` returned.
             let config = unsafe { &*config.cast::<Config>() };
-            config.on_stream_end(stream_id, complete);
+            hook(config);
         },
         || {},
     );
