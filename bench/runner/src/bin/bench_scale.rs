@@ -310,7 +310,7 @@ impl Bench {
             log_level: "info".to_owned(),
             cpus: None,
             extra_vars: vec![("V2_ACTION", V2_DIRECT_RESPONSE.to_owned())],
-            rewrites: Vec::new(),
+            ..Launch::default()
         };
         let template = paths::repo_root().join("envoy/bench/envoy-request-gate.yaml");
         let mut envoy = Envoy::start_with(&dir, &template, params, &launch);

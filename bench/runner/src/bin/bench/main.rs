@@ -613,7 +613,7 @@ fn memory(
                 log_level: "info".to_owned(),
                 cpus: None,
                 extra_vars: vec![("V2_ACTION", V2_DIRECT_RESPONSE.to_owned())],
-                rewrites: Vec::new(),
+                ..Launch::default()
             };
             let params = params_for(fetch_from, registry_port, wasm);
             let mut envoy = Envoy::start_with(dir, &proxy.template(), params, &launch);
@@ -938,7 +938,7 @@ fn run() -> Result<(), String> {
                 ("JWKS", jwks.to_string()),
                 ("JWT_CACHE_CONFIG", cache.to_owned()),
             ],
-            rewrites: Vec::new(),
+            ..Launch::default()
         };
         let mut envoy = Envoy::start_with(&dir, &proxy.template(), params, &launch);
         if proxy.is_gate() {
