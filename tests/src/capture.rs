@@ -5,6 +5,8 @@
 //! exact bytes on the wire. It understands only what such callers send: one request per
 //! connection or keep-alive requests with `Content-Length` bodies (no chunked bodies), and it
 //! answers with `Connection: close`. It must never be used where a real server is available.
+//! [`CaptureServer::concurrent`] serves each connection on its own thread, for callers that
+//! need many answers in flight at once.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -44,6 +46,8 @@ pub struct Reply {
     pub status: u16,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
+    /// Wait this long before sending the body's last byte: the answer stays in flight.
+    pub stall: Option<Duration>,
 }
 
 impl Reply {
@@ -52,6 +56,7 @@ impl Reply {
             status,
             content_type: None,
             body: Vec::new(),
+            stall: None,
         }
     }
 
@@ -60,6 +65,15 @@ impl Reply {
             status,
             content_type: Some("application/json".to_owned()),
             body: body.as_bytes().to_vec(),
+            stall: None,
+        }
+    }
+
+    /// This reply, its last byte sent only after `stall`.
+    pub fn stalled(self, stall: Duration) -> Reply {
+        Reply {
+            stall: Some(stall),
+            ..self
         }
     }
 }
@@ -83,8 +97,21 @@ impl std::fmt::Debug for CaptureServer {
 }
 
 impl CaptureServer {
-    /// Listens on a free loopback port and answers every request with `reply(request)`.
+    /// Listens on a free loopback port and answers every request with `reply(request)`, one
+    /// connection after the other.
     pub fn start(reply: impl Fn(&CapturedRequest) -> Reply + Send + 'static) -> CaptureServer {
+        CaptureServer::listen(reply, false)
+    }
+
+    /// Like [`CaptureServer::start`], serving every connection on a thread of its own.
+    pub fn concurrent(reply: impl Fn(&CapturedRequest) -> Reply + Send + 'static) -> CaptureServer {
+        CaptureServer::listen(reply, true)
+    }
+
+    fn listen(
+        reply: impl Fn(&CapturedRequest) -> Reply + Send + 'static,
+        concurrent: bool,
+    ) -> CaptureServer {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .unwrap_or_else(|err| panic!("capture server: bind 127.0.0.1:0: {err}"));
         let port = listener.local_addr().expect("bound listener").port();
@@ -105,7 +132,14 @@ impl CaptureServer {
                     return;
                 }
                 let Ok(stream) = stream else { continue };
-                if let Err(err) = serve(stream, &requests, &reply) {
+                if concurrent {
+                    let (requests, reply) = (Arc::clone(&requests), Arc::clone(&reply));
+                    std::thread::spawn(move || {
+                        if let Err(err) = serve(stream, &requests, &reply) {
+                            eprintln!("[capture] connection ended: {err}");
+                        }
+                    });
+                } else if let Err(err) = serve(stream, &requests, &reply) {
                     eprintln!("[capture] connection ended: {err}");
                 }
             }
@@ -201,8 +235,16 @@ fn serve(
     }
     out.push_str("\r\n");
     let mut stream = stream;
+    let (body, last) = match answer.stall {
+        Some(_) if !answer.body.is_empty() => answer.body.split_at(answer.body.len() - 1),
+        _ => (answer.body.as_slice(), &[][..]),
+    };
     stream
         .write_all(out.as_bytes())
-        .and_then(|()| stream.write_all(&answer.body))
-        .map_err(|e| e.to_string())
+        .and_then(|()| stream.write_all(body))
+        .map_err(|e| e.to_string())?;
+    if let Some(stall) = answer.stall {
+        std::thread::sleep(stall);
+    }
+    stream.write_all(last).map_err(|e| e.to_string())
 }

@@ -515,6 +515,24 @@ impl Envoy {
             .unwrap_or_else(|| panic!("Envoy lists no stat named {name}: {stats:?}"))
     }
 
+    /// The counts that move only when the filter failed: Envoy's and the filter's counts of
+    /// wasm VM (re)starts, or the native module's starts and caught panics.
+    pub fn filter_restarts(&mut self) -> Vec<u64> {
+        use crate::paths::{self, Build};
+        let names = match paths::build() {
+            Build::Wasm => vec![
+                "wasm.registry_gate.vm_reload".to_owned(),
+                "wasm.registry_gate.vm_reload_success".to_owned(),
+                Build::Wasm.stat("registry_gate.vm_starts"),
+            ],
+            Build::Native => vec![
+                Build::Native.stat("registry_gate.vm_starts"),
+                Build::Native.stat("registry_gate.panics"),
+            ],
+        };
+        names.iter().map(|name| self.stat(name)).collect()
+    }
+
     /// Requests Envoy has sent to the registry cluster so far.
     pub fn upstream_registry_requests(&mut self) -> u64 {
         self.stat("cluster.registry.upstream_rq_total")

@@ -95,10 +95,9 @@ fn names(resp: &Response, context: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_flatpak_index_shows_only_what_the_caller_may_pull() {
-    let stack = Stack::start();
-    let pulp = CaptureServer::start(upstream);
+/// A second Envoy of the stack's, forwarding to `pulp`, its filter configured with `settings`
+/// on top of the stack's, ready with the stack's generation.
+fn envoy_for(stack: &Stack, pulp: &CaptureServer, settings: serde_json::Value) -> Envoy {
     let params = EnvoyParams {
         listen_port: ports::free_port(),
         admin_port: ports::free_port(),
@@ -107,7 +106,9 @@ fn the_flatpak_index_shows_only_what_the_caller_may_pull() {
     };
     let mut config: serde_json::Value =
         serde_json::from_str(&filter_config(params.listen_port, false)).unwrap();
-    config["flatpak_index_max_bytes"] = MAX_INDEX_BYTES.into();
+    for (name, value) in settings.as_object().unwrap() {
+        config[name] = value.clone();
+    }
     let launch = Launch {
         extra_vars: vec![("FILTER_CONFIG", config.to_string())],
         ..Launch::default()
@@ -119,6 +120,18 @@ fn the_flatpak_index_shows_only_what_the_caller_may_pull() {
         &launch,
     );
     envoy.wait_for_generation(stack.generation(), INSTALL_TIMEOUT);
+    envoy
+}
+
+#[test]
+fn the_flatpak_index_shows_only_what_the_caller_may_pull() {
+    let stack = Stack::start();
+    let pulp = CaptureServer::start(upstream);
+    let mut envoy = envoy_for(
+        &stack,
+        &pulp,
+        serde_json::json!({"flatpak_index_max_bytes": MAX_INDEX_BYTES}),
+    );
     let base = format!("https://127.0.0.1:{}", envoy.params.listen_port);
     let index = |version: HttpVersion, query: &str, auth: Auth<'_>| {
         Request::get(format!("{base}/index/static?{query}"))
@@ -238,6 +251,161 @@ fn the_flatpak_index_shows_only_what_the_caller_may_pull() {
             Ok(())
         } else {
             Err(format!("{stats:?}"))
+        }
+    });
+}
+
+/// What concurrent clients got: status, `Retry-After`, body.
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    body: String,
+}
+
+/// `count` index requests in flight at once over HTTP/2 from real curl (`--parallel`, which
+/// multiplexes up to Envoy's 100 streams per connection), as two curls of half each.
+fn concurrent_index_requests(base: &str, stack: &Stack, count: usize) -> Vec<Answer> {
+    let scratch = tempfile::tempdir().unwrap();
+    let half = count / 2;
+    let curls: Vec<_> = (0..2)
+        .map(|curl| {
+            let dir = scratch.path().join(format!("curl{curl}"));
+            std::fs::create_dir(&dir).unwrap();
+            let child = std::process::Command::new(registry_gate_tests::paths::curl())
+                .args(["--silent", "--show-error", "--http2", "--parallel"])
+                .arg("--parallel-max")
+                .arg(half.to_string())
+                .args(["--max-time", "60", "--cacert"])
+                .arg(stack.ca_cert())
+                .arg("--write-out")
+                .arg("%{url_effective} %{http_code} %header{retry-after}\\n")
+                .arg("--output")
+                .arg(dir.join("body_#1"))
+                .arg(format!("{base}/index/static?{QUERY}&n=[1-{half}]"))
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            (dir, child)
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for (dir, child) in curls {
+        let out = child.wait_with_output().unwrap();
+        let written = String::from_utf8(out.stdout).unwrap();
+        let mut lines: Vec<(usize, &str)> = written
+            .lines()
+            .map(|line| {
+                let (url, rest) = line.split_once(' ').unwrap();
+                let n = url.rsplit_once("&n=").unwrap().1;
+                (n.parse().unwrap(), rest)
+            })
+            .collect();
+        lines.sort_unstable();
+        assert_eq!(lines.len(), half, "an answer to every request: {written}");
+        for (n, line) in lines {
+            let (status, retry_after) = line.split_once(' ').unwrap_or((line, ""));
+            let body = std::fs::read_to_string(dir.join(format!("body_{n}"))).unwrap_or_default();
+            answers.push(Answer {
+                status: status.parse().unwrap(),
+                retry_after: Some(retry_after.trim().to_owned()).filter(|v| !v.is_empty()),
+                body,
+            });
+        }
+    }
+    answers
+}
+
+/// 400 anonymous requests for an 8 MiB index at once, each answer held upstream until all
+/// are in flight: far more than the workers' budget (64 MiB each by default), which without
+/// it would take a wasm VM past its 1 GiB and trap it. Every answer is the filtered index or
+/// 503 with `Retry-After`; no VM restarts; once they are done, the budget is free again.
+#[test]
+fn concurrent_flatpak_indexes_past_the_budget_get_503_and_no_worker_fails() {
+    const INDEX_BYTES: usize = 8 * 1024 * 1024;
+    const STREAMS: usize = 400;
+    let stack = Stack::start();
+    // One visible entry; the rest of the 8 MiB is a repository nobody may see.
+    let mut body = serde_json::to_vec(&serde_json::json!({
+        "Registry": "https://pulp.test/",
+        "Results": [entry("library/public", 1), entry("nobody/knows", 1)],
+    }))
+    .unwrap();
+    let padding = format!(
+        ",\"Padding\":\"{}\"}}",
+        "x".repeat(INDEX_BYTES - body.len())
+    );
+    body.pop();
+    body.extend_from_slice(padding.as_bytes());
+    assert!(body.len() >= INDEX_BYTES);
+    let pulp = CaptureServer::concurrent(move |_| {
+        Reply {
+            status: 200,
+            content_type: Some("application/json".to_owned()),
+            body: body.clone(),
+            stall: None,
+        }
+        .stalled(Duration::from_secs(3))
+    });
+    let mut envoy = envoy_for(&stack, &pulp, serde_json::json!({}));
+    let base = format!("https://127.0.0.1:{}", envoy.params.listen_port);
+    let before = envoy.filter_restarts();
+    let one_index = || {
+        Request::get(format!("{base}/index/static?{QUERY}"))
+            .version(HttpVersion::Http2)
+            .cacert(stack.ca_cert())
+            .timeout(Duration::from_secs(30))
+            .send_ok()
+    };
+    assert_eq!(names(&one_index(), "alone"), ["library/public"]);
+
+    let answers = concurrent_index_requests(&base, &stack, STREAMS);
+    let (mut filtered, mut refused) = (0, 0);
+    for (n, answer) in answers.iter().enumerate() {
+        match answer.status {
+            200 => {
+                let index: serde_json::Value = serde_json::from_str(&answer.body)
+                    .unwrap_or_else(|err| panic!("request {n}: not the index: {err}"));
+                let names: Vec<_> = index["Results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["Name"].as_str().unwrap())
+                    .collect();
+                assert_eq!(names, ["library/public"], "request {n}: filtered");
+                filtered += 1;
+            }
+            503 => {
+                assert!(
+                    answer.body.contains("UNAVAILABLE"),
+                    "request {n}: {:.300}",
+                    answer.body
+                );
+                assert!(answer.retry_after.is_some(), "request {n}: Retry-After");
+                refused += 1;
+            }
+            status => panic!("request {n}: status {status}: {:.300}", answer.body),
+        }
+        assert!(!answer.body.contains("nobody/knows"), "request {n}: leaked");
+    }
+    eprintln!("{STREAMS} concurrent 8 MiB indexes: {filtered} filtered, {refused} got 503");
+    assert!(filtered > 0, "the budget serves some at once");
+    assert!(refused > 0, "3.2 GB in flight cannot fit the budget");
+    assert_eq!(
+        envoy.filter_restarts(),
+        before,
+        "no VM trapped, no hook panicked"
+    );
+
+    // The budget was given back: one more index is filtered.
+    assert_eq!(names(&one_index(), "after the burst"), ["library/public"]);
+    wait_until("over_budget counted", Duration::from_secs(10), || {
+        let name =
+            registry_gate_tests::paths::build().stat("registry_gate.flatpak_index.over_budget");
+        let counted = envoy.stat(&name);
+        if counted == refused {
+            Ok(())
+        } else {
+            Err(format!("{name} = {counted}, {refused} refused"))
         }
     });
 }

@@ -13,7 +13,7 @@
 )]
 
 use registry_gate_tests::expect::{assert_is_manifest_of, assert_registry_error, get_manifest};
-use registry_gate_tests::paths::{self, Build};
+use registry_gate_tests::paths;
 use registry_gate_tests::{Auth, HttpVersion, Stack};
 
 /// Hostile bytes in one header, and what the client must get back.
@@ -80,28 +80,11 @@ const ATTACKS: [Attack; 6] = [
     },
 ];
 
-/// What counts a filter that failed: Envoy's and the filter's counts of wasm VM (re)starts,
-/// or the native module's starts and caught panics.
-fn restarts(stack: &mut Stack) -> Vec<u64> {
-    let names = match paths::build() {
-        Build::Wasm => vec![
-            "wasm.registry_gate.vm_reload".to_owned(),
-            "wasm.registry_gate.vm_reload_success".to_owned(),
-            Build::Wasm.stat("registry_gate.vm_starts"),
-        ],
-        Build::Native => vec![
-            Build::Native.stat("registry_gate.vm_starts"),
-            Build::Native.stat("registry_gate.panics"),
-        ],
-    };
-    names.iter().map(|name| stack.envoy.stat(name)).collect()
-}
-
 #[test]
 fn hostile_header_bytes_get_refusals_and_every_worker_keeps_serving() {
     let mut stack = Stack::start();
     let public = stack.image("library/public:latest").clone();
-    let before = restarts(&mut stack);
+    let before = stack.envoy.filter_restarts();
     assert!(
         before.iter().any(|count| *count > 0),
         "the filter counts its starts: {before:?}"
@@ -127,7 +110,7 @@ fn hostile_header_bytes_get_refusals_and_every_worker_keeps_serving() {
     }
 
     assert_eq!(
-        restarts(&mut stack),
+        stack.envoy.filter_restarts(),
         before,
         "(wasm: vm_reload, vm_reload_success, vm_starts; native: starts, panics): no VM \
          trapped or restarted, no hook panicked"

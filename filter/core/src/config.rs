@@ -105,6 +105,13 @@ pub struct FilterConfig {
     /// 1 MiB by default) must be at least this, or Envoy answers first.
     #[serde(default = "defaults::flatpak_index_max_bytes")]
     pub flatpak_index_max_bytes: usize,
+    /// Flatpak index bytes all responses together may hold at once: per worker in the wasm
+    /// build (one VM each), per process in the native one. A response that would go over is
+    /// answered 503 with `Retry-After` before it is buffered, so concurrent anonymous index
+    /// requests cannot exhaust the VM. At least `flatpak_index_max_bytes`; by default four
+    /// times it ([`defaults::flatpak_buffer_budget_bytes`]).
+    #[serde(default)]
+    pub flatpak_buffer_budget_bytes: Option<usize>,
     /// Publisher keys this gate checks every snapshot's signature against itself. Workers fed
     /// by a fetcher need none (the fetcher checked, and the checksum says they read what it
     /// checked); the ext_authz check, fed by the sidecar, must name them. At most two (a
@@ -125,6 +132,11 @@ pub struct FilterConfig {
 /// Upper bound of `flatpak_index_max_bytes`: the filtered copy is built beside the buffered
 /// one in the worker's VM memory.
 pub const MAX_FLATPAK_INDEX_BYTES: usize = 128 * 1024 * 1024;
+
+/// Upper bound of `flatpak_buffer_budget_bytes`: Envoy caps a wasm VM at 1 GiB, and the
+/// snapshot index, the filtered copy and everything else the worker holds need room beside
+/// the buffered bodies.
+pub const MAX_FLATPAK_BUFFER_BUDGET_BYTES: usize = 512 * 1024 * 1024;
 
 /// Named defaults, so documentation and code agree.
 pub mod defaults {
@@ -172,6 +184,10 @@ pub mod defaults {
     pub const fn flatpak_index_max_bytes() -> usize {
         16 * 1024 * 1024
     }
+    /// Four indexes of the largest size at once (64 MiB with the default bound).
+    pub const fn flatpak_buffer_budget_bytes(flatpak_index_max_bytes: usize) -> usize {
+        flatpak_index_max_bytes.saturating_mul(4)
+    }
     pub fn path() -> String {
         "/v1/snapshot".into()
     }
@@ -212,6 +228,7 @@ pub struct Settings {
     pub access_log_state: bool,
     pub host_signatures: bool,
     pub flatpak_index_max_bytes: usize,
+    pub flatpak_buffer_budget_bytes: usize,
     /// Where a verified client certificate's subject comes from, if anywhere.
     pub client_certificate: CertificateSource,
     /// Lower-case `client_certificate_header`: removed from every forwarded request, trusted
@@ -385,6 +402,18 @@ impl TryFrom<FilterConfig> for Settings {
                 config.flatpak_index_max_bytes
             ));
         }
+        let flatpak_buffer_budget_bytes = config.flatpak_buffer_budget_bytes.unwrap_or_else(|| {
+            defaults::flatpak_buffer_budget_bytes(config.flatpak_index_max_bytes)
+                .min(MAX_FLATPAK_BUFFER_BUDGET_BYTES)
+        });
+        if !(config.flatpak_index_max_bytes..=MAX_FLATPAK_BUFFER_BUDGET_BYTES)
+            .contains(&flatpak_buffer_budget_bytes)
+        {
+            problems.push(format!(
+                "flatpak_buffer_budget_bytes {flatpak_buffer_budget_bytes} must be between flatpak_index_max_bytes ({}) and {MAX_FLATPAK_BUFFER_BUDGET_BYTES}",
+                config.flatpak_index_max_bytes
+            ));
+        }
         if !FETCHER_LEASE_MS.contains(&config.fetcher_lease_ms) {
             problems.push(format!(
                 "fetcher_lease_ms {} must be between {} and {}",
@@ -455,6 +484,7 @@ impl TryFrom<FilterConfig> for Settings {
                 client_certificate,
                 client_certificate_header: certificate_header,
                 flatpak_index_max_bytes: config.flatpak_index_max_bytes,
+                flatpak_buffer_budget_bytes,
                 publisher_keys: config.publisher_keys,
                 elected_fetcher,
             }),
@@ -614,13 +644,15 @@ mod tests {
             settings.flatpak_index_max_bytes,
             defaults::flatpak_index_max_bytes()
         );
+        assert_eq!(settings.flatpak_buffer_budget_bytes, 64 * 1024 * 1024);
     }
 
     #[test]
     fn every_bad_field_is_reported_at_once() {
         let json = r#"{"issuer":"","service":"svc","realm":"ftp://x","algorithms":[],
             "leeway_secs":999,"max_token_bytes":10,"catalog_default_page":5000,
-            "identity_header":"x bad","flatpak_index_max_bytes":0}"#;
+            "identity_header":"x bad","flatpak_index_max_bytes":0,
+            "flatpak_buffer_budget_bytes":2000000000}"#;
         let err = Settings::from_json(json.as_bytes()).unwrap_err();
         let rows = [
             ("empty issuer", "issuer"),
@@ -631,6 +663,7 @@ mod tests {
             ("page sizes", "catalog_default_page"),
             ("identity header", "identity_header"),
             ("flatpak index bound", "flatpak_index_max_bytes"),
+            ("flatpak buffer budget", "flatpak_buffer_budget_bytes"),
         ];
         for (case, field) in rows {
             assert!(

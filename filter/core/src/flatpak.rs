@@ -50,6 +50,10 @@ pub enum FlatpakError {
     /// 502 like every other unusable upstream answer.
     #[error("flatpak index has no Results array")]
     NoResults,
+    /// Buffering this index would take the responses held at once past
+    /// `flatpak_buffer_budget_bytes`: the client may come back shortly.
+    #[error("flatpak index answers held at once would pass {budget} bytes")]
+    OverBudget { budget: usize },
 }
 
 impl FlatpakError {
@@ -62,19 +66,37 @@ impl FlatpakError {
             FlatpakError::TooLarge { .. } => "too_large",
             FlatpakError::NotJson(_) => "not_json",
             FlatpakError::NoResults => "no_results",
+            FlatpakError::OverBudget { .. } => "over_budget",
         }
     }
 
-    /// The reply the client gets instead of the upstream's answer: 502 in the registry error
-    /// format. The only place these errors become HTTP.
-    pub fn reply(&self) -> Reply {
-        reply::error(
-            502,
-            Code::Unknown,
-            "the upstream's flatpak index could not be filtered",
-            Some(&self.to_string()),
-        )
+    /// The reply the client gets instead of the upstream's answer, in the registry error
+    /// format: 503 with `Retry-After` when over the budget (nothing is wrong with the index,
+    /// only too many are held now), else 502. The only place these errors become HTTP.
+    pub fn reply(&self, retry_after_secs: u64) -> Reply {
+        match self {
+            FlatpakError::OverBudget { .. } => reply::error(
+                503,
+                Code::Unavailable,
+                "too many flatpak index answers are being filtered; retry shortly",
+                None,
+            )
+            .with_header("retry-after", retry_after_secs.to_string()),
+            _ => reply::error(
+                502,
+                Code::Unknown,
+                "the upstream's flatpak index could not be filtered",
+                Some(&self.to_string()),
+            ),
+        }
     }
+}
+
+/// The body length a `Content-Length` value declares, if it is a number.
+pub fn declared_length(content_length: Option<&[u8]>) -> Option<usize> {
+    content_length
+        .and_then(|v| core::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
 }
 
 /// Reads the upstream's response head: `status` is the `:status` value, `content_encoding`

@@ -583,15 +583,10 @@ impl Gate {
                 bump(&mut self.counts.flatpak_index, "passed_through");
                 Ok(Plan::PassThrough)
             }
-            Ok(Plan::Filter) => {
-                let declared = content_length
-                    .and_then(|v| core::str::from_utf8(v).ok())
-                    .and_then(|v| v.trim().parse::<usize>().ok());
-                match declared {
-                    Some(length) => self.flatpak_buffered(length).map(|()| Plan::Filter),
-                    None => Ok(Plan::Filter),
-                }
-            }
+            Ok(Plan::Filter) => match flatpak::declared_length(content_length) {
+                Some(length) => self.flatpak_buffered(length).map(|()| Plan::Filter),
+                None => Ok(Plan::Filter),
+            },
             Err(error) => Err(self.flatpak_refused(&error)),
         }
     }
@@ -648,9 +643,16 @@ impl Gate {
         }
     }
 
+    /// The reply to a Flatpak index answer that would take the answers held at once past
+    /// `flatpak_buffer_budget_bytes`: 503 with `Retry-After`, counted `over_budget`.
+    pub fn flatpak_over_budget(&mut self) -> Reply {
+        let budget = self.settings.flatpak_buffer_budget_bytes;
+        self.flatpak_refused(&FlatpakError::OverBudget { budget })
+    }
+
     fn flatpak_refused(&mut self, error: &FlatpakError) -> Reply {
         bump(&mut self.counts.flatpak_index, error.reason());
-        error.reply()
+        error.reply(self.settings.retry_after_secs)
     }
 }
 

@@ -6,7 +6,7 @@
 use registry_gate_core::identity::Identity;
 
 use crate::host::{Action, Host};
-use crate::worker::{Step, Worker};
+use crate::worker::{Held, Step, Worker};
 
 /// The state of one HTTP stream.
 #[derive(Debug, Default)]
@@ -27,7 +27,7 @@ enum Response {
     /// The Flatpak index: its head is still to be read.
     FilterFor(Identity),
     /// The Flatpak index: its head held, its body so far moved out of Envoy.
-    Buffering(Identity, Vec<u8>),
+    Buffering(Identity, Held),
 }
 
 impl Exchange {
@@ -76,7 +76,7 @@ impl Exchange {
             return Action::Continue;
         };
         let step = worker.on_flatpak_response_headers(host, end_of_stream);
-        self.advance(step, caller, Vec::new())
+        self.advance(step, caller)
     }
 
     pub fn on_response_body(
@@ -86,12 +86,11 @@ impl Exchange {
         body_size: usize,
         end_of_stream: bool,
     ) -> Action {
-        let Response::Buffering(caller, mut held) = std::mem::take(&mut self.response) else {
+        let Response::Buffering(caller, held) = std::mem::take(&mut self.response) else {
             return Action::Continue;
         };
-        let step =
-            worker.on_flatpak_response_body(host, &caller, &mut held, body_size, end_of_stream);
-        self.advance(step, caller, held)
+        let step = worker.on_flatpak_response_body(host, &caller, held, body_size, end_of_stream);
+        self.advance(step, caller)
     }
 
     /// Trailers end the body: filter what was held, never release it unfiltered.
@@ -99,9 +98,9 @@ impl Exchange {
         self.on_response_body(worker, host, 0, true)
     }
 
-    fn advance(&mut self, step: Step, caller: Identity, held: Vec<u8>) -> Action {
+    fn advance(&mut self, step: Step, caller: Identity) -> Action {
         match step {
-            Step::Buffer => {
+            Step::Buffer(held) => {
                 self.response = Response::Buffering(caller, held);
                 Action::Stop
             }

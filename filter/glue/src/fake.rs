@@ -12,6 +12,7 @@ use registry_gate_core::reply::Reply;
 use registry_gate_core::snapshot::{build_index, Content, Repository, Stamp};
 use serde_json::{json, Value};
 
+use crate::budget::Budget;
 use crate::exchange::Exchange;
 use crate::fetcher::{FetchHost, Fetcher};
 use crate::host::{Action, Env, Host, HostError, Level};
@@ -19,6 +20,9 @@ use crate::tally::Tally;
 use crate::worker::Worker;
 
 const NOW: u64 = 1_700_000_000;
+
+/// Room for every Flatpak index these tests buffer, unless a test says otherwise.
+const BUDGET: usize = 1 << 20;
 
 /// One edit the worker made through the host, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,7 +262,12 @@ fn announcement(generation: u64) -> Announcement {
 
 /// A worker with generation 1 taken in.
 fn ready(host: &mut Fake, extra: Value) -> Worker {
-    let mut worker = Worker::new(Gate::new(settings(extra)), Some("w1".into()));
+    ready_within(host, extra, Budget::new(BUDGET))
+}
+
+/// A worker with generation 1 taken in, holding Flatpak index answers within `budget`.
+fn ready_within(host: &mut Fake, extra: Value, budget: Budget) -> Worker {
+    let mut worker = Worker::new(Gate::new(settings(extra)), Some("w1".into()), budget);
     let installed = worker.take_in(host, &announcement(1), || Some(index(1)));
     assert_eq!(installed.map(|i| i.generation.number), Some(1));
     worker
@@ -354,7 +363,7 @@ fn a_refused_request_is_answered_and_stays_stopped() {
 #[test]
 fn without_a_snapshot_every_request_gets_503() {
     let mut host = Fake::new();
-    let mut worker = Worker::new(Gate::new(settings(json!({}))), None);
+    let mut worker = Worker::new(Gate::new(settings(json!({}))), None, Budget::new(BUDGET));
     let mut exchange = Exchange::default();
     let pairs = request("GET", "/v2/library/public/manifests/latest", &[]);
     assert_eq!(
@@ -437,6 +446,88 @@ fn the_flatpak_index_is_buffered_out_of_envoy_and_answered_filtered() {
     assert_eq!(
         exchange.on_response_body(&mut worker, &mut host, 0, true),
         Action::Continue
+    );
+}
+
+/// A Flatpak index request whose upstream answered 200 with `length` (if any) declared.
+fn flatpak_answer(
+    worker: &mut Worker,
+    host: &mut Fake,
+    length: Option<usize>,
+) -> (Exchange, Action) {
+    let mut exchange = Exchange::default();
+    let pairs = request("GET", "/index/static?label:org.flatpak.ref:exists=1", &[]);
+    exchange.on_request_headers(worker, host, pairs);
+    host.edits.clear();
+    host.response_headers
+        .insert(":status".into(), b"200".to_vec());
+    match length {
+        Some(length) => host
+            .response_headers
+            .insert("content-length".into(), length.to_string().into_bytes()),
+        None => host.response_headers.remove("content-length"),
+    };
+    let action = exchange.on_response_headers(worker, host, false);
+    (exchange, action)
+}
+
+fn over_budget(host: &Fake) -> bool {
+    matches!(host.replies().as_slice(), [(503, body)] if body.contains("UNAVAILABLE"))
+}
+
+#[test]
+fn flatpak_answers_past_the_budget_get_503_before_they_are_buffered() {
+    let mut host = Fake::new();
+    let budget = Budget::new(1000);
+    let mut worker = ready_within(&mut host, json!({}), budget.clone());
+
+    // A declared length is reserved whole at the head.
+    let (first, action) = flatpak_answer(&mut worker, &mut host, Some(600));
+    assert_eq!(action, Action::Stop, "buffering");
+    assert!(host.replies().is_empty());
+    assert_eq!(budget.held(), 600);
+    let (_, action) = flatpak_answer(&mut worker, &mut host, Some(600));
+    assert_eq!(action, Action::Stop);
+    assert!(over_budget(&host), "{:?}", host.edits);
+    assert_eq!(budget.held(), 600, "the refused answer holds nothing");
+
+    // Without a length, chunk by chunk: the chunk that would pass stays in Envoy.
+    let (mut chunked, action) = flatpak_answer(&mut worker, &mut host, None);
+    assert_eq!(action, Action::Stop);
+    host.body = vec![b' '; 300];
+    assert_eq!(
+        chunked.on_response_body(&mut worker, &mut host, 300, false),
+        Action::Stop
+    );
+    assert_eq!(budget.held(), 900);
+    host.body = vec![b' '; 200];
+    assert_eq!(
+        chunked.on_response_body(&mut worker, &mut host, 200, false),
+        Action::Stop
+    );
+    assert!(over_budget(&host), "{:?}", host.edits);
+    assert_eq!(host.body.len(), 200, "not moved out of Envoy");
+    assert_eq!(budget.held(), 600, "the refused answer gave its bytes back");
+
+    // A stream that ends mid-body (reset, destroyed) gives back what it held.
+    drop(first);
+    assert_eq!(budget.held(), 0);
+    let (mut last, action) = flatpak_answer(&mut worker, &mut host, Some(600));
+    assert_eq!(action, Action::Stop);
+    assert!(host.replies().is_empty());
+    host.body = serde_json::to_vec(&json!({"Results": []})).unwrap();
+    let size = host.body.len();
+    last.on_response_body(&mut worker, &mut host, size, true);
+    assert!(matches!(host.replies().as_slice(), [(200, _)]));
+    assert_eq!(budget.held(), 0, "an answered index holds nothing");
+    assert_eq!(
+        worker
+            .gate()
+            .counts()
+            .flatpak_index
+            .iter()
+            .find(|(reason, _)| *reason == "over_budget"),
+        Some(&("over_budget", 2))
     );
 }
 

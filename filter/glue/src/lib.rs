@@ -6,12 +6,14 @@
 //! - `host`: the traits a build implements, and the [`Action`] a hook returns
 //! - `worker`: one worker's gate, applying its verdicts, taking in snapshots
 //! - `exchange`: one request and its response (the Flatpak index state machine)
+//! - `budget`: the Flatpak index bytes held at once
 //! - `fetcher`: the long-poll of the sidecar (what to send, what each answer means)
 //! - `tally`: turning the gate's counters into stat increments
 //!
 //! Nothing here performs I/O or reads a clock except through a host, and nothing here
 //! decides: the gate does.
 
+mod budget;
 mod exchange;
 mod fetcher;
 mod host;
@@ -21,6 +23,7 @@ mod worker;
 #[cfg(test)]
 mod fake;
 
+pub use budget::Budget;
 pub use exchange::Exchange;
 pub use fetcher::{FetchHost, Fetcher, TICK};
 pub use host::{Action, Env, Host, HostError, Level};

@@ -87,6 +87,7 @@ const REASONS: [(&str, &[&str]); 4] = [
             "too_large",
             "not_json",
             "no_results",
+            "over_budget",
         ],
     ),
 ];

@@ -20,6 +20,7 @@ use registry_gate_core::refusal::Outcome;
 use registry_gate_core::reply::Reply;
 use registry_gate_core::snapshot::SnapshotError;
 
+use crate::budget::{Budget, Reservation};
 use crate::host::{Action, Env, Host, HostError, Level};
 
 /// Envoy's attribute holding the subject DN of the downstream connection's client
@@ -43,6 +44,9 @@ pub struct Worker {
     /// `settings.client_certificate_header`: picked out of every request, removed from
     /// every forwarded one.
     certificate_header: Option<String>,
+    /// The Flatpak index bytes this worker's answers (the native build: every worker's) may
+    /// hold at once.
+    budget: Budget,
 }
 
 /// A snapshot a worker took in: what its log line and gauge report.
@@ -67,10 +71,12 @@ impl std::fmt::Display for Installed {
 }
 
 impl Worker {
-    /// A worker deciding with `gate`, known in the access log as `id`.
-    pub fn new(gate: Gate, id: Option<String>) -> Worker {
+    /// A worker deciding with `gate`, known in the access log as `id`, holding Flatpak index
+    /// answers within `budget` (a clone shares it).
+    pub fn new(gate: Gate, id: Option<String>, budget: Budget) -> Worker {
         let settings: &Settings = gate.settings();
         Worker {
+            budget,
             identity_header: settings.identity_header.clone(),
             log_state: settings.access_log_state,
             certificate_header: settings.client_certificate_header.clone(),
@@ -206,8 +212,9 @@ impl Worker {
     }
 
     /// The upstream's response head to a Flatpak index request: pass an upstream error
-    /// through, refuse what cannot be filtered, or hold the head (its length and validators
-    /// removed) while the body is buffered.
+    /// through, refuse what cannot be filtered, refuse (503) what the budget has no room for
+    /// (a declared `Content-Length` is reserved whole, now), or hold the head (its length and
+    /// validators removed) while the body is buffered.
     pub fn on_flatpak_response_headers(
         &mut self,
         host: &mut impl Host,
@@ -222,6 +229,8 @@ impl Worker {
             Ok(head) => head,
             Err(error) => return Step::Answered(self.fail(host, error)),
         };
+        // Reserved whole before any of the body moves; 0 if unknown (reserved chunk by chunk).
+        let declared = flatpak::declared_length(length.as_deref()).unwrap_or(0);
         match self.gate.flatpak_response_head(
             status.as_deref(),
             encoding.as_deref(),
@@ -238,13 +247,19 @@ impl Worker {
                 }
                 Step::Done(Action::Continue)
             }
-            Ok(Plan::Filter) => Step::Buffer,
+            Ok(Plan::Filter) => match self.budget.reserve(declared) {
+                Some(reservation) => Step::Buffer(Held {
+                    body: Vec::new(),
+                    reservation,
+                }),
+                None => self.over_budget(host),
+            },
             Err(reply) => Step::Answered(respond(host, &reply)),
         }
     }
 
-    /// A Flatpak index body chunk: move it out of Envoy into `held` (within the bound) until
-    /// the end, then answer with the gate's reply: the filtered index, or the error. The
+    /// A Flatpak index body chunk: move it out of Envoy into `held` (within the bound, and
+    /// within the budget, else 503 before it moves) until the end, then answer with the gate's reply: the filtered index, or the error. The
     /// upstream's head is still held, so the local reply replaces it whole.
     ///
     /// The body is kept here rather than in Envoy's buffer, and the filtered index goes out
@@ -255,21 +270,22 @@ impl Worker {
         &mut self,
         host: &mut impl Host,
         caller: &Identity,
-        held: &mut Vec<u8>,
+        mut held: Held,
         body_size: usize,
         end_of_stream: bool,
     ) -> Step {
-        if let Err(reply) = self
-            .gate
-            .flatpak_buffered(held.len().saturating_add(body_size))
-        {
+        let size = held.body.len().saturating_add(body_size);
+        if let Err(reply) = self.gate.flatpak_buffered(size) {
             return Step::Answered(respond(host, &reply));
         }
-        if let Err(error) = host.take_response_body(body_size, held, end_of_stream) {
+        if !held.reservation.grow_to(size) {
+            return self.over_budget(host);
+        }
+        if let Err(error) = host.take_response_body(body_size, &mut held.body, end_of_stream) {
             return Step::Answered(self.fail(host, error));
         }
         if !end_of_stream {
-            return Step::Buffer;
+            return Step::Buffer(held);
         }
         let mut kept = Vec::new();
         for name in flatpak::KEPT_HEADERS {
@@ -282,10 +298,16 @@ impl Worker {
         let now = host.now_secs();
         let reply = self.gate.filter_flatpak_index(
             caller,
-            held,
+            &held.body,
             kept.iter().map(|(name, value)| (*name, value.as_slice())),
             now,
         );
+        Step::Answered(respond(host, &reply))
+    }
+
+    /// No room in the budget for this Flatpak index answer: 503 with `Retry-After`.
+    fn over_budget(&mut self, host: &mut impl Host) -> Step {
+        let reply = self.gate.flatpak_over_budget();
         Step::Answered(respond(host, &reply))
     }
 
@@ -302,11 +324,19 @@ fn refused(env: &mut impl Env, err: &SnapshotError) {
     env.log(Level::Warn, &format!("snapshot refused: {err}"));
 }
 
+/// A Flatpak index answer's body so far, moved out of Envoy, and the part of the budget it
+/// holds (given back when this is dropped, however the stream ends).
+#[derive(Debug)]
+pub struct Held {
+    body: Vec<u8>,
+    reservation: Reservation,
+}
+
 /// Where a filtered response stands after a callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Step {
     /// Hold the response head and buffer the body.
-    Buffer,
+    Buffer(Held),
     /// Nothing more to do for this response.
     Done(Action),
     /// A local reply was sent instead of the upstream's answer.

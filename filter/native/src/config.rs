@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use registry_gate_core::config::{FetcherSettings, Settings};
 use registry_gate_core::gate::{Gate, SharedCallers};
-use registry_gate_glue::{Fetcher, Level, Tally, Worker, TICK};
+use registry_gate_glue::{Budget, Fetcher, Level, Tally, Worker, TICK};
 
 use crate::abi;
 use crate::crypto::NativeCrypto;
@@ -126,6 +126,9 @@ impl Config {
         }
         // Behind each worker's own token cache, the tokens any worker verified.
         let shared = Arc::new(SharedCallers::new(settings.token_cache_entries));
+        // One budget of buffered Flatpak index bytes for the whole process: the workers share
+        // its memory.
+        let budget = Budget::new(settings.flatpak_buffer_budget_bytes);
         let slots = (0..workers.max(1))
             .map(|_| {
                 let mut gate = Gate::new(settings.clone());
@@ -134,12 +137,12 @@ impl Config {
                     gate.set_signature_host(Box::new(crypto.clone()));
                 }
                 Mutex::new(Slot {
-                    worker: Worker::new(gate, random_id()),
+                    worker: Worker::new(gate, random_id(), budget.clone()),
                     tally: Tally::default(),
                 })
             })
             .collect();
-        let source = Worker::new(Gate::new(settings), None);
+        let source = Worker::new(Gate::new(settings), None, budget);
         let config = Config {
             envoy,
             stats,

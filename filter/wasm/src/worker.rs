@@ -7,7 +7,7 @@
 use registry_gate_core::config::Settings;
 use registry_gate_core::fetch::Announcement;
 use registry_gate_core::gate::Gate;
-use registry_gate_glue::{Level, Worker};
+use registry_gate_glue::{Budget, Level, Worker};
 
 use crate::crypto::EnvoyCrypto;
 use crate::host::{self, Wasm};
@@ -26,6 +26,8 @@ impl WasmWorker {
         let mut stats = Stats::new();
         // One per VM start: a trap makes Envoy reload the VM, which counts here again.
         stats.counter("vm_starts", 1);
+        // This worker's own budget: each worker is a VM of its own.
+        let budget = Budget::new(settings.flatpak_buffer_budget_bytes);
         let mut gate = Gate::new(settings);
         if gate.settings().host_signatures {
             let crypto = EnvoyCrypto::probe();
@@ -36,7 +38,7 @@ impl WasmWorker {
             gate.set_signature_host(Box::new(crypto));
         }
         WasmWorker {
-            worker: Worker::new(gate, host::random_id()),
+            worker: Worker::new(gate, host::random_id(), budget),
             stats,
         }
     }

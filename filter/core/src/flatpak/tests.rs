@@ -209,7 +209,7 @@ fn plan_table() {
 
 #[test]
 fn errors_answer_502_in_the_registry_format() {
-    let reply = FlatpakError::NoResults.reply();
+    let reply = FlatpakError::NoResults.reply(5);
     assert_eq!(reply.status, 502);
     let body: Value = serde_json::from_str(&reply.body).unwrap();
     assert_eq!(body["errors"][0]["code"], "UNKNOWN");
@@ -217,6 +217,15 @@ fn errors_answer_502_in_the_registry_format() {
         body["errors"][0]["detail"],
         "flatpak index has no Results array"
     );
+}
+
+#[test]
+fn over_the_budget_answers_503_with_retry_after() {
+    let reply = FlatpakError::OverBudget { budget: 1 << 20 }.reply(7);
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.header("retry-after"), Some("7"));
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
 }
 
 #[test]
