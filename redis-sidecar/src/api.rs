@@ -43,6 +43,7 @@ use subtle::ConstantTimeEq;
 use crate::cache::{Current, View};
 use crate::config::Secret;
 use crate::katello::KatelloError;
+use crate::login::limits::Limited;
 use crate::login::{AuthError, LoginRequest};
 use crate::metrics::LoginOutcome;
 use crate::publisher::{Authority, Precondition, PublishError, Request, Source};
@@ -140,6 +141,13 @@ pub enum TokenFailure {
     /// 401 `UNAUTHORIZED` + `WWW-Authenticate: Basic`.
     #[error("authentication required: invalid username or password")]
     BadCredentials,
+    /// The same 401, for credentials refused a moment ago (not asked again).
+    #[error("authentication required: invalid username or password")]
+    RememberedRefusal,
+    /// 429 `TOOMANYREQUESTS` + `Retry-After`: too many failed logins for this user or from
+    /// this address.
+    #[error("too many failed logins; try again later")]
+    Limited(Limited),
     /// 503 `UNAVAILABLE` + `Retry-After`.
     #[error("no snapshot published yet; try again shortly")]
     NoSnapshot,
@@ -204,7 +212,10 @@ impl IntoResponse for ApiError {
                     TokenFailure::Service { .. }
                     | TokenFailure::Scope { .. }
                     | TokenFailure::Query(_) => (400, Code::Unsupported),
-                    TokenFailure::BadCredentials => (401, Code::Unauthorized),
+                    TokenFailure::BadCredentials | TokenFailure::RememberedRefusal => {
+                        (401, Code::Unauthorized)
+                    }
+                    TokenFailure::Limited(_) => (429, Code::TooManyRequests),
                     TokenFailure::NoSnapshot
                     | TokenFailure::Busy
                     | TokenFailure::LoginUnreachable(_) => (503, Code::Unavailable),
@@ -244,8 +255,13 @@ impl IntoResponse for ApiError {
             ApiError::ReadUnauthorized => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(READ_REALM));
             }
-            ApiError::Token(TokenFailure::BadCredentials) => {
+            ApiError::Token(TokenFailure::BadCredentials | TokenFailure::RememberedRefusal) => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_REALM));
+            }
+            ApiError::Token(TokenFailure::Limited(limited)) => {
+                // Whole seconds, rounded up: a client retrying at once would be refused again.
+                let secs = limited.retry_after().as_secs_f64().ceil().max(1.0);
+                headers.insert(RETRY_AFTER, HeaderValue::from(secs as u64));
             }
             ApiError::PreconditionFailed {
                 current: Some(current),
@@ -295,6 +311,14 @@ impl From<AuthError> for TokenFailure {
             AuthError::BadCredentials => {
                 tracing::info!("login refused: invalid username or password");
                 TokenFailure::BadCredentials
+            }
+            AuthError::RememberedRefusal => {
+                tracing::info!("login refused again: the same credentials were just refused");
+                TokenFailure::RememberedRefusal
+            }
+            AuthError::Limited(limited) => {
+                tracing::warn!(?limited, "login refused: too many failed logins");
+                TokenFailure::Limited(limited)
             }
             AuthError::Busy | AuthError::Katello(KatelloError::Busy) => {
                 tracing::warn!("login refused: no login slot within the login queue timeout");
@@ -765,6 +789,13 @@ async fn get_token(
     let outcome = match &result {
         Ok(_) => LoginOutcome::Issued,
         Err(ApiError::Token(TokenFailure::BadCredentials)) => LoginOutcome::Refused,
+        Err(ApiError::Token(TokenFailure::RememberedRefusal)) => LoginOutcome::RefusedRemembered,
+        Err(ApiError::Token(TokenFailure::Limited(Limited::User { .. }))) => {
+            LoginOutcome::LimitedUser
+        }
+        Err(ApiError::Token(TokenFailure::Limited(Limited::Address { .. }))) => {
+            LoginOutcome::LimitedAddress
+        }
         Err(ApiError::Token(TokenFailure::Busy)) => LoginOutcome::Busy,
         Err(ApiError::Token(TokenFailure::NoSnapshot | TokenFailure::LoginUnreachable(_))) => {
             LoginOutcome::Unavailable
@@ -773,6 +804,12 @@ async fn get_token(
     };
     state.inner.metrics.login(outcome, started.elapsed());
     result
+}
+
+/// The client's address from `header`, as the front proxy set it; `None` if not configured,
+/// absent or not an address.
+fn client_address(header: Option<&str>, headers: &HeaderMap) -> Option<std::net::IpAddr> {
+    headers.get(header?)?.to_str().ok()?.trim().parse().ok()
 }
 
 async fn issue_token(
@@ -797,6 +834,7 @@ async fn issue_token(
             credentials: &credentials,
             authorization,
             scopes: &request.raw_scopes,
+            address: client_address(inner.client_address_header.as_deref(), &headers),
         })
         .await
         .map_err(TokenFailure::from)?;

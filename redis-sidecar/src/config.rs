@@ -23,6 +23,7 @@ use crate::katello::{ClientIdentity, KatelloSettings};
 mod sync;
 
 use crate::keys::{KeyAlgorithm, SigningKey};
+use crate::login::limits::LimitSettings;
 use crate::store::{ReplicaAcks, Target, MAX_REPLICA_ACK_TIMEOUT};
 use crate::tls::Tls;
 use crate::token::Htpasswd;
@@ -186,10 +187,37 @@ pub struct ServeArgs {
     /// + Retry-After at once (1..=1000000).
     #[arg(long, env = "RG_MAX_LONG_POLL_WAITERS", default_value = "1024")]
     pub max_long_poll_waiters: String,
-    /// Longest a login waits for a bcrypt slot or a Katello connection before it gets 503 +
-    /// Retry-After, in milliseconds (1..=60000).
-    #[arg(long, env = "RG_LOGIN_QUEUE_TIMEOUT_MS", default_value = "2000")]
+    /// The longest wait a bcrypt verification is admitted to, in milliseconds (1..=60000):
+    /// one is admitted when the verifications queued ahead of it (measured, on
+    /// --login-concurrency CPUs) are expected to be done within it, else it gets 503 +
+    /// Retry-After at once; admitted, it waits its turn. Also the longest a Katello login
+    /// waits for a connection.
+    #[arg(long, env = "RG_LOGIN_QUEUE_TIMEOUT_MS", default_value = "10000")]
     pub login_queue_timeout_ms: String,
+    /// How long a refused login (wrong password, unknown user) is remembered and refused
+    /// again without a bcrypt run or a Katello call, in seconds (0 disables, ..=3600).
+    #[arg(long, env = "RG_LOGIN_REFUSAL_CACHE_SECS", default_value = "10")]
+    pub login_refusal_cache_secs: String,
+    /// Failed logins allowed per user in a --login-failure-window-secs window; past it that
+    /// user's logins not already cached get 429 + Retry-After (0 disables, ..=1000000).
+    #[arg(long, env = "RG_LOGIN_FAILURES_PER_USER", default_value = "10")]
+    pub login_failures_per_user: String,
+    /// Failed logins allowed per client address in a window, whatever the user (0 disables,
+    /// ..=1000000).
+    #[arg(long, env = "RG_LOGIN_FAILURES_PER_ADDRESS", default_value = "30")]
+    pub login_failures_per_address: String,
+    /// The window the failure limits count in, in seconds (1..=86400).
+    #[arg(long, env = "RG_LOGIN_FAILURE_WINDOW_SECS", default_value = "60")]
+    pub login_failure_window_secs: String,
+    /// Request header carrying the client's address as the front proxy saw it; the shipped
+    /// Envoy templates set it on the token route, replacing any copy the client sent.
+    /// Without it (or empty) every login counts as one unknown address.
+    #[arg(
+        long,
+        env = "RG_CLIENT_ADDRESS_HEADER",
+        default_value = "x-registry-gate-client-address"
+    )]
+    pub client_address_header: String,
     /// bcrypt verifications run at once (1..=1024) [default: the number of CPUs].
     #[arg(long, env = "RG_LOGIN_CONCURRENCY")]
     pub login_concurrency: Option<String>,
@@ -295,6 +323,11 @@ pub struct Config {
     pub max_long_poll_waiters: usize,
     pub login_queue_timeout: Duration,
     pub login_concurrency: usize,
+    /// Zero remembers no refusal.
+    pub login_refusal_ttl: Duration,
+    pub login_limits: LimitSettings,
+    /// Lower-case; `None`: addresses are unknown.
+    pub client_address_header: Option<String>,
     pub keep_generations: u64,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
@@ -493,6 +526,54 @@ impl Config {
             1,
             60_000,
         );
+        let refusal_ttl = number(
+            &mut problems,
+            "--login-refusal-cache-secs/RG_LOGIN_REFUSAL_CACHE_SECS",
+            &args.login_refusal_cache_secs,
+            0,
+            3600,
+        );
+        let per_user = number(
+            &mut problems,
+            "--login-failures-per-user/RG_LOGIN_FAILURES_PER_USER",
+            &args.login_failures_per_user,
+            0,
+            1_000_000,
+        );
+        let per_address = number(
+            &mut problems,
+            "--login-failures-per-address/RG_LOGIN_FAILURES_PER_ADDRESS",
+            &args.login_failures_per_address,
+            0,
+            1_000_000,
+        );
+        let window = number(
+            &mut problems,
+            "--login-failure-window-secs/RG_LOGIN_FAILURE_WINDOW_SECS",
+            &args.login_failure_window_secs,
+            1,
+            86_400,
+        );
+        let login_limits = match (per_user, per_address, window) {
+            (Some(per_user), Some(per_address), Some(window)) => Some(LimitSettings {
+                per_user: u32::try_from(per_user).unwrap_or(u32::MAX),
+                per_address: u32::try_from(per_address).unwrap_or(u32::MAX),
+                window: Duration::from_secs(window),
+            }),
+            _ => None,
+        };
+        let client_address_header = match args.client_address_header.trim() {
+            "" => None,
+            name if axum::http::HeaderName::from_bytes(name.as_bytes()).is_ok() => {
+                Some(name.to_ascii_lowercase())
+            }
+            name => {
+                problems.push(format!(
+                    "--client-address-header/RG_CLIENT_ADDRESS_HEADER {name:?}: not a header name"
+                ));
+                None
+            }
+        };
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let login_concurrency = match &args.login_concurrency {
             None => Some(cpus as u64),
@@ -579,6 +660,7 @@ impl Config {
             keep,
             max_body,
             log_format,
+            (refusal_ttl, login_limits),
         ) {
             (
                 (Some(listen), Some(redis), Some(replica_acks)),
@@ -590,6 +672,7 @@ impl Config {
                 Some(keep),
                 Some(max_body),
                 Some(log_format),
+                (Some(refusal_ttl), Some(login_limits)),
             ) if problems.is_empty() => Ok(Config {
                 listen,
                 redis,
@@ -614,6 +697,9 @@ impl Config {
                 max_long_poll_waiters: usize::try_from(waiters).unwrap_or(usize::MAX),
                 login_queue_timeout: Duration::from_millis(queue_timeout),
                 login_concurrency: usize::try_from(login_concurrency).unwrap_or(1),
+                login_refusal_ttl: Duration::from_secs(refusal_ttl),
+                login_limits,
+                client_address_header,
                 keep_generations: keep,
                 max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
                 log_format,
@@ -967,7 +1053,7 @@ mod tests {
         assert_eq!(config.login_cache_ttl, Duration::from_secs(30));
         assert_eq!(config.long_poll_max, Duration::from_secs(30));
         assert_eq!(config.max_long_poll_waiters, 1024);
-        assert_eq!(config.login_queue_timeout, Duration::from_millis(2000));
+        assert_eq!(config.login_queue_timeout, Duration::from_millis(10_000));
         assert_eq!(
             config.login_concurrency,
             std::thread::available_parallelism().unwrap().get()

@@ -12,13 +12,15 @@
 //! runtime's threads.
 
 pub mod cache;
+pub mod limits;
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
 use registry_gate_core::identity::Principal;
@@ -29,13 +31,22 @@ use crate::katello::{KatelloClient, KatelloError, TokenAnswer};
 use crate::token::{Credentials, Htpasswd};
 
 use self::cache::LoginCache;
+use self::limits::{Attempt, FailureLimits, LimitSettings, Limited};
 
 /// Why a login was refused or could not be checked.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AuthError {
     #[error("invalid username or password")]
     BadCredentials,
-    /// No bcrypt slot or Katello connection within the login queue timeout.
+    /// The same credentials were refused a moment ago ([`cache`]'s refusals): refused again
+    /// without asking the backend.
+    #[error("invalid username or password")]
+    RememberedRefusal,
+    /// Too many failed logins for this user or from this address ([`limits`]).
+    #[error("too many failed logins")]
+    Limited(Limited),
+    /// More verifications are queued than the CPUs clear within the login queue bound, or no
+    /// Katello connection within it.
     #[error("too many logins in progress")]
     Busy,
     /// Katello gave no usable answer (its status, a malformed answer, or none at all).
@@ -102,6 +113,8 @@ pub struct LoginRequest<'a> {
     pub credentials: &'a Credentials,
     pub authorization: Option<&'a HeaderValue>,
     pub scopes: &'a [String],
+    /// The client's address as the front proxy saw it, when it says.
+    pub address: Option<IpAddr>,
 }
 
 /// Login settings that do not depend on the backend.
@@ -109,10 +122,15 @@ pub struct LoginRequest<'a> {
 pub struct LoginSettings {
     /// bcrypt verifications run at once.
     pub concurrency: usize,
-    /// Longest a login waits for a bcrypt slot or a Katello connection.
+    /// The longest wait a bcrypt verification is admitted to (by the work queued ahead of
+    /// it), and the longest a Katello login waits for a connection.
     pub queue_timeout: Duration,
     /// How long a successful login is remembered; zero disables the cache.
     pub cache_ttl: Duration,
+    /// How long a refused login is remembered; zero remembers none.
+    pub refusal_ttl: Duration,
+    /// Failed logins allowed per user and per address.
+    pub limits: LimitSettings,
 }
 
 /// Checks Basic credentials against the configured backend.
@@ -123,9 +141,16 @@ pub struct Authenticator {
     /// bcrypt is deliberately slow; at most this many run at once so a login storm queues
     /// instead of exhausting the blocking pool.
     permits: Semaphore,
-    /// Longest a login waits for a permit before it is refused as busy, so a storm gets
-    /// prompt 503s instead of piling up requests that time out anyway.
+    concurrency: usize,
+    /// A verification is admitted only if the ones queued ahead of it are expected to be
+    /// done within this; once admitted it waits its turn (the queue is bounded in work, not
+    /// in wall time, so a burst the CPUs can clear is served, not timed out halfway).
     queue_timeout: Duration,
+    /// Verifications admitted and not finished.
+    queued: AtomicUsize,
+    /// What one verification takes, in µs: measured at start, then a moving average.
+    verify_micros: AtomicU64,
+    limits: FailureLimits,
     /// Backend checks run: bcrypt verifications or Katello `/v2/token` calls.
     upstream_calls: AtomicU64,
     /// Logins answered from the positive cache.
@@ -134,13 +159,27 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(backend: Backend, settings: LoginSettings) -> Result<Authenticator, AuthError> {
+        // One verification of an unknown user, timed: what the first admissions assume.
+        let verify_micros = match &backend {
+            Backend::Htpasswd(source) => {
+                let file = source.current();
+                let started = Instant::now();
+                file.verify("\0registry-gate-probe", "");
+                micros(started.elapsed())
+            }
+            Backend::None | Backend::Katello(_) => 0,
+        };
         Ok(Authenticator {
             backend,
-            cache: LoginCache::new(settings.cache_ttl).map_err(|e| {
+            cache: LoginCache::new(settings.cache_ttl, settings.refusal_ttl).map_err(|e| {
                 AuthError::Internal(format!("no randomness for the cache key: {e}"))
             })?,
             permits: Semaphore::new(settings.concurrency.max(1)),
+            concurrency: settings.concurrency.max(1),
             queue_timeout: settings.queue_timeout,
+            queued: AtomicUsize::new(0),
+            verify_micros: AtomicU64::new(verify_micros),
+            limits: FailureLimits::new(settings.limits),
             upstream_calls: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
         })
@@ -154,6 +193,38 @@ impl Authenticator {
     /// Logins answered from the positive cache so far.
     pub fn cache_hits(&self) -> u64 {
         self.cache_hits.load(Ordering::Relaxed)
+    }
+
+    /// What one bcrypt verification takes now, as the admissions assume it.
+    pub fn verify_time(&self) -> Duration {
+        Duration::from_micros(self.verify_micros.load(Ordering::Relaxed))
+    }
+
+    /// Admits one more bcrypt verification if the ones queued ahead of it are expected to
+    /// be done within the queue bound, or answers busy at once.
+    fn admit(&self) -> Result<Queued<'_>, AuthError> {
+        let each = self.verify_micros.load(Ordering::Relaxed);
+        let bound = micros(self.queue_timeout);
+        let concurrency = self.concurrency;
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                // Rounds of `concurrency` ahead of it, then its own.
+                let rounds = u64::try_from(queued / concurrency).unwrap_or(u64::MAX);
+                let done_after = rounds.saturating_add(1).saturating_mul(each);
+                (done_after <= bound || queued == 0).then_some(queued + 1)
+            })
+            .map(|_| Queued(&self.queued))
+            .map_err(|_| AuthError::Busy)
+    }
+
+    /// Takes a verification's measured time into the average (one eighth of it).
+    fn measured(&self, took: Duration) {
+        let took = micros(took);
+        let _ = self
+            .verify_micros
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mean| {
+                Some(mean - mean / 8 + took / 8)
+            });
     }
 
     /// The principal the credentials prove.
@@ -185,8 +256,29 @@ impl Authenticator {
                 (principal, true)
             }
             None => {
-                let check = self.check(user, password, request);
-                (self.cache.flight(key, check).await?, false)
+                // Katello's answer to wrong credentials depends on the scopes (public ones
+                // get an anonymous token): a refusal is remembered with them.
+                let refusal = self
+                    .cache
+                    .key(user, &refusal_subject(password, request.scopes));
+                if self.cache.refused(&refusal) {
+                    return Err(AuthError::RememberedRefusal);
+                }
+                let era = self.cache.era();
+                // Only checks count against the failure limits, one per flight: identical
+                // logins at once are one attempt.
+                let check = async {
+                    let attempt = self
+                        .limits
+                        .attempt(user, request.address)
+                        .map_err(AuthError::Limited)?;
+                    settle(attempt, self.check(user, password, request).await)
+                };
+                let outcome = self.cache.flight(key, check).await;
+                if matches!(outcome, Err(AuthError::BadCredentials)) {
+                    self.cache.remember_refusal(refusal, era);
+                }
+                (outcome?, false)
             }
         };
         let catalog = match (&self.backend, &principal, request.authorization) {
@@ -216,18 +308,22 @@ impl Authenticator {
             Backend::None => Err(AuthError::BadCredentials),
             Backend::Htpasswd(source) => {
                 let file = source.current();
-                let _permit = tokio::time::timeout(self.queue_timeout, self.permits.acquire())
+                let _queued = self.admit()?;
+                let _permit = self
+                    .permits
+                    .acquire()
                     .await
-                    .map_err(|_| AuthError::Busy)?
                     .map_err(|e| AuthError::Internal(e.to_string()))?;
                 self.upstream_calls.fetch_add(1, Ordering::Relaxed);
                 let (user, password) = (user.to_owned(), password.to_owned());
-                let (user, ok) = tokio::task::spawn_blocking(move || {
+                let (user, ok, took) = tokio::task::spawn_blocking(move || {
+                    let started = Instant::now();
                     let ok = file.verify(&user, &password);
-                    (user, ok)
+                    (user, ok, started.elapsed())
                 })
                 .await
                 .map_err(|e| AuthError::Internal(e.to_string()))?;
+                self.measured(took);
                 if ok {
                     Ok(Principal::User(user))
                 } else {
@@ -245,6 +341,37 @@ impl Authenticator {
             }
         }
     }
+}
+
+/// A verification admitted to the queue, until it is done.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A login's outcome, and its attempt kept as a failure if the credentials were refused.
+fn settle(attempt: Attempt, outcome: Result<Principal, AuthError>) -> Result<Principal, AuthError> {
+    if matches!(outcome, Err(AuthError::BadCredentials)) {
+        attempt.failed();
+    }
+    outcome
+}
+
+/// What a refusal is remembered under beside the user: the password and the scopes asked.
+fn refusal_subject(password: &str, scopes: &[String]) -> String {
+    let mut subject = password.to_owned();
+    for scope in scopes {
+        subject.push('\0');
+        subject.push_str(scope);
+    }
+    subject
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// What identifies one version of a file without reading it.

@@ -52,7 +52,13 @@ impl PublishOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LoginOutcome {
     Issued,
+    /// Wrong credentials, checked by the backend.
     Refused,
+    /// Wrong credentials refused again from memory, without the backend.
+    RefusedRemembered,
+    /// Refused unchecked: too many failed logins for the user, or from the address.
+    LimitedUser,
+    LimitedAddress,
     Busy,
     Unavailable,
     Failed,
@@ -63,6 +69,9 @@ impl LoginOutcome {
         match self {
             LoginOutcome::Issued => "issued",
             LoginOutcome::Refused => "refused",
+            LoginOutcome::RefusedRemembered => "refused_remembered",
+            LoginOutcome::LimitedUser => "limited_user",
+            LoginOutcome::LimitedAddress => "limited_address",
             LoginOutcome::Busy => "busy",
             LoginOutcome::Unavailable => "unavailable",
             LoginOutcome::Failed => "failed",

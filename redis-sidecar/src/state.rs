@@ -62,6 +62,8 @@ pub(crate) struct Inner {
     /// Katello logins refresh the user's grants (`--refresh-repositories-on-login`).
     pub refresh_on_login: bool,
     pub authenticator: Authenticator,
+    /// The header a login's client address is read from (`--client-address-header`).
+    pub client_address_header: Option<String>,
     pub minter: Minter,
     pub sync_secret: Secret,
     /// Lowercased CNs of client certificates allowed to call the Katello sync API.
@@ -137,6 +139,8 @@ impl AppState {
                 concurrency: config.login_concurrency,
                 queue_timeout: config.login_queue_timeout,
                 cache_ttl: config.login_cache_ttl,
+                refusal_ttl: config.login_refusal_ttl,
+                limits: config.login_limits,
             },
         )?;
         let ext_authz = config.ext_authz.map(|settings| {
@@ -159,6 +163,7 @@ impl AppState {
                 refresher,
                 refresh_on_login: config.refresh_repositories_on_login,
                 authenticator,
+                client_address_header: config.client_address_header,
                 minter: Minter::new(
                     config.signing_key,
                     config.issuer,

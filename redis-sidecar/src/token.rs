@@ -39,9 +39,18 @@ pub struct HtpasswdError {
 pub struct Htpasswd {
     users: HashMap<String, String>,
     /// Verified against for unknown users so that "no such user" and "wrong password" take
-    /// the same time: a hash of a random secret at the highest cost found in the file,
-    /// computed once when the file is loaded.
-    dummy: String,
+    /// the same time: one hash of a random secret per bcrypt cost the file uses, computed
+    /// once when the file is loaded. See [`Htpasswd::hash_for`].
+    dummies: Dummies,
+}
+
+/// The dummy hashes, each with how many users of the file have its cost.
+#[derive(Clone)]
+struct Dummies {
+    /// `(hash, users at that cost)`, by cost.
+    hashes: Vec<(String, usize)>,
+    /// Keys the choice of a dummy for an unknown user name.
+    key: [u8; 32],
 }
 
 impl std::fmt::Debug for Htpasswd {
@@ -58,7 +67,7 @@ impl Htpasswd {
     pub fn parse(text: &str) -> Result<Htpasswd, HtpasswdError> {
         let mut users = HashMap::new();
         let mut problems = Vec::new();
-        let mut max_cost = None;
+        let mut costs: std::collections::BTreeMap<u32, usize> = std::collections::BTreeMap::new();
         for (number, line) in text.lines().enumerate() {
             let number = number + 1;
             let line = line.trim_end_matches(['\r', ' ', '\t']);
@@ -82,7 +91,7 @@ impl Htpasswd {
             }
             match hash.parse::<bcrypt::HashParts>() {
                 Ok(parts) if (4..=31).contains(&parts.get_cost()) => {
-                    max_cost = max_cost.max(Some(parts.get_cost()));
+                    *costs.entry(parts.get_cost()).or_default() += 1;
                 }
                 Ok(parts) => {
                     problems.push(format!(
@@ -104,13 +113,32 @@ impl Htpasswd {
             return Err(HtpasswdError { problems });
         }
         let dummy_problem = |e: String| HtpasswdError {
-            problems: vec![format!("cannot prepare the dummy hash: {e}")],
+            problems: vec![format!("cannot prepare the dummy hashes: {e}")],
         };
-        let mut secret = [0_u8; 18];
-        getrandom::fill(&mut secret).map_err(|e| dummy_problem(e.to_string()))?;
-        let dummy = bcrypt::hash(hex::encode(secret), max_cost.unwrap_or(DEFAULT_COST))
-            .map_err(|e| dummy_problem(e.to_string()))?;
-        Ok(Htpasswd { users, dummy })
+        if costs.is_empty() {
+            costs.insert(DEFAULT_COST, 1);
+        }
+        if costs.len() > 1 {
+            tracing::warn!(
+                ?costs,
+                "htpasswd file mixes bcrypt costs: a login's time tells which cost its user has; \
+                 rehash every user at one cost"
+            );
+        }
+        let mut key = [0_u8; 32];
+        getrandom::fill(&mut key).map_err(|e| dummy_problem(e.to_string()))?;
+        let mut hashes = Vec::with_capacity(costs.len());
+        for (cost, count) in costs {
+            let mut secret = [0_u8; 18];
+            getrandom::fill(&mut secret).map_err(|e| dummy_problem(e.to_string()))?;
+            let hash = bcrypt::hash(hex::encode(secret), cost)
+                .map_err(|e| dummy_problem(e.to_string()))?;
+            hashes.push((hash, count));
+        }
+        Ok(Htpasswd {
+            users,
+            dummies: Dummies { hashes, key },
+        })
     }
 
     pub fn load(path: &Path) -> Result<Htpasswd, HtpasswdError> {
@@ -137,12 +165,41 @@ impl Htpasswd {
         known & matched
     }
 
-    /// The hash a login as `user` is verified against, and whether `user` exists.
+    /// The hash a login as `user` is verified against, and whether `user` exists. An
+    /// unknown user always gets the same dummy, picked by a keyed hash of its name so that
+    /// the costs of unknown users are spread as the file's users' costs are: with mixed
+    /// costs, the time a login takes says which cost a user has, not whether it exists.
     pub fn hash_for(&self, user: &str) -> (&str, bool) {
         match self.users.get(user) {
             Some(hash) => (hash, true),
-            None => (&self.dummy, false),
+            None => (self.dummies.pick(user), false),
         }
+    }
+}
+
+impl Dummies {
+    fn pick(&self, user: &str) -> &str {
+        use hmac::Mac as _;
+        let total: usize = self.hashes.iter().map(|(_, count)| count).sum();
+        let point = match hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key) {
+            Ok(mut mac) => {
+                mac.update(user.as_bytes());
+                let digest = mac.finalize().into_bytes();
+                let mut first = [0_u8; 8];
+                first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+                u64::from_le_bytes(first) % u64::try_from(total.max(1)).unwrap_or(1)
+            }
+            // HMAC takes keys of any length; this arm is never taken.
+            Err(_) => 0,
+        };
+        let mut below = 0_u64;
+        for (hash, count) in &self.hashes {
+            below = below.saturating_add(u64::try_from(*count).unwrap_or(u64::MAX));
+            if point < below {
+                return hash;
+            }
+        }
+        self.hashes.last().map_or("", |(hash, _)| hash.as_str())
     }
 }
 

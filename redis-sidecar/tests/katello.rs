@@ -22,6 +22,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use harness::{content, Options, Redis, Reply, Sidecar};
 use registry_gate_sidecar::katello::{ClientIdentity, KatelloClient, KatelloSettings};
+use registry_gate_sidecar::login::limits::LimitSettings;
 use registry_gate_sidecar::login::{Authenticator, Backend, LoginRequest, LoginSettings};
 use registry_gate_sidecar::token::Credentials;
 use registry_gate_tests::katello::{KatelloOptions, KatelloStandIn, KatelloUser, Refusal};
@@ -351,6 +352,12 @@ fn authenticator(url: &str, tls: &Tls, client: &ClientCert, identity: bool) -> A
             concurrency: 1,
             queue_timeout: Duration::from_secs(2),
             cache_ttl: Duration::from_secs(30),
+            refusal_ttl: Duration::from_secs(10),
+            limits: LimitSettings {
+                per_user: 10,
+                per_address: 30,
+                window: Duration::from_secs(60),
+            },
         },
     )
     .unwrap()
@@ -377,6 +384,7 @@ async fn a_katello_login_can_refresh_its_catalog_through_the_same_client() {
             credentials: &credentials,
             authorization: Some(&header),
             scopes: &scopes,
+            address: None,
         })
         .await
         .unwrap();
@@ -389,6 +397,38 @@ async fn a_katello_login_can_refresh_its_catalog_through_the_same_client() {
     assert_eq!(repositories, ["public/base", "team/app"]);
     assert_eq!((katello.token_calls(), katello.catalog_calls()), (1, 1));
 
+    // A wrong password is asked of Katello once; the same again is refused from memory.
+    let wrong_header = reqwest::header::HeaderValue::from_str(&format!(
+        "Basic {}",
+        STANDARD.encode("alice:wrong")
+    ))
+    .unwrap();
+    let wrong = Credentials::Basic {
+        user: "alice".into(),
+        password: "wrong".into(),
+    };
+    for want_remembered in [false, true] {
+        let refused = auth
+            .authenticate(LoginRequest {
+                credentials: &wrong,
+                authorization: Some(&wrong_header),
+                scopes: &scopes,
+                address: None,
+            })
+            .await
+            .unwrap_err();
+        let remembered = matches!(
+            refused,
+            registry_gate_sidecar::login::AuthError::RememberedRefusal
+        );
+        assert_eq!(remembered, want_remembered, "{refused:?}");
+    }
+    assert_eq!(
+        katello.token_calls(),
+        2,
+        "one Katello call for two wrong logins"
+    );
+
     // Without the client certificate Katello's TLS refuses the connection: unreachable.
     let anonymous_tls = authenticator(&katello.url(), &tls, &client, false);
     let refused = anonymous_tls
@@ -396,6 +436,7 @@ async fn a_katello_login_can_refresh_its_catalog_through_the_same_client() {
             credentials: &credentials,
             authorization: Some(&header),
             scopes: &scopes,
+            address: None,
         })
         .await
         .unwrap_err();

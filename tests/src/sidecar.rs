@@ -294,25 +294,29 @@ impl Sidecar {
         parse_published(&resp)
     }
 
+    /// The value of one series on `/metrics`, named with its labels as exposed
+    /// (`registry_gate_sidecar_logins_total{outcome="issued"}`); `Err` if not there.
+    pub fn metric(&self, series: &str) -> Result<u64, String> {
+        let resp = Request::get(format!("{}/metrics", self.url()))
+            .timeout(Duration::from_secs(5))
+            .send()?;
+        resp.text()
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .map(|value| value as u64)
+            .ok_or_else(|| format!("no {series:?} in /metrics: {}", resp.summary()))
+    }
+
     /// Waits until the ext_authz checks decide from `generation` or a newer one (the
     /// `ext_authz_generation` metric).
     pub fn wait_for_ext_authz_generation(&mut self, generation: u64, timeout: Duration) {
-        let url = format!("{}/metrics", self.url());
-        let metric = "registry_gate_sidecar_ext_authz_generation ";
         self.process.assert_running();
         crate::wait::wait_until(
             &format!("the ext_authz checks at generation {generation}"),
             timeout,
             || {
-                let resp = Request::get(url.as_str())
-                    .timeout(Duration::from_secs(5))
-                    .send()?;
-                let text = resp.text();
-                let installed = text
-                    .lines()
-                    .find_map(|line| line.strip_prefix(metric))
-                    .and_then(|value| value.trim().parse::<u64>().ok())
-                    .ok_or_else(|| format!("no {metric:?} in /metrics: {}", resp.summary()))?;
+                let installed = self.metric("registry_gate_sidecar_ext_authz_generation")?;
                 if installed >= generation {
                     Ok(())
                 } else {

@@ -97,6 +97,9 @@ pub struct CurlBurst<'a> {
     pub ca: &'a Path,
     pub repository: &'a str,
     pub dir: &'a Path,
+    /// The local address curl sends from (`--interface`), e.g. another loopback address;
+    /// `None`: the system's choice.
+    pub interface: Option<&'a str>,
 }
 
 /// One `/v2/token` login of a curl burst: the status (0 when no response arrived) and curl's
@@ -138,11 +141,15 @@ pub fn curl_logins(
                         "url = \"{}/v2/token?service={}&scope=repository:{}:pull\"\n\
                          user = \"{user}:{password}\"\ncacert = \"{}\"\n\
                          output = \"/dev/null\"\nmax-time = 30\n\
-                         write-out = \"%{{http_code}} %{{time_total}}\\n\"\n",
+                         write-out = \"%{{http_code}} %{{time_total}}\\n\"\n{}",
                         burst.base_url,
                         crate::sidecar::SERVICE,
                         burst.repository,
                         burst.ca.display(),
+                        burst
+                            .interface
+                            .map(|address| format!("interface = \"{address}\"\n"))
+                            .unwrap_or_default(),
                     )
                 })
                 .collect();

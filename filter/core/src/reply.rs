@@ -61,6 +61,8 @@ pub enum Code {
     Unsupported,
     Unavailable,
     NotFound,
+    /// 429: the distribution spec's `TOOMANYREQUESTS`.
+    TooManyRequests,
     Unknown,
 }
 
@@ -77,6 +79,7 @@ impl Code {
             Code::Unsupported => "UNSUPPORTED",
             Code::Unavailable => "UNAVAILABLE",
             Code::NotFound => "NOT_FOUND",
+            Code::TooManyRequests => "TOOMANYREQUESTS",
             Code::Unknown => "UNKNOWN",
         }
     }

@@ -7,9 +7,13 @@
 //! with the same key share one backend check ([`LoginCache::flight`]): a burst of identical
 //! logins costs one bcrypt run or one Katello call, whatever its outcome.
 //!
+//! A refusal (wrong password, unknown user) is remembered for a shorter while, when that is
+//! configured: the same wrong login again is refused without a bcrypt run or a Katello call.
+//! Never an error (busy, Katello unreachable): those are not answers about the credentials.
+//!
 //! [`LoginCache::clear`] starts a new era: everything cached is dropped, and a check that was
 //! already running when it happened cannot cache its result. This module must never write
-//! anything outside memory, never hold a password, and never cache a refusal or an error.
+//! anything outside memory, and never hold a password.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -42,6 +46,8 @@ struct Entries {
     /// Bumped by [`LoginCache::clear`]; a check started in an older era does not cache.
     era: u64,
     users: HashMap<Key, (String, Instant)>,
+    /// Refused logins, until when they stay refused.
+    refused: HashMap<Key, Instant>,
     flights: HashMap<Key, Flight>,
 }
 
@@ -50,6 +56,8 @@ pub struct LoginCache {
     hmac_key: [u8; 32],
     /// Zero disables caching (single flight still applies).
     ttl: Duration,
+    /// How long a refusal is remembered; zero remembers none.
+    refusal_ttl: Duration,
     entries: Mutex<Entries>,
 }
 
@@ -62,16 +70,19 @@ impl std::fmt::Debug for LoginCache {
 }
 
 impl LoginCache {
-    /// A cache with a fresh random HMAC key.
-    pub fn new(ttl: Duration) -> Result<LoginCache, getrandom::Error> {
+    /// A cache with a fresh random HMAC key, remembering logins for `ttl` and refusals for
+    /// `refusal_ttl`.
+    pub fn new(ttl: Duration, refusal_ttl: Duration) -> Result<LoginCache, getrandom::Error> {
         let mut hmac_key = [0_u8; 32];
         getrandom::fill(&mut hmac_key)?;
         Ok(LoginCache {
             hmac_key,
             ttl,
+            refusal_ttl,
             entries: Mutex::new(Entries {
                 era: 0,
                 users: HashMap::new(),
+                refused: HashMap::new(),
                 flights: HashMap::new(),
             }),
         })
@@ -102,11 +113,35 @@ impl LoginCache {
         cached(&self.lock(), key)
     }
 
-    /// Drops every cached login and starts a new era.
+    /// The era now: what [`LoginCache::remember_refusal`] compares against.
+    pub fn era(&self) -> u64 {
+        self.lock().era
+    }
+
+    /// Remembers that the login of `key` was refused, unless the cache was cleared since
+    /// `era` (the file changed while it was checked) or refusals are not remembered.
+    pub fn remember_refusal(&self, key: Key, era: u64) {
+        let mut entries = self.lock();
+        if entries.era == era && !self.refusal_ttl.is_zero() {
+            let until = Instant::now() + self.refusal_ttl;
+            insert(&mut entries.refused, key, until, |t| *t);
+        }
+    }
+
+    /// Whether `key` was refused within the refusal lifetime.
+    pub fn refused(&self, key: &Key) -> bool {
+        self.lock()
+            .refused
+            .get(key)
+            .is_some_and(|until| Instant::now() < *until)
+    }
+
+    /// Drops every cached login and refusal and starts a new era.
     pub fn clear(&self) {
         let mut entries = self.lock();
         entries.era = entries.era.wrapping_add(1);
         entries.users.clear();
+        entries.refused.clear();
     }
 
     /// How many logins are cached (expired ones included until evicted).
@@ -147,7 +182,8 @@ impl LoginCache {
                 }
                 if let Ok(Principal::User(user)) = &outcome {
                     if entries.era == era && !self.ttl.is_zero() {
-                        insert(&mut entries, key, user, Instant::now() + self.ttl);
+                        let until = Instant::now() + self.ttl;
+                        insert(&mut entries.users, key, (user.clone(), until), |(_, t)| *t);
                     }
                 }
                 outcome
@@ -162,15 +198,17 @@ fn cached(entries: &Entries, key: &Key) -> Option<Principal> {
     (Instant::now() < *expires).then(|| Principal::User(user.clone()))
 }
 
-fn insert(entries: &mut Entries, key: Key, user: &str, expires: Instant) {
-    if entries.users.len() >= MAX_ENTRIES && !entries.users.contains_key(&key) {
+/// Inserts into a map of at most [`MAX_ENTRIES`]: expired entries go first, then an
+/// arbitrary one.
+fn insert<V>(map: &mut HashMap<Key, V>, key: Key, value: V, expires: impl Fn(&V) -> Instant) {
+    if map.len() >= MAX_ENTRIES && !map.contains_key(&key) {
         let now = Instant::now();
-        entries.users.retain(|_, (_, until)| *until > now);
-        if entries.users.len() >= MAX_ENTRIES {
-            if let Some(victim) = entries.users.keys().next().copied() {
-                entries.users.remove(&victim);
+        map.retain(|_, value| expires(value) > now);
+        if map.len() >= MAX_ENTRIES {
+            if let Some(victim) = map.keys().next().copied() {
+                map.remove(&victim);
             }
         }
     }
-    entries.users.insert(key, (user.to_owned(), expires));
+    map.insert(key, value);
 }

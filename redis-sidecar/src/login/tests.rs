@@ -1,8 +1,16 @@
-//! Unit tests of the authenticator over htpasswd files: principals, the bcrypt bound, the
-//! positive cache (hits, expiry, misses, file changes, size bound) and single flight.
+//! Unit tests of the authenticator over htpasswd files: principals, the bcrypt queue bound,
+//! the positive cache (hits, expiry, misses, file changes, size bound), remembered refusals,
+//! failure limits and single flight.
 
 use super::cache::{LoginCache, MAX_ENTRIES};
 use super::*;
+
+/// No limits: the rows of most tests fail often.
+const NO_LIMITS: LimitSettings = LimitSettings {
+    per_user: 0,
+    per_address: 0,
+    window: Duration::from_secs(60),
+};
 
 /// A `$2y$` bcrypt hash at the minimum cost.
 fn hash(password: &str) -> String {
@@ -45,16 +53,18 @@ impl File {
     }
 
     fn authenticator(&self, concurrency: usize, queue: Duration, ttl: Duration) -> Authenticator {
+        self.authenticator_with(LoginSettings {
+            concurrency,
+            queue_timeout: queue,
+            cache_ttl: ttl,
+            refusal_ttl: Duration::ZERO,
+            limits: NO_LIMITS,
+        })
+    }
+
+    fn authenticator_with(&self, settings: LoginSettings) -> Authenticator {
         let source = HtpasswdSource::new(self.path(), Htpasswd::load(&self.path()).unwrap());
-        Authenticator::new(
-            Backend::Htpasswd(source),
-            LoginSettings {
-                concurrency,
-                queue_timeout: queue,
-                cache_ttl: ttl,
-            },
-        )
-        .unwrap()
+        Authenticator::new(Backend::Htpasswd(source), settings).unwrap()
     }
 }
 
@@ -62,10 +72,19 @@ const TTL: Duration = Duration::from_secs(30);
 const QUEUE: Duration = Duration::from_secs(5);
 
 async fn login(auth: &Authenticator, credentials: Credentials) -> Result<Principal, AuthError> {
+    login_from(auth, credentials, None).await
+}
+
+async fn login_from(
+    auth: &Authenticator,
+    credentials: Credentials,
+    address: Option<IpAddr>,
+) -> Result<Principal, AuthError> {
     auth.authenticate(LoginRequest {
         credentials: &credentials,
         authorization: None,
         scopes: &[],
+        address,
     })
     .await
     .map(|login| login.principal)
@@ -116,6 +135,8 @@ async fn authenticator_maps_credentials_to_principals() {
             concurrency: 1,
             queue_timeout: QUEUE,
             cache_ttl: TTL,
+            refusal_ttl: Duration::ZERO,
+            limits: NO_LIMITS,
         },
     )
     .unwrap();
@@ -143,23 +164,134 @@ async fn unknown_users_and_wrong_passwords_take_the_same_bcrypt_path() {
     assert_eq!(auth.upstream_calls(), before, "anonymous runs no bcrypt");
 }
 
-#[tokio::test]
-async fn a_login_waits_at_most_the_queue_timeout_for_a_bcrypt_slot() {
-    let file = File::new(&[("alice", "pw")]);
-    let auth = file.authenticator(1, Duration::from_millis(50), TTL);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_admits_the_work_the_cpus_clear_within_the_bound() {
+    let file = File::new(&[("u1", "pw"), ("u2", "pw"), ("u3", "pw")]);
+    let auth = Arc::new(file.authenticator(1, Duration::from_millis(250), TTL));
+    assert!(
+        auth.verify_time() > Duration::ZERO,
+        "a verification was timed at start"
+    );
+    // Each verification is taken to cost 100 ms: with one CPU, 250 ms admits two queued.
+    auth.verify_micros.store(100_000, Ordering::Relaxed);
     // Hold the only slot, as a long bcrypt run would.
     let held = auth.permits.acquire().await.unwrap();
+    let spawn = |user: &'static str| {
+        let auth = Arc::clone(&auth);
+        tokio::spawn(async move { login(&auth, basic(user, "pw")).await })
+    };
+    let first = spawn("u1");
+    let second = spawn("u2");
+    wait_until_queued(&auth, 2).await;
     let started = std::time::Instant::now();
     assert_eq!(
-        login(&auth, basic("alice", "pw")).await,
-        Err(AuthError::Busy)
+        login(&auth, basic("u3", "pw")).await,
+        Err(AuthError::Busy),
+        "a third would be done after 300 ms"
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "refused at once"
+    );
     assert_eq!(auth.upstream_calls(), 0, "nothing verified while refused");
+    // The admitted ones wait their turn, however long the slot is held.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !first.is_finished() && !second.is_finished(),
+        "no wall-time limit"
+    );
     drop(held);
+    assert_eq!(first.await.unwrap(), Ok(Principal::User("u1".into())));
+    assert_eq!(second.await.unwrap(), Ok(Principal::User("u2".into())));
+    assert_eq!(
+        auth.queued.load(Ordering::Relaxed),
+        0,
+        "the queue is empty again"
+    );
+}
+
+async fn wait_until_queued(auth: &Authenticator, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while auth.queued.load(Ordering::Relaxed) < n {
+        assert!(std::time::Instant::now() < deadline, "never queued {n}");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_is_remembered_for_its_lifetime_and_dropped_with_the_file() {
+    let file = File::new(&[("alice", "pw")]);
+    let auth = file.authenticator_with(LoginSettings {
+        concurrency: 1,
+        queue_timeout: QUEUE,
+        cache_ttl: TTL,
+        refusal_ttl: Duration::from_secs(10),
+        limits: NO_LIMITS,
+    });
+    assert_eq!(
+        login(&auth, basic("alice", "no")).await,
+        Err(AuthError::BadCredentials)
+    );
+    assert_eq!(
+        login(&auth, basic("alice", "no")).await,
+        Err(AuthError::RememberedRefusal),
+        "the same wrong password again"
+    );
+    assert_eq!(auth.upstream_calls(), 1, "refused again without bcrypt");
     assert_eq!(
         login(&auth, basic("alice", "pw")).await,
-        Ok(Principal::User("alice".into()))
+        Ok(Principal::User("alice".into())),
+        "the right password is another login"
+    );
+    file.write(&[("alice", "no")]);
+    assert_eq!(
+        login(&auth, basic("alice", "no")).await,
+        Ok(Principal::User("alice".into())),
+        "a changed file forgets the refusals"
+    );
+}
+
+#[tokio::test]
+async fn failed_logins_are_limited_per_user_and_per_address() {
+    let file = File::new(&[("alice", "pw"), ("bob", "pw")]);
+    let auth = file.authenticator_with(LoginSettings {
+        concurrency: 1,
+        queue_timeout: QUEUE,
+        cache_ttl: TTL,
+        refusal_ttl: Duration::ZERO,
+        limits: LimitSettings {
+            per_user: 3,
+            per_address: 5,
+            window: Duration::from_secs(60),
+        },
+    });
+    let ip = |last: u8| Some(IpAddr::from([10, 0, 0, last]));
+    // Bob logs in once: his login is cached.
+    login_from(&auth, basic("bob", "pw"), ip(9)).await.unwrap();
+    for n in 1..=3 {
+        let _ = login_from(&auth, basic("alice", &format!("wrong{n}")), ip(n)).await;
+    }
+    let calls = auth.upstream_calls();
+    assert!(
+        matches!(
+            login_from(&auth, basic("alice", "pw"), ip(4)).await,
+            Err(AuthError::Limited(Limited::User { .. }))
+        ),
+        "three failures from three addresses spend alice's budget, even for her password"
+    );
+    assert_eq!(auth.upstream_calls(), calls, "refused without bcrypt");
+    // Address 7 fails five times as five users.
+    for n in 0..5 {
+        let _ = login_from(&auth, basic(&format!("nobody{n}"), "x"), ip(7)).await;
+    }
+    assert!(matches!(
+        login_from(&auth, basic("carol", "x"), ip(7)).await,
+        Err(AuthError::Limited(Limited::Address { .. }))
+    ));
+    assert_eq!(
+        login_from(&auth, basic("bob", "pw"), ip(7)).await,
+        Ok(Principal::User("bob".into())),
+        "a cached login is never limited"
     );
 }
 
@@ -316,7 +448,7 @@ async fn a_burst_of_identical_logins_costs_one_check() {
 
 #[tokio::test]
 async fn the_cache_is_bounded() {
-    let cache = LoginCache::new(TTL).unwrap();
+    let cache = LoginCache::new(TTL, Duration::ZERO).unwrap();
     for n in 0..MAX_ENTRIES + 10 {
         let user = format!("user{n}");
         let key = cache.key(&user, "pw");
@@ -335,9 +467,9 @@ async fn the_cache_is_bounded() {
 
 #[test]
 fn keys_separate_user_and_password_and_differ_per_process() {
-    let cache = LoginCache::new(TTL).unwrap();
+    let cache = LoginCache::new(TTL, Duration::ZERO).unwrap();
     assert_ne!(cache.key("ab", "c"), cache.key("a", "bc"));
     assert_eq!(cache.key("a", "b"), cache.key("a", "b"));
-    let other = LoginCache::new(TTL).unwrap();
+    let other = LoginCache::new(TTL, Duration::ZERO).unwrap();
     assert_ne!(cache.key("a", "b"), other.key("a", "b"));
 }

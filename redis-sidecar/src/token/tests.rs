@@ -343,31 +343,38 @@ fn minted_token_verifies_with_the_published_key_and_carries_the_claims() {
 }
 
 #[test]
-fn unknown_users_are_verified_against_a_dummy_at_the_highest_cost() {
-    let cheap = hash("pw-a");
-    let dearer = bcrypt::hash_with_result("pw-b", 5)
-        .unwrap()
-        .format_for_version(bcrypt::Version::TwoY);
-    let file = Htpasswd::parse(&format!("alice:{cheap}\nbob:{dearer}\n")).unwrap();
+fn unknown_users_get_dummies_at_the_files_costs_in_its_proportions() {
+    let at = |password: &str, cost: u32| {
+        bcrypt::hash_with_result(password, cost)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY)
+    };
+    // Three users at cost 4, one at cost 5.
+    let (a, b, c, d) = (at("a", 4), at("b", 4), at("c", 4), at("d", 5));
+    let file = Htpasswd::parse(&format!("alice:{a}\nbob:{b}\ncarol:{c}\ndave:{d}\n")).unwrap();
     let cost = |hash: &str| hash.parse::<bcrypt::HashParts>().unwrap().get_cost();
     let (alice, known) = file.hash_for("alice");
-    assert_eq!((alice, known), (cheap.as_str(), true));
-    let (dummy, known) = file.hash_for("mallory");
-    assert!(!known);
+    assert_eq!((alice, known), (a.as_str(), true));
+    let unknown: Vec<&str> = (0..400)
+        .map(|n| {
+            let (dummy, known) = file.hash_for(&format!("nobody{n}"));
+            assert!(!known);
+            assert!(![&a, &b, &c, &d].contains(&&dummy.to_owned()), "a dummy");
+            dummy
+        })
+        .collect();
+    let cheap = unknown.iter().filter(|hash| cost(hash) == 4).count();
+    let dearer = unknown.iter().filter(|hash| cost(hash) == 5).count();
+    assert_eq!(cheap + dearer, 400, "only the file's costs");
+    // Expected 300 of 400 at cost 4 (three quarters of the users); sd about 9.
+    assert!((250..=350).contains(&cheap), "{cheap} of 400 at cost 4");
     assert_eq!(
-        cost(dummy),
-        5,
-        "the highest cost in the file, not the default"
+        file.hash_for("nobody7").0,
+        unknown[7],
+        "the same unknown user always gets the same dummy"
     );
-    assert_ne!(dummy, cheap);
-    assert_ne!(dummy, dearer);
-    assert_eq!(
-        file.hash_for("eve").0,
-        dummy,
-        "computed once, the same for everyone"
-    );
-    // The dummy is a real bcrypt hash, so verifying against it costs a full bcrypt run.
-    assert!(bcrypt::verify("anything", dummy).is_ok());
+    // A dummy is a real bcrypt hash, so verifying against it costs a full bcrypt run.
+    assert!(bcrypt::verify("anything", unknown[0]).is_ok());
     // An empty file still has a dummy, at the default cost.
     let empty = Htpasswd::parse("# nobody\n").unwrap();
     assert_eq!(cost(empty.hash_for("alice").0), DEFAULT_COST);

@@ -862,6 +862,7 @@ fn login_bursts(
                 ca,
                 repository: &slot(0),
                 dir: &burst_dir,
+                interface: None,
             },
             logins,
             params.logins,

@@ -877,6 +877,7 @@ fn login_burst(settings: &Settings, backend: &'static str, ttl: &str) -> LoginRo
             ca: stack.ca_cert(),
             repository: "team/private",
             dir: &dir,
+            interface: None,
         },
         &logins,
         settings.logins,
