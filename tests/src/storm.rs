@@ -110,6 +110,21 @@ pub struct CurlLogin {
     pub duration: Duration,
 }
 
+/// What one bcrypt verification at `cost` takes here (the best of three runs): with the
+/// CPUs the sidecar verifies on, the floor of a burst of distinct logins.
+pub fn bcrypt_verify_time(cost: u32) -> Duration {
+    let hash = bcrypt::hash("registry-gate-floor", cost)
+        .unwrap_or_else(|err| panic!("bcrypt at cost {cost}: {err}"));
+    (0..3)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            let _ = bcrypt::verify("registry-gate-floor", &hash);
+            started.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
 /// The most transfers curl runs in parallel in one process.
 const CURL_PARALLEL_MAX: usize = 250;
 
