@@ -363,29 +363,39 @@ fn authenticator(url: &str, tls: &Tls, client: &ClientCert, identity: bool) -> A
     .unwrap()
 }
 
+/// A Basic login of `user` with `password` for `scopes`, as the token endpoint makes it.
+async fn basic_login(
+    auth: &Authenticator,
+    user: &str,
+    password: &str,
+    scopes: &[String],
+) -> Result<registry_gate_sidecar::login::Login, registry_gate_sidecar::login::AuthError> {
+    let header = reqwest::header::HeaderValue::from_str(&format!(
+        "Basic {}",
+        STANDARD.encode(format!("{user}:{password}"))
+    ))
+    .unwrap();
+    let credentials = Credentials::Basic {
+        user: user.into(),
+        password: password.into(),
+    };
+    auth.authenticate(LoginRequest {
+        credentials: &credentials,
+        authorization: Some(&header),
+        scopes,
+        address: None,
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_katello_login_can_refresh_its_catalog_through_the_same_client() {
     let dir = tempfile::tempdir().unwrap();
     let (tls, client) = material(dir.path());
     let katello = katello(&tls, Refusal::Status401);
     let auth = authenticator(&katello.url(), &tls, &client, true);
-    let header = reqwest::header::HeaderValue::from_str(&format!(
-        "Basic {}",
-        STANDARD.encode("alice:alice-pw")
-    ))
-    .unwrap();
-    let credentials = Credentials::Basic {
-        user: "alice".into(),
-        password: "alice-pw".into(),
-    };
     let scopes = ["repository:team/app:pull".to_owned()];
-    let login = auth
-        .authenticate(LoginRequest {
-            credentials: &credentials,
-            authorization: Some(&header),
-            scopes: &scopes,
-            address: None,
-        })
+    let login = basic_login(&auth, "alice", "alice-pw", &scopes)
         .await
         .unwrap();
     let repositories = login
@@ -398,23 +408,8 @@ async fn a_katello_login_can_refresh_its_catalog_through_the_same_client() {
     assert_eq!((katello.token_calls(), katello.catalog_calls()), (1, 1));
 
     // A wrong password is asked of Katello once; the same again is refused from memory.
-    let wrong_header = reqwest::header::HeaderValue::from_str(&format!(
-        "Basic {}",
-        STANDARD.encode("alice:wrong")
-    ))
-    .unwrap();
-    let wrong = Credentials::Basic {
-        user: "alice".into(),
-        password: "wrong".into(),
-    };
     for want_remembered in [false, true] {
-        let refused = auth
-            .authenticate(LoginRequest {
-                credentials: &wrong,
-                authorization: Some(&wrong_header),
-                scopes: &scopes,
-                address: None,
-            })
+        let refused = basic_login(&auth, "alice", "wrong", &scopes)
             .await
             .unwrap_err();
         let remembered = matches!(
@@ -431,13 +426,7 @@ async fn a_katello_login_can_refresh_its_catalog_through_the_same_client() {
 
     // Without the client certificate Katello's TLS refuses the connection: unreachable.
     let anonymous_tls = authenticator(&katello.url(), &tls, &client, false);
-    let refused = anonymous_tls
-        .authenticate(LoginRequest {
-            credentials: &credentials,
-            authorization: Some(&header),
-            scopes: &scopes,
-            address: None,
-        })
+    let refused = basic_login(&anonymous_tls, "alice", "alice-pw", &scopes)
         .await
         .unwrap_err();
     assert!(

@@ -569,21 +569,22 @@ impl Gate {
 
 impl Gate {
     /// The upstream's response head to a forwarded Flatpak index request (`:status`,
-    /// `Content-Encoding`, `Content-Length`): pass it through or buffer and filter it, or the
-    /// reply to send instead. A declared length over the bound is refused before any of the
-    /// body is buffered.
+    /// `Content-Encoding`, and the length its `Content-Length` declares, read by
+    /// [`flatpak::declared_length`]): pass it through or buffer and filter it, or the reply
+    /// to send instead. A declared length over the bound is refused before any of the body
+    /// is buffered.
     pub fn flatpak_response_head(
         &mut self,
         status: Option<&[u8]>,
         content_encoding: Option<&[u8]>,
-        content_length: Option<&[u8]>,
+        declared_length: Option<usize>,
     ) -> Result<Plan, Reply> {
         match flatpak::plan(status, content_encoding) {
             Ok(Plan::PassThrough) => {
                 bump(&mut self.counts.flatpak_index, "passed_through");
                 Ok(Plan::PassThrough)
             }
-            Ok(Plan::Filter) => match flatpak::declared_length(content_length) {
+            Ok(Plan::Filter) => match declared_length {
                 Some(length) => self.flatpak_buffered(length).map(|()| Plan::Filter),
                 None => Ok(Plan::Filter),
             },

@@ -229,13 +229,11 @@ impl Worker {
             Ok(head) => head,
             Err(error) => return Step::Answered(self.fail(host, error)),
         };
-        // Reserved whole before any of the body moves; 0 if unknown (reserved chunk by chunk).
-        let declared = flatpak::declared_length(length.as_deref()).unwrap_or(0);
-        match self.gate.flatpak_response_head(
-            status.as_deref(),
-            encoding.as_deref(),
-            length.as_deref(),
-        ) {
+        let declared = flatpak::declared_length(length.as_deref());
+        match self
+            .gate
+            .flatpak_response_head(status.as_deref(), encoding.as_deref(), declared)
+        {
             Ok(Plan::PassThrough) => Step::Done(Action::Continue),
             Ok(Plan::Filter) if end_of_stream => {
                 // No body (HEAD, or an empty answer): nothing to filter, nothing shown; the
@@ -247,7 +245,8 @@ impl Worker {
                 }
                 Step::Done(Action::Continue)
             }
-            Ok(Plan::Filter) => match self.budget.reserve(declared) {
+            // Reserved whole before any of the body moves; without a length, chunk by chunk.
+            Ok(Plan::Filter) => match self.budget.reserve(declared.unwrap_or(0)) {
                 Some(reservation) => Step::Buffer(Held {
                     body: Vec::new(),
                     reservation,
@@ -259,8 +258,9 @@ impl Worker {
     }
 
     /// A Flatpak index body chunk: move it out of Envoy into `held` (within the bound, and
-    /// within the budget, else 503 before it moves) until the end, then answer with the gate's reply: the filtered index, or the error. The
-    /// upstream's head is still held, so the local reply replaces it whole.
+    /// within the budget, else 503 before it moves) until the end, then answer with the
+    /// gate's reply: the filtered index, or the error. The upstream's head is still held, so
+    /// the local reply replaces it whole.
     ///
     /// The body is kept here rather than in Envoy's buffer, and the filtered index goes out
     /// as a local reply rather than as a rewritten body: Envoy answers 500 once a buffered

@@ -1307,7 +1307,7 @@ fn the_flatpak_index_is_filtered_to_the_caller() {
     for (case, authorization, visible) in rows {
         let caller = flatpak_caller(&mut gate, authorization);
         assert_eq!(
-            gate.flatpak_response_head(Some(b"200"), None, Some(b"100")),
+            gate.flatpak_response_head(Some(b"200"), None, Some(100)),
             Ok(Plan::Filter),
             "{case}"
         );
@@ -1354,7 +1354,7 @@ fn flatpak_answers_that_cannot_be_filtered_fail_closed() {
     let mut gate = ready_gate(json!({"flatpak_index_max_bytes": 2048}));
     let caller = flatpak_caller(&mut gate, None);
     assert_eq!(
-        gate.flatpak_response_head(Some(b"404"), None, Some(b"999999")),
+        gate.flatpak_response_head(Some(b"404"), None, Some(999999)),
         Ok(Plan::PassThrough),
         "upstream errors pass"
     );
@@ -1368,12 +1368,12 @@ fn flatpak_answers_that_cannot_be_filtered_fail_closed() {
         Err(502)
     );
     assert_eq!(
-        status(gate.flatpak_response_head(Some(b"200"), None, Some(b"2049"))),
+        status(gate.flatpak_response_head(Some(b"200"), None, Some(2049))),
         Err(502),
         "a declared length over the bound"
     );
     assert_eq!(
-        gate.flatpak_response_head(Some(b"200"), None, Some(b"2048")),
+        gate.flatpak_response_head(Some(b"200"), None, Some(2048)),
         Ok(Plan::Filter)
     );
     assert_eq!(gate.flatpak_buffered(2048), Ok(()));
